@@ -1,0 +1,66 @@
+# cluster.sh — throwaway PostgreSQL clusters for scripts (sourced, not run).
+#
+# cluster_start NAME: initdb + start a cluster in $CLUSTER_ROOT/NAME as an
+# unprivileged user (root is refused by initdb), listening only on a unix
+# socket in $CLUSTER_ROOT and on a free loopback port, configured with
+# test/edgesync.conf.  Sets NAME_PORT.  cluster_stop_all stops every cluster
+# started here (by data directory, never by process name); install it as an
+# EXIT trap.  cluster_psql NAME [psql args]: psql as the cluster's superuser.
+
+PG_BINDIR=$(${PG_CONFIG:-pg_config} --bindir)
+CLUSTER_USER=${EDGESYNC_TEST_USER:-postgres}
+CLUSTER_ROOT=$(mktemp -d /tmp/edgesync-demo.XXXXXX)
+CLUSTERS=()
+
+if [ "$(id -u)" -eq 0 ]; then
+	id "$CLUSTER_USER" >/dev/null 2>&1 || useradd --system --create-home "$CLUSTER_USER"
+	chown "$CLUSTER_USER": "$CLUSTER_ROOT"
+	as_cluster_user() { runuser -u "$CLUSTER_USER" -- "$@"; }
+else
+	CLUSTER_USER=$(id -un)
+	as_cluster_user() { "$@"; }
+fi
+
+free_port() {
+	local port
+	for port in $(seq 54400 54499); do
+		if ! (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null &&
+			[ ! -e "$CLUSTER_ROOT/.s.PGSQL.$port" ]; then
+			echo "$port"
+			return
+		fi
+	done
+	return 1
+}
+
+cluster_start() {
+	local name=$1 port
+	port=$(free_port) || { echo "no free port" >&2; return 1; }
+	as_cluster_user "$PG_BINDIR/initdb" -D "$CLUSTER_ROOT/$name" -U postgres -A trust \
+		--no-sync >/dev/null || return 1
+	cat "$(dirname "${BASH_SOURCE[0]}")/../test/edgesync.conf" |
+		as_cluster_user tee -a "$CLUSTER_ROOT/$name/postgresql.conf" >/dev/null
+	cat <<-CONF | as_cluster_user tee -a "$CLUSTER_ROOT/$name/postgresql.conf" >/dev/null
+		port = $port
+		listen_addresses = '127.0.0.1'
+		unix_socket_directories = '$CLUSTER_ROOT'
+	CONF
+	CLUSTERS+=("$name")
+	as_cluster_user "$PG_BINDIR/pg_ctl" -D "$CLUSTER_ROOT/$name" -l "$CLUSTER_ROOT/$name.log" \
+		-w start >/dev/null || { cat "$CLUSTER_ROOT/$name.log" >&2; return 1; }
+	printf -v "${name}_PORT" '%s' "$port"
+}
+
+cluster_psql() {
+	local name=$1; shift
+	local port_var="${name}_PORT"
+	as_cluster_user "$PG_BINDIR/psql" -X -q -h "$CLUSTER_ROOT" -p "${!port_var}" -U postgres "$@"
+}
+
+cluster_stop_all() {
+	local name
+	for name in "${CLUSTERS[@]}"; do
+		as_cluster_user "$PG_BINDIR/pg_ctl" -D "$CLUSTER_ROOT/$name" -m fast -w stop >/dev/null 2>&1
+	done
+	rm -rf "$CLUSTER_ROOT"
+}

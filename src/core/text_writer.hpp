@@ -1,0 +1,129 @@
+/*
+ * text_writer.hpp — fast JSON and SQL text escaping into any byte sink.
+ *
+ * The output plugin and the change log write millions of small strings; these
+ * functions append them escaped to a sink in one pass, copying runs of plain
+ * bytes at once.  A sink is anything with append(const char *, size_t) and
+ * push_back(char): std::string in unit tests, a StringInfo adapter in the
+ * server (decode/).
+ *
+ * Pure C++: includes no PostgreSQL header (unit-tested in test/unit).
+ * Input is assumed to be valid UTF-8 (PostgreSQL has validated it); bytes >=
+ * 0x80 are copied unchanged, which is valid JSON.
+ */
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace edgesync::text {
+
+namespace detail {
+
+/* 0: copy as is; otherwise the character after the backslash ('u' = \u00XX). */
+struct JsonEscapeTable {
+	char action[256];
+	constexpr JsonEscapeTable() : action()
+	{
+		for (int c = 0; c < 0x20; c++)
+			action[c] = 'u';
+		action[static_cast<unsigned char>('\b')] = 'b';
+		action[static_cast<unsigned char>('\f')] = 'f';
+		action[static_cast<unsigned char>('\n')] = 'n';
+		action[static_cast<unsigned char>('\r')] = 'r';
+		action[static_cast<unsigned char>('\t')] = 't';
+		action[static_cast<unsigned char>('"')] = '"';
+		action[static_cast<unsigned char>('\\')] = '\\';
+	}
+};
+
+inline constexpr JsonEscapeTable kJsonEscape{};
+
+}  // namespace detail
+
+/* Appends s as a JSON string, quotes included. */
+template <typename Sink>
+void
+append_json_string(Sink &out, std::string_view s)
+{
+	static constexpr char hex[] = "0123456789abcdef";
+	const char *p = s.data();
+	const char *end = p + s.size();
+	const char *run = p;
+
+	out.push_back('"');
+	for (; p < end; p++) {
+		char action = detail::kJsonEscape.action[static_cast<unsigned char>(*p)];
+		if (action == 0)
+			continue;
+		if (p > run)
+			out.append(run, static_cast<size_t>(p - run));
+		if (action == 'u') {
+			unsigned char c = static_cast<unsigned char>(*p);
+			const char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
+			out.append(esc, 6);
+		} else {
+			const char esc[2] = {'\\', action};
+			out.append(esc, 2);
+		}
+		run = p + 1;
+	}
+	if (end > run)
+		out.append(run, static_cast<size_t>(end - run));
+	out.push_back('"');
+}
+
+/*
+ * Appends s as a SQL string literal that reads back as s whatever
+ * standard_conforming_strings says: 'it''s', or E'a\\b' when s holds a
+ * backslash (the same rule as PostgreSQL's quote_literal).
+ */
+template <typename Sink>
+void
+append_sql_literal(Sink &out, std::string_view s)
+{
+	bool has_backslash = s.find('\\') != std::string_view::npos;
+	if (has_backslash)
+		out.push_back('E');
+	out.push_back('\'');
+	const char *p = s.data();
+	const char *end = p + s.size();
+	const char *run = p;
+	for (; p < end; p++) {
+		if (*p != '\'' && *p != '\\')
+			continue;
+		out.append(run, static_cast<size_t>(p + 1 - run));
+		out.push_back(*p); /* double it */
+		run = p + 1;
+	}
+	if (end > run)
+		out.append(run, static_cast<size_t>(end - run));
+	out.push_back('\'');
+}
+
+/*
+ * Appends name as a SQL identifier, always double-quoted: exact for every
+ * name, keyword or not, mixed case or not.
+ */
+template <typename Sink>
+void
+append_sql_identifier(Sink &out, std::string_view name)
+{
+	out.push_back('"');
+	const char *p = name.data();
+	const char *end = p + name.size();
+	const char *run = p;
+	for (; p < end; p++) {
+		if (*p != '"')
+			continue;
+		out.append(run, static_cast<size_t>(p + 1 - run));
+		out.push_back('"');
+		run = p + 1;
+	}
+	if (end > run)
+		out.append(run, static_cast<size_t>(end - run));
+	out.push_back('"');
+}
+
+}  // namespace edgesync::text
