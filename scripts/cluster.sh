@@ -4,8 +4,9 @@
 # unprivileged user (root is refused by initdb), listening only on a unix
 # socket in $CLUSTER_ROOT and on a free loopback port, configured with
 # test/edgesync.conf.  Sets NAME_PORT.  cluster_stop_all stops every cluster
-# started here (by data directory, never by process name); install it as an
-# EXIT trap.  cluster_psql NAME [psql args]: psql as the cluster's superuser.
+# started here (by data directory, never by process name) and removes
+# $CLUSTER_ROOT; install it as an EXIT trap.  PG_BINDIR may be pointed at a
+# private installation (scripts/private-install.sh) before cluster_start.  cluster_psql NAME [psql args]: psql as the cluster's superuser.
 
 PG_BINDIR=$(${PG_CONFIG:-pg_config} --bindir)
 CLUSTER_USER=${EDGESYNC_TEST_USER:-postgres}
@@ -15,6 +16,7 @@ CLUSTERS=()
 if [ "$(id -u)" -eq 0 ]; then
 	id "$CLUSTER_USER" >/dev/null 2>&1 || useradd --system --create-home "$CLUSTER_USER"
 	chown "$CLUSTER_USER": "$CLUSTER_ROOT"
+	chmod 755 "$CLUSTER_ROOT"
 	as_cluster_user() { runuser -u "$CLUSTER_USER" -- "$@"; }
 else
 	CLUSTER_USER=$(id -un)

@@ -6,10 +6,13 @@ cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
 make -s >/dev/null
-if [ -w "$(pg_config --pkglibdir)" ]; then make -s install >/dev/null; fi
 
+# Clusters and a private install of edgesync (the system is left untouched).
 source scripts/cluster.sh
 trap cluster_stop_all EXIT
+source scripts/private-install.sh
+private_install "$CLUSTER_ROOT/install"
+PG_BINDIR=$PRIVATE_BINDIR
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 

@@ -2,7 +2,8 @@
 # The whole test suite, every layer, from a fresh machine: `make test`.
 #
 #   1. installs missing packages (scripts/install-deps.sh);
-#   2. builds and installs the extension (PGXS);
+#   2. builds the extension (PGXS) and installs it into a private copy of the
+#      PostgreSQL installation (scripts/private-install.sh), never the system;
 #   3. runs GoogleTest (ctest), pg_regress, isolation and TAP tests, each
 #      against temporary clusters it creates on unix sockets in a temp dir;
 #   4. prints one closing line: "N passed, N failed", summed over the layers.
@@ -38,22 +39,7 @@ record() { # layer passed failed
 	summary+=("$(printf '%-10s %5d passed, %d failed' "$1" "$2" "$3")")
 }
 
-echo "== build and install"
-if ! make -s PG_CONFIG="$PG_CONFIG" >/dev/null; then
-	echo "build failed" >&2
-	echo "0 passed, 1 failed"
-	exit 1
-fi
-pkglibdir=$("$PG_CONFIG" --pkglibdir)
-if [ -w "$pkglibdir" ]; then
-	make -s PG_CONFIG="$PG_CONFIG" install >/dev/null || { echo "0 passed, 1 failed"; exit 1; }
-elif ! cmp -s edgesync.so "$pkglibdir/edgesync.so"; then
-	echo "edgesync: cannot install into $pkglibdir; run 'sudo make install' first" >&2
-	echo "0 passed, 1 failed"
-	exit 1
-fi
-
-# Where the clusters run: a copy owned by the test user when we are root.
+# Everything this run creates lives here; removed on exit.
 workdir=$(mktemp -d /tmp/edgesync-test.XXXXXX)
 cleanup() {
 	# Stop any server a crashed or interrupted test left behind (by its own
@@ -61,12 +47,20 @@ cleanup() {
 	local pidfile datadir
 	while IFS= read -r pidfile; do
 		datadir=$(dirname "$pidfile")
-		as_test_user "$("$PG_CONFIG" --bindir)/pg_ctl" stop -D "$datadir" -m immediate >/dev/null 2>&1
+		as_test_user "${PRIVATE_BINDIR:-$("$PG_CONFIG" --bindir)}/pg_ctl" stop -D "$datadir" -m immediate >/dev/null 2>&1
 	done < <(find "$workdir" -name postmaster.pid 2>/dev/null)
 	rm -rf "$workdir"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+echo "== build and install (private: $workdir/install)"
+source scripts/private-install.sh
+if ! make -s PG_CONFIG="$PG_CONFIG" >/dev/null || ! private_install "$workdir/install"; then
+	echo "build failed" >&2
+	echo "0 passed, 1 failed"
+	exit 1
+fi
 
 if [ "$(id -u)" -eq 0 ]; then
 	id "$test_user" >/dev/null 2>&1 || useradd --system --create-home "$test_user"
@@ -85,7 +79,8 @@ run_layer() { # name, then the make arguments that select it
 	local name=$1; shift
 	local log="$workdir/$name.log"
 	echo "== $name"
-	(cd "$testdir" && as_test_user make PG_CONFIG="$PG_CONFIG" installcheck "$@") >"$log" 2>&1
+	(cd "$testdir" && as_test_user make PG_CONFIG="$PG_CONFIG" bindir="$PRIVATE_BINDIR" \
+		installcheck "$@") >"$log" 2>&1
 	local rc=$?
 	grep -E '^(test |     |ok |not ok |test/t/|Files=|Result:)' "$log" | sed 's/^/   /'
 	return $rc

@@ -1,9 +1,11 @@
--- edgesync 0.1.0: base install script.
+-- core.sql — schema edgesync and the library's own functions.
 --
--- The control file names pg_catalog as the extension's schema and this script
+-- The install script, edgesync--<version>.sql, is built by the Makefile from
+-- each piece's SQL file (SQL_PARTS), in order; this one comes first.
+--
+-- The control file names pg_catalog as the extension's schema and this file
 -- creates schema edgesync itself, so the schema is a member of the extension
 -- and DROP EXTENSION removes it.  Every object is therefore schema-qualified.
-\echo Use "CREATE EXTENSION edgesync" to load this file. \quit
 
 CREATE SCHEMA edgesync;
 COMMENT ON SCHEMA edgesync IS 'edgesync: versioned, change-logged tables streamed to the cloud';
