@@ -11,7 +11,7 @@ OBJS       = $(SRCS:.cpp=.o)
 # The install script is built from each piece's SQL, in dependency order;
 # upgrade scripts (edgesync--A--B.sql) live in src/sql/ and are never edited
 # once released.
-SQL_PARTS  = $(wildcard src/core/core.sql src/track/track.sql src/decode/decode.sql \
+SQL_PARTS  = $(wildcard src/core/core.sql src/track/track.sql src/track/sync.sql src/decode/decode.sql \
                         src/ship/ship.sql src/federate/federate.sql)
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA       = $(wildcard src/sql/$(EXTENSION)--*--*.sql)

@@ -6,6 +6,7 @@
  */
 #include "core/guard.hpp"
 #include "core/postgres.hpp"
+#include "track/sync_log.hpp"
 
 extern "C" {
 #include "utils/builtins.h"
@@ -23,6 +24,7 @@ PG_FUNCTION_INFO_V1(edgesync_version);
 void
 _PG_init(void)
 {
+	edgesync::track::register_sync_log_callbacks();
 }
 
 /* edgesync.version(): the version of the loaded library. */

@@ -1,0 +1,47 @@
+/*
+ * cursor.hpp — the text form of sync_log cursors.
+ *
+ * A cursor says which changes a reader has seen, in terms of transaction
+ * snapshots (as PgQ does), because log ids are not in commit order:
+ *
+ *   es1/<database>/<scope>/<seen>/<window>/<last xid>/<last id>
+ *
+ *   database  "<system identifier hex>.<database oid>": a cursor from another
+ *             database is refused, not misread;
+ *   scope     "all" (edgesync.changes) or "rel<oid>" (edgesync.pull of one table);
+ *   seen      a pg_snapshot: every transaction visible in it was delivered
+ *             ("-" at the very start);
+ *   window    a later pg_snapshot whose new transactions are being delivered,
+ *             with the (xid, id) of the last row delivered from it; all three
+ *             are "-" when no window is open.
+ *
+ * Pure C++: includes no PostgreSQL header (unit-tested in test/unit).
+ */
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace edgesync::track {
+
+struct Cursor {
+	std::string database;
+	std::string scope;
+	std::optional<std::string> seen;   /* pg_snapshot text */
+	std::optional<std::string> window; /* pg_snapshot text */
+	int64_t last_xid = 0;			   /* meaningful when window is set */
+	int64_t last_id = 0;
+};
+
+/* Parses text; throws edgesync::Error (22023) naming what is wrong. */
+Cursor parse_cursor(std::string_view text);
+
+/* The text form of c. */
+std::string format_cursor(const Cursor &c);
+
+/* True if s is the text of a pg_snapshot: xmin:xmax:xip,... in order. */
+bool is_snapshot_text(std::string_view s);
+
+}  // namespace edgesync::track

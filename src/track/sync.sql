@@ -1,0 +1,323 @@
+-- sync.sql — reading and writing tracked tables by cursor: changes(), pull(),
+-- push(), prune().
+--
+-- The cursor rule.  Log ids are not in commit order: a transaction that
+-- began earlier can commit after one a reader has already seen.  So a cursor
+-- holds snapshots, as PgQ does: "seen" (every transaction visible in it was
+-- delivered) and an open "window" snapshot being delivered.  The next rows
+-- are those of transactions visible in the window but not in seen, in
+-- (xid, id) order; a transaction not yet committed when the window was taken
+-- is invisible in it and lands in a later window.  No change is missed, none
+-- is delivered twice.
+
+-- The engine of changes() and pull(): up to max log rows after cursor, each
+-- with the cursor that resumes after it.
+CREATE FUNCTION edgesync._window(scope text, cursor text, rel oid, max integer)
+RETURNS TABLE (log_id bigint, log_xid bigint, log_relid oid, log_pk text, log_op "char",
+               log_version bigint, log_changed_at timestamptz, log_role oid, log_app text,
+               next_cursor text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    c      record;
+    seen   pg_snapshot;
+    win    pg_snapshot;
+    lo     bigint;
+    pruned bigint;
+BEGIN
+    IF max IS NULL OR max < 1 THEN
+        RAISE EXCEPTION 'max must be at least 1'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(max::text, 'NULL'));
+    END IF;
+    c := edgesync._cursor_parse(cursor, scope);
+    seen := c.seen::pg_snapshot;
+    lo := coalesce(pg_snapshot_xmin(seen)::text::bigint, 0);
+    IF cursor IS NOT NULL THEN
+        SELECT s.pruned_xid INTO pruned FROM edgesync.sync_log_state s;
+        IF pruned >= lo AND pruned > 0 THEN
+            RAISE EXCEPTION 'cursor is older than the pruned part of the change log'
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'edgesync.prune() deleted changes this cursor had not read yet.',
+                      HINT = 'Start again with a NULL cursor and reload the current rows.';
+        END IF;
+    END IF;
+    win := coalesce(c.win::pg_snapshot, pg_current_snapshot());
+
+    RETURN QUERY
+    WITH batch AS (
+        SELECT d.*, row_number() OVER (ORDER BY d.xid, d.id) AS n, count(*) OVER () AS total
+          FROM (SELECT d.*
+                  FROM edgesync.sync_log_data d
+                 WHERE d.xid >= lo
+                   AND d.xid < pg_snapshot_xmax(win)::text::bigint
+                   AND (rel IS NULL OR d.relid = rel)
+                   AND pg_visible_in_snapshot(d.xid::text::xid8, win)
+                   AND (seen IS NULL OR NOT pg_visible_in_snapshot(d.xid::text::xid8, seen))
+                   AND (c.last_xid IS NULL OR (d.xid, d.id) > (c.last_xid, c.last_id))
+                 ORDER BY d.xid, d.id
+                 LIMIT max + 1) d
+    )
+    SELECT b.id, b.xid, b.relid, b.pk, b.op, b.version, b.changed_at, b.role, b.application_name,
+           CASE WHEN b.n = b.total AND b.total <= max
+                THEN edgesync._cursor_make(scope, win::text, NULL, NULL, NULL)   -- window done
+                ELSE edgesync._cursor_make(scope, seen::text, win::text, b.xid, b.id)
+           END
+      FROM batch b
+     WHERE b.n <= max
+     ORDER BY b.n;
+END
+$$;
+
+CREATE FUNCTION edgesync.changes(cursor text, max integer DEFAULT 1000)
+RETURNS TABLE (id bigint, relid regclass, pk jsonb, op "char", version bigint, xid xid8,
+               changed_at timestamptz, role regrole, application_name text, next_cursor text)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT w.log_id, w.log_relid::regclass, w.log_pk::jsonb, w.log_op, w.log_version,
+           w.log_xid::text::xid8, w.log_changed_at, w.log_role::regrole, w.log_app, w.next_cursor
+      FROM edgesync._window('all', cursor, NULL, max) w
+$$;
+COMMENT ON FUNCTION edgesync.changes(text, integer) IS
+    'edgesync: the next changes of all tracked tables after a cursor (NULL: from the start)';
+
+-- A cursor at "now": changes committed before this call count as read.
+CREATE FUNCTION edgesync.current_cursor(tbl regclass DEFAULT NULL) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT edgesync._cursor_make(CASE WHEN tbl IS NULL THEN 'all' ELSE 'rel' || tbl::oid END,
+                                 pg_current_snapshot()::text, NULL, NULL, NULL)
+$$;
+
+-- The key columns of a table, in primary key order.
+CREATE FUNCTION edgesync._key_columns(tbl regclass) RETURNS name[]
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT array_agg(a.attname ORDER BY k.ord)
+      FROM pg_index i
+      CROSS JOIN LATERAL unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY AS k(attnum, ord)
+      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+     WHERE i.indrelid = tbl AND i.indisprimary
+$$;
+
+-- pull(): the current rows of the keys changed after cursor, and tombstones
+-- for deleted keys.  Runs as the caller, so row-level security decides what
+-- the caller gets; a key the caller cannot see is left out.
+CREATE FUNCTION edgesync.pull(tbl regclass, cursor text, max integer DEFAULT 1000)
+RETURNS TABLE (pk jsonb, "row" jsonb, version bigint, deleted boolean, next_cursor text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    keys  name[];
+    match text;
+BEGIN
+    PERFORM edgesync._require_tracked(tbl);
+    keys := edgesync._key_columns(tbl);
+    SELECT string_agg(format('t.%1$I = k.%1$I', key), ' AND ') INTO match FROM unnest(keys) AS key;
+
+    RETURN QUERY EXECUTE format($q$
+        WITH w AS (
+            SELECT w.log_pk::jsonb AS pk, w.log_op, w.log_version, w.log_xid, w.log_id, w.next_cursor
+              FROM edgesync._window($1, $2, $3, $4) w
+        ), latest AS (
+            SELECT DISTINCT ON (w.pk) * FROM w ORDER BY w.pk, w.log_xid DESC, w.log_id DESC
+        )
+        SELECT l.pk,
+               CASE WHEN t.%3$I IS NULL THEN NULL ELSE to_jsonb(t.*) END,
+               coalesce(t.version, l.log_version),
+               t.%3$I IS NULL,
+               l.next_cursor
+          FROM latest l
+          CROSS JOIN LATERAL jsonb_populate_record(NULL::%1$s, l.pk) AS k
+          LEFT JOIN %1$s AS t ON %2$s
+         WHERE t.%3$I IS NOT NULL OR l.log_op = 'D'
+         ORDER BY l.log_xid, l.log_id
+        $q$, tbl, match, keys[1])
+    USING 'rel' || tbl::oid, cursor, tbl::oid, max;
+END
+$$;
+COMMENT ON FUNCTION edgesync.pull(regclass, text, integer) IS
+    'edgesync: current rows of keys changed after a cursor, with tombstones for deleted keys';
+
+-- push(): apply a batch of client changes, each based on a version the client
+-- read.  A change whose version is stale is not applied: it comes back as a
+-- conflict with the current row.  Runs as the caller (privileges, row-level
+-- security).  The whole payload is checked before anything is applied.
+CREATE FUNCTION edgesync.push(tbl regclass, changes jsonb)
+RETURNS TABLE (ord integer, op text, pk jsonb, status text, "row" jsonb, version bigint)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_variable
+DECLARE
+    keys     name[];
+    columns  name[];
+    managed  constant name[] := ARRAY['version', 'created_at', 'updated_at'];
+    e        jsonb;
+    r        jsonb;
+    i        integer := 0;
+    bad      text;
+    match    text;
+    cols     text;
+    sets     text;
+    assumed  bigint;
+    result   jsonb;
+    current  jsonb;
+    affected bigint;
+BEGIN
+    PERFORM edgesync._require_tracked(tbl);
+    keys := edgesync._key_columns(tbl);
+    SELECT array_agg(a.attname) INTO columns FROM pg_attribute a
+     WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped;
+    SELECT string_agg(format('t.%1$I = k.%1$I', key), ' AND ') INTO match FROM unnest(keys) AS key;
+
+    IF jsonb_typeof(changes) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'changes must be a JSON array'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Got a JSON %s.', coalesce(jsonb_typeof(changes), 'NULL')),
+                  HINT = 'Pass [{"op": "update", "row": {...}, "version": 3}, ...].';
+    END IF;
+
+    -- 1. Check everything; apply nothing if anything is wrong.
+    FOR e IN SELECT value FROM jsonb_array_elements(changes) LOOP
+        i := i + 1;
+        IF jsonb_typeof(e) <> 'object' THEN
+            RAISE EXCEPTION 'element % of changes is not a JSON object', i
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        SELECT key INTO bad FROM jsonb_object_keys(e) AS key
+         WHERE key NOT IN ('op', 'row', 'version') LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'element % of changes has unknown key "%"', i, bad
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'An element has the keys "op", "row" and "version".';
+        END IF;
+        IF (e->>'op') IS NULL OR (e->>'op') NOT IN ('insert', 'update', 'delete') THEN
+            RAISE EXCEPTION 'element % of changes has invalid op %', i, coalesce(e->'op', 'null')
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'op is one of "insert", "update" and "delete".';
+        END IF;
+        r := e->'row';
+        IF jsonb_typeof(r) IS DISTINCT FROM 'object' THEN
+            RAISE EXCEPTION 'element % of changes has no "row" object', i
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        SELECT key INTO bad FROM jsonb_object_keys(r) AS key WHERE key <> ALL (columns) LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'column "%" of relation "%" does not exist', bad, tbl
+                USING ERRCODE = 'undefined_column', DETAIL = format('In element %s of changes.', i);
+        END IF;
+        SELECT key INTO bad FROM unnest(keys) AS key
+         WHERE NOT r ? key OR jsonb_typeof(r->key) = 'null' LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'element % of changes has no value for primary key column "%"', i, bad
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF (e->>'op') <> 'insert' AND jsonb_typeof(e->'version') IS DISTINCT FROM 'number' THEN
+            RAISE EXCEPTION 'element % of changes has no "version"', i
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'An update or delete carries the version of the row it was based on.';
+        END IF;
+        BEGIN
+            EXECUTE format('SELECT jsonb_populate_record(NULL::%s, $1)', tbl) USING r;
+            assumed := (e->>'version')::bigint;
+        EXCEPTION WHEN data_exception THEN
+            RAISE EXCEPTION 'element % of changes has an invalid value', i
+                USING ERRCODE = SQLSTATE, DETAIL = SQLERRM;
+        END;
+    END LOOP;
+
+    -- 2. Apply, in order.
+    i := 0;
+    FOR e IN SELECT value FROM jsonb_array_elements(changes) LOOP
+        i := i + 1;
+        r := e->'row';
+        op := e->>'op';
+        assumed := (e->>'version')::bigint;
+        pk := (SELECT jsonb_object_agg(key, r->key) FROM unnest(keys) AS key);
+        result := NULL;
+        IF op = 'insert' THEN
+            SELECT string_agg(format('%I', key), ', ') INTO cols
+              FROM jsonb_object_keys(r) AS key WHERE key <> ALL (managed);
+            EXECUTE format('INSERT INTO %1$s AS t (%2$s) SELECT %2$s FROM jsonb_populate_record(NULL::%1$s, $1)'
+                           ' ON CONFLICT DO NOTHING RETURNING to_jsonb(t.*)', tbl, cols)
+               INTO result USING r;
+        ELSIF op = 'update' THEN
+            SELECT string_agg(format('%1$I = k.%1$I', key), ', ') INTO sets
+              FROM jsonb_object_keys(r) AS key WHERE key <> ALL (managed) AND key <> ALL (keys);
+            EXECUTE format('UPDATE %1$s AS t SET %2$s version = $2 FROM jsonb_populate_record(NULL::%1$s, $1) AS k'
+                           ' WHERE %3$s AND t.version = $2 RETURNING to_jsonb(t.*)',
+                           tbl, coalesce(sets || ',', ''), match)
+               INTO result USING r, assumed;
+        ELSE
+            EXECUTE format('DELETE FROM %1$s AS t USING jsonb_populate_record(NULL::%1$s, $1) AS k'
+                           ' WHERE %2$s AND t.version = $2 RETURNING to_jsonb(t.*)', tbl, match)
+               INTO result USING r, assumed;
+        END IF;
+        GET DIAGNOSTICS affected = ROW_COUNT;
+
+        EXECUTE format('SELECT to_jsonb(t.*) FROM %1$s AS t, jsonb_populate_record(NULL::%1$s, $1) AS k WHERE %2$s',
+                       tbl, match)
+           INTO current USING r;
+        ord := i;
+        -- An update that changed nothing is skipped by the trigger: still applied.
+        IF affected > 0 OR (op = 'update' AND (current->>'version')::bigint = assumed) THEN
+            status := 'applied';
+        ELSE
+            status := 'conflict';
+        END IF;
+        "row" := current;
+        version := (current->>'version')::bigint;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION edgesync.push(regclass, jsonb) IS
+    'edgesync: apply client changes based on known versions; stale ones come back as conflicts';
+
+-- prune(): delete log rows older than older_than, in batches, committing
+-- after each so no lock or snapshot is held long.  CALL it outside a
+-- transaction block (it commits).  No SET clause: a procedure with one may
+-- not commit, so every name is schema-qualified instead.
+CREATE PROCEDURE edgesync.prune(older_than interval, batch_size integer DEFAULT 10000,
+                                INOUT deleted bigint DEFAULT 0)
+LANGUAGE plpgsql AS $$
+DECLARE
+    cutoff timestamptz;
+    n      bigint;
+    top    bigint;
+BEGIN
+    IF older_than IS NULL OR older_than < interval '0' THEN
+        RAISE EXCEPTION 'older_than must be a positive interval'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    cutoff := pg_catalog.now() OPERATOR(pg_catalog.-) older_than;
+    deleted := 0;
+    LOOP
+        WITH victims AS (
+            SELECT d.ctid FROM edgesync.sync_log_data d
+             WHERE d.changed_at OPERATOR(pg_catalog.<) cutoff LIMIT batch_size
+        ), gone AS (
+            DELETE FROM edgesync.sync_log_data d USING victims v
+             WHERE d.ctid OPERATOR(pg_catalog.=) v.ctid RETURNING d.xid
+        )
+        SELECT pg_catalog.count(*), pg_catalog.max(g.xid) INTO n, top FROM gone g;
+        EXIT WHEN n OPERATOR(pg_catalog.=) 0;
+        UPDATE edgesync.sync_log_state SET pruned_xid = pg_catalog.int8larger(pruned_xid, top);
+        deleted := deleted OPERATOR(pg_catalog.+) n;
+        COMMIT;
+    END LOOP;
+END
+$$;
+COMMENT ON PROCEDURE edgesync.prune(interval, integer, bigint) IS
+    'edgesync: delete change-log rows older than an interval, in committed batches';
+
+-- Privileges.  sync_log holds patient keys: reading it, by any function, is
+-- for edgesync_reader.  track/untrack/push check ownership and table
+-- privileges themselves and stay open.
+REVOKE ALL ON FUNCTION edgesync._window(text, text, oid, integer), edgesync.changes(text, integer),
+    edgesync.current_cursor(regclass), edgesync.pull(regclass, text, integer),
+    edgesync._cursor_parse(text, text), edgesync._cursor_make(text, text, text, bigint, bigint)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION edgesync._window(text, text, oid, integer), edgesync.changes(text, integer),
+    edgesync.current_cursor(regclass), edgesync.pull(regclass, text, integer),
+    edgesync._cursor_parse(text, text), edgesync._cursor_make(text, text, text, bigint, bigint)
+    TO edgesync_reader;
+REVOKE ALL ON PROCEDURE edgesync.prune(interval, integer, bigint) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE edgesync.prune(interval, integer, bigint) TO edgesync_admin;
+REVOKE ALL ON FUNCTION edgesync._on_ddl(), edgesync._on_drop() FROM PUBLIC;

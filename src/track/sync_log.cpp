@@ -1,0 +1,299 @@
+/*
+ * sync_log.cpp — the AFTER triggers that feed edgesync.sync_log, and the
+ * buffered multi-insert behind them (see sync_log.hpp).
+ *
+ * The physical table, edgesync.sync_log_data, is lean on purpose: fixed-width
+ * columns, the key as JSON text, and only a BRIN index (on xid and
+ * changed_at), because at bulk rates a btree on the log costs about as much as
+ * the patient rows themselves.  The view edgesync.sync_log presents it.
+ */
+#include "track/sync_log.hpp"
+
+#include "core/guard.hpp"
+#include "track/tracked_rel.hpp"
+
+extern "C" {
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "commands/sequence.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+
+PG_FUNCTION_INFO_V1(edgesync_log_trigger);
+}
+
+namespace edgesync::track {
+
+namespace {
+
+constexpr int kFlushAt = 1000;
+
+/* Column positions in edgesync.sync_log_data (checked when it is looked up). */
+enum LogColumn { kId, kXid, kVersion, kChangedAt, kRelid, kRole, kOp, kApplicationName, kPk, kNumLogColumns };
+const char *const kLogColumnNames[kNumLogColumns] = {
+	"id", "xid", "version", "changed_at", "relid", "role", "op", "application_name", "pk"};
+
+struct LogEntry {
+	Oid relid;
+	Oid role;
+	SubTransactionId subxid;
+	char op;
+	bool has_version;
+	int64 version;
+	char *pk; /* JSON text, or nullptr (truncate) */
+};
+
+/* The buffer lives in a child of TopTransactionContext; forgotten at xact end. */
+MemoryContext buffer_context = nullptr;
+LogEntry *entries = nullptr;
+int nentries = 0;
+
+/* The log table and its id sequence, looked up once per backend. */
+Oid log_relid = InvalidOid;
+Oid log_seqid = InvalidOid;
+
+void
+forget_buffer()
+{
+	buffer_context = nullptr; /* deleted with TopTransactionContext */
+	entries = nullptr;
+	nentries = 0;
+}
+
+void
+lookup_log_relation()
+{
+	Oid nsp = get_namespace_oid("edgesync", true);
+	Oid rel = OidIsValid(nsp) ? get_relname_relid("sync_log_data", nsp) : InvalidOid;
+	Oid seq = OidIsValid(nsp) ? get_relname_relid("sync_log_id_seq", nsp) : InvalidOid;
+	if (!OidIsValid(rel) || !OidIsValid(seq))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("edgesync.sync_log_data does not exist in this database"),
+				 errhint("A table tracked by edgesync needs the extension: CREATE EXTENSION edgesync.")));
+	log_relid = rel;
+	log_seqid = seq;
+}
+
+void
+check_log_layout(Relation rel)
+{
+	TupleDesc desc = RelationGetDescr(rel);
+	bool ok = desc->natts == kNumLogColumns;
+	for (int i = 0; ok && i < kNumLogColumns; i++)
+		ok = strcmp(NameStr(TupleDescAttr(desc, i)->attname), kLogColumnNames[i]) == 0;
+	if (!ok)
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+						errmsg("edgesync.sync_log_data does not have the expected columns"),
+						errhint("Was it altered by hand? Reinstall the extension.")));
+}
+
+/* Writes every buffered entry with one multi-insert, and their index entries. */
+void
+flush()
+{
+	if (nentries == 0)
+		return;
+	if (!OidIsValid(log_relid))
+		lookup_log_relation();
+
+	Relation rel = table_open(log_relid, RowExclusiveLock);
+	check_log_layout(rel);
+
+	MemoryContext flush_context =
+		AllocSetContextCreate(CurrentMemoryContext, "edgesync sync_log flush", ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(flush_context);
+
+	EState *estate = CreateExecutorState();
+	ResultRelInfo *result_rel = makeNode(ResultRelInfo);
+	InitResultRelInfo(result_rel, rel, 1, nullptr, 0);
+	ExecOpenIndices(result_rel, false);
+
+	Datum xid = Int64GetDatum(static_cast<int64>(U64FromFullTransactionId(GetTopFullTransactionId())));
+	Datum changed_at = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	Datum app_name = CStringGetTextDatum(application_name != nullptr ? application_name : "");
+	TupleTableSlot **slots = static_cast<TupleTableSlot **>(palloc(sizeof(TupleTableSlot *) * nentries));
+
+	for (int i = 0; i < nentries; i++) {
+		const LogEntry *e = &entries[i];
+		TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
+		ExecClearTuple(slot);
+		memset(slot->tts_isnull, 0, sizeof(bool) * kNumLogColumns);
+		slot->tts_values[kId] = Int64GetDatum(nextval_internal(log_seqid, false));
+		slot->tts_values[kXid] = xid;
+		slot->tts_values[kVersion] = Int64GetDatum(e->version);
+		slot->tts_isnull[kVersion] = !e->has_version;
+		slot->tts_values[kChangedAt] = changed_at;
+		slot->tts_values[kRelid] = ObjectIdGetDatum(e->relid);
+		slot->tts_values[kRole] = ObjectIdGetDatum(e->role);
+		slot->tts_values[kOp] = CharGetDatum(e->op);
+		slot->tts_values[kApplicationName] = app_name;
+		if (e->pk != nullptr)
+			slot->tts_values[kPk] = CStringGetTextDatum(e->pk);
+		else
+			slot->tts_isnull[kPk] = true;
+		ExecStoreVirtualTuple(slot);
+		slots[i] = slot;
+	}
+
+	BulkInsertState bistate = GetBulkInsertState();
+	table_multi_insert(rel, slots, nentries, GetCurrentCommandId(true), 0, bistate);
+	FreeBulkInsertState(bistate);
+	if (result_rel->ri_NumIndices > 0)
+		for (int i = 0; i < nentries; i++)
+			ExecInsertIndexTuples(result_rel, slots[i], estate, false, false, nullptr, NIL);
+
+	for (int i = 0; i < nentries; i++)
+		ExecDropSingleTupleTableSlot(slots[i]);
+	ExecCloseIndices(result_rel);
+	FreeExecutorState(estate);
+	table_close(rel, NoLock);
+
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(flush_context);
+
+	nentries = 0;
+	MemoryContextReset(buffer_context);
+	entries = static_cast<LogEntry *>(MemoryContextAlloc(buffer_context, sizeof(LogEntry) * kFlushAt));
+}
+
+void
+append(Oid relid, char op, bool has_version, int64 version, const char *pk)
+{
+	if (buffer_context == nullptr) {
+		buffer_context = AllocSetContextCreate(TopTransactionContext, "edgesync sync_log buffer",
+											   ALLOCSET_DEFAULT_SIZES);
+		entries = static_cast<LogEntry *>(MemoryContextAlloc(buffer_context, sizeof(LogEntry) * kFlushAt));
+		nentries = 0;
+	}
+	if (nentries == kFlushAt)
+		flush();
+
+	LogEntry *e = &entries[nentries];
+	e->relid = relid;
+	e->role = GetOuterUserId();
+	e->subxid = GetCurrentSubTransactionId();
+	e->op = op;
+	e->has_version = has_version;
+	e->version = version;
+	e->pk = pk != nullptr ? MemoryContextStrdup(buffer_context, pk) : nullptr;
+	nentries++;
+}
+
+void
+append_row(TrackedRel *info, char op, HeapTuple tuple, TupleDesc desc)
+{
+	StringInfoData pk;
+	bool isnull;
+	initStringInfo(&pk);
+	append_key_json(&pk, info, tuple, desc);
+	Datum version = heap_getattr(tuple, info->version_attnum, desc, &isnull);
+	append(info->tracked_relid, op, !isnull, isnull ? 0 : DatumGetInt64(version), pk.data);
+	pfree(pk.data);
+}
+
+Datum
+log_trigger(FunctionCallInfo fcinfo)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+						errmsg("edgesync.log_trigger() must be called as a trigger")));
+	TriggerData *td = reinterpret_cast<TriggerData *>(fcinfo->context);
+	if (!TRIGGER_FIRED_AFTER(td->tg_event))
+		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+						errmsg("edgesync.log_trigger() must fire AFTER")));
+
+	Relation rel = td->tg_relation;
+	if (TRIGGER_FIRED_FOR_STATEMENT(td->tg_event)) {
+		/* A truncated partition is logged under its own name. */
+		if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+			append(RelationGetRelid(rel), 'T', false, 0, nullptr);
+		flush();
+		return PointerGetDatum(nullptr);
+	}
+
+	TrackedRel *info = tracked_rel_for(fcinfo, rel);
+	TupleDesc desc = RelationGetDescr(rel);
+	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		append_row(info, 'I', td->tg_trigtuple, desc);
+	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+		append_row(info, 'D', td->tg_trigtuple, desc);
+	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event)) {
+		/* A changed key is a delete of the old key and a change of the new. */
+		if (!keys_equal(info, td->tg_trigtuple, td->tg_newtuple, desc))
+			append_row(info, 'D', td->tg_trigtuple, desc);
+		append_row(info, 'U', td->tg_newtuple, desc);
+	}
+	return PointerGetDatum(nullptr);
+}
+
+void
+on_xact_event(XactEvent event, void *)
+{
+	switch (event) {
+	case XACT_EVENT_PRE_COMMIT:
+	case XACT_EVENT_PARALLEL_PRE_COMMIT:
+	case XACT_EVENT_PRE_PREPARE:
+		if (nentries > 0)
+			guarded([] { flush(); });
+		break;
+	case XACT_EVENT_COMMIT:
+	case XACT_EVENT_PARALLEL_COMMIT:
+	case XACT_EVENT_ABORT:
+	case XACT_EVENT_PARALLEL_ABORT:
+	case XACT_EVENT_PREPARE:
+		forget_buffer();
+		break;
+	}
+}
+
+/*
+ * Subtransaction ids grow over time, and an entry made after a subtransaction
+ * began belongs to it or to one of its children: on its abort, cut the
+ * buffer at the first such entry.
+ */
+void
+on_subxact_event(SubXactEvent event, SubTransactionId subxid, SubTransactionId, void *)
+{
+	if (event != SUBXACT_EVENT_ABORT_SUB || nentries == 0)
+		return;
+	for (int i = 0; i < nentries; i++)
+		if (entries[i].subxid >= subxid) {
+			nentries = i;
+			break;
+		}
+}
+
+void
+on_relcache_invalidation(Datum, Oid relid)
+{
+	if (relid == InvalidOid || relid == log_relid || relid == log_seqid) {
+		log_relid = InvalidOid;
+		log_seqid = InvalidOid;
+	}
+}
+
+}  // namespace
+
+void
+register_sync_log_callbacks()
+{
+	RegisterXactCallback(on_xact_event, nullptr);
+	RegisterSubXactCallback(on_subxact_event, nullptr);
+	CacheRegisterRelcacheCallback(on_relcache_invalidation, PointerGetDatum(nullptr));
+}
+
+}  // namespace edgesync::track
+
+Datum
+edgesync_log_trigger(PG_FUNCTION_ARGS)
+{
+	return edgesync::guarded([&] { return edgesync::track::log_trigger(fcinfo); });
+}

@@ -1,0 +1,64 @@
+/*
+ * tracked_rel.hpp — what the row triggers need to know about a tracked table.
+ *
+ * Looked up once per query and trigger (kept in the trigger's fn_extra, so
+ * it cannot outlive a change of the table's definition: a query holds its
+ * lock), never per row: the positions of version/created_at/updated_at, the
+ * primary key columns with their output functions, and the tracked table a
+ * partition belongs to.
+ *
+ * Functions here are plain C-style code: they may ereport(ERROR) and own no
+ * C++ objects.
+ */
+#pragma once
+
+#include "core/postgres.hpp"
+
+extern "C" {
+#include "access/htup.h"
+#include "access/tupdesc.h"
+#include "lib/stringinfo.h"
+#include "utils/rel.h"
+}
+
+namespace edgesync::track {
+
+/* How a value is written into JSON. */
+enum class JsonKind : char { kNumber, kFloat, kNumeric, kBool, kJson, kString };
+
+struct KeyColumn {
+	AttrNumber attnum;
+	JsonKind kind;
+	const char *name;
+	FmgrInfo output;
+};
+
+struct TrackedRel {
+	Oid relid;		   /* the relation the trigger fires on */
+	Oid tracked_relid; /* the tracked table: relid, or the partition root */
+	AttrNumber version_attnum;
+	AttrNumber created_at_attnum;
+	AttrNumber updated_at_attnum;
+	int nkeys;
+	KeyColumn keys[INDEX_MAX_KEYS];
+};
+
+/*
+ * The TrackedRel of rel for this trigger call site, built on first use and
+ * cached in fcinfo->flinfo->fn_extra.
+ */
+TrackedRel *tracked_rel_for(FunctionCallInfo fcinfo, Relation rel);
+
+/* Appends the primary key of tuple as a JSON object: {"id": 42}. */
+void append_key_json(StringInfo out, const TrackedRel *info, HeapTuple tuple, TupleDesc desc);
+
+/* True if the primary key columns of a and b hold the same bytes. */
+bool keys_equal(const TrackedRel *info, HeapTuple a, HeapTuple b, TupleDesc desc);
+
+/* Appends one value as JSON (a number, true/false, embedded JSON, or a string). */
+void append_json_value(StringInfo out, JsonKind kind, FmgrInfo *output, Datum value);
+
+/* The JsonKind of a type. */
+JsonKind json_kind_of(Oid typid);
+
+}  // namespace edgesync::track

@@ -1,0 +1,58 @@
+/* Unit tests for track/cursor.hpp: the text form of sync_log cursors. */
+#include "core/error.hpp"
+#include "track/cursor.hpp"
+
+#include <gtest/gtest.h>
+
+using edgesync::track::Cursor;
+using edgesync::track::format_cursor;
+using edgesync::track::is_snapshot_text;
+using edgesync::track::parse_cursor;
+
+TEST(Snapshot, AcceptsPgSnapshotText)
+{
+	EXPECT_TRUE(is_snapshot_text("740:740:"));
+	EXPECT_TRUE(is_snapshot_text("740:745:740,742"));
+	EXPECT_FALSE(is_snapshot_text("745:740:"));		 /* xmin > xmax */
+	EXPECT_FALSE(is_snapshot_text("740:745:746"));	 /* xip beyond xmax */
+	EXPECT_FALSE(is_snapshot_text("740:745:742,741")); /* not ascending */
+	EXPECT_FALSE(is_snapshot_text("0:0:"));
+	EXPECT_FALSE(is_snapshot_text("a:b:"));
+	EXPECT_FALSE(is_snapshot_text("740:745"));
+	EXPECT_FALSE(is_snapshot_text("-1:745:"));
+}
+
+TEST(Cursor, RoundTripsClosedAndOpenWindows)
+{
+	Cursor start{"6f1a.5", "all", std::nullopt, std::nullopt, 0, 0};
+	EXPECT_EQ(format_cursor(start), "es1/6f1a.5/all/-/-/-/-");
+	Cursor back = parse_cursor(format_cursor(start));
+	EXPECT_EQ(back.database, "6f1a.5");
+	EXPECT_FALSE(back.seen.has_value());
+	EXPECT_FALSE(back.window.has_value());
+
+	Cursor open{"6f1a.5", "rel16384", "740:745:742", "750:760:", 755, 9001};
+	std::string text = format_cursor(open);
+	EXPECT_EQ(text, "es1/6f1a.5/rel16384/740:745:742/750:760:/755/9001");
+	Cursor parsed = parse_cursor(text);
+	EXPECT_EQ(parsed.scope, "rel16384");
+	EXPECT_EQ(*parsed.seen, "740:745:742");
+	EXPECT_EQ(*parsed.window, "750:760:");
+	EXPECT_EQ(parsed.last_xid, 755);
+	EXPECT_EQ(parsed.last_id, 9001);
+}
+
+TEST(Cursor, RejectsMalformedText)
+{
+	for (const char *bad : {"", "es1", "es2/a/all/-/-/-/-", "es1/a/all/-/-/-", "es1//all/-/-/-/-",
+							"es1/a/all/x/-/-/-", "es1/a/all/-/750:760:/-/-",
+							"es1/a/all/-/750:760:/abc/1", "es1/a/all/-/-/-/-/extra"}) {
+		try {
+			parse_cursor(bad);
+			ADD_FAILURE() << "accepted: " << bad;
+		} catch (const edgesync::Error &e) {
+			EXPECT_STREQ(e.sqlstate(), "22023") << bad;
+			EXPECT_STREQ(e.what(), "invalid cursor");
+		}
+	}
+}
