@@ -15,6 +15,8 @@
 #include "core/guard.hpp"
 #include "track/cursor.hpp"
 
+#include <cstdio>
+
 extern "C" {
 #include "access/htup_details.h"
 #include "access/xlog.h"
@@ -67,6 +69,21 @@ run_as_catalog_owner(const char *sql, int nargs, Oid *types, Datum *values)
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
 	SPI_finish();
 	SetUserIdAndSecContext(saved_user, saved_context);
+}
+
+/* What a cursor scope is for, in the user's words. */
+std::string
+describe_scope(const std::string &scope)
+{
+	if (scope == "all")
+		return "edgesync.changes()";
+	unsigned long oid = 0;
+	if (scope.rfind("rel", 0) == 0 && sscanf(scope.c_str() + 3, "%lu", &oid) == 1) {
+		char *name = pg_call([&] { return get_rel_name(static_cast<Oid>(oid)); });
+		return name != nullptr ? format("edgesync.pull() of table \"%s\"", name)
+							   : std::string("edgesync.pull() of a dropped table");
+	}
+	return format("scope \"%s\"", scope.c_str());
 }
 
 /* "<system identifier>.<database oid>": what ties a cursor to this database. */
@@ -154,13 +171,14 @@ edgesync_cursor_parse(PG_FUNCTION_ARGS)
 			Cursor c = parse_cursor(cursor_text);
 			if (c.database != database_identity())
 				throw edgesync::Error("22023", "cursor belongs to another database")
-					.detail(edgesync::format("The cursor was issued by database %s; this is %s.",
-											 c.database.c_str(), database_identity().c_str()))
+					.detail(edgesync::format("The cursor was issued by database \"%s\".",
+											 c.database.c_str()))
 					.hint("Start again with a NULL cursor.");
 			if (c.scope != scope)
 				throw edgesync::Error("22023", "cursor was issued for another stream of changes")
-					.detail(edgesync::format("The cursor's scope is \"%s\"; this call needs \"%s\".",
-											 c.scope.c_str(), scope))
+					.detail(edgesync::format("The cursor was issued by %s, not by %s.",
+											 describe_scope(c.scope).c_str(),
+											 describe_scope(scope).c_str()))
 					.hint("Cursors of edgesync.changes() and of edgesync.pull() for each table are "
 						  "not interchangeable.");
 			seen = c.seen ? edgesync::pg_call([&] { return pstrdup(c.seen->c_str()); }) : nullptr;

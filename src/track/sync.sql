@@ -98,6 +98,11 @@ $$;
 -- pull(): the current rows of the keys changed after cursor, and tombstones
 -- for deleted keys.  Runs as the caller, so row-level security decides what
 -- the caller gets; a key the caller cannot see is left out.
+--
+-- Rows come in the order of each key's last change, so every row's cursor
+-- is safe to resume from, and the last row carries the cursor after every
+-- log row read.  If the log rows read were all about keys the caller cannot
+-- see, one row with only next_cursor set (pk NULL) keeps the reader moving.
 CREATE FUNCTION edgesync.pull(tbl regclass, cursor text, max integer DEFAULT 1000)
 RETURNS TABLE (pk jsonb, "row" jsonb, version bigint, deleted boolean, next_cursor text)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -110,22 +115,31 @@ BEGIN
     SELECT string_agg(format('t.%1$I = k.%1$I', key), ' AND ') INTO match FROM unnest(keys) AS key;
 
     RETURN QUERY EXECUTE format($q$
-        WITH w AS (
+        WITH w AS MATERIALIZED (
             SELECT w.log_pk::jsonb AS pk, w.log_op, w.log_version, w.log_xid, w.log_id, w.next_cursor
               FROM edgesync._window($1, $2, $3, $4) w
         ), latest AS (
             SELECT DISTINCT ON (w.pk) * FROM w ORDER BY w.pk, w.log_xid DESC, w.log_id DESC
+        ), visible AS (
+            SELECT l.pk,
+                   CASE WHEN t.%3$I IS NULL THEN NULL ELSE to_jsonb(t.*) END AS "row",
+                   coalesce(t.version, l.log_version) AS version,
+                   t.%3$I IS NULL AS deleted,
+                   l.next_cursor, l.log_xid, l.log_id
+              FROM latest l
+              CROSS JOIN LATERAL jsonb_populate_record(NULL::%1$s, l.pk) AS k
+              LEFT JOIN %1$s AS t ON %2$s
+             WHERE t.%3$I IS NOT NULL OR l.log_op = 'D'
+        ), last_read AS (
+            SELECT w.next_cursor FROM w ORDER BY w.log_xid DESC, w.log_id DESC LIMIT 1
         )
-        SELECT l.pk,
-               CASE WHEN t.%3$I IS NULL THEN NULL ELSE to_jsonb(t.*) END,
-               coalesce(t.version, l.log_version),
-               t.%3$I IS NULL,
-               l.next_cursor
-          FROM latest l
-          CROSS JOIN LATERAL jsonb_populate_record(NULL::%1$s, l.pk) AS k
-          LEFT JOIN %1$s AS t ON %2$s
-         WHERE t.%3$I IS NOT NULL OR l.log_op = 'D'
-         ORDER BY l.log_xid, l.log_id
+        SELECT v.pk, v."row", v.version, v.deleted,
+               CASE WHEN row_number() OVER (ORDER BY v.log_xid DESC, v.log_id DESC) = 1
+                    THEN (SELECT next_cursor FROM last_read) ELSE v.next_cursor END
+          FROM visible v
+        UNION ALL
+        SELECT NULL, NULL, NULL, NULL, (SELECT next_cursor FROM last_read)
+         WHERE NOT EXISTS (SELECT FROM visible) AND EXISTS (SELECT FROM w)
         $q$, tbl, match, keys[1])
     USING 'rel' || tbl::oid, cursor, tbl::oid, max;
 END

@@ -176,6 +176,9 @@ BEGIN
                   HINT = format('Add one first, e.g. ALTER TABLE %s ADD PRIMARY KEY (id).', tbl);
     END IF;
 
+    -- Our own ALTER TABLE below must not wake the DDL event trigger.
+    PERFORM pg_catalog.set_config('edgesync_internal.in_track', 'on', true);
+
     -- Check every column before changing anything.
     FOR col IN
         SELECT c.name, c.type, a.atttypid
@@ -216,38 +219,53 @@ BEGIN
         END LOOP;
     ELSE
         EXECUTE format('DROP TRIGGER IF EXISTS edgesync_log ON %s', tbl);
-        FOR part IN SELECT tbl UNION SELECT relid FROM pg_catalog.pg_partition_tree(tbl) LOOP
-            EXECUTE format('DROP TRIGGER IF EXISTS edgesync_log_statement ON %s', part);
-        END LOOP;
+        PERFORM edgesync._drop_statement_triggers(tbl);
     END IF;
 
     PERFORM edgesync._register(tbl, log_changes, skip_unchanged);
+    PERFORM pg_catalog.set_config('edgesync_internal.in_track', '', true);
 END
 $$;
 COMMENT ON FUNCTION edgesync.track(regclass, boolean, boolean) IS
     'edgesync: version, time-stamp and change-log a table (idempotent)';
 
+-- Statement triggers are not inherited: every partition of a tracked table
+-- gets its own (it flushes the log buffer and logs TRUNCATE of the partition).
 CREATE FUNCTION edgesync._add_statement_trigger(tbl regclass) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_trigger
+                WHERE tgrelid = tbl AND tgname = 'edgesync_log_statement') THEN
+        RETURN;
+    END IF;
     EXECUTE format('CREATE OR REPLACE TRIGGER edgesync_log_statement'
                    ' AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s'
                    ' FOR EACH STATEMENT EXECUTE FUNCTION edgesync.log_trigger()', tbl);
 END
 $$;
 
--- untrack(): remove the triggers and the registration; keep data and columns.
-CREATE FUNCTION edgesync.untrack(tbl regclass) RETURNS void
+CREATE FUNCTION edgesync._drop_statement_triggers(tbl regclass) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     part regclass;
 BEGIN
+    FOR part IN SELECT t.tgrelid FROM pg_catalog.pg_trigger t
+                 WHERE t.tgname = 'edgesync_log_statement'
+                   AND t.tgrelid IN (SELECT tbl UNION SELECT relid FROM pg_catalog.pg_partition_tree(tbl))
+    LOOP
+        EXECUTE format('DROP TRIGGER edgesync_log_statement ON %s', part);
+    END LOOP;
+END
+$$;
+
+-- untrack(): remove the triggers and the registration; keep data and columns.
+CREATE FUNCTION edgesync.untrack(tbl regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
     PERFORM edgesync._require_tracked(tbl);
     EXECUTE format('DROP TRIGGER IF EXISTS edgesync_version ON %s', tbl);
     EXECUTE format('DROP TRIGGER IF EXISTS edgesync_log ON %s', tbl);
-    FOR part IN SELECT tbl UNION SELECT relid FROM pg_catalog.pg_partition_tree(tbl) LOOP
-        EXECUTE format('DROP TRIGGER IF EXISTS edgesync_log_statement ON %s', part);
-    END LOOP;
+    PERFORM edgesync._drop_statement_triggers(tbl);
     PERFORM edgesync._unregister(tbl);
 END
 $$;
@@ -318,7 +336,11 @@ DECLARE
     cmd  record;
     rel  pg_catalog.pg_class;
     root regclass;
+    part regclass;
 BEGIN
+    IF pg_catalog.current_setting('edgesync_internal.in_track', true) = 'on' THEN
+        RETURN;
+    END IF;
     FOR cmd IN SELECT * FROM pg_catalog.pg_event_trigger_ddl_commands()
                 WHERE object_type IN ('table', 'table column', 'table constraint', 'index')
     LOOP
@@ -327,12 +349,13 @@ BEGIN
                             THEN (SELECT indrelid FROM pg_catalog.pg_index WHERE indexrelid = cmd.objid)
                             ELSE cmd.objid END;
         CONTINUE WHEN rel.oid IS NULL OR rel.relkind NOT IN ('r', 'p');
-        IF rel.relispartition THEN
-            root := pg_catalog.pg_partition_root(rel.oid);
-            IF EXISTS (SELECT FROM edgesync.tracked_tables WHERE relid = root AND log_changes) THEN
-                PERFORM edgesync._add_statement_trigger(rel.oid::regclass);
-            END IF;
-        ELSIF rel.relpersistence = 'p'
+        root := coalesce(pg_catalog.pg_partition_root(rel.oid), rel.oid);
+        IF EXISTS (SELECT FROM edgesync.tracked_tables WHERE relid = root AND log_changes) THEN
+            -- New or attached partitions (ATTACH PARTITION reports the parent).
+            FOR part IN SELECT relid FROM pg_catalog.pg_partition_tree(root) LOOP
+                PERFORM edgesync._add_statement_trigger(part);
+            END LOOP;
+        ELSIF NOT rel.relispartition AND rel.relpersistence = 'p'
               AND EXISTS (SELECT FROM edgesync.tracked_schemas WHERE nspid = rel.relnamespace)
               AND NOT edgesync._is_tracked(rel.oid::regclass)
               AND (cmd.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')

@@ -1,0 +1,95 @@
+-- changes(), pull(), push(), prune(): reading and writing by cursor.
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+CREATE EXTENSION edgesync;
+CREATE TABLE hospital_patients (id int PRIMARY KEY, hospital_id int NOT NULL, name text, ward text);
+SELECT edgesync.track('hospital_patients');
+INSERT INTO hospital_patients (id, hospital_id, name, ward)
+SELECT g, 1 + g % 2, 'patient ' || g, 'A' FROM generate_series(1, 5) g;
+
+-- changes(): pages through the log; each row carries the cursor after it.
+SELECT id, relid, pk, op, version, next_cursor ~ '^es1/[0-9a-f]+\.[0-9]+/all/' AS cursor_ok
+  FROM edgesync.changes(NULL, 2);
+SELECT next_cursor AS c1 FROM edgesync.changes(NULL, 2) ORDER BY id DESC LIMIT 1 \gset
+SELECT id, pk FROM edgesync.changes(:'c1', 2);
+SELECT next_cursor AS c2 FROM edgesync.changes(:'c1', 2) ORDER BY id DESC LIMIT 1 \gset
+SELECT id, pk FROM edgesync.changes(:'c2', 10);
+SELECT next_cursor AS c3 FROM edgesync.changes(:'c2', 10) ORDER BY id DESC LIMIT 1 \gset
+-- Nothing new: nothing returned.
+SELECT count(*) AS nothing_new FROM edgesync.changes(:'c3', 10);
+UPDATE hospital_patients SET ward = 'B' WHERE id = 3;
+SELECT pk, op, version FROM edgesync.changes(:'c3', 10);
+-- current_cursor(): start from now.
+SELECT count(*) AS from_now FROM edgesync.changes(edgesync.current_cursor(), 10);
+
+-- pull(): current rows of changed keys, tombstones for deleted ones.
+DELETE FROM hospital_patients WHERE id = 4;
+SELECT pk, "row"->>'name' AS name, "row"->>'ward' AS ward, version, deleted
+  FROM edgesync.pull('hospital_patients', NULL);
+SELECT next_cursor AS p1 FROM edgesync.pull('hospital_patients', NULL) ORDER BY pk DESC LIMIT 1 \gset
+-- Paging never loses a key: max = 1 at a time until the end.
+WITH RECURSIVE pages(n, pk, cur) AS (
+    SELECT 1, p.pk, p.next_cursor FROM edgesync.pull('hospital_patients', NULL, 1) p
+  UNION ALL
+    SELECT pages.n + 1, p.pk, p.next_cursor
+      FROM pages, LATERAL edgesync.pull('hospital_patients', pages.cur, 1) p
+     WHERE pages.n < 20
+)
+-- ("-": a row that only moves the cursor past key 4, deleted later.)
+SELECT string_agg(coalesce(pk->>'id', '-'), ',' ORDER BY n) AS keys_in_order FROM pages;
+
+-- push(): each change is applied, or comes back as a conflict with the row.
+SELECT ord, op, pk, status, "row"->>'ward' AS ward, version
+  FROM edgesync.push('hospital_patients', $$[
+    {"op": "update", "row": {"id": 1, "ward": "C"}, "version": 1},
+    {"op": "update", "row": {"id": 3, "ward": "stale"}, "version": 1},
+    {"op": "insert", "row": {"id": 6, "hospital_id": 1, "name": "new"}},
+    {"op": "insert", "row": {"id": 1, "hospital_id": 1, "name": "exists"}},
+    {"op": "delete", "row": {"id": 5}, "version": 1},
+    {"op": "delete", "row": {"id": 4}, "version": 1},
+    {"op": "update", "row": {"id": 2, "ward": "A"}, "version": 1}
+  ]$$);
+SELECT id, ward, version FROM hospital_patients ORDER BY id;
+
+-- Bad input: a clear error and no change at all.
+SELECT count(*) AS log_rows FROM edgesync.sync_log \gset
+SELECT * FROM edgesync.push('hospital_patients', '{"op": "insert"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM edgesync.push('hospital_patients', '[{"op": "insert", "row": {"id": 7, "hospital_id": 1}}, 42]');
+SELECT * FROM edgesync.push('hospital_patients', '[{"op": "upsert", "row": {"id": 7}}]');
+SELECT * FROM edgesync.push('hospital_patients', '[{"op": "insert", "row": {"id": 7, "hospital_id": 1}}, {"op": "insert", "row": {"id": 8, "colour": "red"}}]');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM edgesync.push('hospital_patients', '[{"op": "update", "row": {"ward": "X"}, "version": 1}]');
+SELECT * FROM edgesync.push('hospital_patients', '[{"op": "update", "row": {"id": 1, "ward": "X"}}]');
+SELECT * FROM edgesync.push('hospital_patients', '[{"op": "insert", "row": {"id": "seven", "hospital_id": 1}}]');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM edgesync.push('hospital_patients', '[{"op": "insert", "row": {"id": 7}, "extra": 1}]');
+SELECT * FROM edgesync.push('hospital_patients', '[{"op": "delete", "row": {"id": 1}, "version": "one"}]');
+SELECT count(*) - :log_rows AS log_rows_added, (SELECT count(*) FROM hospital_patients WHERE id >= 7) AS rows_added
+  FROM edgesync.sync_log;
+
+-- Untracked tables, bad cursors, bad limits.
+CREATE TABLE untracked (id int PRIMARY KEY);
+SELECT * FROM edgesync.pull('untracked', NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM edgesync.push('untracked', '[]');
+SELECT * FROM edgesync.changes('not a cursor', 10);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM edgesync.changes('es1/abc.1/all/-/-/-/-', 10);
+SELECT * FROM edgesync.changes(:'p1', 10);
+SELECT * FROM edgesync.pull('hospital_patients', :'c1');
+SELECT * FROM edgesync.changes(NULL, 0);
+\echo :LAST_ERROR_SQLSTATE
+
+-- prune(): old rows go in batches; a cursor that had not read them is refused.
+UPDATE edgesync.sync_log_data SET changed_at = changed_at - interval '40 days'
+ WHERE id IN (SELECT id FROM edgesync.sync_log_data ORDER BY id LIMIT 6);
+CALL edgesync.prune('30 days', batch_size => 4);
+SELECT count(*) AS rows_left FROM edgesync.sync_log;
+SELECT * FROM edgesync.changes(:'c1', 10);
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) > 0 AS fresh_start_works FROM edgesync.changes(NULL, 10);
+CALL edgesync.prune('-1 day');
+
+DROP TABLE hospital_patients, untracked;
+DROP EXTENSION edgesync;
