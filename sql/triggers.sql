@@ -123,6 +123,23 @@ INSERT INTO hospital_patients (id, name) VALUES (12, 'aborted');
 ROLLBACK;
 SELECT count(*) AS aborted_rows FROM edgesync.sync_log WHERE pk = '{"id": 12}';
 
+-- With no statement trigger to flush it, the buffer is written before
+-- PREPARE TRANSACTION, and before COMMIT.
+ALTER TABLE hospital_patients DISABLE TRIGGER edgesync_log_statement;
+BEGIN;
+INSERT INTO hospital_patients (id, name) VALUES (13, 'prepared');
+PREPARE TRANSACTION 'edgesync_2pc';
+SELECT count(*) AS visible_before_commit FROM edgesync.sync_log WHERE pk = '{"id": 13}';
+COMMIT PREPARED 'edgesync_2pc';
+SELECT op, pk FROM edgesync.sync_log WHERE pk = '{"id": 13}';
+
+BEGIN;
+INSERT INTO hospital_patients (id, name) VALUES (14, 'flushed at commit');
+SELECT count(*) AS before_commit FROM edgesync.sync_log WHERE pk = '{"id": 14}';
+COMMIT;
+SELECT op, pk FROM edgesync.sync_log WHERE pk = '{"id": 14}';
+ALTER TABLE hospital_patients ENABLE TRIGGER edgesync_log_statement;
+
 -- Large statements are written in several batches, all of them.
 INSERT INTO hospital_patients (id, name) SELECT g, 'bulk ' || g FROM generate_series(100, 2599) g;
 SELECT count(*) AS logged, count(DISTINCT id) AS distinct_ids FROM edgesync.sync_log
