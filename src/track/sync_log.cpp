@@ -59,6 +59,41 @@ int nentries = 0;
 Oid log_relid = InvalidOid;
 Oid log_seqid = InvalidOid;
 
+/*
+ * What a flush writes with, kept for the backend's life so that a flush
+ * allocates next to nothing: kFlushAt virtual slots over a private copy of
+ * the log's descriptor (a copy is not reference counted, so the slots register
+ * nothing with the resource owner), and a scratch context reset after each
+ * flush.  Rebuilt when the log table changes (relcache invalidation).
+ */
+struct LogWriter {
+	MemoryContext context;
+	MemoryContext scratch;
+	TupleTableSlot *slots[kFlushAt];
+	bool valid;
+};
+LogWriter writer = {};
+
+LogWriter &
+log_writer(Relation rel)
+{
+	if (writer.valid)
+		return writer;
+	if (writer.context != nullptr)
+		MemoryContextDelete(writer.context);
+	writer.context = AllocSetContextCreate(TopMemoryContext, "edgesync sync_log writer",
+										   ALLOCSET_DEFAULT_SIZES);
+	writer.scratch = AllocSetContextCreate(writer.context, "edgesync sync_log flush",
+										   64 * 1024, 64 * 1024, ALLOCSET_DEFAULT_MAXSIZE);
+	MemoryContext old = MemoryContextSwitchTo(writer.context);
+	TupleDesc desc = CreateTupleDescCopy(RelationGetDescr(rel));
+	for (int i = 0; i < kFlushAt; i++)
+		writer.slots[i] = MakeTupleTableSlot(desc, &TTSOpsVirtual);
+	MemoryContextSwitchTo(old);
+	writer.valid = true;
+	return writer;
+}
+
 void
 forget_buffer()
 {
@@ -106,10 +141,8 @@ flush()
 
 	Relation rel = table_open(log_relid, RowExclusiveLock);
 	check_log_layout(rel);
-
-	MemoryContext flush_context =
-		AllocSetContextCreate(CurrentMemoryContext, "edgesync sync_log flush", ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(flush_context);
+	LogWriter &w = log_writer(rel);
+	MemoryContext old = MemoryContextSwitchTo(w.scratch);
 
 	EState *estate = CreateExecutorState();
 	ResultRelInfo *result_rel = makeNode(ResultRelInfo);
@@ -119,11 +152,10 @@ flush()
 	Datum xid = Int64GetDatum(static_cast<int64>(U64FromFullTransactionId(GetTopFullTransactionId())));
 	Datum changed_at = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	Datum app_name = CStringGetTextDatum(application_name != nullptr ? application_name : "");
-	TupleTableSlot **slots = static_cast<TupleTableSlot **>(palloc(sizeof(TupleTableSlot *) * nentries));
 
 	for (int i = 0; i < nentries; i++) {
 		const LogEntry *e = &entries[i];
-		TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
+		TupleTableSlot *slot = w.slots[i];
 		ExecClearTuple(slot);
 		memset(slot->tts_isnull, 0, sizeof(bool) * kNumLogColumns);
 		slot->tts_values[kId] = Int64GetDatum(nextval_internal(log_seqid, false));
@@ -140,24 +172,24 @@ flush()
 		else
 			slot->tts_isnull[kPk] = true;
 		ExecStoreVirtualTuple(slot);
-		slots[i] = slot;
 	}
 
-	BulkInsertState bistate = GetBulkInsertState();
-	table_multi_insert(rel, slots, nentries, GetCurrentCommandId(true), 0, bistate);
-	FreeBulkInsertState(bistate);
+	/*
+	 * No BulkInsertState: its ring of buffers is for loads much larger than
+	 * one batch, and would push the log's pages out of shared buffers.
+	 */
+	table_multi_insert(rel, w.slots, nentries, GetCurrentCommandId(true), 0, nullptr);
 	if (result_rel->ri_NumIndices > 0)
 		for (int i = 0; i < nentries; i++)
-			ExecInsertIndexTuples(result_rel, slots[i], estate, false, false, nullptr, NIL);
-
+			ExecInsertIndexTuples(result_rel, w.slots[i], estate, false, false, nullptr, NIL);
 	for (int i = 0; i < nentries; i++)
-		ExecDropSingleTupleTableSlot(slots[i]);
+		ExecClearTuple(w.slots[i]);
+
 	ExecCloseIndices(result_rel);
 	FreeExecutorState(estate);
 	table_close(rel, NoLock);
-
 	MemoryContextSwitchTo(old);
-	MemoryContextDelete(flush_context);
+	MemoryContextReset(w.scratch);
 
 	nentries = 0;
 	MemoryContextReset(buffer_context);
@@ -277,6 +309,7 @@ on_relcache_invalidation(Datum, Oid relid)
 	if (relid == InvalidOid || relid == log_relid || relid == log_seqid) {
 		log_relid = InvalidOid;
 		log_seqid = InvalidOid;
+		writer.valid = false; /* rebuilt at the next flush */
 	}
 }
 
