@@ -82,9 +82,11 @@ SELECT * FROM edgesync.changes(NULL, 0);
 \echo :LAST_ERROR_SQLSTATE
 
 -- prune(): old rows go in batches; a cursor that had not read them is refused.
+-- (The log stores changes in batches, one per statement here: age the first two,
+-- the 5 inserts and the first update.)
 UPDATE edgesync.sync_log_data SET changed_at = changed_at - interval '40 days'
- WHERE id IN (SELECT id FROM edgesync.sync_log_data ORDER BY id LIMIT 6);
-CALL edgesync.prune('30 days', batch_size => 4);
+ WHERE first_id IN (SELECT first_id FROM edgesync.sync_log_data ORDER BY first_id LIMIT 2);
+CALL edgesync.prune('30 days', batch_size => 1);
 SELECT count(*) AS rows_left FROM edgesync.sync_log;
 SELECT * FROM edgesync.changes(:'c1', 10);
 \echo :LAST_ERROR_SQLSTATE

@@ -43,18 +43,29 @@ BEGIN
     win := coalesce(c.win::pg_snapshot, pg_current_snapshot());
 
     RETURN QUERY
-    WITH batch AS (
-        SELECT d.*, row_number() OVER (ORDER BY d.xid, d.id) AS n, count(*) OVER () AS total
-          FROM (SELECT d.*
-                  FROM edgesync.sync_log_data d
-                 WHERE d.xid >= lo
-                   AND d.xid < pg_snapshot_xmax(win)::text::bigint
-                   AND (rel IS NULL OR d.relid = rel)
-                   AND pg_visible_in_snapshot(d.xid::text::xid8, win)
-                   AND (seen IS NULL OR NOT pg_visible_in_snapshot(d.xid::text::xid8, seen))
-                   AND (c.last_xid IS NULL OR (d.xid, d.id) > (c.last_xid, c.last_id))
-                 ORDER BY d.xid, d.id
-                 LIMIT max + 1) d
+    WITH rows AS (
+        -- Batch rows of transactions new in the window, not yet read ...
+        SELECT d.*
+          FROM edgesync.sync_log_data d
+         WHERE d.xid >= lo
+           AND d.xid < pg_snapshot_xmax(win)::text::bigint
+           AND (rel IS NULL OR d.relid = rel)
+           AND pg_visible_in_snapshot(d.xid::text::xid8, win)
+           AND (seen IS NULL OR NOT pg_visible_in_snapshot(d.xid::text::xid8, seen))
+           AND (c.last_xid IS NULL
+                OR (d.xid, d.first_id + cardinality(d.pks) - 1) > (c.last_xid, c.last_id))
+    ), changes AS (
+        -- ... and their changes, in (xid, id) order.
+        SELECT r.xid, r.first_id + e.n - 1 AS id, r.relid, e.pk, e.op, e.version,
+               r.changed_at, r.role, r.application_name
+          FROM rows r
+         CROSS JOIN LATERAL unnest(r.pks, r.ops, r.versions) WITH ORDINALITY AS e(pk, op, version, n)
+         WHERE c.last_xid IS NULL OR (r.xid, r.first_id + e.n - 1) > (c.last_xid, c.last_id)
+         ORDER BY 1, 2
+         LIMIT max + 1
+    ), batch AS (
+        SELECT ch.*, row_number() OVER (ORDER BY ch.xid, ch.id) AS n, count(*) OVER () AS total
+          FROM changes ch
     )
     SELECT b.id, b.xid, b.relid, b.pk, b.op, b.version, b.changed_at, b.role, b.application_name,
            CASE WHEN b.n = b.total AND b.total <= max
@@ -285,7 +296,7 @@ COMMENT ON FUNCTION edgesync.push(regclass, jsonb) IS
 -- after each so no lock or snapshot is held long.  CALL it outside a
 -- transaction block (it commits).  No SET clause: a procedure with one may
 -- not commit, so every name is schema-qualified instead.
-CREATE PROCEDURE edgesync.prune(older_than interval, batch_size integer DEFAULT 10000,
+CREATE PROCEDURE edgesync.prune(older_than interval, batch_size integer DEFAULT 100,
                                 INOUT deleted bigint DEFAULT 0)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -303,14 +314,17 @@ BEGIN
     cutoff := pg_catalog.now() OPERATOR(pg_catalog.-) older_than;
     deleted := 0;
     LOOP
+        -- batch_size counts log rows, each holding up to 1000 changes.
         WITH victims AS (
             SELECT d.ctid FROM edgesync.sync_log_data d
              WHERE d.changed_at OPERATOR(pg_catalog.<) cutoff LIMIT batch_size
         ), gone AS (
             DELETE FROM edgesync.sync_log_data d USING victims v
-             WHERE d.ctid OPERATOR(pg_catalog.=) v.ctid RETURNING d.xid
+             WHERE d.ctid OPERATOR(pg_catalog.=) v.ctid
+            RETURNING d.xid, pg_catalog.cardinality(d.pks) AS changes
         )
-        SELECT pg_catalog.count(*), pg_catalog.max(g.xid) INTO n, top FROM gone g;
+        SELECT pg_catalog.sum(g.changes), pg_catalog.max(g.xid) INTO n, top FROM gone g;
+        n := COALESCE(n, 0);
         EXIT WHEN n OPERATOR(pg_catalog.=) 0;
         UPDATE edgesync.sync_log_state SET pruned_xid = pg_catalog.int8larger(pruned_xid, top);
         deleted := deleted OPERATOR(pg_catalog.+) n;

@@ -2,10 +2,14 @@
  * sync_log.cpp — the AFTER triggers that feed edgesync.sync_log, and the
  * buffered multi-insert behind them (see sync_log.hpp).
  *
- * The physical table, edgesync.sync_log_data, is lean on purpose: fixed-width
- * columns, the key as JSON text, and only a BRIN index (on xid and
- * changed_at), because at bulk rates a btree on the log costs about as much as
- * the patient rows themselves.  The view edgesync.sync_log presents it.
+ * The physical table, edgesync.sync_log_data, holds one row per batch: a run
+ * of changes of one table by one role within one flush, with the changes'
+ * ops, versions and keys as arrays.  Writing a thousand changes is then one
+ * (TOASTed, compressed) tuple instead of a thousand tuples with their headers,
+ * line pointers and WAL records; the view edgesync.sync_log unnests them.  Log
+ * ids are reserved a batch at a time from a sequence that increments by
+ * kFlushAt.  The only index is a BRIN on (xid, changed_at), which is what the
+ * cursor and prune queries need.
  */
 #include "track/sync_log.hpp"
 
@@ -21,6 +25,8 @@ extern "C" {
 #include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
@@ -36,9 +42,20 @@ namespace {
 constexpr int kFlushAt = 1000;
 
 /* Column positions in edgesync.sync_log_data (checked when it is looked up). */
-enum LogColumn { kId, kXid, kVersion, kChangedAt, kRelid, kRole, kOp, kApplicationName, kPk, kNumLogColumns };
+enum LogColumn {
+	kFirstId,
+	kXid,
+	kChangedAt,
+	kRelid,
+	kRole,
+	kOps,
+	kVersions,
+	kPks,
+	kApplicationName,
+	kNumLogColumns
+};
 const char *const kLogColumnNames[kNumLogColumns] = {
-	"id", "xid", "version", "changed_at", "relid", "role", "op", "application_name", "pk"};
+	"first_id", "xid", "changed_at", "relid", "role", "ops", "versions", "pks", "application_name"};
 
 struct LogEntry {
 	Oid relid;
@@ -130,7 +147,7 @@ check_log_layout(Relation rel)
 						errhint("Was it altered by hand? Reinstall the extension.")));
 }
 
-/* Writes every buffered entry with one multi-insert, and their index entries. */
+/* Writes every buffered entry: one multi-insert of a few batch rows. */
 void
 flush()
 {
@@ -152,37 +169,58 @@ flush()
 	Datum xid = Int64GetDatum(static_cast<int64>(U64FromFullTransactionId(GetTopFullTransactionId())));
 	Datum changed_at = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	Datum app_name = CStringGetTextDatum(application_name != nullptr ? application_name : "");
+	Datum *ops = static_cast<Datum *>(palloc(sizeof(Datum) * nentries));
+	Datum *versions = static_cast<Datum *>(palloc(sizeof(Datum) * nentries));
+	bool *version_nulls = static_cast<bool *>(palloc(sizeof(bool) * nentries));
+	Datum *pks = static_cast<Datum *>(palloc(sizeof(Datum) * nentries));
+	bool *pk_nulls = static_cast<bool *>(palloc(sizeof(bool) * nentries));
 
-	for (int i = 0; i < nentries; i++) {
-		const LogEntry *e = &entries[i];
-		TupleTableSlot *slot = w.slots[i];
+	/* One batch per run of entries with the same table and role. */
+	int nbatches = 0;
+	for (int start = 0; start < nentries;) {
+		const LogEntry *first = &entries[start];
+		int end = start;
+		for (; end < nentries && entries[end].relid == first->relid && entries[end].role == first->role;
+			 end++) {
+			const LogEntry *e = &entries[end];
+			ops[end] = CharGetDatum(e->op);
+			versions[end] = Int64GetDatum(e->version);
+			version_nulls[end] = !e->has_version;
+			pk_nulls[end] = e->pk == nullptr;
+			pks[end] = e->pk != nullptr ? CStringGetTextDatum(e->pk) : (Datum) 0;
+		}
+		int n = end - start;
+		int dims[1] = {n};
+		int lbs[1] = {1};
+
+		TupleTableSlot *slot = w.slots[nbatches++];
 		ExecClearTuple(slot);
 		memset(slot->tts_isnull, 0, sizeof(bool) * kNumLogColumns);
-		slot->tts_values[kId] = Int64GetDatum(nextval_internal(log_seqid, false));
+		slot->tts_values[kFirstId] = Int64GetDatum(nextval_internal(log_seqid, false));
 		slot->tts_values[kXid] = xid;
-		slot->tts_values[kVersion] = Int64GetDatum(e->version);
-		slot->tts_isnull[kVersion] = !e->has_version;
 		slot->tts_values[kChangedAt] = changed_at;
-		slot->tts_values[kRelid] = ObjectIdGetDatum(e->relid);
-		slot->tts_values[kRole] = ObjectIdGetDatum(e->role);
-		slot->tts_values[kOp] = CharGetDatum(e->op);
+		slot->tts_values[kRelid] = ObjectIdGetDatum(first->relid);
+		slot->tts_values[kRole] = ObjectIdGetDatum(first->role);
+		slot->tts_values[kOps] =
+			PointerGetDatum(construct_array(&ops[start], n, CHAROID, 1, true, TYPALIGN_CHAR));
+		slot->tts_values[kVersions] = PointerGetDatum(construct_md_array(
+			&versions[start], &version_nulls[start], 1, dims, lbs, INT8OID, 8, true, TYPALIGN_DOUBLE));
+		slot->tts_values[kPks] = PointerGetDatum(construct_md_array(
+			&pks[start], &pk_nulls[start], 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 		slot->tts_values[kApplicationName] = app_name;
-		if (e->pk != nullptr)
-			slot->tts_values[kPk] = CStringGetTextDatum(e->pk);
-		else
-			slot->tts_isnull[kPk] = true;
 		ExecStoreVirtualTuple(slot);
+		start = end;
 	}
 
 	/*
 	 * No BulkInsertState: its ring of buffers is for loads much larger than
 	 * one batch, and would push the log's pages out of shared buffers.
 	 */
-	table_multi_insert(rel, w.slots, nentries, GetCurrentCommandId(true), 0, nullptr);
+	table_multi_insert(rel, w.slots, nbatches, GetCurrentCommandId(true), 0, nullptr);
 	if (result_rel->ri_NumIndices > 0)
-		for (int i = 0; i < nentries; i++)
+		for (int i = 0; i < nbatches; i++)
 			ExecInsertIndexTuples(result_rel, w.slots[i], estate, false, false, nullptr, NIL);
-	for (int i = 0; i < nentries; i++)
+	for (int i = 0; i < nbatches; i++)
 		ExecClearTuple(w.slots[i]);
 
 	ExecCloseIndices(result_rel);
