@@ -157,6 +157,17 @@ SELECT edgesync.track('visits');
 INSERT INTO visits VALUES (E'Saint "Mary''s"\n', '2026-01-02', 1.50, true, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11');
 SELECT pk FROM edgesync.sync_log WHERE relid = 'visits'::regclass;
 
+-- The per-table facts the triggers cache follow the table's definition.
+CREATE TABLE rekeyed (a int PRIMARY KEY, b int NOT NULL);
+SELECT edgesync.track('rekeyed');
+INSERT INTO rekeyed (a, b) VALUES (1, 10);
+ALTER TABLE rekeyed DROP CONSTRAINT rekeyed_pkey, ADD PRIMARY KEY (b);
+INSERT INTO rekeyed (a, b) VALUES (2, 20);
+ALTER TABLE rekeyed RENAME COLUMN b TO bed;
+UPDATE rekeyed SET a = 3 WHERE bed = 20;
+SELECT op, pk, version FROM edgesync.sync_log WHERE relid = 'rekeyed'::regclass ORDER BY id;
+DROP TABLE rekeyed;
+
 -- A trigger function called the wrong way.
 SELECT edgesync.version_trigger();
 CREATE TABLE wrong (id int PRIMARY KEY);

@@ -77,6 +77,28 @@ Oid log_relid = InvalidOid;
 Oid log_seqid = InvalidOid;
 
 /*
+ * Log ids.  One nextval reserves kFlushAt ids (the sequence steps by that
+ * much); this backend hands them out to its batches until they run out, so a
+ * one-row transaction does not cost a sequence call.  Ids therefore increase
+ * within a backend, which keeps them in order within a transaction.
+ */
+int64 next_id = 0;
+int64 ids_left = 0;
+
+int64
+reserve_ids(int n)
+{
+	if (ids_left < n) {
+		next_id = nextval_internal(log_seqid, false);
+		ids_left = kFlushAt;
+	}
+	int64 first = next_id;
+	next_id += n;
+	ids_left -= n;
+	return first;
+}
+
+/*
  * What a flush writes with, kept for the backend's life so that a flush
  * allocates next to nothing: kFlushAt virtual slots over a private copy of
  * the log's descriptor (a copy is not reference counted, so the slots register
@@ -196,7 +218,7 @@ flush()
 		TupleTableSlot *slot = w.slots[nbatches++];
 		ExecClearTuple(slot);
 		memset(slot->tts_isnull, 0, sizeof(bool) * kNumLogColumns);
-		slot->tts_values[kFirstId] = Int64GetDatum(nextval_internal(log_seqid, false));
+		slot->tts_values[kFirstId] = Int64GetDatum(reserve_ids(n));
 		slot->tts_values[kXid] = xid;
 		slot->tts_values[kChangedAt] = changed_at;
 		slot->tts_values[kRelid] = ObjectIdGetDatum(first->relid);
@@ -347,6 +369,7 @@ on_relcache_invalidation(Datum, Oid relid)
 	if (relid == InvalidOid || relid == log_relid || relid == log_seqid) {
 		log_relid = InvalidOid;
 		log_seqid = InvalidOid;
+		ids_left = 0;
 		writer.valid = false; /* rebuilt at the next flush */
 	}
 }

@@ -13,6 +13,8 @@ extern "C" {
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/relcache.h"
 }
@@ -112,21 +114,49 @@ append_json_value(StringInfo out, JsonKind kind, FmgrInfo *output, Datum value)
 	}
 }
 
-TrackedRel *
-tracked_rel_for(FunctionCallInfo fcinfo, Relation rel)
-{
-	TrackedRel *info = static_cast<TrackedRel *>(fcinfo->flinfo->fn_extra);
-	if (info != nullptr && info->relid == RelationGetRelid(rel))
-		return info;
+namespace {
 
-	MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-	info = static_cast<TrackedRel *>(palloc0(sizeof(TrackedRel)));
+/*
+ * The backend's cache of TrackedRel, by relation OID.  An entry is marked
+ * invalid by any relcache invalidation of its relation (ALTER TABLE, a new
+ * primary key, ATTACH/DETACH PARTITION, DROP) and rebuilt in place at its next
+ * use, so a pointer to an entry stays valid for the backend's life.
+ */
+struct CacheEntry {
+	Oid relid; /* hash key */
+	bool valid;
+	MemoryContext context; /* key names and output functions */
+	TrackedRel info;
+};
+
+HTAB *cache = nullptr;
+uint64 invalidations = 0;
+
+void
+on_relcache_invalidation(Datum, Oid relid)
+{
+	invalidations++;
+	if (relid == InvalidOid) {
+		HASH_SEQ_STATUS status;
+		hash_seq_init(&status, cache);
+		for (CacheEntry *e; (e = static_cast<CacheEntry *>(hash_seq_search(&status))) != nullptr;)
+			e->valid = false;
+		return;
+	}
+	CacheEntry *e = static_cast<CacheEntry *>(hash_search(cache, &relid, HASH_FIND, nullptr));
+	if (e != nullptr)
+		e->valid = false;
+}
+
+void
+build(TrackedRel *info, Relation rel, MemoryContext context)
+{
+	MemoryContext old = MemoryContextSwitchTo(context);
+	memset(info, 0, sizeof(TrackedRel));
 	info->relid = RelationGetRelid(rel);
 	info->tracked_relid = info->relid;
-	if (rel->rd_rel->relispartition) {
-		List *ancestors = get_partition_ancestors(info->relid);
-		info->tracked_relid = llast_oid(ancestors);
-	}
+	if (rel->rd_rel->relispartition)
+		info->tracked_relid = llast_oid(get_partition_ancestors(info->relid));
 
 	info->version_attnum = required_column(rel, "version", INT8OID);
 	info->created_at_attnum = required_column(rel, "created_at", TIMESTAMPTZOID);
@@ -144,22 +174,78 @@ tracked_rel_for(FunctionCallInfo fcinfo, Relation rel)
 	info->nkeys = index->rd_index->indnkeyatts;
 	for (int i = 0; i < info->nkeys; i++) {
 		KeyColumn *key = &info->keys[i];
-		Form_pg_attribute att;
 		Oid output_func;
 		bool varlena;
 
 		key->attnum = index->rd_index->indkey.values[i];
-		att = TupleDescAttr(desc, key->attnum - 1);
+		Form_pg_attribute att = TupleDescAttr(desc, key->attnum - 1);
 		key->name = pstrdup(NameStr(att->attname));
 		key->kind = json_kind_of(att->atttypid);
 		getTypeOutputInfo(att->atttypid, &output_func, &varlena);
-		fmgr_info_cxt(output_func, &key->output, fcinfo->flinfo->fn_mcxt);
+		fmgr_info_cxt(output_func, &key->output, context);
 	}
 	index_close(index, AccessShareLock);
 	MemoryContextSwitchTo(old);
+}
 
-	fcinfo->flinfo->fn_extra = info;
-	return info;
+/* build(), deleting context if it fails (it lives under CacheMemoryContext). */
+void
+build_or_delete(TrackedRel *info, Relation rel, MemoryContext context)
+{
+	PG_TRY();
+	{
+		build(info, rel, context);
+	}
+	PG_CATCH();
+	{
+		MemoryContextDelete(context);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+}  // namespace
+
+TrackedRel *
+tracked_rel_for(FunctionCallInfo fcinfo, Relation rel)
+{
+	Oid relid = RelationGetRelid(rel);
+
+	/* Fast path: this call site's entry, still valid. */
+	CacheEntry *e = static_cast<CacheEntry *>(fcinfo->flinfo->fn_extra);
+	if (e != nullptr && e->valid && e->relid == relid)
+		return &e->info;
+
+	if (cache == nullptr) {
+		HASHCTL ctl;
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(CacheEntry);
+		ctl.hcxt = CacheMemoryContext;
+		cache = hash_create("edgesync tracked relations", 32, &ctl,
+							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		CacheRegisterRelcacheCallback(on_relcache_invalidation, PointerGetDatum(nullptr));
+	}
+	bool found;
+	e = static_cast<CacheEntry *>(hash_search(cache, &relid, HASH_ENTER, &found));
+	if (!found) {
+		e->valid = false;
+		e->context = nullptr;
+	}
+	if (!e->valid) {
+		uint64 before = invalidations;
+		MemoryContext context = AllocSetContextCreate(CacheMemoryContext, "edgesync tracked relation",
+													  ALLOCSET_SMALL_SIZES);
+		TrackedRel fresh;
+		build_or_delete(&fresh, rel, context);
+		if (e->context != nullptr)
+			MemoryContextDelete(e->context);
+		e->context = context;
+		e->info = fresh;
+		/* An invalidation that arrived while building makes it stale at once. */
+		e->valid = invalidations == before;
+	}
+	fcinfo->flinfo->fn_extra = e;
+	return &e->info;
 }
 
 void

@@ -43,10 +43,7 @@ struct TrackedRel {
 	KeyColumn keys[INDEX_MAX_KEYS];
 };
 
-/*
- * The TrackedRel of rel for this trigger call site, built on first use and
- * cached in fcinfo->flinfo->fn_extra.
- */
+/* The TrackedRel of rel, from the cache (built on first use or after a change). */
 TrackedRel *tracked_rel_for(FunctionCallInfo fcinfo, Relation rel);
 
 /* Appends the primary key of tuple as a JSON object: {"id": 42}. */
