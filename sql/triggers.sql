@@ -157,6 +157,20 @@ SELECT edgesync.track('visits');
 INSERT INTO visits VALUES (E'Saint "Mary''s"\n', '2026-01-02', 1.50, true, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11');
 SELECT pk FROM edgesync.sync_log WHERE relid = 'visits'::regclass;
 
+-- Managed columns anywhere in the row, NULLs around them, NULLs supplied for them.
+CREATE TABLE odd_layout (a text, version bigint, b varchar(10), created_at timestamptz,
+                         c int, updated_at timestamptz, id int PRIMARY KEY, d numeric);
+SELECT edgesync.track('odd_layout');
+BEGIN;
+INSERT INTO odd_layout (a, b, c, id, d) VALUES (NULL, 'x', NULL, 1, 1.5), ('long text value', NULL, 3, 2, NULL);
+INSERT INTO odd_layout (id, version, created_at, updated_at) VALUES (3, NULL, NULL, NULL);
+SELECT id, a, b, c, d, version, created_at = now() AS created_now, updated_at = now() AS updated_now
+  FROM odd_layout ORDER BY id;
+COMMIT;
+UPDATE odd_layout SET a = coalesce(a, '') || '!', created_at = NULL;
+SELECT id, a, version, created_at IS NOT NULL AS created_kept FROM odd_layout ORDER BY id;
+DROP TABLE odd_layout;
+
 -- The per-table facts the triggers cache follow the table's definition.
 CREATE TABLE rekeyed (a int PRIMARY KEY, b int NOT NULL);
 SELECT edgesync.track('rekeyed');

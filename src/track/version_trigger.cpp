@@ -58,6 +58,60 @@ tuples_identical(HeapTuple a, HeapTuple b)
 				  a->t_len - SizeofHeapTupleHeader) == 0;
 }
 
+/*
+ * A copy of tuple with the int8-sized, pass-by-value columns attnums[] set to
+ * values[], written in place: the three columns we maintain are all 8-byte
+ * values, so the row need not be deformed and formed again.  Walks the
+ * attributes as heap_deform_tuple does, up to the last one to set.  Falls
+ * back to heap_modify_tuple_by_cols when a target is NULL in the tuple or
+ * missing from it (its bytes are not there to overwrite).
+ */
+HeapTuple
+with_int8_columns(HeapTuple tuple, TupleDesc desc, const int attnums[3], const Datum values[3])
+{
+	HeapTupleHeader header = tuple->t_data;
+	int natts = HeapTupleHeaderGetNatts(header);
+	int last = Max(attnums[0], Max(attnums[1], attnums[2]));
+	bool hasnulls = HeapTupleHasNulls(tuple);
+	char *data = reinterpret_cast<char *>(header) + header->t_hoff;
+	uint32 offsets[3] = {0, 0, 0};
+	uint32 off = 0;
+
+	if (last > natts)
+		goto fallback;
+	for (int attnum = 1; attnum <= last; attnum++) {
+		Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
+		bool target = attnum == attnums[0] || attnum == attnums[1] || attnum == attnums[2];
+		if (hasnulls && att_isnull(attnum - 1, header->t_bits)) {
+			if (target)
+				goto fallback;
+			continue;
+		}
+		if (att->attlen == -1)
+			off = att_align_pointer(off, att->attalign, -1, data + off);
+		else
+			off = att_align_nominal(off, att->attalign);
+		for (int i = 0; i < 3; i++)
+			if (attnum == attnums[i])
+				offsets[i] = off;
+		off = att_addlength_pointer(off, att->attlen, data + off);
+	}
+	{
+		HeapTuple copy = heap_copytuple(tuple);
+		char *copy_data = reinterpret_cast<char *>(copy->t_data) + copy->t_data->t_hoff;
+		for (int i = 0; i < 3; i++) {
+			int64 v = DatumGetInt64(values[i]);
+			memcpy(copy_data + offsets[i], &v, sizeof(v));
+		}
+		return copy;
+	}
+
+fallback:
+	bool nulls[3] = {false, false, false};
+	return heap_modify_tuple_by_cols(tuple, desc, 3, const_cast<int *>(attnums),
+									 const_cast<Datum *>(values), nulls);
+}
+
 int64
 get_int8(HeapTuple tuple, AttrNumber attnum, TupleDesc desc, bool *isnull)
 {
@@ -75,9 +129,7 @@ on_insert(TriggerData *td, TrackedRel *info)
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	int cols[3] = {info->version_attnum, info->created_at_attnum, info->updated_at_attnum};
 	Datum values[3] = {Int64GetDatum(1), TimestampTzGetDatum(now), TimestampTzGetDatum(now)};
-	bool nulls[3] = {false, false, false};
-	return PointerGetDatum(
-		heap_modify_tuple_by_cols(tuple, RelationGetDescr(td->tg_relation), 3, cols, values, nulls));
+	return PointerGetDatum(with_int8_columns(tuple, RelationGetDescr(td->tg_relation), cols, values));
 }
 
 Datum
@@ -146,7 +198,9 @@ on_update(TriggerData *td, TrackedRel *info, bool skip_unchanged)
 	values[0] = Int64GetDatum(old_version + 1);
 	values[1] = created_at;
 	values[2] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	return PointerGetDatum(heap_modify_tuple_by_cols(new_tuple, desc, 3, cols, values, nulls));
+	if (created_null)
+		return PointerGetDatum(heap_modify_tuple_by_cols(new_tuple, desc, 3, cols, values, nulls));
+	return PointerGetDatum(with_int8_columns(new_tuple, desc, cols, values));
 }
 
 Datum
