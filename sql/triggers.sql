@@ -150,6 +150,18 @@ INSERT INTO hospital_patients (id, name) VALUES (100, 'dup'), (3000, 'new') ON C
 INSERT INTO hospital_patients (id, name) VALUES (101, 'upserted') ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name;
 SELECT op, pk, version FROM edgesync.sync_log WHERE pk->>'id' IN ('100', '101', '3000') ORDER BY id;
 
+-- COPY and MERGE go through the same triggers.
+COPY hospital_patients (id, name) FROM stdin;
+4001	copied one
+4002	copied two
+\.
+MERGE INTO hospital_patients p
+USING (VALUES (4001, 'merged'), (4003, 'merged new')) AS m(id, name) ON p.id = m.id
+WHEN MATCHED THEN UPDATE SET name = m.name
+WHEN NOT MATCHED THEN INSERT (id, name) VALUES (m.id, m.name);
+SELECT op, pk, version FROM edgesync.sync_log WHERE (pk->>'id')::int BETWEEN 4001 AND 4003 ORDER BY id;
+SELECT id, name, version FROM hospital_patients WHERE id BETWEEN 4001 AND 4003 ORDER BY id;
+
 -- Keys of every common type, as JSON.
 CREATE TABLE visits (clinic text, day date, seq numeric, ok boolean, code uuid,
                      PRIMARY KEY (clinic, day, seq, ok, code));
