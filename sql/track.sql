@@ -87,6 +87,12 @@ SELECT relid, pk, op FROM edgesync.sync_log WHERE relid = 'hospital_prescription
 INSERT INTO hospital_prescriptions_2 (id, hospital_id, drug) VALUES (4, 2, 'd');
 SELECT relid, pk, op FROM edgesync.sync_log WHERE pk->>'id' = '4';
 
+-- A detached partition is no longer tracked: it keeps none of our triggers.
+ALTER TABLE hospital_prescriptions DETACH PARTITION hospital_prescriptions_3;
+SELECT count(*) AS triggers_on_detached FROM pg_trigger
+ WHERE tgrelid = 'hospital_prescriptions_3'::regclass AND tgname LIKE 'edgesync%';
+DROP TABLE hospital_prescriptions_3;
+
 -- untrack(): triggers and registration go; data and columns stay.
 SELECT edgesync.untrack('hospital_queues');
 SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgrelid = 'hospital_queues'::regclass;

@@ -376,6 +376,17 @@ BEGIN
             PERFORM edgesync._track_if_possible(rel.oid::regclass);
         END IF;
     END LOOP;
+
+    -- A detached partition keeps no statement trigger of ours (PostgreSQL
+    -- removes the cloned row triggers itself).
+    FOR part IN
+        SELECT t.tgrelid::regclass FROM pg_catalog.pg_trigger t
+         WHERE t.tgname = 'edgesync_log_statement'
+           AND NOT EXISTS (SELECT FROM edgesync.tracked_tables tt
+                            WHERE tt.relid = coalesce(pg_catalog.pg_partition_root(t.tgrelid), t.tgrelid))
+    LOOP
+        EXECUTE format('DROP TRIGGER edgesync_log_statement ON %s', part);
+    END LOOP;
 END
 $$;
 
