@@ -13,6 +13,8 @@
 # refuses root, and the checkout may not be readable by that user.
 #
 # Options: --only LAYER (unit, regress, isolation, tap; repeatable).
+# To run some tests of a layer, name them in the environment as the Makefile
+# does: REGRESS="track sync", ISOLATION="cursor-rule", PROVE_TESTS="test/t/010_track_crash.pl".
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -108,11 +110,11 @@ for layer in "${layers[@]}"; do
 		;;
 	regress | isolation)
 		if [ "$layer" = regress ]; then
-			run_layer regress ISOLATION= TAP_TESTS=
+			run_layer regress ISOLATION= TAP_TESTS= ${REGRESS:+"REGRESS=$REGRESS"}
 			rc=$?
 			outdir=output_regress
 		else
-			run_layer isolation REGRESS= TAP_TESTS=
+			run_layer isolation REGRESS= TAP_TESTS= ${ISOLATION:+"ISOLATION=$ISOLATION"}
 			rc=$?
 			outdir=output_isolation
 		fi
@@ -126,7 +128,7 @@ for layer in "${layers[@]}"; do
 		record "$layer" "$passed" "$failed"
 		;;
 	tap)
-		run_layer tap REGRESS= ISOLATION=
+		run_layer tap REGRESS= ISOLATION= ${PROVE_TESTS:+"PROVE_TESTS=$PROVE_TESTS"}
 		rc=$?
 		log="$workdir/tap.log"
 		tests=$(sed -nE 's/^Files=[0-9]+, Tests=([0-9]+),.*/\1/p' "$log" | tail -1)
