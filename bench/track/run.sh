@@ -66,29 +66,36 @@ SELECT g, g %% 20, 'MRN' || lpad(g::text, 9, '0'), 'First' || g %% 997, 'Last' |
   FROM generate_series(%d, %d) g;" "$1" "$2" "$(($2 + ROWS - 1))"
 }
 
-# Runs one timed statement ($2) on variant $1 and records "$1 $3 ms" and
-# "$1 $3_wal bytes-per-row".
+# Runs one timed statement ($2) on variant $1 and records "$1 $3 ms",
+# "$1 $3_cpu ms" (the backend's CPU time, user + system, from
+# log_statement_stats: what the statement cost, whatever else the machine
+# was doing) and "$1 $3_wal bytes-per-row".
 timed() {
-	local variant=$1 statement=$2 metric=$3 pre='' post='' out ms wal
+	local variant=$1 statement=$2 metric=$3 pre='' post='' out
 	if [ "$variant" = floor ] && [ "$metric" = insert ]; then
 		pre='SET session_replication_role = replica;'
 		post='RESET session_replication_role;'
 	fi
-	out=$(sql <<-SQL
+	out=$(sql 2>&1 <<-SQL
 		CHECKPOINT;
 		$pre
 		SELECT pg_current_wal_insert_lsn() AS lsn0 \gset
+		SET client_min_messages = log;
+		SET log_statement_stats = on;
 		\timing on
 		$statement
 		\timing off
+		RESET log_statement_stats;
+		RESET client_min_messages;
 		$post
 		SELECT 'wal ' || pg_wal_lsn_diff(pg_current_wal_insert_lsn(), :'lsn0') / $ROWS;
 	SQL
 	)
-	ms=$(awk '/^Time: / { print $2 }' <<<"$out")
-	wal=$(awk '/^wal / { print $2 }' <<<"$out")
-	echo "$variant $metric $ms" >>"$results"
-	echo "$variant ${metric}_wal $wal" >>"$results"
+	awk -v v="$variant" -v m="$metric" '
+		/^Time: / { print v, m, $2 }
+		/ s user, .* s system/ && cpu == "" { cpu = ($2 + $5) * 1000 }
+		/^wal / { print v, m "_wal", $2 }
+		END { print v, m "_cpu", cpu }' <<<"$out" >>"$results"
 }
 
 reset() {
@@ -106,21 +113,40 @@ bulk() {
 	timed "$v" "UPDATE bench.patients_$v SET visits = visits + 1;" update
 }
 
+# Backend CPU time (ns) of the sessions named pgbench, read from /proc.
+pgbench_cpu_ns() {
+	local pid total=0
+	for pid in $(sql -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench'"); do
+		total=$((total + $(cut -d' ' -f1 "/proc/$pid/schedstat")))
+	done
+	echo "$total"
+}
+
 pgbench_run() {
-	local v=$1 script out tps n lsn0 wal
+	local v=$1 script out tps n lsn0 wal cpu0 cpu1 t0 t1
 	script=$CLUSTER_ROOT/pgbench_$v.sql
 	printf '\\set id random(1, %d)\nUPDATE bench.patients_%s SET visits = visits + 1 WHERE id = :id;\n' \
 		"$ROWS" "$v" >"$script"
 	chmod 644 "$script"
 	sql -c "VACUUM bench.patients_$v" -c CHECKPOINT >/dev/null
 	lsn0=$(sql -c 'SELECT pg_current_wal_insert_lsn()')
-	out=$(as_cluster_user "$PG_BINDIR/pgbench" -h "$CLUSTER_ROOT" -p "$bench_PORT" -U postgres -n \
-		-M prepared -c "$PGBENCH_CLIENTS" -j "$PGBENCH_CLIENTS" -T "$PGBENCH_SECONDS" -f "$script" bench 2>&1)
+	as_cluster_user "$PG_BINDIR/pgbench" -h "$CLUSTER_ROOT" -p "$bench_PORT" -U postgres -n \
+		-M prepared -c "$PGBENCH_CLIENTS" -j "$PGBENCH_CLIENTS" -T "$PGBENCH_SECONDS" -f "$script" bench \
+		>"$CLUSTER_ROOT/pgbench.out" 2>&1 &
+	# The backends' CPU time over the middle of the run, per transaction.
+	sleep 1
+	t0=$(date +%s%N) cpu0=$(pgbench_cpu_ns)
+	sleep $((PGBENCH_SECONDS - 2))
+	t1=$(date +%s%N) cpu1=$(pgbench_cpu_ns)
+	wait $!
+	out=$(cat "$CLUSTER_ROOT/pgbench.out")
 	tps=$(awk '/^tps = / { print $3; exit }' <<<"$out")
 	n=$(awk '/number of transactions actually processed/ { print $NF }' <<<"$out")
 	wal=$(sql -c "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '$lsn0') / $n")
 	echo "$v pgbench $tps" >>"$results"
 	echo "$v pgbench_wal $wal" >>"$results"
+	awk -v v="$v" -v c="$((cpu1 - cpu0))" -v t="$((t1 - t0))" -v tps="$tps" \
+		'BEGIN { print v, "pgbench_cpu", c / 1000 / (tps * t / 1e9) }' >>"$results"
 }
 
 nvar=${#variants[@]}
@@ -129,12 +155,12 @@ for ((r = 0; r < REPEATS; r++)); do
 	for ((i = 0; i < nvar; i++)); do
 		v=${variants[$(((i + r) % nvar))]}
 		bulk "$v"
-		echo "  repeat $((r + 1)) $v: bulk done" >&2
+		echo "  repeat $((r + 1)) $v: $(awk -v v="$v" '$1 == v { x[$2] = $3 } END { printf "insert %s ms, update %s ms", x["insert"], x["update"] }' "$results")" >&2
 	done
 	for ((i = 0; i < nvar; i++)); do
 		v=${variants[$(((i + r) % nvar))]}
 		pgbench_run "$v"
-		echo "  repeat $((r + 1)) $v: pgbench done" >&2
+		echo "  repeat $((r + 1)) $v: pgbench $(awk -v v="$v" '$1 == v && $2 == "pgbench" { x = $3 } END { print x }' "$results") tps" >&2
 	done
 done
 
@@ -145,7 +171,7 @@ median() { # variant metric
 }
 declare -A med
 for v in "${variants[@]}"; do
-	for m in insert update pgbench insert_wal update_wal pgbench_wal; do
+	for m in insert update pgbench insert_cpu update_cpu pgbench_cpu insert_wal update_wal pgbench_wal; do
 		med[$v.$m]=$(median "$v" "$m")
 	done
 done
@@ -153,18 +179,35 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == "nan" || a == "nan" || b == 
 overhead() { # variant bare plpgsql
 	awk -v a="$1" -v b="$2" -v p="$3" 'BEGIN { if (a == "nan" || b == "nan" || p == "nan" || p == b) print "-"; else printf "%.2f", (a - b) / (p - b) }'
 }
+row() { # variant, then the metric suffix: "" (wall clock) or _cpu
+	local v=$1 s=$2 pgb
+	if [ -z "$s" ]; then
+		pgb=$(printf '%8.0f %6s' "${med[$v.pgbench]}" "$(ratio "${med[$v.pgbench]}" "${med[bare.pgbench]}")")
+	else # CPU per transaction; "x bare" as a throughput ratio, bare / variant
+		pgb=$(printf '%8.1f %6s' "${med[$v.pgbench_cpu]}" "$(ratio "${med[bare.pgbench_cpu]}" "${med[$v.pgbench_cpu]}")")
+	fi
+	printf '%-8s | %9.0f %6s %6s | %9.0f %6s %6s | %s' "$v" \
+		"${med[$v.insert$s]}" "$(ratio "${med[$v.insert$s]}" "${med[bare.insert$s]}")" \
+		"$(overhead "${med[$v.insert$s]}" "${med[bare.insert$s]}" "${med[plpgsql.insert$s]:-nan}")" \
+		"${med[$v.update$s]}" "$(ratio "${med[$v.update$s]}" "${med[bare.update$s]}")" \
+		"$(overhead "${med[$v.update$s]}" "${med[bare.update$s]}" "${med[plpgsql.update$s]:-nan}")" "$pgb"
+	if [ -n "$s" ]; then
+		printf ' | %7.0f %7.0f %7.0f' "${med[$v.insert_wal]}" "${med[$v.update_wal]}" "${med[$v.pgbench_wal]}"
+	fi
+	echo
+}
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-printf '\n%s; %s cores; PostgreSQL %s; medians of %d repeats\n' "$cpu" "$(nproc)" \
-	"$(sql -c 'SHOW server_version')" "$REPEATS"
+printf '\n%s; %s cores; PostgreSQL %s; %d rows; medians of %d repeats; pgbench %ss x %s clients\n' "$cpu" \
+	"$(nproc)" "$(sql -c 'SHOW server_version')" "$ROWS" "$REPEATS" "$PGBENCH_SECONDS" "$PGBENCH_CLIENTS"
+echo
+echo "Wall clock (statement time as psql sees it, commit included; pgbench TPS):"
+printf '%-8s | %9s %6s %6s | %9s %6s %6s | %8s %6s\n' variant 'insert ms' 'x bare' 'ovh/pl' \
+	'update ms' 'x bare' 'ovh/pl' 'pgb tps' 'x bare'
+for v in "${variants[@]}"; do row "$v" ""; done
+echo
+echo "Backend CPU time (user + system; pgbench: us per transaction, x bare = bare / variant):"
 printf '%-8s | %9s %6s %6s | %9s %6s %6s | %8s %6s | %7s %7s %7s\n' variant 'insert ms' 'x bare' 'ovh/pl' \
-	'update ms' 'x bare' 'ovh/pl' 'pgb tps' 'x bare' 'WAL ins' 'WAL upd' 'WAL pgb'
-for v in "${variants[@]}"; do
-	printf '%-8s | %9.0f %6s %6s | %9.0f %6s %6s | %8.0f %6s | %7.0f %7.0f %7.0f\n' "$v" \
-		"${med[$v.insert]}" "$(ratio "${med[$v.insert]}" "${med[bare.insert]}")" \
-		"$(overhead "${med[$v.insert]}" "${med[bare.insert]}" "${med[plpgsql.insert]:-nan}")" \
-		"${med[$v.update]}" "$(ratio "${med[$v.update]}" "${med[bare.update]}")" \
-		"$(overhead "${med[$v.update]}" "${med[bare.update]}" "${med[plpgsql.update]:-nan}")" \
-		"${med[$v.pgbench]}" "$(ratio "${med[$v.pgbench]}" "${med[bare.pgbench]}")" \
-		"${med[$v.insert_wal]}" "${med[$v.update_wal]}" "${med[$v.pgbench_wal]}"
-done
-echo "(WAL: bytes per row changed, per transaction for pgbench; ovh/pl: overhead over bare / PL/pgSQL's)"
+	'update ms' 'x bare' 'ovh/pl' 'pgb us' 'x bare' 'WAL ins' 'WAL upd' 'WAL pgb'
+for v in "${variants[@]}"; do row "$v" _cpu; done
+echo
+echo "ovh/pl: (variant - bare) / (plpgsql - bare).  WAL: bytes per row changed (per transaction for pgbench)."

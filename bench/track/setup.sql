@@ -16,6 +16,7 @@
 --             (ENABLE ALWAYS, run.sh sets session_replication_role =
 --             replica around the INSERT), where it returns its input.
 \set ON_ERROR_STOP on
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS edgesync;
 DROP SCHEMA IF EXISTS bench CASCADE;
 CREATE SCHEMA bench;
