@@ -40,7 +40,7 @@ struct JsonEscapeTable {
 
 inline constexpr JsonEscapeTable kJsonEscape{};
 
-} // namespace detail
+}  // namespace detail
 
 /* Appends s as a JSON string, quotes included. */
 template <typename Sink>
@@ -172,4 +172,4 @@ append_sql_identifier(Sink &out, std::string_view name)
 	out.push_back('"');
 }
 
-} // namespace edgesync::text
+}  // namespace edgesync::text
