@@ -38,14 +38,22 @@ for my $node ($source, $replica)
 {
 	$node->safe_psql('postgres',
 		q{CREATE DATABASE hospital ENCODING 'UTF8' LOCALE 'C' TEMPLATE template0});
-	$node->safe_psql('hospital', "CREATE EXTENSION edgesync; $tables");
+	$node->safe_psql('hospital', 'CREATE EXTENSION edgesync');
 }
-$source->safe_psql('hospital', join '', map { "SELECT edgesync.track('$_');" } @tables);
-# The replica has the same columns; track() added them on the source.
-$replica->safe_psql('hospital', join '', map { qq{
-	ALTER TABLE $_ ADD COLUMN version bigint NOT NULL DEFAULT 1,
-	               ADD COLUMN created_at timestamptz NOT NULL DEFAULT now(),
-	               ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now();} } @tables);
+$source->safe_psql('hospital', $tables . join '', map { "SELECT edgesync.track('$_');" } @tables);
+
+# pg_dump_to_replica(ARGS): pg_dump ARGS of the source | psql on the replica.
+sub pg_dump_to_replica
+{
+	my @args = @_;
+	my ($out, $err);
+	IPC::Run::run([ 'pg_dump', @args, '-d', $source->connstr('hospital') ],
+		'|', psql_cmd($replica), '>', \$out, '2>', \$err, IPC::Run::timeout($timeout))
+	  or die "pg_dump @args | psql failed: $err";
+}
+# The replica's tables as docs/replica.md makes them: the source's
+# definitions, versions columns and (idle on the replica) triggers included.
+pg_dump_to_replica('--schema-only', map { ('--table', $_) } @tables);
 # Every row write on the replica is recorded, so a change applied twice shows.
 $replica->safe_psql('hospital', q{
 	CREATE TABLE applied (tbl text, op text, k text, version bigint);
@@ -100,14 +108,7 @@ $source->safe_psql('hospital', q{
 });
 
 # 3. The copy: rows with their versions and timestamps, replica triggers off.
-for my $t (@tables)
-{
-	my ($out, $err);
-	IPC::Run::run(
-		[ 'pg_dump', '--data-only', '--table', $t, '-d', $source->connstr('hospital') ],
-		'|', psql_cmd($replica), '>', \$out, '2>', \$err, IPC::Run::timeout($timeout))
-	  or die "copying $t failed: $err";
-}
+pg_dump_to_replica('--data-only', '--disable-triggers', map { ('--table', $_) } @tables);
 $replica->safe_psql('hospital', 'TRUNCATE applied');
 
 # 4. The mixed workload.
@@ -154,7 +155,7 @@ my $end = $source->lsn('insert');
 my ($out, $err) = ('', '');
 my $ok = IPC::Run::run(
 	recvlogical_cmd($source, '-S', 'cloud', '--start', '--no-loop', '--endpos', $end, '-f', '-',
-		'-o', 'format=sql'),
+		'-o', 'format=sql', '-o', 'source=hospital'),
 	'|', psql_cmd($replica), '>', \$out, '2>', \$err, IPC::Run::timeout($timeout));
 ok($ok, 'pg_recvlogical -o format=sql -f - | psql -d replica') or diag($err);
 
@@ -175,12 +176,13 @@ is($replica->safe_psql('hospital', q{
 	SELECT count(*) FROM (SELECT tbl, op, k FROM applied GROUP BY 1, 2, 3 HAVING count(*) > 1) d}),
 	'0', 'no row image was written twice');
 
-# 6. The same stream again, from the second slot: nothing changes.
+# 6. The same stream again (the second slot, under the same source name):
+# every transaction is recognised as applied, nothing changes.
 my $again = "$dir/again.sql";
 ($out, $err) = ('', '');
 IPC::Run::run(
 	recvlogical_cmd($source, '-S', 'cloud_again', '--start', '--no-loop', '--endpos', $end,
-		'-f', $again, '-o', 'format=sql'),
+		'-f', $again, '-o', 'format=sql', '-o', 'source=hospital'),
 	'>', \$out, '2>', \$err, IPC::Run::timeout($timeout))
   or diag("pg_recvlogical to a file: $err");
 ok(-s $again, 'the stream written to a file');
