@@ -21,10 +21,6 @@ use EdgesyncTest;
 my $source = edgesync_node('source');
 my $replica = edgesync_node('replica');
 my $dir = PostgreSQL::Test::Utils::tempdir;
-# (Until the output plugin is in edgesync.so there is nothing to test.)
-my (undef, undef, $probe_err) = $source->psql('postgres',
-	q{SELECT pg_create_logical_replication_slot('probe', 'edgesync', true)});
-plan skip_all => 'the edgesync output plugin is not built yet' if $probe_err =~ /_PG_output_plugin_init/;
 my $timeout = $PostgreSQL::Test::Utils::timeout_default;
 
 my $tables = q{
