@@ -42,8 +42,9 @@ cat "$CLUSTER_ROOT/stream.sql"
 cloud_sql -c 'SELECT id, name, ward, version FROM hospital_patients ORDER BY id' \
 	-c 'SELECT source, lsn FROM edgesync.applied_lsn'
 
-say "The same stream applied again changes nothing (the commit LSN was applied)"
-cluster_psql cloud -d cloud -v ON_ERROR_STOP=1 <"$CLUSTER_ROOT/stream.sql" >/dev/null
+say "The same stream applied again changes nothing: apply_begin() says f (applied before) for each transaction"
+echo '$ psql -d cloud -At < stream.sql'
+cluster_psql cloud -d cloud -At -v ON_ERROR_STOP=1 <"$CLUSTER_ROOT/stream.sql"
 cloud_sql -c 'SELECT id, name, ward, version FROM hospital_patients ORDER BY id'
 
 # The slot would hold WAL back for a cloud that no longer listens.
