@@ -123,7 +123,7 @@ $$;
 
 -- Raises an error unless target names one; returns its row.
 CREATE FUNCTION edgesync._require_target(target text) RETURNS edgesync.targets
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     t edgesync.targets;
 BEGIN
@@ -197,7 +197,7 @@ DECLARE
     u      record;
 BEGIN
     IF target IS NULL OR target !~ '^[a-z0-9_]{1,54}$' THEN
-        RAISE EXCEPTION 'invalid target name %', coalesce(quote_literal(target), 'NULL')
+        RAISE EXCEPTION 'invalid target name "%"', target
             USING ERRCODE = 'invalid_name',
                   DETAIL = 'A target name is 1 to 54 lower-case letters, digits or underscores.';
     END IF;
@@ -319,7 +319,9 @@ CREATE FUNCTION edgesync._ship(target text, max_batches integer) RETURNS bigint
     AS 'MODULE_PATHNAME', 'edgesync_ship' LANGUAGE C STRICT;
 REVOKE ALL ON FUNCTION edgesync._ship(text, integer) FROM PUBLIC;
 CREATE FUNCTION edgesync.ship(target text, max_batches integer DEFAULT 100) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET log_min_messages = warning  -- each peek logs "starting logical decoding" at LOG
+AS $$
 BEGIN
     PERFORM edgesync._require_target(target);
     IF max_batches IS NULL OR max_batches < 1 THEN

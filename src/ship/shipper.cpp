@@ -387,6 +387,8 @@ ship_target(const std::string &name, int max_batches, bool own_transactions)
 			result.failed = true;
 			return result;
 		}
+		if (flush <= confirmed && config.pending_end == 0)
+			return result; /* no new WAL: nothing to decode */
 
 		size_t n = cut_batch(rows, {config.batch_changes, config.batch_bytes});
 		if (n == 0) {

@@ -197,7 +197,7 @@ recover(PgException &e)
 	std::string message = e.what();
 	pg_call([&] {
 		ErrorData *data = e.data();
-		ereport(LOG, (errcode(data->sqlerrcode), errmsg("edgesync shipper: %s", data->message)));
+		ereport(WARNING, (errcode(data->sqlerrcode), errmsg("edgesync shipper: %s", data->message)));
 	});
 	e.discard();
 	pg_call([] {
@@ -323,5 +323,7 @@ edgesync_ship_worker_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(db, nullptr, 0);
 	pgstat_report_appname("edgesync shipper");
+	/* Every peek at a slot logs "starting logical decoding" lines at LOG. */
+	SetConfigOption("log_min_messages", "warning", PGC_SUSET, PGC_S_OVERRIDE);
 	edgesync::guarded([] { edgesync::ship::worker_loop(); });
 }
