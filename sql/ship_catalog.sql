@@ -3,7 +3,6 @@
 \set VERBOSITY default
 \set SHOW_CONTEXT never
 CREATE EXTENSION edgesync;
-SET edgesync.ship_plugin = 'test_decoding';  -- until the edgesync plugin lands
 
 -- An HTTP target: the password leaves the URL, the token and headers are
 -- kept apart, and the target owns a slot.

@@ -6,6 +6,7 @@
  */
 #include "core/guard.hpp"
 #include "core/postgres.hpp"
+#include "decode/decode.hpp"
 #include "ship/worker.hpp"
 #include "track/sync_log.hpp"
 
@@ -26,6 +27,7 @@ void
 _PG_init(void)
 {
 	edgesync::track::register_sync_log_callbacks();
+	edgesync::decode::register_policy_settings();
 	edgesync::ship::init();
 }
 

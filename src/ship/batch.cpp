@@ -26,9 +26,10 @@ is_frame_row(std::string_view data)
 				return false;
 		return true;
 	};
-	if (starts("{\"op\":\"begin\"") || starts("{\"op\":\"commit\""))
+	if (starts("{\"op\":\"begin\"") || starts("{\"op\":\"commit\"") ||
+		starts("select edgesync.apply_begin("))
 		return true;
-	/* sql format's BEGIN; / COMMIT; rows (and test_decoding's BEGIN 123) */
+	/* the sql format's BEGIN; / COMMIT; rows */
 	return data.size() < 32 && (starts("begin") || starts("commit"));
 }
 

@@ -148,8 +148,7 @@ BEGIN
        AND NOT EXISTS (SELECT FROM edgesync.targets t WHERE t.slot_name = slot) THEN
         PERFORM pg_drop_replication_slot(slot);
     END IF;
-    PERFORM pg_create_logical_replication_slot(
-        slot, coalesce(nullif(current_setting('edgesync.ship_plugin', true), ''), 'edgesync'));
+    PERFORM pg_create_logical_replication_slot(slot, 'edgesync');
 END
 $$;
 REVOKE ALL ON FUNCTION edgesync._create_target_slot(text) FROM PUBLIC;
@@ -341,8 +340,7 @@ DECLARE
     t edgesync.targets := edgesync._require_target(target);
 BEGIN
     PERFORM edgesync._drop_target_slot(t.slot_name);
-    PERFORM pg_create_logical_replication_slot(
-        t.slot_name, coalesce(nullif(current_setting('edgesync.ship_plugin', true), ''), 'edgesync'));
+    PERFORM pg_create_logical_replication_slot(t.slot_name, 'edgesync');
     UPDATE edgesync.target_state SET resync_pending = true, next_retry = NULL, pending_end = NULL
      WHERE target_state.name = t.name;
 END

@@ -213,9 +213,9 @@ load_target(const std::string &name, TargetConfig &c, bool &enabled)
 
 /* The slot's confirmed position and the WAL flush position; false if the slot is gone. */
 bool
-slot_position(const TargetConfig &c, uint64_t &confirmed, uint64_t &flush, std::string &plugin)
+slot_position(const TargetConfig &c, uint64_t &confirmed, uint64_t &flush)
 {
-	spi_run("SELECT confirmed_flush_lsn, pg_catalog.pg_current_wal_flush_lsn(), plugin::text"
+	spi_run("SELECT confirmed_flush_lsn, pg_catalog.pg_current_wal_flush_lsn()"
 			"  FROM pg_catalog.pg_replication_slots"
 			" WHERE slot_name = $1 AND database = pg_catalog.current_database()",
 			{text_param(c.slot)}, true);
@@ -223,23 +223,16 @@ slot_position(const TargetConfig &c, uint64_t &confirmed, uint64_t &flush, std::
 		return false;
 	confirmed = static_cast<uint64_t>(get_int(0, 1));
 	flush = static_cast<uint64_t>(get_int(0, 2));
-	plugin = get_text(0, 3);
 	return true;
 }
 
 /* Peeks at the slot: whole transactions, at most about batch_changes rows. */
 std::vector<Row>
-peek(const TargetConfig &c, uint64_t upto_lsn, const std::string &plugin)
+peek(const TargetConfig &c, uint64_t upto_lsn)
 {
-	/* test_decoding (development only, see worker.cpp) refuses our options. */
-	bool test_decoding = plugin == "test_decoding";
 	const char *sql =
-		test_decoding
-			? "SELECT lsn, xid, data FROM pg_catalog.pg_logical_slot_peek_changes($1, $2, $3,"
-			  " 'include-xids', '1', 'skip-empty-xacts', '1') WHERE $4 IS NOT NULL AND $5 IS NOT "
-			  "NULL"
-			: "SELECT lsn, xid, data FROM pg_catalog.pg_logical_slot_peek_changes($1, $2, $3,"
-			  " 'format', $4, 'include-transaction', 'on', 'columns', $5)";
+		"SELECT lsn, xid, data FROM pg_catalog.pg_logical_slot_peek_changes($1, $2, $3,"
+		" 'format', $4, 'include-transaction', 'on', 'columns', $5)";
 	spi_run(sql,
 			{text_param(c.slot),
 			 lsn_param(upto_lsn),
@@ -301,6 +294,9 @@ record_failure(const TargetConfig &c, const std::string &error, uint64_t pending
 {
 	static std::mt19937_64 random{std::random_device{}()};
 	std::string redacted = redact(error, c.secrets());
+	for (char &ch : redacted) /* one line: server errors come with LINE/HINT lines */
+		if (ch == '\n' || ch == '\r' || ch == '\t')
+			ch = ' ';
 	int64_t delay = retry_delay_ms(c.failures + 1, retry_min_ms, retry_max_ms,
 								   std::uniform_real_distribution<double>(0.0, 1.0)(random));
 	spi_run("UPDATE edgesync.target_state SET last_attempt = pg_catalog.clock_timestamp(),"
@@ -367,9 +363,8 @@ ship_target(const std::string &name, int max_batches, bool own_transactions)
 		std::vector<Row> rows;
 		uint64_t confirmed = 0, flush = 0;
 		bool slot_found = false;
-		std::string plugin;
 		with_spi(own_transactions, [&] {
-			slot_found = slot_position(config, confirmed, flush, plugin);
+			slot_found = slot_position(config, confirmed, flush);
 			if (!slot_found) {
 				result.error = record_failure(
 					config,
@@ -381,7 +376,7 @@ ship_target(const std::string &name, int max_batches, bool own_transactions)
 			}
 			if (config.pending_end != 0 && config.pending_end <= confirmed)
 				config.pending_end = 0;
-			rows = peek(config, config.pending_end, plugin);
+			rows = peek(config, config.pending_end);
 		});
 		if (!slot_found) {
 			result.failed = true;

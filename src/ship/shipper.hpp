@@ -32,6 +32,5 @@ void record_error(const std::string &target, const std::string &error);
 /* Settings (worker.cpp defines them). */
 extern int retry_min_ms;
 extern int retry_max_ms;
-extern char *plugin_name;
 
 } // namespace edgesync::ship

@@ -33,6 +33,7 @@ extern "C" {
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "replication/slot.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
@@ -51,7 +52,6 @@ namespace edgesync::ship {
 
 int retry_min_ms = 1000;
 int retry_max_ms = 60000;
-char *plugin_name = nullptr;
 
 namespace {
 
@@ -197,10 +197,15 @@ recover(PgException &e)
 	std::string message = e.what();
 	pg_call([&] {
 		ErrorData *data = e.data();
-		ereport(WARNING, (errcode(data->sqlerrcode), errmsg("edgesync shipper: %s", data->message)));
+		ereport(WARNING,
+				(errcode(data->sqlerrcode), errmsg("edgesync shipper: %s", data->message)));
 	});
 	e.discard();
 	pg_call([] {
+		/* What PostgresMain's error recovery does for a backend. */
+		if (MyReplicationSlot != nullptr)
+			ReplicationSlotRelease();
+		ReplicationSlotCleanup();
 		AbortCurrentTransaction();
 		/* Session advisory locks of targets survive the abort. */
 		StartTransactionCommand();
@@ -285,9 +290,6 @@ init()
 	DefineCustomIntVariable("edgesync.ship_retry_max",
 							"Longest retry delay after failed deliveries.", nullptr, &retry_max_ms,
 							60000, 1, 86400000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
-	DefineCustomStringVariable(
-		"edgesync.ship_plugin", "Output plugin of new target slots (development only).", nullptr,
-		&plugin_name, "edgesync", PGC_SUSET, GUC_NOT_IN_SAMPLE, nullptr, nullptr, nullptr);
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

@@ -94,6 +94,11 @@ TEST(Batch, CutsOnlyAtTransactionEnds)
 	EXPECT_EQ(cut_batch({}, {100, 100}), 0u);
 	EXPECT_EQ(count_changes(r, 7), 3);
 	EXPECT_EQ(count_changes(r, 3), 1);
+	auto sql = rows({{9, "BEGIN;"},
+					 {9, "SELECT edgesync.apply_begin('s', '0/1');"},
+					 {9, "INSERT 1;"},
+					 {9, "COMMIT;"}});
+	EXPECT_EQ(count_changes(sql, 4), 1);
 }
 
 TEST(Batch, IdempotencyKeyFromCommitLsnAndSeq)
