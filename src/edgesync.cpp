@@ -6,6 +6,7 @@
  */
 #include "core/guard.hpp"
 #include "core/postgres.hpp"
+#include "federate/remote.hpp"
 #include "track/sync_log.hpp"
 
 extern "C" {
@@ -25,6 +26,7 @@ void
 _PG_init(void)
 {
 	edgesync::track::register_sync_log_callbacks();
+	edgesync::federate::define_settings();
 }
 
 /* edgesync.version(): the version of the loaded library. */
