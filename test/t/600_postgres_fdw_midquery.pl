@@ -35,43 +35,56 @@ $cloud->safe_psql('postgres', qq{
 	CREATE TABLE audit (note text);
 });
 
-my $s = $cloud->background_psql('postgres', on_error_stop => 0);
-$s->query_safe('\\set VERBOSITY verbose');
-$s->query_safe('BEGIN');
-$s->query_safe(q{INSERT INTO audit VALUES ('local work')});
-# The caught error: a PL/pgSQL block is a subtransaction.
-$s->query_until(qr/started/, q{
-\echo started
-DO $$
+# run_case(name, handler): a transaction writes locally, then a PL/pgSQL
+# block (a subtransaction) queries the hospital, which is killed mid-query;
+# handler is the rest of the block's EXCEPTION clause.
+sub run_case
+{
+	my ($name, $handler) = @_;
+	my $s = $cloud->background_psql('postgres', on_error_stop => 0);
+	$s->query_safe('\\set VERBOSITY verbose');
+	$s->query_safe('BEGIN');
+	$s->query_safe(qq{INSERT INTO audit VALUES ('$name')});
+	$s->query_until(qr/started/, qq{
+\\echo started
+DO \$\$
 BEGIN
 	PERFORM count(*) FROM slow_patients;
 EXCEPTION WHEN OTHERS THEN
 	RAISE WARNING 'caught: % %', SQLSTATE, SQLERRM;
+	$handler
 END
-$$;
+\$\$;
 });
 
-# Wait until the remote query is running, then kill its backend.
-my $killed = 0;
-for (1 .. 100)
-{
-	$killed = $hospital->safe_psql('postgres', q{
-		SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-		 WHERE application_name = 'postgres_fdw'
-		   AND backend_type = 'client backend' AND wait_event = 'PgSleep'});
-	last if $killed;
-	usleep(100_000);
-}
-is($killed, '1', 'the remote query was killed mid-query');
+	# Wait until the remote query is running, then kill its backend.
+	my $killed = 0;
+	for (1 .. 100)
+	{
+		$killed = $hospital->safe_psql('postgres', q{
+			SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			 WHERE application_name = 'postgres_fdw'
+			   AND backend_type = 'client backend' AND wait_event = 'PgSleep'});
+		last if $killed;
+		usleep(100_000);
+	}
+	is($killed, '1', "$name: the remote query was killed mid-query");
 
-$s->query_until(qr/__done__/, "COMMIT;\n\\echo __done__\n");
-my $err = $s->{stderr};
-like($err, qr/caught: 08/, 'the error was caught in the subtransaction');
-like($err, qr/ERROR:  08000: /, 'yet COMMIT fails with SQLSTATE 08000');
-$s->quit;
-is($cloud->safe_psql('postgres', 'SELECT count(*) FROM audit'), '0',
-	'and the local work of the transaction is lost');
-note("COMMIT said: $err");
+	$s->query_until(qr/__done__/, "COMMIT;\n\\echo __done__\n");
+	my $err = $s->{stderr};
+	$s->quit;
+	like($err, qr/caught: 08/, "$name: the error was caught in the subtransaction");
+	like($err, qr/ERROR:  08000: /, "$name: yet COMMIT fails with SQLSTATE 08000");
+	is($cloud->safe_psql('postgres', qq{SELECT count(*) FROM audit WHERE note = '$name'}), '0',
+		"$name: and the local work of the transaction is lost");
+	note("COMMIT said: $err");
+}
+
+# (a) postgres_fdw alone.
+run_case('caught', '');
+# (b) Repairing postgres_fdw's state from outside does not help: it refuses
+# to close a connection the transaction has used, and still fails at COMMIT.
+run_case('caught and disconnected', q{PERFORM postgres_fdw_disconnect_all();});
 
 $cloud->stop;
 $hospital->stop;
