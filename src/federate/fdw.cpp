@@ -207,6 +207,7 @@ begin_scan(ForeignScanState *node, int eflags)
 	s->cols = static_cast<AttrNumber *>(palloc(sizeof(AttrNumber) * natts));
 	s->names = static_cast<char **>(palloc(sizeof(char *) * natts));
 	s->input = static_cast<FmgrInfo *>(palloc(sizeof(FmgrInfo) * natts));
+	s->output = static_cast<FmgrInfo *>(palloc(sizeof(FmgrInfo) * natts));
 	s->ioparams = static_cast<Oid *>(palloc(sizeof(Oid) * natts));
 	s->version = -1;
 	for (int a = 0; a < natts; a++) {
@@ -228,6 +229,10 @@ begin_scan(ForeignScanState *node, int eflags)
 		Oid input;
 		getTypeInputInfo(att->atttypid, &input, &s->ioparams[i]);
 		fmgr_info(input, &s->input[i]);
+		Oid output;
+		bool varlena;
+		getTypeOutputInfo(att->atttypid, &output, &varlena);
+		fmgr_info(output, &s->output[i]);
 		if (strcmp(name, "version") == 0)
 			s->version = i;
 	}

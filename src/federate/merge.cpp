@@ -49,10 +49,13 @@ namespace edgesync::federate {
 namespace {
 
 /* One candidate row: the data columns in cols order. */
+struct KeyEntry;
 struct Row {
 	Datum *values;
 	bool *nulls;
 	int64 version;
+	char *key;		 /* key_text() of the row */
+	KeyEntry *entry; /* its key's entry */
 };
 
 /* Everything known about one primary key. */
@@ -79,23 +82,26 @@ key_match(const void *a, const void *b, Size)
 	return strcmp(*static_cast<char *const *>(a), *static_cast<char *const *>(b));
 }
 
-/* The text of a row's key, from the local values (so both sides agree). */
+/*
+ * The text of a row's key, from the local values (so both sides agree): the
+ * column's text for a one-column key, length-prefixed texts otherwise.
+ */
 char *
 key_text(FederatedScan *s, Datum *values, bool *nulls)
 {
+	if (s->nkeys == 1) {
+		int i = s->keys[0];
+		return nulls[i] ? pstrdup("") : OutputFunctionCall(&s->output[i], values[i]);
+	}
 	StringInfoData buf;
 	initStringInfo(&buf);
 	for (int k = 0; k < s->nkeys; k++) {
 		int i = s->keys[k];
-		Form_pg_attribute att = TupleDescAttr(s->tupdesc, s->cols[i] - 1);
 		if (nulls[i]) {
 			appendStringInfoString(&buf, "N|");
 			continue;
 		}
-		Oid out;
-		bool varlena;
-		getTypeOutputInfo(att->atttypid, &out, &varlena);
-		char *text = OidOutputFunctionCall(out, values[i]);
+		char *text = OutputFunctionCall(&s->output[i], values[i]);
 		appendStringInfo(&buf, "%zu:%s|", strlen(text), text);
 	}
 	return buf.data;
@@ -200,8 +206,8 @@ live_row(FederatedScan *s, PGresult *res, int r)
  * return.  False (and *why) if it failed at any point.
  */
 bool
-ask_hospital(FederatedScan *s, HTAB *keys, Datum *param_values, bool *param_nulls, List **live_rows,
-			 char **why)
+ask_hospital(FederatedScan *s, HTAB *keys, List *replica_rows, Datum *param_values,
+			 bool *param_nulls, List **live_rows, char **why)
 {
 	if (remote_failed_this_statement(s->server)) {
 		*why = pstrdup("It failed earlier in this statement.");
@@ -250,41 +256,23 @@ ask_hospital(FederatedScan *s, HTAB *keys, Datum *param_values, bool *param_null
 	for (int r = 0; r < n; r++) {
 		CHECK_FOR_INTERRUPTS();
 		Row *row = live_row(s, res, r);
+		row->key = key_text(s, row->values, row->nulls);
+		row->entry = lookup(keys, row->key);
+		row->entry->live = row;
+		row->entry->live_known = true;
+		row->entry->live_version = row->version;
 		*live_rows = lappend(*live_rows, row);
 	}
 	PQclear(res);
 
 	/* Replica keys the filtered answer did not have: does the hospital have them? */
-	HASH_SEQ_STATUS seq;
-	Row **missing = static_cast<Row **>(palloc(sizeof(Row *) * (hash_get_num_entries(keys) + 1)));
+	Row **missing = static_cast<Row **>(palloc(sizeof(Row *) * (list_length(replica_rows) + 1)));
 	int nmissing = 0;
-	hash_seq_init(&seq, keys);
-	for (KeyEntry *e; (e = static_cast<KeyEntry *>(hash_seq_search(&seq))) != nullptr;)
-		if (e->replica != nullptr)
-			missing[nmissing++] = e->replica;
-	/* (Entries of live rows are added by the caller afterwards.) */
 	ListCell *lc;
-	HTAB *live_keys = nullptr;
-	if (nmissing > 0 && *live_rows != NIL) {
-		HASHCTL ctl = {};
-		ctl.keysize = sizeof(char *);
-		ctl.entrysize = sizeof(KeyEntry);
-		ctl.hash = key_hash;
-		ctl.match = key_match;
-		ctl.hcxt = CurrentMemoryContext;
-		live_keys = hash_create("edgesync live keys", list_length(*live_rows) + 1, &ctl,
-								HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-		foreach (lc, *live_rows) {
-			Row *row = static_cast<Row *>(lfirst(lc));
-			lookup(live_keys, key_text(s, row->values, row->nulls));
-		}
-		int kept = 0;
-		for (int m = 0; m < nmissing; m++) {
-			char *key = key_text(s, missing[m]->values, missing[m]->nulls);
-			if (hash_search(live_keys, &key, HASH_FIND, nullptr) == nullptr)
-				missing[kept++] = missing[m];
-		}
-		nmissing = kept;
+	foreach (lc, replica_rows) {
+		Row *row = static_cast<Row *>(lfirst(lc));
+		if (!row->entry->live_known)
+			missing[nmissing++] = row;
 	}
 	if (nmissing > 0) {
 		Oid *array_types = static_cast<Oid *>(palloc(sizeof(Oid) * s->nkeys));
@@ -334,16 +322,22 @@ ask_hospital(FederatedScan *s, HTAB *keys, Datum *param_values, bool *param_null
 HeapTuple
 output_tuple(FederatedScan *s, Row *row, bool live)
 {
+	static Datum *values = nullptr; /* scratch, sized for the widest table seen */
+	static bool *nulls = nullptr;
+	static int size = 0;
 	int natts = s->tupdesc->natts;
-	Datum *values = static_cast<Datum *>(palloc0(sizeof(Datum) * natts));
-	bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * natts));
+	if (natts > size) {
+		values = static_cast<Datum *>(MemoryContextAlloc(TopMemoryContext, sizeof(Datum) * natts));
+		nulls = static_cast<bool *>(MemoryContextAlloc(TopMemoryContext, sizeof(bool) * natts));
+		size = natts;
+	}
 	for (int a = 0; a < natts; a++)
 		nulls[a] = true;
 	for (int i = 0; i < s->ncols; i++) {
 		values[s->cols[i] - 1] = row->values[i];
 		nulls[s->cols[i] - 1] = row->nulls[i];
 	}
-	values[s->source_attno - 1] = CStringGetTextDatum(live ? "hospital" : "replica");
+	values[s->source_attno - 1] = live ? s->hospital_text : s->replica_text;
 	nulls[s->source_attno - 1] = false;
 	values[s->version_attno - 1] = Int64GetDatum(row->version);
 	nulls[s->version_attno - 1] = false;
@@ -363,7 +357,9 @@ build_answer(FederatedScan *s, Datum *param_values, bool *param_nulls)
 	ctl.hash = key_hash;
 	ctl.match = key_match;
 	ctl.hcxt = s->cxt;
-	HTAB *keys = hash_create("edgesync federated keys", 256, &ctl,
+	s->hospital_text = CStringGetTextDatum("hospital");
+	s->replica_text = CStringGetTextDatum("replica");
+	HTAB *keys = hash_create("edgesync federated keys", 1024, &ctl,
 							 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 
 	/* R: the replica's rows under the same filter. */
@@ -389,10 +385,11 @@ build_answer(FederatedScan *s, Datum *param_values, bool *param_nulls)
 		heap_deform_tuple(copy, SPI_tuptable->tupdesc, row->values, row->nulls);
 		row->version = version_of(s, row->values, row->nulls, s->version);
 		replica_rows = lappend(replica_rows, row);
-		KeyEntry *e = lookup(keys, key_text(s, row->values, row->nulls));
-		e->replica = row;
-		e->replica_known = true;
-		e->replica_version = row->version;
+		row->key = key_text(s, row->values, row->nulls);
+		row->entry = lookup(keys, row->key);
+		row->entry->replica = row;
+		row->entry->replica_known = true;
+		row->entry->replica_version = row->version;
 	}
 	SPI_finish();
 	MemoryContextSwitchTo(s->cxt);
@@ -400,7 +397,7 @@ build_answer(FederatedScan *s, Datum *param_values, bool *param_nulls)
 	/* L and L2: the hospital's rows and versions. */
 	List *live_rows = NIL;
 	char *why = nullptr;
-	s->reachable = ask_hospital(s, keys, param_values, param_nulls, &live_rows, &why);
+	s->reachable = ask_hospital(s, keys, replica_rows, param_values, param_nulls, &live_rows, &why);
 	MemoryContextSwitchTo(s->cxt);
 
 	ListCell *lc;
@@ -420,11 +417,7 @@ build_answer(FederatedScan *s, Datum *param_values, bool *param_nulls)
 		List *unmatched = NIL;
 		foreach (lc, live_rows) {
 			Row *row = static_cast<Row *>(lfirst(lc));
-			KeyEntry *e = lookup(keys, key_text(s, row->values, row->nulls));
-			e->live = row;
-			e->live_known = true;
-			e->live_version = row->version;
-			if (!e->replica_known)
+			if (!row->entry->replica_known)
 				unmatched = lappend(unmatched, row);
 		}
 		if (unmatched != NIL) {
@@ -466,15 +459,13 @@ build_answer(FederatedScan *s, Datum *param_values, bool *param_nulls)
 
 		foreach (lc, live_rows) {
 			Row *row = static_cast<Row *>(lfirst(lc));
-			char *key = key_text(s, row->values, row->nulls);
-			KeyEntry *e = static_cast<KeyEntry *>(hash_search(keys, &key, HASH_FIND, nullptr));
+			KeyEntry *e = row->entry;
 			if (!e->replica_known || e->live_version >= e->replica_version)
 				out = lappend(out, output_tuple(s, row, true));
 		}
 		foreach (lc, replica_rows) {
 			Row *row = static_cast<Row *>(lfirst(lc));
-			char *key = key_text(s, row->values, row->nulls);
-			KeyEntry *e = static_cast<KeyEntry *>(hash_search(keys, &key, HASH_FIND, nullptr));
+			KeyEntry *e = row->entry;
 			if (e->live_known && e->replica_version > e->live_version)
 				out = lappend(out, output_tuple(s, row, false));
 		}

@@ -28,6 +28,7 @@ struct FederatedScan {
 	AttrNumber *cols; /* attno in the federated table */
 	char **names;	  /* quoted column names */
 	FmgrInfo *input;  /* type input functions for the hospital's text */
+	FmgrInfo *output; /* type output functions, for keys */
 	Oid *ioparams;
 	int nkeys;
 	int *keys;	 /* the primary key, as indexes into cols */
@@ -47,7 +48,9 @@ struct FederatedScan {
 	HeapTuple *tuples;
 	int ntuples;
 	int next;
-	bool reachable; /* did the hospital answer? */
+	bool reachable;		 /* did the hospital answer? */
+	Datum hospital_text; /* the two values of _source */
+	Datum replica_text;
 };
 
 /* Builds s->tuples: the merge of the hospital's rows and the replica's. */
