@@ -48,15 +48,23 @@ is_our_column(Expr *e, Index relid, AttrNumber source_attno)
 		   v->varattno != source_attno && is_builtin(v->vartype);
 }
 
-/* A value known when the scan starts: a constant or a parameter. */
+/*
+ * A value known when the scan starts: a constant, a parameter, or a column of
+ * another relation (in a join clause of a parameterized path, which the
+ * planner turns into a parameter set by the outer side of a nested loop).
+ */
 bool
-is_value(Expr *e)
+is_value(Expr *e, Index relid)
 {
 	e = strip_relabel(e);
 	if (e == nullptr || !is_builtin(exprType(reinterpret_cast<Node *>(e))))
 		return false;
 	if (IsA(e, Const))
 		return true;
+	if (IsA(e, Var)) {
+		Var *v = reinterpret_cast<Var *>(e);
+		return v->varno != static_cast<int>(relid) && v->varlevelsup == 0;
+	}
 	if (IsA(e, Param)) {
 		Param *p = reinterpret_cast<Param *>(e);
 		return p->paramkind == PARAM_EXTERN || p->paramkind == PARAM_EXEC;
@@ -80,10 +88,10 @@ operator_ok(Oid opno, Oid inputcollid)
 }
 
 void
-deparse_operand(StringInfo buf, Expr *e, char **colnames, List **params)
+deparse_operand(StringInfo buf, Expr *e, Index relid, char **colnames, List **params)
 {
 	Expr *bare = strip_relabel(e);
-	if (IsA(bare, Var)) {
+	if (IsA(bare, Var) && reinterpret_cast<Var *>(bare)->varno == static_cast<int>(relid)) {
 		appendStringInfoString(
 			buf, quote_identifier(colnames[reinterpret_cast<Var *>(bare)->varattno - 1]));
 		return;
@@ -117,14 +125,14 @@ is_pushable(Expr *clause, Index relid, AttrNumber source_attno)
 			return false;
 		Expr *l = static_cast<Expr *>(linitial(op->args));
 		Expr *r = static_cast<Expr *>(lsecond(op->args));
-		return (is_our_column(l, relid, source_attno) && is_value(r)) ||
-			   (is_value(l) && is_our_column(r, relid, source_attno));
+		return (is_our_column(l, relid, source_attno) && is_value(r, relid)) ||
+			   (is_value(l, relid) && is_our_column(r, relid, source_attno));
 	}
 	if (IsA(clause, ScalarArrayOpExpr)) {
 		ScalarArrayOpExpr *op = reinterpret_cast<ScalarArrayOpExpr *>(clause);
 		return list_length(op->args) == 2 && operator_ok(op->opno, op->inputcollid) &&
 			   is_our_column(static_cast<Expr *>(linitial(op->args)), relid, source_attno) &&
-			   is_value(static_cast<Expr *>(lsecond(op->args)));
+			   is_value(static_cast<Expr *>(lsecond(op->args)), relid);
 	}
 	if (IsA(clause, NullTest)) {
 		NullTest *t = reinterpret_cast<NullTest *>(clause);
@@ -134,24 +142,24 @@ is_pushable(Expr *clause, Index relid, AttrNumber source_attno)
 }
 
 void
-deparse_clause(StringInfo buf, Expr *clause, char **colnames, List **params)
+deparse_clause(StringInfo buf, Expr *clause, Index relid, char **colnames, List **params)
 {
 	appendStringInfoChar(buf, '(');
 	if (IsA(clause, OpExpr)) {
 		OpExpr *op = reinterpret_cast<OpExpr *>(clause);
-		deparse_operand(buf, static_cast<Expr *>(linitial(op->args)), colnames, params);
+		deparse_operand(buf, static_cast<Expr *>(linitial(op->args)), relid, colnames, params);
 		appendStringInfo(buf, " OPERATOR(pg_catalog.%s) ", get_opname(op->opno));
-		deparse_operand(buf, static_cast<Expr *>(lsecond(op->args)), colnames, params);
+		deparse_operand(buf, static_cast<Expr *>(lsecond(op->args)), relid, colnames, params);
 	} else if (IsA(clause, ScalarArrayOpExpr)) {
 		ScalarArrayOpExpr *op = reinterpret_cast<ScalarArrayOpExpr *>(clause);
-		deparse_operand(buf, static_cast<Expr *>(linitial(op->args)), colnames, params);
+		deparse_operand(buf, static_cast<Expr *>(linitial(op->args)), relid, colnames, params);
 		appendStringInfo(buf, " OPERATOR(pg_catalog.%s) %s (", get_opname(op->opno),
 						 op->useOr ? "ANY" : "ALL");
-		deparse_operand(buf, static_cast<Expr *>(lsecond(op->args)), colnames, params);
+		deparse_operand(buf, static_cast<Expr *>(lsecond(op->args)), relid, colnames, params);
 		appendStringInfoChar(buf, ')');
 	} else {
 		NullTest *t = reinterpret_cast<NullTest *>(clause);
-		deparse_operand(buf, t->arg, colnames, params);
+		deparse_operand(buf, t->arg, relid, colnames, params);
 		appendStringInfoString(buf, t->nulltesttype == IS_NULL ? " IS NULL" : " IS NOT NULL");
 	}
 	appendStringInfoChar(buf, ')');

@@ -4,7 +4,8 @@
  * A filter on a federated view is sent to the hospital (and used on the
  * replica) when it is a simple comparison of one column with a value known
  * at execution: `col op const`, `col op $param`, `col op ANY (array)`,
- * `col IS [NOT] NULL`, with a built-in operator on built-in types (so both
+ * `col IS [NOT] NULL`, and join clauses `col op other.col` (a parameter set by
+ * the outer side of a nested loop), with a built-in operator on built-in types (so both
  * servers agree on what it means).  For collatable types only equality is
  * sent, since the two servers may sort text differently.  Other filters stay
  * local; every filter is also checked locally on the merged rows.
@@ -34,9 +35,10 @@ namespace edgesync::federate {
 bool is_pushable(Expr *clause, Index relid, AttrNumber source_attno);
 
 /*
- * Appends the SQL of a pushable clause to buf.  colnames[attno - 1] is the
+ * Appends the SQL of a pushable clause on range table entry relid to buf
+ * (other relations' columns become parameters).  colnames[attno - 1] is the
  * remote name of each column of the federated table.
  */
-void deparse_clause(StringInfo buf, Expr *clause, char **colnames, List **params);
+void deparse_clause(StringInfo buf, Expr *clause, Index relid, char **colnames, List **params);
 
 } // namespace edgesync::federate

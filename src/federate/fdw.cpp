@@ -45,6 +45,7 @@ extern "C" {
 #include "nodes/nodeFuncs.h"
 #include "optimizer/cost.h"
 #include "optimizer/optimizer.h"
+#include "optimizer/paths.h"
 #include "optimizer/pathnode.h"
 #include "optimizer/planmain.h"
 #include "optimizer/restrictinfo.h"
@@ -148,16 +149,70 @@ get_rel_size(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	baserel->rows = clamp_row_est(tuples * sel);
 }
 
+/* A round trip to the hospital, then rows from memory. */
+void
+add_scan_path(PlannerInfo *root, RelOptInfo *baserel, double rows, Relids required_outer)
+{
+	Cost startup = 100.0;
+	Cost total = startup + rows * cpu_tuple_cost * 4;
+	add_path(baserel,
+			 reinterpret_cast<Path *>(create_foreignscan_path(
+				 root, baserel, nullptr, rows, startup, total, NIL, required_outer, nullptr, NIL)));
+}
+
+/* Does an equivalence class member name one of our columns? */
+bool
+is_our_member(PlannerInfo *, RelOptInfo *baserel, EquivalenceClass *, EquivalenceMember *em, void *)
+{
+	Expr *e = em->em_expr;
+	while (IsA(e, RelabelType))
+		e = reinterpret_cast<RelabelType *>(e)->arg;
+	return IsA(e, Var) && reinterpret_cast<Var *>(e)->varno == static_cast<int>(baserel->relid) &&
+		   reinterpret_cast<Var *>(e)->varlevelsup == 0;
+}
+
+/*
+ * The plain path, and one parameterized path per join clause that can be
+ * sent to the hospital: `p.id = v.patient_id` in a nested loop asks for one
+ * patient per outer row instead of reading the whole table.
+ */
 void
 get_paths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 {
-	/* A round trip to the hospital, then rows from memory. */
-	Cost startup = 100.0;
-	Cost total =
-		startup + baserel->rows * (cpu_tuple_cost * 4) + baserel->tuples * seq_page_cost / 100;
-	add_path(baserel, reinterpret_cast<Path *>(
-						  create_foreignscan_path(root, baserel, nullptr, baserel->rows, startup,
-												  total, NIL, nullptr, nullptr, NIL)));
+	add_scan_path(root, baserel, baserel->rows, nullptr);
+
+	Relation rel = table_open(foreigntableid, NoLock);
+	AttrNumber source = attno_named(RelationGetDescr(rel), "_source");
+	table_close(rel, NoLock);
+
+	List *clauses = NIL;
+	ListCell *lc;
+	foreach (lc, baserel->joininfo)
+		clauses = lappend(clauses, lfirst(lc));
+	if (baserel->has_eclass_joins)
+		clauses = list_concat(
+			clauses, generate_implied_equalities_for_column(root, baserel, is_our_member, nullptr,
+															baserel->lateral_referencers));
+	List *done = NIL;
+	foreach (lc, clauses) {
+		RestrictInfo *ri = lfirst_node(RestrictInfo, lc);
+		if (!join_clause_is_movable_to(ri, baserel) ||
+			!is_pushable(ri->clause, baserel->relid, source))
+			continue;
+		Relids outer = bms_union(ri->clause_relids, baserel->lateral_relids);
+		outer = bms_del_member(outer, baserel->relid);
+		if (bms_is_empty(outer))
+			continue;
+		bool seen = false;
+		ListCell *dc;
+		foreach (dc, done)
+			seen = seen || bms_equal(static_cast<Relids>(lfirst(dc)), outer);
+		if (seen)
+			continue;
+		done = lappend(done, outer);
+		ParamPathInfo *ppi = get_baserel_parampathinfo(root, baserel, outer);
+		add_scan_path(root, baserel, ppi->ppi_rows, outer);
+	}
 }
 
 ForeignScan *
@@ -179,7 +234,7 @@ get_plan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid, ForeignPath
 		if (ri->pseudoconstant || !is_pushable(ri->clause, baserel->relid, source))
 			continue;
 		appendStringInfoString(&where, where.len == 0 ? " WHERE " : " AND ");
-		deparse_clause(&where, ri->clause, names, &params);
+		deparse_clause(&where, ri->clause, baserel->relid, names, &params);
 	}
 	/* Every filter is checked again on the merged rows. */
 	List *local = extract_actual_clauses(scan_clauses, false);

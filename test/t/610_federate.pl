@@ -109,6 +109,21 @@ my $generic = $cloud->safe_psql('postgres', q{
 like($generic, qr/WHERE \(id OPERATOR\(pg_catalog\.=\) \$1::integer\).*\nICU$/s,
 	'a parameter is pushed down too');
 
+# A join: one patient per outer row, asked for in a parameterized nested loop.
+$plan = $cloud->safe_psql('postgres', q{
+	CREATE TABLE visits (id int PRIMARY KEY, patient_id int);
+	INSERT INTO visits SELECT g, g * 3 FROM generate_series(1, 30) g;
+	ANALYZE visits, hospital_patients;
+	EXPLAIN (VERBOSE, COSTS OFF)
+	SELECT v.id, p.ward, p._source FROM visits v JOIN hospital_patients_federated p ON p.id = v.patient_id
+	 WHERE v.id = 2;
+});
+like($plan, qr/Nested Loop.*Remote SQL: .*WHERE \(\$1::integer OPERATOR\(pg_catalog\.=\) id\)/s,
+	'a join clause is sent as a parameter');
+is(fed(q{SELECT v.id || '/' || p.ward || '/' || p._source FROM visits v
+	JOIN hospital_patients_federated p ON p.id = v.patient_id WHERE v.id IN (1, 2) ORDER BY 1}),
+	'2/A/hospital', 'and the join answers (patient 3 was deleted at the hospital)');
+
 # The hospital stopped: the replica answers, with a WARNING, at once.
 $hospital->stop('fast');
 my ($out, $err) = ('', '');
