@@ -7,8 +7,8 @@
 #include "core/guard.hpp"
 #include "core/postgres.hpp"
 #include "decode/decode.hpp"
-#include "ship/worker.hpp"
 #include "federate/remote.hpp"
+#include "ship/worker.hpp"
 #include "track/sync_log.hpp"
 
 extern "C" {
