@@ -82,6 +82,11 @@ append_key(StringInfo out, const DecodeState *state, const Change *c)
 	int n;
 	bool json_null = false;
 
+	if (c->new_values == nullptr && c->old_values == nullptr) {
+		/* A delete under REPLICA IDENTITY NOTHING: the WAL has no key. */
+		appendStringInfoString(out, ",\"pk\":null");
+		return;
+	}
 	key_source(c, &values, &nulls, &attnums, &n);
 	appendStringInfoString(out, ",\"pk\":{");
 	for (int k = 0; k < n; k++) {
