@@ -201,7 +201,7 @@ sql_write_begin(LogicalDecodingContext *ctx, DecodeState *state)
 	OutputPluginPrepareWrite(ctx, true);
 	StringInfoSink sink{ctx->out};
 	appendStringInfoString(ctx->out, "SELECT edgesync.apply_begin(");
-	text::append_sql_literal(sink, state->source);
+	text::append_sql_literal_one_line(sink, state->source);
 	appendStringInfo(ctx->out, ", '%s');", state->commit_lsn);
 	OutputPluginWrite(ctx, true);
 }
@@ -262,7 +262,7 @@ sql_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n, const
 		text::append_sql_identifier(name_sink, schemas[i]);
 		appendStringInfoChar(&name, '.');
 		text::append_sql_identifier(name_sink, tables[i]);
-		text::append_sql_literal(sink, std::string_view(name.data, name.len));
+		text::append_sql_literal_one_line(sink, std::string_view(name.data, name.len));
 	}
 	appendStringInfo(out, "]::pg_catalog.regclass[], %s, %s);", restart_identity ? "true" : "false",
 					 cascade ? "true" : "false");
