@@ -415,6 +415,19 @@ ship_target(const std::string &name, int max_batches, bool own_transactions)
 		uint64_t end = rows[n - 1].lsn;
 		bool more = rows.size() > n || static_cast<int64_t>(rows.size()) >= config.batch_changes;
 
+		/*
+		 * Remember the batch before sending it: if this process dies before
+		 * the acknowledgement is recorded, the next attempt sends the same
+		 * transactions under the same key (in ship(), only if the caller's
+		 * transaction commits).
+		 */
+		if (config.pending_end != end)
+			with_spi(own_transactions, [&] {
+				spi_run("UPDATE edgesync.target_state SET pending_end = $2 WHERE name = $1",
+						{text_param(config.name), lsn_param(end)}, false);
+			});
+		config.pending_end = end;
+
 		std::string error;
 		bool ok = transport->deliver(body, key, error);
 
