@@ -86,6 +86,7 @@ sub stop
 {
 	my ($self) = @_;
 	return unless $self->{pid};
+	local $?;    # waitpid would set the test's exit status at global destruction
 	kill 'KILL', $self->{pid};
 	waitpid($self->{pid}, 0);
 	delete $self->{pid};

@@ -27,6 +27,7 @@ edgesync.ship_retry_min = 50ms
 edgesync.ship_retry_max = 400ms
 log_min_error_statement = error
 restart_after_crash = on
+log_statement = none
 });
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION edgesync;
@@ -78,7 +79,11 @@ sub analyse
 		my $body = join("\n", @{ $b->{lines} });
 		if (exists $body_of{ $b->{key} })
 		{
-			$bad_dup++ if $body_of{ $b->{key} } ne $body;
+			if ($body_of{ $b->{key} } ne $body)
+			{
+				$bad_dup++;
+				diag("key $b->{key} carried two bodies") if $bad_dup < 3 && $_[0];
+			}
 			next;
 		}
 		$body_of{ $b->{key} } = $body;
@@ -89,6 +94,7 @@ sub analyse
 			if (exists $key_of{$pos})
 			{
 				$bad_dup++;    # the same change under two keys
+				diag("$pos under keys $key_of{$pos} and $b->{key}") if $bad_dup < 3 && $_[0];
 				next;
 			}
 			$key_of{$pos} = $b->{key};
@@ -216,7 +222,7 @@ $node->poll_query_until('postgres', 'SELECT true') or die 'server did not come b
 workload(2);
 wait_all_delivered('after the worker crashed');
 
-my ($n, $ordered, $bad_dup) = analyse();
+my ($n, $ordered, $bad_dup) = analyse(1);
 ok($ordered, 'changes arrived in commit order');
 is($bad_dup, 0, 'duplicates only as whole batches under the same key');
 my %keys;
@@ -228,6 +234,7 @@ my $status = $node->safe_psql('postgres', 'SELECT s::text FROM edgesync.target_s
 unlike($status, qr/SECRET/, 'no secret in target_status');
 my $log = slurp_file($node->logfile);
 unlike($log, qr/SECRET/, 'no secret in the server log');
+note($_) for grep { /SECRET/ } split /\n/, $log;
 like($log, qr/batch_changes must be between/, 'the failing call itself was logged');
 
 $node->stop;
