@@ -137,6 +137,11 @@ like($err, qr/WARNING:  hospital server "hospital" is unreachable: answering fro
 cmp_ok($elapsed, '<', 5, 'at once (refused connection)');
 is(fed(q{SELECT ward || '/' || _source FROM hospital_patients_federated WHERE id = 3}), 'B/replica',
 	'hospital down: a row deleted there is still shown from the replica');
+$cloud->psql('postgres', q{SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_material = off;
+	SELECT count(*) FROM visits v JOIN hospital_patients_federated p ON p.id = v.patient_id},
+	stdout => \$out, stderr => \$err);
+is($out, '30', 'hospital down: a nested loop answers from the replica');
+is(scalar(() = $err =~ /WARNING:/g), 1, 'with one WARNING, not one per outer row');
 
 # The hospital back: live again, with the cached connection replaced.
 $hospital->start;
