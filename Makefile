@@ -22,7 +22,7 @@ PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -Isrc -I$(shell $(PG_CONFIG) --includedir 2>/dev/null)
 PG_CXXFLAGS = -std=c++20 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
               -Wno-register -DEDGESYNC_VERSION=\"$(EXTVERSION)\"
-SHLIB_LINK  = -lstdc++ -lpq
+SHLIB_LINK  = -lstdc++ -lcurl -L$(shell $(PG_CONFIG) --libdir 2>/dev/null) -lpq
 
 # Tests.  Each layer runs against a temporary instance configured by
 # test/edgesync.conf, never against a running server (see docs/testing.md).

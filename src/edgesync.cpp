@@ -6,7 +6,9 @@
  */
 #include "core/guard.hpp"
 #include "core/postgres.hpp"
+#include "decode/decode.hpp"
 #include "federate/remote.hpp"
+#include "ship/worker.hpp"
 #include "track/sync_log.hpp"
 
 extern "C" {
@@ -26,6 +28,8 @@ void
 _PG_init(void)
 {
 	edgesync::track::register_sync_log_callbacks();
+	edgesync::decode::register_policy_settings();
+	edgesync::ship::init();
 	edgesync::federate::define_settings();
 }
 

@@ -26,6 +26,7 @@ extern "C" {
 #include "funcapi.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
@@ -93,9 +94,9 @@ database_identity()
 	return format("%llx.%u", static_cast<unsigned long long>(GetSystemIdentifier()), MyDatabaseId);
 }
 
-}  // namespace
+} // namespace
 
-}  // namespace edgesync::track
+} // namespace edgesync::track
 
 using namespace edgesync::track;
 
@@ -108,12 +109,15 @@ edgesync_register(PG_FUNCTION_ARGS)
 
 	require_table_owner(relid);
 	/* No ON CONFLICT: PostgreSQL does not allow it on user catalog tables. */
-	run_as_catalog_owner("WITH updated AS ("
-						 "  UPDATE edgesync.tracked_tables SET log_changes = $2, skip_unchanged = $3"
-						 "   WHERE relid = $1::pg_catalog.regclass RETURNING 1)"
-						 " INSERT INTO edgesync.tracked_tables (relid, log_changes, skip_unchanged)"
-						 " SELECT $1::pg_catalog.regclass, $2, $3 WHERE NOT EXISTS (SELECT FROM updated)",
-						 3, types, values);
+	run_as_catalog_owner(
+		"WITH updated AS ("
+		"  UPDATE edgesync.tracked_tables SET log_changes = $2, skip_unchanged = $3"
+		"   WHERE relid = $1::pg_catalog.regclass RETURNING 1)"
+		" INSERT INTO edgesync.tracked_tables (relid, log_changes, skip_unchanged)"
+		" SELECT $1::pg_catalog.regclass, $2, $3 WHERE NOT EXISTS (SELECT FROM updated)",
+		3, types, values);
+	/* The output plugin's cache of the table is stale from this commit on. */
+	CacheInvalidateRelcacheByRelid(relid);
 	PG_RETURN_VOID();
 }
 
@@ -125,8 +129,10 @@ edgesync_unregister(PG_FUNCTION_ARGS)
 	Datum values[1] = {ObjectIdGetDatum(relid)};
 
 	require_table_owner(relid);
-	run_as_catalog_owner("DELETE FROM edgesync.tracked_tables WHERE relid = $1::pg_catalog.regclass", 1,
-						 types, values);
+	run_as_catalog_owner(
+		"DELETE FROM edgesync.tracked_tables WHERE relid = $1::pg_catalog.regclass", 1, types,
+		values);
+	CacheInvalidateRelcacheByRelid(relid);
 	PG_RETURN_VOID();
 }
 
@@ -139,9 +145,10 @@ edgesync_register_schema(PG_FUNCTION_ARGS)
 
 	if (!pg_namespace_ownercheck(nspid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_SCHEMA, get_namespace_name(nspid));
-	run_as_catalog_owner("INSERT INTO edgesync.tracked_schemas (nspid) VALUES ($1::pg_catalog.regnamespace)"
-						 " ON CONFLICT (nspid) DO NOTHING",
-						 1, types, values);
+	run_as_catalog_owner(
+		"INSERT INTO edgesync.tracked_schemas (nspid) VALUES ($1::pg_catalog.regnamespace)"
+		" ON CONFLICT (nspid) DO NOTHING",
+		1, types, values);
 	PG_RETURN_VOID();
 }
 
@@ -182,7 +189,8 @@ edgesync_cursor_parse(PG_FUNCTION_ARGS)
 					.hint("Cursors of edgesync.changes() and of edgesync.pull() for each table are "
 						  "not interchangeable.");
 			seen = c.seen ? edgesync::pg_call([&] { return pstrdup(c.seen->c_str()); }) : nullptr;
-			window = c.window ? edgesync::pg_call([&] { return pstrdup(c.window->c_str()); }) : nullptr;
+			window =
+				c.window ? edgesync::pg_call([&] { return pstrdup(c.window->c_str()); }) : nullptr;
 			last_xid = c.last_xid;
 			last_id = c.last_id;
 		});

@@ -1,0 +1,158 @@
+/*
+ * decode.hpp — the output plugin's shared declarations.
+ *
+ * The plugin (plugin.cpp) keeps one DecodeState per decoding session and
+ * one RelInfo per relation (relinfo.cpp, a cache invalidated by relcache
+ * callbacks).  The writers (json_writer.cpp, sql_writer.cpp) turn a Change
+ * into text; values.cpp writes one column value under its policy.
+ *
+ * Functions here are plain C-style code: they may ereport(ERROR) and own no
+ * C++ objects, so they are called from the callbacks directly.
+ */
+#pragma once
+
+#include "core/postgres.hpp"
+#include "core/text_writer.hpp"
+
+extern "C" {
+#include "access/htup.h"
+#include "access/tupdesc.h"
+#include "lib/stringinfo.h"
+#include "replication/logical.h"
+#include "replication/output_plugin.h"
+#include "replication/reorderbuffer.h"
+#include "utils/rel.h"
+}
+
+namespace edgesync::decode {
+
+/* Adapter so the text_writer templates append to a StringInfo. */
+struct StringInfoSink {
+	StringInfo s;
+	void append(const char *data, size_t len)
+	{
+		appendBinaryStringInfo(s, data, static_cast<int>(len));
+	}
+	void push_back(char c) { appendStringInfoCharMacro(s, c); }
+};
+
+/* How a column's value is written. */
+enum class ValueKind : char {
+	kInt,	  /* int2, int4, int8: JSON number, formatted directly */
+	kOid,	  /* oid: JSON number through its output function */
+	kFloat,	  /* float4, float8: number; NaN and infinities as strings */
+	kNumeric, /* numeric: JSON string (exact) */
+	kBool,	  /* true/false */
+	kJson,	  /* json: embedded, raw newlines re-serialised */
+	kJsonb,	  /* jsonb: embedded */
+	kText,	  /* text, varchar, bpchar: the bytes, as a JSON string */
+	kOther	  /* anything else: its text output as a JSON string */
+};
+
+/* The column policy (edgesync.set_column_policy). */
+enum class Policy : char { kReplicate, kHash, kRedact };
+
+struct ColumnInfo {
+	bool dropped;	  /* dropped column: skip */
+	bool generated;	  /* stored generated: json only */
+	bool is_key;	  /* primary key column */
+	bool is_identity; /* replica identity index column */
+	ValueKind kind;
+	Policy policy;
+	Oid typid;
+	int16 typlen;
+	const char *name;
+	const char *json_key;  /* "name": pre-escaped */
+	const char *sql_ident; /* "name" quoted */
+	const char *sql_type;  /* qualified type name for a cast */
+	FmgrInfo output;
+};
+
+struct RelInfo {
+	Oid relid; /* hash key: the relation a change is for */
+	bool valid;
+	MemoryContext context; /* everything below */
+	Oid root;			   /* the partition root, or relid */
+	bool tracked;		   /* root is in edgesync.tracked_tables */
+	bool selected;		   /* tracked and allowed by the "tables" option */
+	bool has_policy;	   /* some column is hashed or redacted */
+	const char *schema;	   /* the tracked table's names */
+	const char *table;
+	const char *json_names; /* "schema":"s","table":"t" */
+	const char *sql_name;	/* "s"."t" */
+	int natts;
+	ColumnInfo *columns; /* natts, by attnum - 1 */
+	int nkeys;
+	AttrNumber keys[INDEX_MAX_KEYS]; /* primary key attnums */
+	int nidentity;
+	AttrNumber identity[INDEX_MAX_KEYS]; /* replica identity index attnums */
+	AttrNumber version_attnum;			 /* 0 if none */
+};
+
+/* Per-session plugin state (ctx->output_plugin_private). */
+struct DecodeState {
+	MemoryContext change_context; /* reset after every change */
+	int format;					  /* Format */
+	bool include_transaction;
+	bool skip_origins;
+	bool raw_columns;
+	int ntables; /* "tables" option, or -1 for all */
+	char **table_schemas;
+	char **table_names;
+	char *source; /* sql: this source's name on the replica */
+
+	/* The transaction being decoded. */
+	ReorderBufferTXN *txn;
+	bool begin_written;
+	uint64 seq;
+	char commit_lsn[32];
+	char commit_time[64];
+};
+
+/* One row change, deformed. */
+struct Change {
+	const RelInfo *rel;
+	ReorderBufferChangeType action;
+	int natts;
+	Datum *new_values; /* nullptr if no new tuple */
+	bool *new_nulls;
+	Datum *old_values; /* nullptr if no old tuple */
+	bool *old_nulls;
+	bool *unchanged; /* new tuple: unchanged TOAST value not in WAL (natts) */
+	bool key_changed;
+};
+
+/* relinfo.cpp */
+const RelInfo *relinfo_get(DecodeState *state, Relation rel);
+void relinfo_invalidate_all();
+
+/* values.cpp: one value under its column's policy (raw_columns: none). */
+void append_json_value(StringInfo out, const DecodeState *state, const ColumnInfo *col, Datum value,
+					   bool *json_null);
+void append_sql_value(StringInfo out, const DecodeState *state, const ColumnInfo *col, Datum value);
+Policy effective_policy(const DecodeState *state, const ColumnInfo *col);
+bool value_is_unchanged_toast(const ColumnInfo *col, Datum value);
+
+/* policy.cpp */
+void register_policy_settings();
+void append_hmac_hex(StringInfo out, const char *data, size_t len);
+
+/* json_writer.cpp */
+void json_write_begin(LogicalDecodingContext *ctx, DecodeState *state);
+void json_write_commit(LogicalDecodingContext *ctx, DecodeState *state);
+void json_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *change);
+void json_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n,
+						 const char **schemas, const char **tables, bool cascade,
+						 bool restart_identity);
+void json_write_message(LogicalDecodingContext *ctx, DecodeState *state, XLogRecPtr lsn,
+						bool transactional, const char *prefix, Size size, const char *message);
+
+/* sql_writer.cpp */
+void sql_write_begin(LogicalDecodingContext *ctx, DecodeState *state);
+void sql_write_commit(LogicalDecodingContext *ctx, DecodeState *state);
+void sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *change);
+void sql_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n,
+						const char **schemas, const char **tables, const char *relkinds,
+						bool cascade, bool restart_identity);
+
+} // namespace edgesync::decode

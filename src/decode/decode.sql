@@ -1,0 +1,125 @@
+-- decode.sql — what the output plugin `edgesync` reads on the source (column
+-- policies), and what its sql format calls on the replica (applied LSNs and
+-- the apply functions).  Format and semantics: docs/output-format.md.
+
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'edgesync_phi_reader') THEN
+        CREATE ROLE edgesync_phi_reader NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'edgesync_applier') THEN
+        CREATE ROLE edgesync_applier NOLOGIN;
+    END IF;
+END
+$roles$;
+COMMENT ON ROLE edgesync_phi_reader IS 'edgesync: may stream columns unmasked by their policy (columns=raw)';
+COMMENT ON ROLE edgesync_applier IS 'edgesync: may apply the sql stream of a source on a replica';
+
+-- Column policies of tracked tables: hash or redact (no row: replicate).  A
+-- user catalog table, so the plugin reads it with each change's historic
+-- snapshot: a policy applies to the stream from its own commit on.  Keyed by
+-- attnum, so renaming a column keeps its policy.
+CREATE TABLE edgesync.column_policies (
+    relid  regclass    NOT NULL,
+    attnum smallint    NOT NULL,
+    policy text        NOT NULL CHECK (policy IN ('hash', 'redact')),
+    set_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (relid, attnum)
+) WITH (user_catalog_table = true);
+COMMENT ON TABLE edgesync.column_policies IS 'edgesync: PHI column policies applied by the output plugin';
+SELECT pg_catalog.pg_extension_config_dump('edgesync.column_policies', '');
+REVOKE ALL ON edgesync.column_policies FROM PUBLIC;
+GRANT SELECT ON edgesync.column_policies TO edgesync_reader, edgesync_admin;
+
+CREATE FUNCTION edgesync.set_column_policy(tbl regclass, col name, policy text) RETURNS void
+    AS 'MODULE_PATHNAME', 'edgesync_set_column_policy' LANGUAGE C;
+COMMENT ON FUNCTION edgesync.set_column_policy(regclass, name, text) IS
+    'edgesync: how a column leaves the server: replicate, hash (HMAC-SHA256) or redact';
+
+-- A dropped table takes its policies with it.
+CREATE FUNCTION edgesync._on_drop_policies() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM edgesync.column_policies p
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND p.relid::oid = d.objid;
+END
+$$;
+REVOKE ALL ON FUNCTION edgesync._on_drop_policies() FROM PUBLIC;
+CREATE EVENT TRIGGER edgesync_drop_policies ON sql_drop
+    WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
+    EXECUTE FUNCTION edgesync._on_drop_policies();
+
+-- On a replica: the last commit LSN applied from each source.  The sql
+-- format's apply_begin() checks and moves it in the transaction that applies
+-- the changes, so a replayed transaction is recognised and skipped.
+CREATE TABLE edgesync.applied_lsn (
+    source     text        PRIMARY KEY,
+    lsn        pg_lsn      NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE edgesync.applied_lsn IS 'edgesync: per source, the commit LSN of the last transaction applied here';
+SELECT pg_catalog.pg_extension_config_dump('edgesync.applied_lsn', '');
+REVOKE ALL ON edgesync.applied_lsn FROM PUBLIC;
+GRANT SELECT ON edgesync.applied_lsn TO edgesync_reader, edgesync_admin, edgesync_applier;
+
+-- apply_begin(source, commit_lsn): the first statement of every transaction
+-- of the sql format.  Records commit_lsn for source if it is beyond the one
+-- recorded, and returns true; otherwise the transaction was applied before:
+-- returns false and edgesync.applying() turns false for the rest of the
+-- transaction, so its statements change nothing.  Either way the rest of the
+-- transaction runs with session_replication_role = replica, as a logical
+-- replication worker does: triggers (edgesync's own, which would otherwise
+-- give the rows new versions) and foreign key checks do not fire, and the
+-- versions and timestamps arrive as they were on the source.
+CREATE FUNCTION edgesync.apply_begin(source text, commit_lsn pg_lsn) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    fresh boolean;
+BEGIN
+    IF $1 IS NULL OR $2 IS NULL THEN
+        RAISE EXCEPTION 'edgesync.apply_begin() arguments must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    INSERT INTO edgesync.applied_lsn AS a (source, lsn) VALUES ($1, $2)
+    ON CONFLICT (source) DO UPDATE SET lsn = EXCLUDED.lsn, applied_at = now()
+        WHERE a.lsn < EXCLUDED.lsn
+    RETURNING true INTO fresh;
+    fresh := coalesce(fresh, false);
+    PERFORM set_config('edgesync_internal.apply_skip', CASE WHEN fresh THEN 'off' ELSE 'on' END, true);
+    PERFORM set_config('session_replication_role', 'replica', true);
+    RETURN fresh;
+END
+$$;
+COMMENT ON FUNCTION edgesync.apply_begin(text, pg_lsn) IS
+    'edgesync replica: start applying a source''s transaction; false if it was applied before';
+
+-- False in a transaction whose apply_begin() found it applied before.
+CREATE FUNCTION edgesync.applying() RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pg_catalog.current_setting('edgesync_internal.apply_skip', true) IS DISTINCT FROM 'on'
+$$;
+COMMENT ON FUNCTION edgesync.applying() IS
+    'edgesync replica: false when the transaction being applied was applied before';
+
+-- TRUNCATE of the sql format, skipped with the rest of a replayed transaction.
+CREATE FUNCTION edgesync.apply_truncate(tables regclass[], restart_identity boolean, cascade boolean)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF edgesync.applying() AND cardinality(tables) > 0 THEN
+        EXECUTE format('TRUNCATE %s%s%s',
+                       (SELECT string_agg(t::text, ', ') FROM unnest(tables) AS t),
+                       CASE WHEN restart_identity THEN ' RESTART IDENTITY' ELSE '' END,
+                       CASE WHEN cascade THEN ' CASCADE' ELSE '' END);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION edgesync.apply_truncate(regclass[], boolean, boolean) IS
+    'edgesync replica: TRUNCATE from the sql format, unless the transaction was applied before';
+
+REVOKE ALL ON FUNCTION edgesync.apply_begin(text, pg_lsn),
+    edgesync.apply_truncate(regclass[], boolean, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION edgesync.apply_begin(text, pg_lsn),
+    edgesync.apply_truncate(regclass[], boolean, boolean) TO edgesync_applier, edgesync_admin;

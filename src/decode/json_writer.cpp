@@ -1,0 +1,251 @@
+/*
+ * json_writer.cpp — the json format: one JSON object per line.
+ *
+ *   {"op":"insert","schema":"public","table":"patients","pk":{"id":1},
+ *    "version":1,"row":{"id":1,"name":"Ann",...},"seq":1,"xid":742,
+ *    "commit_lsn":"0/1A2B3C8","commit_time":"2026-11-28T20:13:08.123456+00:00"}
+ *
+ * Keys and value classes are specified in docs/output-format.md.  Every
+ * object is written with one OutputPluginPrepareWrite/OutputPluginWrite pair
+ * and contains no raw newline.
+ */
+#include "decode/decode.hpp"
+
+extern "C" {
+#include "common/base64.h"
+#include "mb/pg_wchar.h"
+}
+
+namespace edgesync::decode {
+
+namespace {
+
+/* ,"seq":N,"xid":X,"commit_lsn":"..","commit_time":".."} */
+void
+append_txn_tail(StringInfo out, const DecodeState *state, bool with_seq)
+{
+	if (with_seq)
+		appendStringInfo(out, ",\"seq\":" UINT64_FORMAT, state->seq);
+	appendStringInfo(out, ",\"xid\":%u,\"commit_lsn\":\"%s\",\"commit_time\":\"%s\"}",
+					 state->txn->xid, state->commit_lsn, state->commit_time);
+}
+
+const char *
+op_name(ReorderBufferChangeType action)
+{
+	switch (action) {
+	case REORDER_BUFFER_CHANGE_INSERT:
+		return "insert";
+	case REORDER_BUFFER_CHANGE_UPDATE:
+		return "update";
+	case REORDER_BUFFER_CHANGE_DELETE:
+		return "delete";
+	default:
+		return "unknown";
+	}
+}
+
+/*
+ * The key of a change: for deletes and key-changing updates the old key;
+ * when the old tuple lacks the primary key (REPLICA IDENTITY USING INDEX on
+ * another index) the replica identity columns it carries.
+ */
+void
+key_source(const Change *c, const Datum **values, const bool **nulls, const AttrNumber **attnums,
+		   int *n)
+{
+	const RelInfo *rel = c->rel;
+	if (c->old_values != nullptr) {
+		bool complete = rel->nkeys > 0;
+		for (int k = 0; k < rel->nkeys; k++)
+			complete &= !c->old_nulls[rel->keys[k] - 1];
+		if (complete || c->new_values == nullptr) {
+			*values = c->old_values;
+			*nulls = c->old_nulls;
+			*attnums = complete ? rel->keys : rel->identity;
+			*n = complete ? rel->nkeys : rel->nidentity;
+			return;
+		}
+	}
+	*values = c->new_values;
+	*nulls = c->new_nulls;
+	*attnums = rel->keys;
+	*n = rel->nkeys;
+}
+
+void
+append_key(StringInfo out, const DecodeState *state, const Change *c)
+{
+	const Datum *values;
+	const bool *nulls;
+	const AttrNumber *attnums;
+	int n;
+	bool json_null = false;
+
+	key_source(c, &values, &nulls, &attnums, &n);
+	appendStringInfoString(out, ",\"pk\":{");
+	for (int k = 0; k < n; k++) {
+		int i = attnums[k] - 1;
+		const ColumnInfo *col = &c->rel->columns[i];
+		if (k > 0)
+			appendStringInfoChar(out, ',');
+		appendStringInfoString(out, col->json_key);
+		if (nulls[i])
+			appendStringInfoString(out, "null");
+		else
+			append_json_value(out, state, col, values[i], &json_null);
+	}
+	appendStringInfoChar(out, '}');
+}
+
+/* A JSON array of column names: ,"key":["a","b"] */
+void
+append_name_list(StringInfo out, const char *key, const RelInfo *rel, const bool *which)
+{
+	StringInfoSink sink{out};
+	bool first = true;
+	for (int i = 0; i < rel->natts; i++) {
+		if (!which[i])
+			continue;
+		appendStringInfoString(out, first ? key : ",");
+		first = false;
+		text::append_json_string(sink, rel->columns[i].name);
+	}
+	if (!first)
+		appendStringInfoChar(out, ']');
+}
+
+} // namespace
+
+void
+json_write_begin(LogicalDecodingContext *ctx, DecodeState *state)
+{
+	if (!state->include_transaction)
+		return;
+	OutputPluginPrepareWrite(ctx, true);
+	appendStringInfoString(ctx->out, "{\"op\":\"begin\"");
+	append_txn_tail(ctx->out, state, false);
+	OutputPluginWrite(ctx, true);
+}
+
+void
+json_write_commit(LogicalDecodingContext *ctx, DecodeState *state)
+{
+	if (!state->include_transaction)
+		return;
+	OutputPluginPrepareWrite(ctx, true);
+	appendStringInfo(ctx->out, "{\"op\":\"commit\",\"changes\":" UINT64_FORMAT, state->seq);
+	append_txn_tail(ctx->out, state, false);
+	OutputPluginWrite(ctx, true);
+}
+
+void
+json_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
+{
+	const RelInfo *rel = c->rel;
+	OutputPluginPrepareWrite(ctx, true);
+	StringInfo out = ctx->out;
+
+	appendStringInfo(out, "{\"op\":\"%s\",", op_name(c->action));
+	appendStringInfoString(out, rel->json_names);
+	append_key(out, state, c);
+
+	/* The row's version: new for insert/update, old (if logged) for delete. */
+	const Datum *vvalues = c->new_values != nullptr ? c->new_values : c->old_values;
+	const bool *vnulls = c->new_values != nullptr ? c->new_nulls : c->old_nulls;
+	AttrNumber v = rel->version_attnum;
+	if (v > 0 && vvalues != nullptr && !vnulls[v - 1])
+		appendStringInfo(out, ",\"version\":" INT64_FORMAT, DatumGetInt64(vvalues[v - 1]));
+	else
+		appendStringInfoString(out, ",\"version\":null");
+
+	if (c->new_values != nullptr) {
+		bool *json_nulls = static_cast<bool *>(palloc0(sizeof(bool) * (rel->natts + 1)));
+		bool any_unchanged = false, any_json_null = false;
+		bool first = true;
+		appendStringInfoString(out, ",\"row\":{");
+		for (int i = 0; i < rel->natts; i++) {
+			const ColumnInfo *col = &rel->columns[i];
+			if (col->dropped)
+				continue;
+			if (c->unchanged[i]) {
+				any_unchanged = true;
+				continue;
+			}
+			if (!first)
+				appendStringInfoChar(out, ',');
+			first = false;
+			appendStringInfoString(out, col->json_key);
+			if (c->new_nulls[i])
+				appendStringInfoString(out, "null");
+			else {
+				append_json_value(out, state, col, c->new_values[i], &json_nulls[i]);
+				any_json_null |= json_nulls[i];
+			}
+		}
+		appendStringInfoChar(out, '}');
+		if (any_unchanged)
+			append_name_list(out, ",\"unchanged\":[", rel, c->unchanged);
+		if (any_json_null)
+			append_name_list(out, ",\"json_nulls\":[", rel, json_nulls);
+	}
+	append_txn_tail(out, state, true);
+	OutputPluginWrite(ctx, true);
+}
+
+void
+json_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n, const char **schemas,
+					const char **tables, bool cascade, bool restart_identity)
+{
+	OutputPluginPrepareWrite(ctx, true);
+	StringInfo out = ctx->out;
+	StringInfoSink sink{out};
+	StringInfoData name;
+	initStringInfo(&name);
+
+	appendStringInfoString(out, "{\"op\":\"truncate\",\"tables\":[");
+	for (int i = 0; i < n; i++) {
+		if (i > 0)
+			appendStringInfoChar(out, ',');
+		resetStringInfo(&name);
+		appendStringInfo(&name, "%s.%s", schemas[i], tables[i]);
+		text::append_json_string(sink, std::string_view(name.data, name.len));
+	}
+	appendStringInfo(out, "],\"cascade\":%s,\"restart_identity\":%s", cascade ? "true" : "false",
+					 restart_identity ? "true" : "false");
+	append_txn_tail(out, state, true);
+	OutputPluginWrite(ctx, true);
+}
+
+void
+json_write_message(LogicalDecodingContext *ctx, DecodeState *state, XLogRecPtr lsn,
+				   bool transactional, const char *prefix, Size size, const char *message)
+{
+	OutputPluginPrepareWrite(ctx, true);
+	StringInfo out = ctx->out;
+	StringInfoSink sink{out};
+
+	appendStringInfo(out, "{\"op\":\"message\",\"transactional\":%s,\"prefix\":",
+					 transactional ? "true" : "false");
+	text::append_json_string(sink, prefix);
+	/* Text if it is valid in the database encoding, else base64. */
+	if (pg_verify_mbstr(GetDatabaseEncoding(), message, static_cast<int>(size), true)) {
+		appendStringInfoString(out, ",\"content\":");
+		text::append_json_string(sink, std::string_view(message, size));
+	} else {
+		int len = pg_b64_enc_len(static_cast<int>(size));
+		char *b64 = static_cast<char *>(palloc(len + 1));
+		int written = pg_b64_encode(message, static_cast<int>(size), b64, len);
+		appendStringInfoString(out, ",\"content\":null,\"content_base64\":\"");
+		appendBinaryStringInfo(out, b64, written);
+		appendStringInfoChar(out, '"');
+	}
+	if (transactional)
+		append_txn_tail(out, state, true);
+	else
+		appendStringInfo(out, ",\"lsn\":\"%X/%X\"}", static_cast<uint32>((lsn) >> 32),
+						 static_cast<uint32>(lsn));
+	OutputPluginWrite(ctx, true);
+}
+
+} // namespace edgesync::decode

@@ -1,0 +1,439 @@
+/*
+ * plugin.cpp — the `edgesync` logical decoding output plugin: its callbacks.
+ *
+ * pg_create_logical_replication_slot('s', 'edgesync') and pg_recvlogical
+ * --plugin=edgesync load edgesync.so and call _PG_output_plugin_init.  The
+ * callbacks here decide *what* is streamed (changes of tables the database's
+ * edgesync catalog tracks, read with each change's historic snapshot; a
+ * partition's change under its tracked root), and hand each change to the
+ * json or sql writer.  The output format is specified in
+ * docs/output-format.md.
+ *
+ * A transaction's BEGIN is written only with its first streamed change, so a
+ * transaction that touches no tracked table produces nothing; the commit
+ * callback still reports progress (skipped_xact) so the slot moves on.
+ *
+ * Every callback allocates in state->change_context, reset after each
+ * change.  The callbacks are plain C-style code (no C++ objects), except the
+ * option parsing at startup, which runs under edgesync::guarded().
+ */
+#include "core/guard.hpp"
+#include "decode/decode.hpp"
+#include "decode/options.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "nodes/makefuncs.h"
+#include "replication/origin.h"
+#include "replication/slot.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/datum.h"
+#include "utils/float.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+void _PG_output_plugin_init(OutputPluginCallbacks *cb);
+}
+
+namespace edgesync::decode {
+
+namespace {
+
+/* Copies the parsed options into state (palloc'd, in the plugin's context). */
+void
+store_options(DecodeState *state, const Options &opts)
+{
+	state->format = static_cast<int>(opts.format);
+	state->include_transaction = opts.include_transaction;
+	state->skip_origins = opts.skip_origins;
+	state->raw_columns = opts.columns == ColumnsMode::kRaw;
+	state->ntables = opts.has_tables ? static_cast<int>(opts.tables.size()) : -1;
+	if (opts.has_tables) {
+		pg_call([&] {
+			state->table_schemas =
+				static_cast<char **>(palloc0(sizeof(char *) * (state->ntables + 1)));
+			state->table_names =
+				static_cast<char **>(palloc0(sizeof(char *) * (state->ntables + 1)));
+		});
+		for (int i = 0; i < state->ntables; i++) {
+			const QualifiedName &n = opts.tables[static_cast<size_t>(i)];
+			pg_call([&] {
+				state->table_schemas[i] = pstrdup(n.schema.c_str());
+				state->table_names[i] = pstrdup(n.table.c_str());
+			});
+		}
+	}
+	if (opts.source)
+		pg_call([&] { state->source = pstrdup(opts.source->c_str()); });
+}
+
+void
+parse_plugin_options(DecodeState *state, List *options)
+{
+	/* Collect the DefElems first: plain C, before any C++ object exists. */
+	int n = list_length(options);
+	const char **names = static_cast<const char **>(palloc0(sizeof(char *) * (n + 1)));
+	const char **values = static_cast<const char **>(palloc0(sizeof(char *) * (n + 1)));
+	int i = 0;
+	ListCell *lc;
+	foreach (lc, options) {
+		DefElem *elem = lfirst_node(DefElem, lc);
+		names[i] = elem->defname;
+		values[i] = (elem->arg != nullptr && IsA(elem->arg, String)) ? strVal(elem->arg) : nullptr;
+		i++;
+	}
+
+	guarded([&] {
+		std::vector<RawOption> raw;
+		for (int j = 0; j < n; j++)
+			raw.emplace_back(names[j], values[j] != nullptr ? std::optional<std::string>(values[j])
+															: std::nullopt);
+		store_options(state, parse_options(raw));
+	});
+}
+
+/*
+ * Checks that need the catalogs: the extension exists here, and columns=raw
+ * is for members of edgesync_phi_reader.  In a walsender there is no
+ * transaction at startup, so one is started for the lookups.
+ */
+void
+check_database(DecodeState *state, bool is_init)
+{
+	bool started = false;
+	if (!IsTransactionState()) {
+		StartTransactionCommand();
+		started = true;
+	}
+
+	if (!OidIsValid(get_extension_oid("edgesync", true)))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"edgesync\" is not installed in database \"%s\"",
+						get_database_name(MyDatabaseId)),
+				 errdetail("The edgesync output plugin streams the tables tracked by the edgesync "
+						   "catalog of the slot's database."),
+				 errhint("Run CREATE EXTENSION edgesync in this database first.")));
+
+	if (!is_init && state->raw_columns) {
+		Oid reader = get_role_oid("edgesync_phi_reader", true);
+		if (!OidIsValid(reader) || !is_member_of_role(GetUserId(), reader))
+			ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+							errmsg("permission denied for option \"columns\" = \"raw\""),
+							errdetail("Only members of role edgesync_phi_reader may read columns "
+									  "unmasked by their column policy."),
+							errhint("Use columns=policy, or have an administrator grant "
+									"edgesync_phi_reader.")));
+	}
+
+	if (state->source == nullptr) {
+		/* Unique across hospitals: system identifier, database, slot. */
+		MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(state));
+		state->source =
+			psprintf(UINT64_FORMAT "/%s/%s", GetSystemIdentifier(), get_database_name(MyDatabaseId),
+					 MyReplicationSlot != nullptr ? NameStr(MyReplicationSlot->data.name) : "");
+		MemoryContextSwitchTo(old);
+	}
+
+	if (started)
+		CommitTransactionCommand();
+}
+
+void
+startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
+{
+	MemoryContext old = MemoryContextSwitchTo(ctx->context);
+	DecodeState *state = static_cast<DecodeState *>(palloc0(sizeof(DecodeState)));
+	state->change_context =
+		AllocSetContextCreate(ctx->context, "edgesync change", ALLOCSET_DEFAULT_SIZES);
+	state->ntables = -1;
+	parse_plugin_options(state, ctx->output_plugin_options);
+	MemoryContextSwitchTo(old);
+
+	opt->output_type = OUTPUT_PLUGIN_TEXTUAL_OUTPUT;
+	opt->receive_rewrites = false;
+	ctx->output_plugin_private = state;
+
+	check_database(state, is_init);
+	/* Cached facts were read under other snapshots (peek decodes again). */
+	relinfo_invalidate_all();
+}
+
+void
+shutdown(LogicalDecodingContext *ctx)
+{
+	/* Everything lives in ctx->context, deleted by the caller. */
+}
+
+/* Output settings every value is written under, for this transaction only. */
+void
+pin_output_settings()
+{
+	if (DateStyle != USE_ISO_DATES)
+		set_config_option("datestyle", "ISO", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
+						  false);
+	if (IntervalStyle != INTSTYLE_POSTGRES)
+		set_config_option("intervalstyle", "postgres", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+						  true, 0, false);
+	if (extra_float_digits < 1)
+		set_config_option("extra_float_digits", "1", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+						  true, 0, false);
+}
+
+/* ISO 8601 with zone offset: 2026-11-28T20:13:08.123456+00:00 */
+void
+format_iso8601(TimestampTz ts, char *buf)
+{
+	struct pg_tm tm;
+	fsec_t fsec;
+	int tz;
+	const char *tzn;
+
+	if (TIMESTAMP_NOT_FINITE(ts))
+		EncodeSpecialTimestamp(ts, buf);
+	else if (timestamp2tm(ts, &tz, &tm, &fsec, &tzn, nullptr) == 0)
+		EncodeDateTime(&tm, fsec, true, tz, tzn, USE_XSD_DATES, buf);
+	else
+		strlcpy(buf, "invalid", MAXDATELEN + 1);
+}
+
+void
+begin_txn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
+{
+	DecodeState *state = static_cast<DecodeState *>(ctx->output_plugin_private);
+	state->txn = txn;
+	state->begin_written = false;
+	state->seq = 0;
+	snprintf(state->commit_lsn, sizeof(state->commit_lsn), "%X/%X",
+			 static_cast<uint32>((txn->final_lsn) >> 32), static_cast<uint32>(txn->final_lsn));
+	char buf[MAXDATELEN + 1];
+	format_iso8601(txn->xact_time.commit_time, buf);
+	strlcpy(state->commit_time, buf, sizeof(state->commit_time));
+	pin_output_settings();
+}
+
+/* Writes the deferred BEGIN before the transaction's first output. */
+void
+ensure_begin(LogicalDecodingContext *ctx, DecodeState *state)
+{
+	if (state->begin_written)
+		return;
+	state->begin_written = true;
+	if (state->format == static_cast<int>(Format::kSql))
+		sql_write_begin(ctx, state);
+	else
+		json_write_begin(ctx, state);
+}
+
+void
+commit_txn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit_lsn)
+{
+	DecodeState *state = static_cast<DecodeState *>(ctx->output_plugin_private);
+	bool skipped = !state->begin_written;
+
+	OutputPluginUpdateProgress(ctx, skipped);
+	if (!skipped) {
+		if (state->format == static_cast<int>(Format::kSql))
+			sql_write_commit(ctx, state);
+		else
+			json_write_commit(ctx, state);
+	}
+	state->txn = nullptr;
+	MemoryContextReset(state->change_context);
+}
+
+/* True if an attribute's values of two tuples hold the same bytes. */
+bool
+same_value(Form_pg_attribute att, bool a_null, Datum a, bool b_null, Datum b)
+{
+	if (a_null != b_null)
+		return false;
+	return a_null || datum_image_eq(a, b, att->attbyval, att->attlen);
+}
+
+void
+change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation relation,
+	   ReorderBufferChange *rbchange)
+{
+	DecodeState *state = static_cast<DecodeState *>(ctx->output_plugin_private);
+	const RelInfo *rel = relinfo_get(state, relation);
+	if (!rel->selected)
+		return;
+
+	MemoryContext old = MemoryContextSwitchTo(state->change_context);
+	TupleDesc desc = RelationGetDescr(relation);
+	Change c;
+	memset(&c, 0, sizeof(c));
+	c.rel = rel;
+	c.action = rbchange->action;
+	c.natts = desc->natts;
+
+	ReorderBufferTupleBuf *newtuple = nullptr;
+	ReorderBufferTupleBuf *oldtuple = nullptr;
+	switch (rbchange->action) {
+	case REORDER_BUFFER_CHANGE_INSERT:
+		newtuple = rbchange->data.tp.newtuple;
+		break;
+	case REORDER_BUFFER_CHANGE_UPDATE:
+		newtuple = rbchange->data.tp.newtuple;
+		oldtuple = rbchange->data.tp.oldtuple;
+		break;
+	case REORDER_BUFFER_CHANGE_DELETE:
+		oldtuple = rbchange->data.tp.oldtuple;
+		break;
+	default:
+		MemoryContextSwitchTo(old);
+		return;
+	}
+	if (newtuple != nullptr) {
+		c.new_values = static_cast<Datum *>(palloc(sizeof(Datum) * desc->natts));
+		c.new_nulls = static_cast<bool *>(palloc(sizeof(bool) * desc->natts));
+		heap_deform_tuple(&newtuple->tuple, desc, c.new_values, c.new_nulls);
+	}
+	if (oldtuple != nullptr) {
+		c.old_values = static_cast<Datum *>(palloc(sizeof(Datum) * desc->natts));
+		c.old_nulls = static_cast<bool *>(palloc(sizeof(bool) * desc->natts));
+		heap_deform_tuple(&oldtuple->tuple, desc, c.old_values, c.old_nulls);
+	}
+	if (c.new_values != nullptr) {
+		c.unchanged = static_cast<bool *>(palloc0(sizeof(bool) * desc->natts));
+		for (int i = 0; i < desc->natts; i++) {
+			const ColumnInfo *col = &rel->columns[i];
+			if (col->dropped || c.new_nulls[i] || !value_is_unchanged_toast(col, c.new_values[i]))
+				continue;
+			/* REPLICA IDENTITY FULL logs the old value inline: use it. */
+			if (c.old_values != nullptr && !c.old_nulls[i] &&
+				!value_is_unchanged_toast(col, c.old_values[i]))
+				c.new_values[i] = c.old_values[i];
+			else
+				c.unchanged[i] = true;
+		}
+	}
+	if (c.new_values != nullptr && c.old_values != nullptr && rel->nkeys > 0) {
+		bool complete = true;
+		for (int k = 0; k < rel->nkeys; k++)
+			complete &= !c.old_nulls[rel->keys[k] - 1];
+		if (complete)
+			for (int k = 0; k < rel->nkeys; k++) {
+				int i = rel->keys[k] - 1;
+				if (!same_value(TupleDescAttr(desc, i), c.old_nulls[i], c.old_values[i],
+								c.new_nulls[i], c.new_values[i]))
+					c.key_changed = true;
+			}
+	}
+
+	ensure_begin(ctx, state);
+	state->seq++;
+	if (state->format == static_cast<int>(Format::kSql))
+		sql_write_change(ctx, state, &c);
+	else
+		json_write_change(ctx, state, &c);
+
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(state->change_context);
+}
+
+void
+truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int nrelations, Relation relations[],
+		 ReorderBufferChange *rbchange)
+{
+	DecodeState *state = static_cast<DecodeState *>(ctx->output_plugin_private);
+	MemoryContext old = MemoryContextSwitchTo(state->change_context);
+	const char **schemas = static_cast<const char **>(palloc0(sizeof(char *) * (nrelations + 1)));
+	const char **tables = static_cast<const char **>(palloc0(sizeof(char *) * (nrelations + 1)));
+	char *kinds = static_cast<char *>(palloc0(nrelations + 1));
+	int n = 0;
+
+	for (int i = 0; i < nrelations; i++) {
+		const RelInfo *rel = relinfo_get(state, relations[i]);
+		if (!rel->selected)
+			continue;
+		if (rel->root == rel->relid) {
+			schemas[n] = rel->schema;
+			tables[n] = rel->table;
+			kinds[n] = relations[i]->rd_rel->relkind;
+			n++;
+			continue;
+		}
+		/*
+		 * A partition: its tracked root truncated with it covers it;
+		 * otherwise only this partition was truncated, reported by its name.
+		 */
+		bool root_listed = false;
+		for (int j = 0; j < nrelations; j++)
+			root_listed |= RelationGetRelid(relations[j]) == rel->root;
+		if (root_listed)
+			continue;
+		schemas[n] = get_namespace_name(RelationGetNamespace(relations[i]));
+		tables[n] = RelationGetRelationName(relations[i]);
+		kinds[n] = relations[i]->rd_rel->relkind;
+		n++;
+	}
+	if (n > 0) {
+		ensure_begin(ctx, state);
+		state->seq++;
+		bool cascade = rbchange->data.truncate.cascade;
+		bool restart = rbchange->data.truncate.restart_seqs;
+		if (state->format == static_cast<int>(Format::kSql))
+			sql_write_truncate(ctx, state, n, schemas, tables, kinds, cascade, restart);
+		else
+			json_write_truncate(ctx, state, n, schemas, tables, cascade, restart);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(state->change_context);
+}
+
+void
+message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr lsn, bool transactional,
+		const char *prefix, Size size, const char *content)
+{
+	DecodeState *state = static_cast<DecodeState *>(ctx->output_plugin_private);
+	/* The sql format applies rows; messages have nothing to apply. */
+	if (state->format == static_cast<int>(Format::kSql))
+		return;
+	MemoryContext old = MemoryContextSwitchTo(state->change_context);
+	if (transactional) {
+		ensure_begin(ctx, state);
+		state->seq++;
+	}
+	json_write_message(ctx, state, lsn, transactional, prefix, size, content);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(state->change_context);
+}
+
+bool
+filter_by_origin(LogicalDecodingContext *ctx, RepOriginId origin_id)
+{
+	DecodeState *state = static_cast<DecodeState *>(ctx->output_plugin_private);
+	return state->skip_origins && origin_id != InvalidRepOriginId;
+}
+
+} // namespace
+
+} // namespace edgesync::decode
+
+/*
+ * The plugin's entry point.  No two-phase or streaming callbacks: prepared
+ * transactions are decoded at COMMIT PREPARED, and large transactions spill
+ * to disk (logical_decoding_work_mem) instead of streaming.
+ */
+void
+_PG_output_plugin_init(OutputPluginCallbacks *cb)
+{
+	using namespace edgesync::decode;
+	cb->startup_cb = startup;
+	cb->begin_cb = begin_txn;
+	cb->change_cb = change;
+	cb->truncate_cb = truncate;
+	cb->commit_cb = commit_txn;
+	cb->message_cb = message;
+	cb->filter_by_origin_cb = filter_by_origin;
+	cb->shutdown_cb = shutdown;
+}

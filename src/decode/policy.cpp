@@ -1,0 +1,210 @@
+/*
+ * policy.cpp — PHI column policies: the hash key setting, HMAC, and
+ * edgesync.set_column_policy().
+ *
+ *   edgesync.hash_key   superuser-only setting (PGC_SUSET, hidden from SHOW
+ *                       ALL and from non-superusers); the HMAC-SHA256 key
+ *                       of the "hash" policy.  Never printed: errors about
+ *                       it say only whether it is set.
+ *
+ *   edgesync.set_column_policy(tbl regclass, col name, policy text)
+ *       Writes edgesync.column_policies (a user catalog table, so the plugin
+ *       reads it with each change's historic snapshot: a policy applies from
+ *       the commit that set it on) and sends a relcache invalidation for the
+ *       table, which the plugin replays at that point of the stream.  It
+ *       takes a SHARE lock on the table first, like CREATE INDEX: it waits
+ *       for the transactions writing the table, so none of them straddles
+ *       the policy's commit.  The caller must own the table; the write runs
+ *       as the catalog's owner.
+ */
+#include "core/guard.hpp"
+#include "decode/decode.hpp"
+
+extern "C" {
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "common/hmac.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "executor/spi.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+PG_FUNCTION_INFO_V1(edgesync_set_column_policy);
+}
+
+namespace edgesync::decode {
+
+namespace {
+
+char *hash_key = nullptr;
+
+/* Runs sql with args as the owner of edgesync.column_policies. */
+void
+run_as_catalog_owner(const char *sql, int nargs, Oid *types, Datum *values)
+{
+	Oid catalog = get_relname_relid("column_policies", get_namespace_oid("edgesync", false));
+	Oid owner = InvalidOid;
+	HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(catalog));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", catalog);
+	owner = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+
+	Oid saved_user;
+	int saved_context;
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	SetUserIdAndSecContext(owner, saved_context | SECURITY_LOCAL_USERID_CHANGE |
+									  SECURITY_RESTRICTED_OPERATION);
+	SPI_connect();
+	int rc = SPI_execute_with_args(sql, nargs, types, values, nullptr, false, 0);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+	SPI_finish();
+	SetUserIdAndSecContext(saved_user, saved_context);
+}
+
+} // namespace
+
+void
+register_policy_settings()
+{
+	DefineCustomStringVariable(
+		"edgesync.hash_key", "Key of the HMAC-SHA256 that the \"hash\" column policy applies.",
+		"Set it in postgresql.conf or with ALTER SYSTEM; only superusers can see it.", &hash_key,
+		"", PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, nullptr, nullptr,
+		nullptr);
+}
+
+void
+append_hmac_hex(StringInfo out, const char *data, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8 digest[PG_SHA256_DIGEST_LENGTH];
+
+	if (hash_key == nullptr || hash_key[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("edgesync.hash_key is not set"),
+				 errdetail("A column with the \"hash\" policy cannot be streamed without the key."),
+				 errhint("A superuser sets it in postgresql.conf or with ALTER SYSTEM SET "
+						 "edgesync.hash_key, then reloads the configuration.")));
+
+	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
+	if (ctx == nullptr)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	if (pg_hmac_init(ctx, reinterpret_cast<const uint8 *>(hash_key), strlen(hash_key)) < 0 ||
+		pg_hmac_update(ctx, reinterpret_cast<const uint8 *>(data), len) < 0 ||
+		pg_hmac_final(ctx, digest, sizeof(digest)) < 0) {
+		const char *why = pg_hmac_error(ctx);
+		pg_hmac_free(ctx);
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not compute HMAC: %s", why)));
+	}
+	pg_hmac_free(ctx);
+
+	char text[PG_SHA256_DIGEST_LENGTH * 2];
+	for (int i = 0; i < PG_SHA256_DIGEST_LENGTH; i++) {
+		text[2 * i] = hex[digest[i] >> 4];
+		text[2 * i + 1] = hex[digest[i] & 0xf];
+	}
+	appendBinaryStringInfo(out, text, sizeof(text));
+}
+
+} // namespace edgesync::decode
+
+using namespace edgesync::decode;
+
+/*
+ * edgesync.set_column_policy(tbl regclass, col name, policy text) -> void
+ * Plain C-style: checks, one SPI write, one invalidation.
+ */
+Datum
+edgesync_set_column_policy(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("edgesync.set_column_policy() arguments must not be null")));
+	Oid relid = PG_GETARG_OID(0);
+	char *col = NameStr(*PG_GETARG_NAME(1));
+	char *policy = text_to_cstring(PG_GETARG_TEXT_PP(2));
+
+	char *relname = get_rel_name(relid);
+	if (relname == nullptr)
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+						errmsg("relation with OID %u does not exist", relid)));
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
+	char relkind = get_rel_relkind(relid);
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
+						errmsg("cannot set a column policy on \"%s\"", relname),
+						errdetail("Column policies apply to tables.")));
+	if (get_rel_relispartition(relid))
+		ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
+						errmsg("cannot set a column policy on partition \"%s\"", relname),
+						errdetail("A partitioned table's policies cover all its partitions."),
+						errhint("Set the policy on the partitioned table.")));
+
+	AttrNumber attnum = get_attnum(relid, col);
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN),
+						errmsg("column \"%s\" of relation \"%s\" does not exist", col, relname)));
+	if (attnum < 0)
+		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						errmsg("cannot set a policy on system column \"%s\"", col)));
+
+	if (strcmp(policy, "replicate") != 0 && strcmp(policy, "hash") != 0 &&
+		strcmp(policy, "redact") != 0)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("invalid column policy \"%s\"", policy),
+						errdetail("Valid policies are \"replicate\", \"hash\" and \"redact\".")));
+	if (strcmp(policy, "replicate") != 0 && strcmp(col, "version") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("column \"version\" must be replicated"),
+				 errdetail("Replicas compare versions to apply each change once and in order.")));
+	if (strcmp(policy, "redact") == 0) {
+		Relation rel = RelationIdGetRelation(relid);
+		Bitmapset *keys = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_PRIMARY_KEY);
+		RelationClose(rel);
+		if (bms_is_member(attnum - FirstLowInvalidHeapAttributeNumber, keys))
+			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							errmsg("primary key column \"%s\" cannot be redacted", col),
+							errdetail("Rows are identified by their primary key in the stream."),
+							errhint("Use the \"hash\" policy to hide key values.")));
+	}
+
+	/*
+	 * Wait for the transactions writing the table, and hold off new ones
+	 * until this one commits.  No transaction then both wrote the table
+	 * before the policy and commits after it, so every change committed
+	 * after the policy is decoded with a snapshot that has it.
+	 */
+	LockRelationOid(relid, ShareLock);
+
+	Oid types[3] = {OIDOID, INT2OID, TEXTOID};
+	Datum values[3] = {ObjectIdGetDatum(relid), Int16GetDatum(attnum), CStringGetTextDatum(policy)};
+	if (strcmp(policy, "replicate") == 0)
+		run_as_catalog_owner("DELETE FROM edgesync.column_policies"
+							 " WHERE relid = $1::pg_catalog.regclass AND attnum = $2",
+							 2, types, values);
+	else
+		/* No ON CONFLICT: PostgreSQL does not allow it on user catalog tables. */
+		run_as_catalog_owner(
+			"WITH updated AS ("
+			"  UPDATE edgesync.column_policies SET policy = $3, set_at = now()"
+			"   WHERE relid = $1::pg_catalog.regclass AND attnum = $2 RETURNING 1)"
+			" INSERT INTO edgesync.column_policies (relid, attnum, policy)"
+			" SELECT $1::pg_catalog.regclass, $2, $3 WHERE NOT EXISTS (SELECT FROM updated)",
+			3, types, values);
+	/* The plugin's cache of this table (and its partitions) is stale from here on. */
+	CacheInvalidateRelcacheByRelid(relid);
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,321 @@
+/*
+ * relinfo.cpp — what the plugin knows about each relation, cached.
+ *
+ * For every relation a change arrives for: its tracked root (a partition's
+ * change is reported under the partitioned table the user tracked), whether
+ * that root is in edgesync.tracked_tables, the names to report, and per
+ * column the value kind, output function, SQL type, key membership and
+ * column policy.  Built once, with the historic snapshot of the change that
+ * first needs it (so the catalog is read as of that change), and kept in a
+ * hash table in CacheMemoryContext.
+ *
+ * An entry is invalidated by any relcache invalidation of its relation or of
+ * its root: DDL on the table, track()/untrack() and set_column_policy() all
+ * send one, and logical decoding replays them at the point of the stream
+ * where they were committed, so a change is described as of its own
+ * snapshot.  Schema renames arrive as namespace syscache invalidations.
+ * Every entry is also invalidated when a decoding session starts (peek
+ * decodes the same WAL again).
+ */
+#include "decode/decode.hpp"
+
+extern "C" {
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/partition.h"
+#include "catalog/pg_type.h"
+#include "nodes/bitmapset.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/relcache.h"
+#include "utils/syscache.h"
+}
+
+namespace edgesync::decode {
+
+namespace {
+
+HTAB *cache = nullptr;
+uint64 invalidations = 0;
+
+void
+invalidate(Oid relid)
+{
+	invalidations++;
+	if (cache == nullptr)
+		return;
+	HASH_SEQ_STATUS status;
+	hash_seq_init(&status, cache);
+	for (RelInfo *e; (e = static_cast<RelInfo *>(hash_seq_search(&status))) != nullptr;)
+		if (relid == InvalidOid || e->relid == relid || e->root == relid)
+			e->valid = false;
+}
+
+void
+on_relcache(Datum, Oid relid)
+{
+	invalidate(relid);
+}
+
+void
+on_syscache(Datum, int, uint32)
+{
+	invalidate(InvalidOid);
+}
+
+ValueKind
+kind_of(Oid typid)
+{
+	switch (getBaseType(typid)) {
+	case INT2OID:
+	case INT4OID:
+	case INT8OID:
+		return ValueKind::kInt;
+	case OIDOID:
+		return ValueKind::kOid;
+	case FLOAT4OID:
+	case FLOAT8OID:
+		return ValueKind::kFloat;
+	case NUMERICOID:
+		return ValueKind::kNumeric;
+	case BOOLOID:
+		return ValueKind::kBool;
+	case JSONOID:
+		return ValueKind::kJson;
+	case JSONBOID:
+		return ValueKind::kJsonb;
+	case TEXTOID:
+	case VARCHAROID:
+	case BPCHAROID:
+		return ValueKind::kText;
+	default:
+		return ValueKind::kOther;
+	}
+}
+
+/* An edgesync catalog table's OID, or InvalidOid (no extension). */
+Oid
+catalog_relid(const char *name)
+{
+	Oid nsp = get_namespace_oid("edgesync", true);
+	return OidIsValid(nsp) ? get_relname_relid(name, nsp) : InvalidOid;
+}
+
+/* True if edgesync.tracked_tables has a row for relid. */
+bool
+is_tracked(Oid relid)
+{
+	Oid catalog = catalog_relid("tracked_tables");
+	if (!OidIsValid(catalog))
+		return false;
+	Relation r = table_open(catalog, AccessShareLock);
+	ScanKeyData key;
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
+	SysScanDesc scan = systable_beginscan(r, InvalidOid, false, nullptr, 1, &key);
+	bool found = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	table_close(r, AccessShareLock);
+	return found;
+}
+
+/* Applies the rows of edgesync.column_policies for info->root, by column name. */
+void
+load_policies(RelInfo *info)
+{
+	Oid catalog = catalog_relid("column_policies");
+	if (!OidIsValid(catalog))
+		return;
+	Relation r = table_open(catalog, AccessShareLock);
+	TupleDesc desc = RelationGetDescr(r);
+	ScanKeyData key;
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(info->root));
+	SysScanDesc scan = systable_beginscan(r, InvalidOid, false, nullptr, 1, &key);
+	for (HeapTuple tuple; HeapTupleIsValid(tuple = systable_getnext(scan));) {
+		bool null1, null2;
+		Datum attnum = heap_getattr(tuple, 2, desc, &null1);
+		Datum policy = heap_getattr(tuple, 3, desc, &null2);
+		if (null1 || null2)
+			continue;
+		char *name = get_attname(info->root, DatumGetInt16(attnum), true);
+		if (name == nullptr)
+			continue;
+		/* (::text: inside edgesync, "text" names the text_writer namespace) */
+		char *name_of_policy =
+			text_to_cstring(reinterpret_cast<::text *>(PG_DETOAST_DATUM_PACKED(policy)));
+		Policy p = strcmp(name_of_policy, "hash") == 0	   ? Policy::kHash
+				   : strcmp(name_of_policy, "redact") == 0 ? Policy::kRedact
+														   : Policy::kReplicate;
+		for (int i = 0; i < info->natts; i++) {
+			ColumnInfo *col = &info->columns[i];
+			if (!col->dropped && strcmp(col->name, name) == 0) {
+				col->policy = p;
+				info->has_policy |= p != Policy::kReplicate;
+			}
+		}
+	}
+	systable_endscan(scan);
+	table_close(r, AccessShareLock);
+}
+
+bool
+selected_by_option(const DecodeState *state, const char *schema, const char *table)
+{
+	if (state->ntables < 0)
+		return true;
+	for (int i = 0; i < state->ntables; i++)
+		if (strcmp(state->table_schemas[i], schema) == 0 &&
+			strcmp(state->table_names[i], table) == 0)
+			return true;
+	return false;
+}
+
+/* Attnums of a relation's index attribute bitmap, ascending. */
+int
+attnums_of(Bitmapset *set, AttrNumber *out)
+{
+	int n = 0;
+	for (int x = -1; (x = bms_next_member(set, x)) >= 0 && n < INDEX_MAX_KEYS;)
+		out[n++] = static_cast<AttrNumber>(x + FirstLowInvalidHeapAttributeNumber);
+	return n;
+}
+
+void
+build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext context)
+{
+	MemoryContext old = MemoryContextSwitchTo(context);
+	Oid relid = RelationGetRelid(rel);
+
+	info->relid = relid;
+	info->context = context;
+	info->root = rel->rd_rel->relispartition ? llast_oid(get_partition_ancestors(relid)) : relid;
+	info->tracked = is_tracked(info->root);
+	if (!info->tracked) {
+		MemoryContextSwitchTo(old);
+		return;
+	}
+	info->schema = get_namespace_name(get_rel_namespace(info->root));
+	info->table = get_rel_name(info->root);
+	info->selected = selected_by_option(state, info->schema, info->table);
+
+	StringInfoData buf;
+	initStringInfo(&buf);
+	StringInfoSink sink{&buf};
+	appendStringInfoString(&buf, "\"schema\":");
+	text::append_json_string(sink, info->schema);
+	appendStringInfoString(&buf, ",\"table\":");
+	text::append_json_string(sink, info->table);
+	info->json_names = buf.data;
+	initStringInfo(&buf);
+	text::append_sql_identifier(sink, info->schema);
+	appendStringInfoChar(&buf, '.');
+	text::append_sql_identifier(sink, info->table);
+	info->sql_name = buf.data;
+
+	TupleDesc desc = RelationGetDescr(rel);
+	info->natts = desc->natts;
+	info->columns = static_cast<ColumnInfo *>(palloc0(sizeof(ColumnInfo) * (desc->natts + 1)));
+	for (int i = 0; i < desc->natts; i++) {
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		ColumnInfo *col = &info->columns[i];
+		col->dropped = att->attisdropped;
+		if (col->dropped)
+			continue;
+		col->generated = att->attgenerated == ATTRIBUTE_GENERATED_STORED;
+		col->typid = att->atttypid;
+		col->typlen = att->attlen;
+		col->kind = kind_of(att->atttypid);
+		col->policy = Policy::kReplicate;
+		col->name = pstrdup(NameStr(att->attname));
+		initStringInfo(&buf);
+		text::append_json_string(sink, col->name);
+		appendStringInfoChar(&buf, ':');
+		col->json_key = buf.data;
+		initStringInfo(&buf);
+		text::append_sql_identifier(sink, col->name);
+		col->sql_ident = buf.data;
+		col->sql_type = format_type_extended(att->atttypid, att->atttypmod,
+											 FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY);
+		Oid output;
+		bool varlena;
+		getTypeOutputInfo(att->atttypid, &output, &varlena);
+		fmgr_info_cxt(output, &col->output, context);
+		if (strcmp(col->name, "version") == 0 && att->atttypid == INT8OID)
+			info->version_attnum = att->attnum;
+	}
+
+	info->nkeys =
+		attnums_of(RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_PRIMARY_KEY), info->keys);
+	info->nidentity =
+		attnums_of(RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_IDENTITY_KEY), info->identity);
+	for (int k = 0; k < info->nkeys; k++)
+		info->columns[info->keys[k] - 1].is_key = true;
+	for (int k = 0; k < info->nidentity; k++)
+		info->columns[info->identity[k] - 1].is_identity = true;
+
+	load_policies(info);
+	MemoryContextSwitchTo(old);
+}
+
+} // namespace
+
+void
+relinfo_invalidate_all()
+{
+	invalidate(InvalidOid);
+}
+
+const RelInfo *
+relinfo_get(DecodeState *state, Relation rel)
+{
+	Oid relid = RelationGetRelid(rel);
+
+	if (cache == nullptr) {
+		HASHCTL ctl;
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(RelInfo);
+		ctl.hcxt = CacheMemoryContext;
+		cache = hash_create("edgesync decoded relations", 64, &ctl,
+							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		CacheRegisterRelcacheCallback(on_relcache, PointerGetDatum(nullptr));
+		CacheRegisterSyscacheCallback(NAMESPACEOID, on_syscache, PointerGetDatum(nullptr));
+	}
+
+	bool found;
+	RelInfo *e = static_cast<RelInfo *>(hash_search(cache, &relid, HASH_ENTER, &found));
+	if (!found) {
+		e->valid = false;
+		e->context = nullptr;
+		e->root = InvalidOid;
+	}
+	if (e->valid)
+		return e;
+
+	uint64 before = invalidations;
+	MemoryContext context = AllocSetContextCreate(CacheMemoryContext, "edgesync decoded relation",
+												  ALLOCSET_SMALL_SIZES);
+	RelInfo fresh;
+	memset(&fresh, 0, sizeof(fresh));
+	PG_TRY();
+	{
+		build(&fresh, state, rel, context);
+	}
+	PG_CATCH();
+	{
+		MemoryContextDelete(context);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (e->context != nullptr)
+		MemoryContextDelete(e->context);
+	*e = fresh;
+	/* An invalidation that arrived while building makes it stale at once. */
+	e->valid = invalidations == before;
+	return e;
+}
+
+} // namespace edgesync::decode

@@ -1,0 +1,272 @@
+/*
+ * sql_writer.cpp — the sql format: each transaction as SQL that applies it
+ * to a replica with the same tables, idempotently.
+ *
+ *   BEGIN;
+ *   SELECT edgesync.apply_begin('<source>', '0/1A2B3C8');
+ *   INSERT INTO "public"."patients" AS target ("id","name","version")
+ *     SELECT 1, 'Ann'::pg_catalog.text, 1::pg_catalog.int8 WHERE edgesync.applying()
+ *     ON CONFLICT ("id") DO UPDATE SET "name" = EXCLUDED."name", "version" = EXCLUDED."version"
+ *     WHERE target."version" < EXCLUDED."version";
+ *   COMMIT;
+ *
+ * (each statement on one line).  apply_begin() (src/decode/decode.sql)
+ * records the transaction's commit LSN for this source on the replica and
+ * makes edgesync.applying() false when that LSN was applied before, so a
+ * replayed transaction changes nothing; every statement is conditional on
+ * it.  Upserts and deletes are also guarded by the row's version.
+ *
+ * Columns left out: generated (cannot be written), redacted (the replica
+ * keeps its own), and TOASTed values the WAL did not carry (unchanged); an
+ * update with such a column becomes a plain UPDATE of the columns it has.
+ */
+#include "decode/decode.hpp"
+
+namespace edgesync::decode {
+
+namespace {
+
+bool
+in_column_list(const DecodeState *state, const Change *c, int i)
+{
+	const ColumnInfo *col = &c->rel->columns[i];
+	return !col->dropped && !col->generated && effective_policy(state, col) != Policy::kRedact &&
+		   (c->unchanged == nullptr || !c->unchanged[i]);
+}
+
+void
+append_value_or_null(StringInfo out, const DecodeState *state, const ColumnInfo *col, bool isnull,
+					 Datum value)
+{
+	if (isnull) {
+		appendStringInfoString(out, "NULL::");
+		appendStringInfoString(out, col->sql_type);
+	} else
+		append_sql_value(out, state, col, value);
+}
+
+/* target."k1" = v1 AND target."k2" = v2 from the given tuple's values. */
+void
+append_key_condition(StringInfo out, const DecodeState *state, const Change *c, bool use_old)
+{
+	const RelInfo *rel = c->rel;
+	const Datum *values = use_old ? c->old_values : c->new_values;
+	const bool *nulls = use_old ? c->old_nulls : c->new_nulls;
+	const AttrNumber *attnums = rel->keys;
+	int n = rel->nkeys;
+
+	if (use_old) {
+		bool complete = n > 0;
+		for (int k = 0; k < n; k++)
+			complete &= !nulls[attnums[k] - 1];
+		if (!complete) {
+			attnums = rel->identity;
+			n = rel->nidentity;
+		}
+	}
+	for (int k = 0; k < n; k++) {
+		int i = attnums[k] - 1;
+		const ColumnInfo *col = &rel->columns[i];
+		if (k > 0)
+			appendStringInfoString(out, " AND ");
+		appendStringInfoString(out, "target.");
+		appendStringInfoString(out, col->sql_ident);
+		if (nulls[i])
+			appendStringInfoString(out, " IS NULL");
+		else {
+			appendStringInfoString(out, " = ");
+			append_sql_value(out, state, col, values[i]);
+		}
+	}
+	if (n == 0)
+		appendStringInfoString(out, "false");
+}
+
+/* AND target."version" <op> N, if the version is known. */
+void
+append_version_guard(StringInfo out, const Change *c, const char *op, bool use_old)
+{
+	AttrNumber v = c->rel->version_attnum;
+	const Datum *values = use_old ? c->old_values : c->new_values;
+	const bool *nulls = use_old ? c->old_nulls : c->new_nulls;
+	if (v == 0 || values == nullptr || nulls[v - 1])
+		return;
+	appendStringInfo(out, " AND target.\"version\" %s " INT64_FORMAT, op,
+					 DatumGetInt64(values[v - 1]));
+}
+
+void
+write_delete(LogicalDecodingContext *ctx, DecodeState *state, const Change *c, const char *op,
+			 bool guard_with_old)
+{
+	OutputPluginPrepareWrite(ctx, true);
+	StringInfo out = ctx->out;
+	appendStringInfo(out, "DELETE FROM %s AS target WHERE ", c->rel->sql_name);
+	append_key_condition(out, state, c, true);
+	append_version_guard(out, c, op, guard_with_old);
+	appendStringInfoString(out, " AND edgesync.applying();");
+	OutputPluginWrite(ctx, true);
+}
+
+void
+write_upsert(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
+{
+	const RelInfo *rel = c->rel;
+	OutputPluginPrepareWrite(ctx, true);
+	StringInfo out = ctx->out;
+	bool first;
+
+	appendStringInfo(out, "INSERT INTO %s AS target (", rel->sql_name);
+	first = true;
+	for (int i = 0; i < rel->natts; i++) {
+		if (!in_column_list(state, c, i))
+			continue;
+		if (!first)
+			appendStringInfoChar(out, ',');
+		first = false;
+		appendStringInfoString(out, rel->columns[i].sql_ident);
+	}
+	appendStringInfoString(out, ") SELECT ");
+	first = true;
+	for (int i = 0; i < rel->natts; i++) {
+		if (!in_column_list(state, c, i))
+			continue;
+		if (!first)
+			appendStringInfoString(out, ", ");
+		first = false;
+		append_value_or_null(out, state, &rel->columns[i], c->new_nulls[i], c->new_values[i]);
+	}
+	appendStringInfoString(out, " WHERE edgesync.applying()");
+	if (rel->nkeys > 0) {
+		appendStringInfoString(out, " ON CONFLICT (");
+		for (int k = 0; k < rel->nkeys; k++) {
+			if (k > 0)
+				appendStringInfoChar(out, ',');
+			appendStringInfoString(out, rel->columns[rel->keys[k] - 1].sql_ident);
+		}
+		appendStringInfoString(out, ") DO ");
+		first = true;
+		for (int i = 0; i < rel->natts; i++) {
+			if (!in_column_list(state, c, i) || rel->columns[i].is_key)
+				continue;
+			appendStringInfoString(out, first ? "UPDATE SET " : ", ");
+			first = false;
+			appendStringInfo(out, "%s = EXCLUDED.%s", rel->columns[i].sql_ident,
+							 rel->columns[i].sql_ident);
+		}
+		if (first)
+			appendStringInfoString(out, "NOTHING");
+		else if (rel->version_attnum > 0 && in_column_list(state, c, rel->version_attnum - 1))
+			appendStringInfoString(out, " WHERE target.\"version\" < EXCLUDED.\"version\"");
+	}
+	appendStringInfoChar(out, ';');
+	OutputPluginWrite(ctx, true);
+}
+
+/* An update whose row is incomplete (unchanged TOAST): only the columns it has. */
+void
+write_update(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
+{
+	const RelInfo *rel = c->rel;
+	OutputPluginPrepareWrite(ctx, true);
+	StringInfo out = ctx->out;
+	bool first = true;
+
+	appendStringInfo(out, "UPDATE %s AS target SET ", rel->sql_name);
+	for (int i = 0; i < rel->natts; i++) {
+		if (!in_column_list(state, c, i) || (rel->columns[i].is_key && !c->key_changed))
+			continue;
+		if (!first)
+			appendStringInfoString(out, ", ");
+		first = false;
+		appendStringInfo(out, "%s = ", rel->columns[i].sql_ident);
+		append_value_or_null(out, state, &rel->columns[i], c->new_nulls[i], c->new_values[i]);
+	}
+	appendStringInfoString(out, " WHERE ");
+	append_key_condition(out, state, c, c->key_changed);
+	append_version_guard(out, c, "<", false);
+	appendStringInfoString(out, " AND edgesync.applying();");
+	OutputPluginWrite(ctx, true);
+}
+
+} // namespace
+
+void
+sql_write_begin(LogicalDecodingContext *ctx, DecodeState *state)
+{
+	OutputPluginPrepareWrite(ctx, true);
+	appendStringInfoString(ctx->out, "BEGIN;");
+	OutputPluginWrite(ctx, true);
+
+	OutputPluginPrepareWrite(ctx, true);
+	StringInfoSink sink{ctx->out};
+	appendStringInfoString(ctx->out, "SELECT edgesync.apply_begin(");
+	text::append_sql_literal_one_line(sink, state->source);
+	appendStringInfo(ctx->out, ", '%s');", state->commit_lsn);
+	OutputPluginWrite(ctx, true);
+}
+
+void
+sql_write_commit(LogicalDecodingContext *ctx, DecodeState *state)
+{
+	OutputPluginPrepareWrite(ctx, true);
+	appendStringInfoString(ctx->out, "COMMIT;");
+	OutputPluginWrite(ctx, true);
+}
+
+void
+sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
+{
+	switch (c->action) {
+	case REORDER_BUFFER_CHANGE_INSERT:
+		write_upsert(ctx, state, c);
+		return;
+	case REORDER_BUFFER_CHANGE_UPDATE: {
+		bool complete = true;
+		for (int i = 0; i < c->natts; i++)
+			complete &= !c->unchanged[i];
+		if (!complete) {
+			write_update(ctx, state, c);
+			return;
+		}
+		/* A new key: the row under the old key goes, unless it is newer. */
+		if (c->key_changed)
+			write_delete(ctx, state, c, "<", false);
+		write_upsert(ctx, state, c);
+		return;
+	}
+	case REORDER_BUFFER_CHANGE_DELETE:
+		write_delete(ctx, state, c, "<=", true);
+		return;
+	default:
+		return;
+	}
+}
+
+void
+sql_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n, const char **schemas,
+				   const char **tables, const char *relkinds, bool cascade, bool restart_identity)
+{
+	OutputPluginPrepareWrite(ctx, true);
+	StringInfo out = ctx->out;
+	StringInfoSink sink{out};
+	StringInfoData name;
+	initStringInfo(&name);
+
+	appendStringInfoString(out, "SELECT edgesync.apply_truncate(ARRAY[");
+	for (int i = 0; i < n; i++) {
+		if (i > 0)
+			appendStringInfoString(out, ", ");
+		resetStringInfo(&name);
+		StringInfoSink name_sink{&name};
+		text::append_sql_identifier(name_sink, schemas[i]);
+		appendStringInfoChar(&name, '.');
+		text::append_sql_identifier(name_sink, tables[i]);
+		text::append_sql_literal_one_line(sink, std::string_view(name.data, name.len));
+	}
+	appendStringInfo(out, "]::pg_catalog.regclass[], %s, %s);", restart_identity ? "true" : "false",
+					 cascade ? "true" : "false");
+	OutputPluginWrite(ctx, true);
+}
+
+} // namespace edgesync::decode

@@ -1,0 +1,176 @@
+/*
+ * values.cpp — one column value, written as JSON or as a SQL literal, under
+ * the column's policy.
+ *
+ *   replicate  the value (JSON by value class, see docs/output-format.md)
+ *   hash       HMAC-SHA256 of the value's text output, in hex (policy.cpp)
+ *   redact     JSON null; the sql writer leaves the column out altogether
+ *
+ * Integers and text are formatted without calling their output functions
+ * (the common case, and the hot path of the plugin).
+ */
+#include "decode/decode.hpp"
+
+extern "C" {
+#include "access/detoast.h"
+#include "utils/builtins.h"
+}
+
+namespace edgesync::decode {
+
+namespace {
+
+/* The value's text output: into *len bytes at the result (not always NUL-terminated). */
+const char *
+value_text(const ColumnInfo *col, Datum value, size_t *len)
+{
+	switch (col->kind) {
+	case ValueKind::kInt: {
+		char *buf = static_cast<char *>(palloc(MAXINT8LEN + 1));
+		int64 v = col->typlen == 2	 ? DatumGetInt16(value)
+				  : col->typlen == 4 ? DatumGetInt32(value)
+									 : DatumGetInt64(value);
+		*len = static_cast<size_t>(pg_lltoa(v, buf));
+		return buf;
+	}
+	case ValueKind::kText: {
+		struct varlena *v =
+			pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(value)));
+		*len = VARSIZE_ANY_EXHDR(v);
+		return VARDATA_ANY(v);
+	}
+	default: {
+		char *text = OutputFunctionCall(const_cast<FmgrInfo *>(&col->output), value);
+		*len = strlen(text);
+		return text;
+	}
+	}
+}
+
+bool
+is_json_null_text(const char *s, size_t len)
+{
+	while (len > 0 && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')) {
+		s++;
+		len--;
+	}
+	while (len > 0 &&
+		   (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '\n' || s[len - 1] == '\r'))
+		len--;
+	return len == 4 && memcmp(s, "null", 4) == 0;
+}
+
+bool
+is_special_float(const char *s, size_t len)
+{
+	return (len == 3 && memcmp(s, "NaN", 3) == 0) || memchr(s, 'I', len) != nullptr;
+}
+
+} // namespace
+
+Policy
+effective_policy(const DecodeState *state, const ColumnInfo *col)
+{
+	return state->raw_columns ? Policy::kReplicate : col->policy;
+}
+
+bool
+value_is_unchanged_toast(const ColumnInfo *col, Datum value)
+{
+	return col->typlen == -1 && VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(value));
+}
+
+void
+append_json_value(StringInfo out, const DecodeState *state, const ColumnInfo *col, Datum value,
+				  bool *json_null)
+{
+	Policy policy = effective_policy(state, col);
+	if (policy == Policy::kRedact) {
+		appendStringInfoString(out, "null");
+		return;
+	}
+	size_t len;
+	const char *text = value_text(col, value, &len);
+	StringInfoSink sink{out};
+	if (policy == Policy::kHash) {
+		appendStringInfoChar(out, '"');
+		append_hmac_hex(out, text, len);
+		appendStringInfoChar(out, '"');
+		return;
+	}
+
+	switch (col->kind) {
+	case ValueKind::kInt:
+	case ValueKind::kOid:
+		appendBinaryStringInfo(out, text, static_cast<int>(len));
+		return;
+	case ValueKind::kFloat:
+		/* NaN and infinities have no JSON number form: strings. */
+		if (is_special_float(text, len))
+			text::append_json_string(sink, std::string_view(text, len));
+		else
+			appendBinaryStringInfo(out, text, static_cast<int>(len));
+		return;
+	case ValueKind::kBool:
+		appendStringInfoString(out, text[0] == 't' ? "true" : "false");
+		return;
+	case ValueKind::kJson: {
+		if (is_json_null_text(text, len))
+			*json_null = true;
+		/*
+		 * json keeps its input text.  json_in has checked it, so a raw
+		 * newline can only be whitespace between tokens (a string holds
+		 * "\n" escaped): a space instead keeps the line whole and the
+		 * value equal.
+		 */
+		int start = out->len;
+		appendBinaryStringInfo(out, text, static_cast<int>(len));
+		for (int i = start; i < out->len; i++)
+			if (out->data[i] == '\n' || out->data[i] == '\r')
+				out->data[i] = ' ';
+		return;
+	}
+	case ValueKind::kJsonb:
+		if (is_json_null_text(text, len))
+			*json_null = true;
+		appendBinaryStringInfo(out, text, static_cast<int>(len));
+		return;
+	case ValueKind::kNumeric:
+	case ValueKind::kText:
+	case ValueKind::kOther:
+		text::append_json_string(sink, std::string_view(text, len));
+		return;
+	}
+}
+
+void
+append_sql_value(StringInfo out, const DecodeState *state, const ColumnInfo *col, Datum value)
+{
+	size_t len;
+	const char *text = value_text(col, value, &len);
+	StringInfoSink sink{out};
+
+	if (effective_policy(state, col) == Policy::kHash) {
+		appendStringInfoChar(out, '\'');
+		append_hmac_hex(out, text, len);
+		appendStringInfoString(out, "'::pg_catalog.text");
+		return;
+	}
+	switch (col->kind) {
+	case ValueKind::kInt:
+		appendBinaryStringInfo(out, text, static_cast<int>(len));
+		if (col->typlen == 8)
+			appendStringInfoString(out, "::pg_catalog.int8");
+		return;
+	case ValueKind::kBool:
+		appendStringInfoString(out, text[0] == 't' ? "true" : "false");
+		return;
+	default:
+		text::append_sql_literal_one_line(sink, std::string_view(text, len));
+		appendStringInfoString(out, "::");
+		appendStringInfoString(out, col->sql_type);
+		return;
+	}
+}
+
+} // namespace edgesync::decode

@@ -1,0 +1,176 @@
+/*
+ * batch.cpp — batches of whole transactions, their keys, retry delays
+ * (batch.hpp).
+ *
+ * Pure C++: includes no PostgreSQL header (unit-tested in test/unit).
+ */
+#include "ship/batch.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+
+namespace edgesync::ship {
+
+namespace {
+
+bool
+is_frame_row(std::string_view data)
+{
+	/* json: {"op":"begin"... / {"op":"commit"...; sql: BEGIN; / COMMIT; */
+	auto starts = [&](std::string_view p) {
+		if (data.size() < p.size())
+			return false;
+		for (size_t i = 0; i < p.size(); i++)
+			if (std::tolower(static_cast<unsigned char>(data[i])) != p[i])
+				return false;
+		return true;
+	};
+	if (starts("{\"op\":\"begin\"") || starts("{\"op\":\"commit\"") ||
+		starts("select edgesync.apply_begin("))
+		return true;
+	/* the sql format's BEGIN; / COMMIT; rows */
+	return data.size() < 32 && (starts("begin") || starts("commit"));
+}
+
+/* The value after the last top-level "name": in a json line (see header). */
+bool
+json_field(std::string_view line, std::string_view name, std::string &value)
+{
+	std::string pattern = "\"" + std::string(name) + "\":";
+	size_t pos = line.rfind(pattern);
+	if (pos == std::string_view::npos)
+		return false;
+	pos += pattern.size();
+	while (pos < line.size() && line[pos] == ' ')
+		pos++;
+	if (pos < line.size() && line[pos] == '"') {
+		size_t end = line.find('"', pos + 1);
+		if (end == std::string_view::npos)
+			return false;
+		value = std::string(line.substr(pos + 1, end - pos - 1));
+		return true;
+	}
+	size_t end = pos;
+	while (end < line.size() &&
+		   (std::isalnum(static_cast<unsigned char>(line[end])) || line[end] == '/'))
+		end++;
+	if (end == pos)
+		return false;
+	value = std::string(line.substr(pos, end - pos));
+	return true;
+}
+
+bool
+change_position(const Row &row, std::string &out)
+{
+	std::string lsn, seq;
+	if (!json_field(row.data, "commit_lsn", lsn) || !json_field(row.data, "seq", seq))
+		return false;
+	out = lsn + ":" + seq;
+	return true;
+}
+
+std::string
+lsn_text(uint64_t lsn)
+{
+	char buf[32];
+	snprintf(buf, sizeof(buf), "%X/%X", static_cast<unsigned>(lsn >> 32),
+			 static_cast<unsigned>(lsn));
+	return buf;
+}
+
+} // namespace
+
+size_t
+cut_batch(const std::vector<Row> &rows, const BatchLimits &limits)
+{
+	size_t cut = 0; /* end of the last whole transaction that fits */
+	int64_t bytes = 0;
+	for (size_t i = 0; i < rows.size(); i++) {
+		bytes += static_cast<int64_t>(rows[i].data.size()) + 1;
+		bool ends_txn = i + 1 == rows.size() || rows[i + 1].xid != rows[i].xid;
+		if (!ends_txn)
+			continue;
+		bool fits = static_cast<int64_t>(i + 1) <= limits.max_changes && bytes <= limits.max_bytes;
+		if (!fits && cut > 0)
+			break;
+		cut = i + 1;
+		if (!fits)
+			break; /* one oversized transaction is a batch of its own */
+	}
+	return cut;
+}
+
+int64_t
+count_changes(const std::vector<Row> &rows, size_t n)
+{
+	int64_t changes = 0;
+	for (size_t i = 0; i < n && i < rows.size(); i++)
+		if (!is_frame_row(rows[i].data))
+			changes++;
+	return changes;
+}
+
+std::string
+idempotency_key(const std::vector<Row> &rows, size_t n)
+{
+	n = std::min(n, rows.size());
+	std::string first, last;
+	for (size_t i = 0; i < n && first.empty(); i++)
+		if (!change_position(rows[i], first))
+			first.clear();
+	for (size_t i = n; i > 0 && last.empty(); i--)
+		if (!change_position(rows[i - 1], last))
+			last.clear();
+	if (first.empty() || last.empty()) {
+		if (n == 0)
+			return "empty";
+		first = lsn_text(rows[0].lsn);
+		last = lsn_text(rows[n - 1].lsn);
+	}
+	return first + "-" + last;
+}
+
+std::string_view
+strip_transaction(std::string_view sql)
+{
+	auto trim = [](std::string_view &s) {
+		while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())))
+			s.remove_prefix(1);
+		while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
+			s.remove_suffix(1);
+	};
+	auto iequal = [](std::string_view a, std::string_view b) {
+		return a.size() == b.size() &&
+			   std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+				   return std::tolower(static_cast<unsigned char>(x)) ==
+						  std::tolower(static_cast<unsigned char>(y));
+			   });
+	};
+	trim(sql);
+	if (sql.size() >= 6 && iequal(sql.substr(0, 6), "BEGIN;"))
+		sql.remove_prefix(6);
+	trim(sql);
+	if (sql.size() >= 7 && iequal(sql.substr(sql.size() - 7), "COMMIT;"))
+		sql.remove_suffix(7);
+	trim(sql);
+	return sql;
+}
+
+int64_t
+retry_delay_ms(int failures, int64_t min_ms, int64_t max_ms, double random01)
+{
+	if (failures < 1)
+		return 0;
+	min_ms = std::max<int64_t>(min_ms, 1);
+	max_ms = std::max(max_ms, min_ms);
+	int64_t delay = min_ms;
+	for (int i = 1; i < failures && delay < max_ms; i++)
+		delay *= 2;
+	delay = std::min(delay, max_ms);
+	random01 = std::clamp(random01, 0.0, 1.0);
+	return delay / 2 + static_cast<int64_t>(static_cast<double>(delay - delay / 2) * random01);
+}
+
+} // namespace edgesync::ship

@@ -1,0 +1,69 @@
+/*
+ * batch.hpp — cutting the slot's output into batches, and naming them.
+ *
+ * The shipper peeks at its slot (slot_reader.cpp) and gets rows of (lsn,
+ * xid, data), every transaction framed by the plugin's begin and commit rows
+ * (include-transaction): consecutive rows with the same xid are one
+ * transaction, and the last row of each, the commit, carries the LSN just
+ * past the commit record, which is where the slot may be advanced once the
+ * transaction is delivered.  A batch is a run of whole transactions within
+ * the target's limits (at least one transaction, however large).
+ *
+ * Also here: the Idempotency-Key of a batch, the retry delay, and turning a
+ * run of "BEGIN; ...; COMMIT;" transactions into one transaction's body.
+ *
+ * Pure C++: includes no PostgreSQL header (unit-tested in test/unit).
+ */
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace edgesync::ship {
+
+struct Row {
+	uint64_t lsn;
+	uint32_t xid;
+	std::string data;
+};
+
+struct BatchLimits {
+	int64_t max_changes; /* rows, begin/commit included */
+	int64_t max_bytes;	 /* bytes of data, separators included */
+};
+
+/*
+ * How many leading rows form whole transactions within limits: at least the
+ * first transaction; 0 only when rows is empty.  A transaction is complete
+ * only if a row of another transaction follows it or input_complete says the
+ * peek ended on a transaction boundary (it always does: decoding returns
+ * whole transactions).
+ */
+size_t cut_batch(const std::vector<Row> &rows, const BatchLimits &limits);
+
+/* Number of change rows in rows[0, n): those that are not begin/commit. */
+int64_t count_changes(const std::vector<Row> &rows, size_t n);
+
+/*
+ * The Idempotency-Key of rows[0, n): "<commit_lsn>:<seq>-<commit_lsn>:<seq>"
+ * of its first and last change (json format), or of the first and last row's
+ * LSN when the rows carry no such keys.  The same rows give the same key.
+ */
+std::string idempotency_key(const std::vector<Row> &rows, size_t n);
+
+/*
+ * The statements of one sql-format transaction without its own BEGIN; and
+ * COMMIT;, so that several transactions apply as one.
+ */
+std::string_view strip_transaction(std::string_view sql);
+
+/*
+ * Milliseconds to wait after `failures` consecutive failures (>= 1):
+ * min_ms * 2^(failures-1), capped at max_ms, then jittered into [d/2, d]
+ * with random01 in [0, 1).
+ */
+int64_t retry_delay_ms(int failures, int64_t min_ms, int64_t max_ms, double random01);
+
+} // namespace edgesync::ship

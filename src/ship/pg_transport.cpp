@@ -1,0 +1,194 @@
+/*
+ * pg_transport.cpp — applying a batch on a cloud replica with libpq.
+ *
+ * The batch is the sql format of its transactions without their own BEGIN;
+ * and COMMIT; (batch.hpp), sent as one simple query: PostgreSQL runs a
+ * multi-statement query string as one transaction, so the batch, including
+ * each transaction's statement that records the source's applied commit LSN,
+ * commits on the replica as a whole or not at all.  The batch counts as
+ * acknowledged once every result is good and the query string is done: the
+ * replica has committed it.
+ *
+ * The connection is opened and used without blocking (PQconnectStartParams,
+ * PQsendQuery, nonblocking flush), waiting on its socket and the process
+ * latch 100 ms at a time so that interrupts are seen promptly; it is kept for
+ * the next batch and dropped after any failure.  The password is passed apart
+ * from the URL.
+ */
+#include "core/guard.hpp"
+#include "ship/transport.hpp"
+
+#include <chrono>
+
+extern "C" {
+#include "libpq-fe.h"
+#include "storage/latch.h"
+#include "utils/wait_event.h"
+}
+
+namespace edgesync::ship {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class PgTransport : public Transport {
+  public:
+	explicit PgTransport(const TargetConfig &config) : config_(config) {}
+	~PgTransport() override { disconnect(); }
+
+	bool deliver(const std::string &body, const std::string &key, std::string &error) override
+	{
+		deadline_ = Clock::now() + std::chrono::milliseconds(config_.timeout_ms);
+		if (conn_ == nullptr && !connect(error))
+			return false;
+		bool ok = apply(body, error);
+		if (!ok)
+			disconnect();
+		return ok;
+	}
+
+  private:
+	void disconnect()
+	{
+		if (conn_ != nullptr)
+			PQfinish(conn_);
+		conn_ = nullptr;
+	}
+
+	std::string conn_error()
+	{
+		std::string text = conn_ != nullptr ? PQerrorMessage(conn_) : "out of memory";
+		while (!text.empty() && (text.back() == '\n' || text.back() == ' '))
+			text.pop_back();
+		for (char &c : text)
+			if (c == '\n')
+				c = ' ';
+		return text;
+	}
+
+	/* Waits until the socket is ready for what is asked, the deadline, or an interrupt. */
+	bool wait_socket(bool for_read, std::string &error)
+	{
+		for (;;) {
+			auto left =
+				std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now());
+			if (left.count() <= 0) {
+				error = format("no answer from replica within %d ms", config_.timeout_ms);
+				return false;
+			}
+			int socket = PQsocket(conn_);
+			int events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH |
+						 (for_read ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE);
+			long timeout = std::min<long>(100, left.count());
+			int rc = pg_call([&] {
+				return WaitLatchOrSocket(MyLatch, events, socket, timeout, PG_WAIT_EXTENSION);
+			});
+			if (rc & WL_LATCH_SET)
+				ResetLatch(MyLatch);
+			check_for_interrupts();
+			if (rc & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
+				return true;
+		}
+	}
+
+	bool connect(std::string &error)
+	{
+		std::string timeout = std::to_string(std::max(1, config_.timeout_ms / 1000));
+		const char *keys[] = {"dbname", "password", "fallback_application_name", "connect_timeout",
+							  nullptr};
+		const char *values[] = {config_.url.c_str(),
+								config_.password.empty() ? nullptr : config_.password.c_str(),
+								"edgesync shipper", timeout.c_str(), nullptr};
+		conn_ = PQconnectStartParams(keys, values, 1);
+		if (conn_ == nullptr || PQstatus(conn_) == CONNECTION_BAD) {
+			error = "could not connect to replica: " + conn_error();
+			disconnect();
+			return false;
+		}
+		PostgresPollingStatusType poll = PGRES_POLLING_WRITING;
+		while (poll != PGRES_POLLING_OK) {
+			if (poll == PGRES_POLLING_FAILED) {
+				error = "could not connect to replica: " + conn_error();
+				disconnect();
+				return false;
+			}
+			if (!wait_socket(poll == PGRES_POLLING_READING, error)) {
+				disconnect();
+				return false;
+			}
+			poll = PQconnectPoll(conn_);
+		}
+		if (PQsetnonblocking(conn_, 1) != 0) {
+			error = "could not set replica connection nonblocking: " + conn_error();
+			disconnect();
+			return false;
+		}
+		return true;
+	}
+
+	bool apply(const std::string &body, std::string &error)
+	{
+		if (!PQsendQuery(conn_, body.c_str())) {
+			error = "could not send batch to replica: " + conn_error();
+			return false;
+		}
+		for (;;) {
+			int rc = PQflush(conn_);
+			if (rc == 0)
+				break;
+			if (rc < 0) {
+				error = "could not send batch to replica: " + conn_error();
+				return false;
+			}
+			if (!wait_socket(false, error))
+				return false;
+			if (!PQconsumeInput(conn_)) {
+				error = "lost connection to replica: " + conn_error();
+				return false;
+			}
+		}
+		std::string first_error;
+		for (;;) {
+			while (PQisBusy(conn_)) {
+				if (!wait_socket(true, error))
+					return false;
+				if (!PQconsumeInput(conn_)) {
+					error = "lost connection to replica: " + conn_error();
+					return false;
+				}
+			}
+			PGresult *res = PQgetResult(conn_);
+			if (res == nullptr)
+				break;
+			ExecStatusType status = PQresultStatus(res);
+			if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && first_error.empty()) {
+				const char *msg = PQresultErrorMessage(res);
+				first_error =
+					std::string("replica rejected batch: ") + (msg ? msg : "unknown error");
+				while (!first_error.empty() && first_error.back() == '\n')
+					first_error.pop_back();
+			}
+			PQclear(res);
+		}
+		if (!first_error.empty()) {
+			error = first_error;
+			return false;
+		}
+		return true;
+	}
+
+	const TargetConfig &config_;
+	PGconn *conn_ = nullptr;
+	Clock::time_point deadline_;
+};
+
+} // namespace
+
+std::unique_ptr<Transport>
+make_pg_transport(const TargetConfig &config)
+{
+	return std::make_unique<PgTransport>(config);
+}
+
+} // namespace edgesync::ship

@@ -1,0 +1,356 @@
+-- ship.sql — targets: where the shipper delivers changes, their secrets, their state.
+--
+-- A target is an HTTP(S) endpoint (NDJSON of the json format) or a cloud
+-- PostgreSQL replica (the sql format), and owns a logical slot
+-- edgesync_<name> with the edgesync plugin.  add_target() creates the slot,
+-- drop_target() drops it.  The shipper (src/ship/*.cpp) reads the slot,
+-- delivers, and advances the slot only after the receiver acknowledged.
+--
+-- Secrets (bearer token, the password of a URL, extra headers) live in
+-- target_secrets, which nobody but the extension's owner can read; targets
+-- holds the URL without them.  The functions that take secrets run with
+-- log_min_error_statement = panic, so a failing call is not logged with its
+-- text (docs/shipping.md: do not log statements with log_statement = all).
+
+CREATE TABLE edgesync.targets (
+    name          text        PRIMARY KEY,
+    kind          text        NOT NULL CHECK (kind IN ('http', 'postgresql')),
+    url           text        NOT NULL,  -- without password
+    slot_name     text        NOT NULL UNIQUE,
+    batch_changes integer     NOT NULL,
+    batch_bytes   bigint      NOT NULL,
+    columns       text        NOT NULL CHECK (columns IN ('policy', 'raw')),
+    enabled       boolean     NOT NULL,
+    ca_file       text,
+    timeout_ms    integer     NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE edgesync.targets IS 'edgesync: where changes are shipped (secrets are kept apart)';
+REVOKE ALL ON edgesync.targets FROM PUBLIC;
+GRANT SELECT ON edgesync.targets TO edgesync_admin;
+
+CREATE TABLE edgesync.target_secrets (
+    name         text  PRIMARY KEY REFERENCES edgesync.targets ON DELETE CASCADE,
+    bearer_token text,
+    password     text,
+    headers      jsonb NOT NULL DEFAULT '{}'
+);
+COMMENT ON TABLE edgesync.target_secrets IS 'edgesync: secrets of targets, readable by the extension owner only';
+REVOKE ALL ON edgesync.target_secrets FROM PUBLIC;
+
+-- Written by the shipper after every attempt.
+CREATE TABLE edgesync.target_state (
+    name                 text        PRIMARY KEY REFERENCES edgesync.targets ON DELETE CASCADE,
+    last_success         timestamptz,
+    last_attempt         timestamptz,
+    batches_shipped      bigint      NOT NULL DEFAULT 0,
+    changes_shipped      bigint      NOT NULL DEFAULT 0,
+    bytes_shipped        bigint      NOT NULL DEFAULT 0,
+    consecutive_failures integer     NOT NULL DEFAULT 0,
+    last_error           text,       -- secrets removed
+    last_error_at        timestamptz,
+    next_retry           timestamptz,
+    pending_end          pg_lsn,     -- end of an unacknowledged batch: retried as it was
+    resync_pending       boolean     NOT NULL DEFAULT false
+);
+REVOKE ALL ON edgesync.target_state FROM PUBLIC;
+GRANT SELECT ON edgesync.target_state TO edgesync_admin;
+
+-- C helpers (src/ship/catalog.cpp): the URL split from its password.
+CREATE FUNCTION edgesync._parse_target_url(url text, OUT kind text, OUT url text, OUT password text)
+    AS 'MODULE_PATHNAME', 'edgesync_parse_target_url' LANGUAGE C STRICT IMMUTABLE;
+REVOKE ALL ON FUNCTION edgesync._parse_target_url(text) FROM PUBLIC;
+
+-- Raises an error for settings out of range; returns nothing.
+CREATE FUNCTION edgesync._check_target_settings(kind text, bearer_token text, headers jsonb,
+                                                ca_file text, batch_changes integer,
+                                                batch_bytes bigint, columns text, timeout_ms integer)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    h record;
+BEGIN
+    IF batch_changes IS NULL OR batch_changes NOT BETWEEN 1 AND 1000000 THEN
+        RAISE EXCEPTION 'batch_changes must be between 1 and 1000000'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF batch_bytes IS NULL OR batch_bytes NOT BETWEEN 1024 AND 1073741824 THEN
+        RAISE EXCEPTION 'batch_bytes must be between 1024 and 1073741824'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF timeout_ms IS NULL OR timeout_ms NOT BETWEEN 100 AND 3600000 THEN
+        RAISE EXCEPTION 'timeout_ms must be between 100 and 3600000'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF columns IS NULL OR columns NOT IN ('policy', 'raw') THEN
+        RAISE EXCEPTION 'invalid value for columns'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Valid values are "policy" and "raw".';
+    END IF;
+    IF ca_file IS NOT NULL AND ca_file !~ '^/' THEN
+        RAISE EXCEPTION 'ca_file must be an absolute path'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF kind = 'postgresql' AND (bearer_token IS NOT NULL OR headers <> '{}' OR ca_file IS NOT NULL) THEN
+        RAISE EXCEPTION 'bearer_token, headers and ca_file apply to http targets only'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For a postgresql target, put sslrootcert, sslmode and the like in the URL.';
+    END IF;
+    IF bearer_token IS NOT NULL AND bearer_token ~ '[\x01-\x20\x7f]' THEN
+        RAISE EXCEPTION 'bearer_token must not contain spaces or control characters'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF headers IS NULL OR jsonb_typeof(headers) <> 'object' THEN
+        RAISE EXCEPTION 'headers must be a JSON object of header names and string values'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR h IN SELECT key, value FROM jsonb_each(headers) LOOP
+        IF h.key !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$' OR jsonb_typeof(h.value) <> 'string'
+           OR h.value #>> '{}' ~ '[\x01-\x1f\x7f]' THEN
+            RAISE EXCEPTION 'invalid header %', quote_ident(h.key)
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Header names are HTTP tokens; values are strings without control characters.';
+        END IF;
+        IF lower(h.key) IN ('content-type', 'content-length', 'idempotency-key', 'authorization',
+                            'host', 'transfer-encoding') THEN
+            RAISE EXCEPTION 'header % is set by edgesync', quote_ident(h.key)
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Pass a token with bearer_token.';
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Raises an error unless target names one; returns its row.
+CREATE FUNCTION edgesync._require_target(target text) RETURNS edgesync.targets
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t edgesync.targets;
+BEGIN
+    SELECT * INTO t FROM edgesync.targets WHERE name = target;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'target "%" does not exist', target
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'The targets are listed in edgesync.target_status.';
+    END IF;
+    RETURN t;
+END
+$$;
+REVOKE ALL ON FUNCTION edgesync._require_target(text) FROM PUBLIC;
+
+-- Creates the logical slot of a target.  A slot of that name that belongs
+-- to no target (left by an add_target() whose transaction rolled back) is
+-- dropped first.  Must run before the transaction writes anything.
+CREATE FUNCTION edgesync._create_target_slot(slot text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_replication_slots s WHERE s.slot_name = slot)
+       AND NOT EXISTS (SELECT FROM edgesync.targets t WHERE t.slot_name = slot) THEN
+        PERFORM pg_drop_replication_slot(slot);
+    END IF;
+    PERFORM pg_create_logical_replication_slot(slot, 'edgesync');
+END
+$$;
+REVOKE ALL ON FUNCTION edgesync._create_target_slot(text) FROM PUBLIC;
+
+-- Drops a target's slot, waiting a little while the shipper holds it.
+CREATE FUNCTION edgesync._drop_target_slot(slot text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    tries integer := 0;
+BEGIN
+    LOOP
+        BEGIN
+            IF EXISTS (SELECT FROM pg_replication_slots s WHERE s.slot_name = slot) THEN
+                PERFORM pg_drop_replication_slot(slot);
+            END IF;
+            RETURN;
+        EXCEPTION WHEN object_in_use THEN
+            tries := tries + 1;
+            IF tries >= 100 THEN
+                RAISE;
+            END IF;
+            PERFORM pg_sleep(0.1);
+        END;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION edgesync._drop_target_slot(text) FROM PUBLIC;
+
+-- add_target(): a new target and its slot.  Changes committed from now on
+-- are shipped to it.
+CREATE FUNCTION edgesync.add_target(name text, url text, bearer_token text DEFAULT NULL,
+                                    headers jsonb DEFAULT '{}', ca_file text DEFAULT NULL,
+                                    batch_changes integer DEFAULT 1000,
+                                    batch_bytes bigint DEFAULT 4194304,
+                                    columns text DEFAULT 'policy', enabled boolean DEFAULT true,
+                                    timeout_ms integer DEFAULT 30000)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
+AS $$
+DECLARE
+    target text := add_target.name;
+    slot   text;
+    u      record;
+BEGIN
+    IF target IS NULL OR target !~ '^[a-z0-9_]{1,54}$' THEN
+        RAISE EXCEPTION 'invalid target name "%"', target
+            USING ERRCODE = 'invalid_name',
+                  DETAIL = 'A target name is 1 to 54 lower-case letters, digits or underscores.';
+    END IF;
+    IF EXISTS (SELECT FROM edgesync.targets t WHERE t.name = target) THEN
+        RAISE EXCEPTION 'target "%" already exists', target USING ERRCODE = 'duplicate_object';
+    END IF;
+    IF url IS NULL THEN
+        RAISE EXCEPTION 'invalid target URL: NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    u := edgesync._parse_target_url(url);
+    PERFORM edgesync._check_target_settings(u.kind, bearer_token, headers, ca_file,
+                                            batch_changes, batch_bytes, columns, timeout_ms);
+    slot := 'edgesync_' || target;
+    PERFORM edgesync._create_target_slot(slot);
+    BEGIN
+        INSERT INTO edgesync.targets (name, kind, url, slot_name, batch_changes, batch_bytes,
+                                      columns, enabled, ca_file, timeout_ms)
+        VALUES (target, u.kind, u.url, slot, batch_changes, batch_bytes, columns, enabled,
+                ca_file, timeout_ms);
+        INSERT INTO edgesync.target_secrets (name, bearer_token, password, headers)
+        VALUES (target, bearer_token, nullif(u.password, ''), headers);
+        INSERT INTO edgesync.target_state (name) VALUES (target);
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM edgesync._drop_target_slot(slot);
+        RAISE;
+    END;
+END
+$$;
+
+-- alter_target(): change some settings; NULL leaves one unchanged, '' clears
+-- bearer_token or ca_file.  The slot, and so the position in the stream, stay.
+CREATE FUNCTION edgesync.alter_target(name text, url text DEFAULT NULL, bearer_token text DEFAULT NULL,
+                                      headers jsonb DEFAULT NULL, ca_file text DEFAULT NULL,
+                                      batch_changes integer DEFAULT NULL,
+                                      batch_bytes bigint DEFAULT NULL, columns text DEFAULT NULL,
+                                      enabled boolean DEFAULT NULL, timeout_ms integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
+AS $$
+DECLARE
+    t  edgesync.targets := edgesync._require_target(alter_target.name);
+    s  edgesync.target_secrets;
+    u  record;
+BEGIN
+    SELECT * INTO s FROM edgesync.target_secrets WHERE target_secrets.name = t.name FOR UPDATE;
+    IF url IS NOT NULL THEN
+        u := edgesync._parse_target_url(url);
+        t.kind := u.kind;
+        t.url := u.url;
+        s.password := nullif(u.password, '');
+    END IF;
+    IF bearer_token IS NOT NULL THEN s.bearer_token := nullif(bearer_token, ''); END IF;
+    IF headers IS NOT NULL THEN s.headers := headers; END IF;
+    IF ca_file IS NOT NULL THEN t.ca_file := nullif(ca_file, ''); END IF;
+    t.batch_changes := coalesce(batch_changes, t.batch_changes);
+    t.batch_bytes := coalesce(batch_bytes, t.batch_bytes);
+    t.columns := coalesce(columns, t.columns);
+    t.enabled := coalesce(enabled, t.enabled);
+    t.timeout_ms := coalesce(timeout_ms, t.timeout_ms);
+    PERFORM edgesync._check_target_settings(t.kind, s.bearer_token, s.headers, t.ca_file,
+                                            t.batch_changes, t.batch_bytes, t.columns, t.timeout_ms);
+    UPDATE edgesync.targets SET kind = t.kind, url = t.url, batch_changes = t.batch_changes,
+           batch_bytes = t.batch_bytes, columns = t.columns, enabled = t.enabled,
+           ca_file = t.ca_file, timeout_ms = t.timeout_ms
+     WHERE targets.name = t.name;
+    UPDATE edgesync.target_secrets SET bearer_token = s.bearer_token, password = s.password,
+           headers = s.headers
+     WHERE target_secrets.name = t.name;
+    -- New settings deserve a prompt try.
+    UPDATE edgesync.target_state SET next_retry = NULL WHERE target_state.name = t.name;
+END
+$$;
+
+-- drop_target(): the target, its secrets, its state and its slot.
+CREATE FUNCTION edgesync.drop_target(name text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t edgesync.targets := edgesync._require_target(drop_target.name);
+BEGIN
+    DELETE FROM edgesync.targets WHERE targets.name = t.name;
+    PERFORM edgesync._drop_target_slot(t.slot_name);
+END
+$$;
+
+-- One row per target: where it stands, and what it holds back.
+CREATE VIEW edgesync.target_status AS
+SELECT t.name,
+       t.kind,
+       t.url,
+       t.enabled,
+       t.slot_name,
+       s.slot_name IS NOT NULL                                            AS slot_exists,
+       s.confirmed_flush_lsn                                              AS confirmed_lsn,
+       st.last_success,
+       st.batches_shipped,
+       st.changes_shipped,
+       st.bytes_shipped,
+       CASE WHEN s.restart_lsn IS NOT NULL AND NOT pg_is_in_recovery()
+            THEN pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint END AS wal_held_bytes,
+       s.wal_status,
+       st.consecutive_failures,
+       st.last_error,
+       st.last_error_at,
+       st.next_retry,
+       st.resync_pending
+  FROM edgesync.targets t
+  LEFT JOIN edgesync.target_state st ON st.name = t.name
+  LEFT JOIN pg_catalog.pg_replication_slots s
+         ON s.slot_name = t.slot_name AND s.database = current_database();
+COMMENT ON VIEW edgesync.target_status IS 'edgesync: one row per target: position, progress, failures';
+REVOKE ALL ON edgesync.target_status FROM PUBLIC;
+GRANT SELECT ON edgesync.target_status TO edgesync_reader, edgesync_admin;
+
+-- ship(): deliver up to max_batches batches to a target now, in this session
+-- (the same path as the background worker).  Returns the changes delivered.
+CREATE FUNCTION edgesync._ship(target text, max_batches integer) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'edgesync_ship' LANGUAGE C STRICT;
+REVOKE ALL ON FUNCTION edgesync._ship(text, integer) FROM PUBLIC;
+CREATE FUNCTION edgesync.ship(target text, max_batches integer DEFAULT 100) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET log_min_messages = warning  -- each peek logs "starting logical decoding" at LOG
+AS $$
+BEGIN
+    PERFORM edgesync._require_target(target);
+    IF max_batches IS NULL OR max_batches < 1 THEN
+        RAISE EXCEPTION 'max_batches must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN edgesync._ship(target, max_batches);
+END
+$$;
+
+-- resync(): a target whose slot was lost (or whose receiver lost its copy)
+-- gets a new slot, then a full re-send of the current rows of every tracked
+-- table before the stream goes on; the version guard makes the overlap
+-- harmless.
+CREATE FUNCTION edgesync.resync(target text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t edgesync.targets := edgesync._require_target(target);
+BEGIN
+    PERFORM edgesync._drop_target_slot(t.slot_name);
+    PERFORM pg_create_logical_replication_slot(t.slot_name, 'edgesync');
+    UPDATE edgesync.target_state SET resync_pending = true, next_retry = NULL, pending_end = NULL
+     WHERE target_state.name = t.name;
+END
+$$;
+
+REVOKE ALL ON FUNCTION edgesync.add_target(text, text, text, jsonb, text, integer, bigint, text, boolean, integer),
+                       edgesync.alter_target(text, text, text, jsonb, text, integer, bigint, text, boolean, integer),
+                       edgesync.drop_target(text), edgesync.ship(text, integer), edgesync.resync(text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION edgesync.add_target(text, text, text, jsonb, text, integer, bigint, text, boolean, integer),
+                          edgesync.alter_target(text, text, text, jsonb, text, integer, bigint, text, boolean, integer),
+                          edgesync.drop_target(text), edgesync.ship(text, integer), edgesync.resync(text)
+    TO edgesync_admin;

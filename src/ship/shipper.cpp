@@ -1,0 +1,444 @@
+/*
+ * shipper.cpp — one target's delivery loop: peek, deliver, then advance.
+ *
+ * For each batch:
+ *   1. peek at the target's slot (pg_logical_slot_peek_changes, which leaves
+ *      the slot where it is) for at most batch_changes rows, and keep the
+ *      leading whole transactions that fit the target's limits (batch.hpp);
+ *   2. deliver them (transport.hpp) and wait for the receiver's
+ *      acknowledgement;
+ *   3. only then advance the slot (pg_replication_slot_advance) to the end of
+ *      the last delivered transaction's commit record, and count the batch in
+ *      edgesync.target_state.
+ * A crash or a failure anywhere before 3 leaves the slot where it was, so the
+ * batch is delivered again: at least once.  After a failed delivery the end
+ * of the batch is remembered (target_state.pending_end) and the retry peeks
+ * up to exactly that point, so it sends the same transactions under the same
+ * Idempotency-Key.
+ *
+ * When the peek finds nothing, every transaction committed before the WAL
+ * flush position read just before it produced no output (untracked tables),
+ * and the slot is advanced there so that it holds back no WAL.
+ *
+ * One process ships a target at a time (an advisory lock on the target's
+ * name).  Failures are recorded with secrets removed (url.hpp redact()), and
+ * the next retry is set after an exponential, jittered, capped delay.
+ */
+#include "core/guard.hpp"
+#include "ship/batch.hpp"
+#include "ship/shipper.hpp"
+#include "ship/transport.hpp"
+#include "ship/url.hpp"
+
+#include <random>
+
+extern "C" {
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/pg_lsn.h"
+#include "utils/snapmgr.h"
+}
+
+namespace edgesync::ship {
+
+namespace {
+
+constexpr int kLockClass = 1700000005; /* advisory lock space of targets */
+
+/* Runs body in a transaction of its own (worker) or in the caller's, with SPI. */
+template <typename Fn>
+void
+with_spi(bool own_transaction, Fn &&body)
+{
+	if (own_transaction)
+		pg_call([] {
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+			PushActiveSnapshot(GetTransactionSnapshot());
+		});
+	pg_call([] {
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+	});
+	struct Finish {
+		bool done = false;
+		~Finish()
+		{
+			if (!done)
+				SPI_finish();
+		}
+	} finish;
+	body();
+	finish.done = true;
+	pg_call([] { SPI_finish(); });
+	if (own_transaction)
+		pg_call([] {
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+		});
+}
+
+/* A parameter of an SPI query. */
+struct Param {
+	Oid type;
+	Datum value;
+	char null;
+};
+
+Param
+text_param(const std::string &s)
+{
+	return {TEXTOID, pg_call([&] { return CStringGetTextDatum(s.c_str()); }), ' '};
+}
+
+Param
+lsn_param(uint64_t lsn)
+{
+	return lsn == 0 ? Param{LSNOID, 0, 'n'} : Param{LSNOID, LSNGetDatum(lsn), ' '};
+}
+
+Param
+int8_param(int64_t v)
+{
+	return {INT8OID, Int64GetDatum(v), ' '};
+}
+
+int
+spi_run(const char *sql, std::initializer_list<Param> params, bool read_only)
+{
+	Oid types[16];
+	Datum values[16];
+	char nulls[16];
+	int n = 0;
+	for (const Param &p : params) {
+		types[n] = p.type;
+		values[n] = p.value;
+		nulls[n] = p.null;
+		n++;
+	}
+	return pg_call([&] {
+		int rc = SPI_execute_with_args(sql, n, types, values, nulls, read_only, 0);
+		if (rc < 0)
+			elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+		return rc;
+	});
+}
+
+bool
+is_null(uint64_t row, int col)
+{
+	bool isnull;
+	SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
+	return isnull;
+}
+
+std::string
+get_text(uint64_t row, int col)
+{
+	char *s = pg_call([&]() -> char * {
+		bool isnull;
+		Datum d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
+		return isnull ? nullptr : TextDatumGetCString(d);
+	});
+	return s == nullptr ? std::string() : std::string(s);
+}
+
+int64_t
+get_int(uint64_t row, int col)
+{
+	bool isnull;
+	Datum d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
+	if (isnull)
+		return 0;
+	Oid type = SPI_gettypeid(SPI_tuptable->tupdesc, col);
+	if (type == INT4OID)
+		return DatumGetInt32(d);
+	if (type == BOOLOID)
+		return DatumGetBool(d);
+	return DatumGetInt64(d); /* int8, pg_lsn */
+}
+
+std::vector<std::string>
+split_lines(const std::string &s)
+{
+	std::vector<std::string> out;
+	size_t start = 0;
+	while (start < s.size()) {
+		size_t nl = s.find('\n', start);
+		if (nl == std::string::npos)
+			nl = s.size();
+		if (nl > start)
+			out.push_back(s.substr(start, nl - start));
+		start = nl + 1;
+	}
+	return out;
+}
+
+/* Loads a target and its secrets; false when it does not exist. */
+bool
+load_target(const std::string &name, TargetConfig &c, bool &enabled)
+{
+	spi_run("SELECT t.kind, t.url, t.slot_name, t.columns, t.ca_file, s.bearer_token, s.password,"
+			"       (SELECT string_agg(h.key || ': ' || (h.value #>> '{}'), E'\\n')"
+			"          FROM pg_catalog.jsonb_each(s.headers) h),"
+			"       t.batch_changes, t.batch_bytes, t.timeout_ms, st.consecutive_failures,"
+			"       st.pending_end, st.resync_pending, t.enabled"
+			"  FROM edgesync.targets t"
+			"  JOIN edgesync.target_secrets s ON s.name = t.name"
+			"  JOIN edgesync.target_state st ON st.name = t.name"
+			" WHERE t.name = $1",
+			{text_param(name)}, true);
+	if (SPI_processed == 0)
+		return false;
+	c.name = name;
+	c.kind = get_text(0, 1);
+	c.url = get_text(0, 2);
+	c.slot = get_text(0, 3);
+	c.columns = get_text(0, 4);
+	c.ca_file = get_text(0, 5);
+	c.bearer_token = get_text(0, 6);
+	c.password = get_text(0, 7);
+	c.headers = split_lines(get_text(0, 8));
+	c.batch_changes = static_cast<int>(get_int(0, 9));
+	c.batch_bytes = get_int(0, 10);
+	c.timeout_ms = static_cast<int>(get_int(0, 11));
+	c.failures = static_cast<int>(get_int(0, 12));
+	c.pending_end = is_null(0, 13) ? 0 : static_cast<uint64_t>(get_int(0, 13));
+	c.resync_pending = get_int(0, 14) != 0;
+	enabled = get_int(0, 15) != 0;
+	return true;
+}
+
+/* The slot's confirmed position and the WAL flush position; false if the slot is gone. */
+bool
+slot_position(const TargetConfig &c, uint64_t &confirmed, uint64_t &flush)
+{
+	spi_run("SELECT confirmed_flush_lsn, pg_catalog.pg_current_wal_flush_lsn()"
+			"  FROM pg_catalog.pg_replication_slots"
+			" WHERE slot_name = $1 AND database = pg_catalog.current_database()",
+			{text_param(c.slot)}, true);
+	if (SPI_processed == 0)
+		return false;
+	confirmed = static_cast<uint64_t>(get_int(0, 1));
+	flush = static_cast<uint64_t>(get_int(0, 2));
+	return true;
+}
+
+/* Peeks at the slot: whole transactions, at most about batch_changes rows. */
+std::vector<Row>
+peek(const TargetConfig &c, uint64_t upto_lsn)
+{
+	const char *sql =
+		"SELECT lsn, xid, data FROM pg_catalog.pg_logical_slot_peek_changes($1, $2, $3,"
+		" 'format', $4, 'include-transaction', 'on', 'columns', $5)";
+	spi_run(sql,
+			{text_param(c.slot),
+			 lsn_param(upto_lsn),
+			 {INT4OID, Int32GetDatum(c.batch_changes), ' '},
+			 text_param(c.kind == "http" ? "json" : "sql"),
+			 text_param(c.columns)},
+			true);
+	std::vector<Row> rows;
+	rows.reserve(SPI_processed);
+	for (uint64_t i = 0; i < SPI_processed; i++) {
+		bool isnull;
+		Datum xid = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+		rows.push_back(Row{static_cast<uint64_t>(get_int(i, 1)),
+						   isnull ? 0 : DatumGetTransactionId(xid), get_text(i, 3)});
+	}
+	return rows;
+}
+
+void
+advance(const TargetConfig &c, uint64_t to)
+{
+	spi_run("SELECT pg_catalog.pg_replication_slot_advance($1, $2)",
+			{text_param(c.slot), lsn_param(to)}, false);
+}
+
+void
+record_success(const TargetConfig &c, int64_t changes, int64_t bytes)
+{
+	spi_run(
+		"UPDATE edgesync.target_state SET last_success = pg_catalog.clock_timestamp(),"
+		"       last_attempt = pg_catalog.clock_timestamp(), batches_shipped = batches_shipped + 1,"
+		"       changes_shipped = changes_shipped + $2, bytes_shipped = bytes_shipped + $3,"
+		"       consecutive_failures = 0, next_retry = NULL, pending_end = NULL"
+		" WHERE name = $1",
+		{text_param(c.name), int8_param(changes), int8_param(bytes)}, false);
+}
+
+} // namespace
+
+std::vector<std::string>
+TargetConfig::secrets() const
+{
+	std::vector<std::string> out = {bearer_token, password};
+	for (const std::string &h : headers) {
+		size_t colon = h.find(": ");
+		if (colon != std::string::npos && h.size() > colon + 2)
+			out.push_back(h.substr(colon + 2));
+	}
+	return out;
+}
+
+/*
+ * Records a failed attempt: one more consecutive failure, the error with
+ * secrets removed, the next retry after a jittered exponential delay, and the
+ * end of the unacknowledged batch (0: none).  Returns the redacted error.
+ */
+static std::string
+record_failure(const TargetConfig &c, const std::string &error, uint64_t pending_end)
+{
+	static std::mt19937_64 random{std::random_device{}()};
+	std::string redacted = redact(error, c.secrets());
+	for (char &ch : redacted) /* one line: server errors come with LINE/HINT lines */
+		if (ch == '\n' || ch == '\r' || ch == '\t')
+			ch = ' ';
+	int64_t delay = retry_delay_ms(c.failures + 1, retry_min_ms, retry_max_ms,
+								   std::uniform_real_distribution<double>(0.0, 1.0)(random));
+	spi_run("UPDATE edgesync.target_state SET last_attempt = pg_catalog.clock_timestamp(),"
+			"       consecutive_failures = consecutive_failures + 1, last_error = $2,"
+			"       last_error_at = pg_catalog.clock_timestamp(),"
+			"       next_retry = pg_catalog.clock_timestamp() + $3 * interval '1 millisecond',"
+			"       pending_end = $4"
+			" WHERE name = $1",
+			{text_param(c.name), text_param(redacted), int8_param(delay), lsn_param(pending_end)},
+			false);
+	return redacted;
+}
+
+void
+record_error(const std::string &target, const std::string &error)
+{
+	with_spi(true, [&] {
+		TargetConfig config;
+		bool enabled;
+		if (load_target(target, config, enabled))
+			record_failure(config, error, config.pending_end);
+	});
+}
+
+ShipResult
+ship_target(const std::string &name, int max_batches, bool own_transactions)
+{
+	ShipResult result;
+	TargetConfig config;
+	bool found = false, enabled = false, locked = false;
+
+	with_spi(own_transactions, [&] {
+		spi_run(own_transactions
+					? "SELECT pg_catalog.pg_try_advisory_lock($1, pg_catalog.hashtext($2))"
+					: "SELECT pg_catalog.pg_try_advisory_xact_lock($1, pg_catalog.hashtext($2))",
+				{{INT4OID, Int32GetDatum(kLockClass), ' '}, text_param(name)}, false);
+		locked = get_int(0, 1) != 0;
+		if (locked)
+			found = load_target(name, config, enabled);
+	});
+	if (!locked) {
+		result.busy = true;
+		return result;
+	}
+	struct Unlock {
+		bool own;
+		const std::string &name;
+		~Unlock()
+		{
+			if (own && !std::uncaught_exceptions())
+				with_spi(true, [&] {
+					spi_run("SELECT pg_catalog.pg_advisory_unlock($1, pg_catalog.hashtext($2))",
+							{{INT4OID, Int32GetDatum(kLockClass), ' '}, text_param(name)}, false);
+				});
+		}
+	} unlock{own_transactions, name};
+	if (!found || (own_transactions && !enabled))
+		return result;
+
+	std::unique_ptr<Transport> transport =
+		config.kind == "http" ? make_http_transport(config) : make_pg_transport(config);
+
+	for (int b = 0; b < max_batches; b++) {
+		std::vector<Row> rows;
+		uint64_t confirmed = 0, flush = 0;
+		bool slot_found = false;
+		with_spi(own_transactions, [&] {
+			slot_found = slot_position(config, confirmed, flush);
+			if (!slot_found) {
+				result.error = record_failure(
+					config,
+					format("replication slot \"%s\" of target \"%s\" does not exist; "
+						   "call edgesync.resync('%s')",
+						   config.slot.c_str(), config.name.c_str(), config.name.c_str()),
+					0);
+				return;
+			}
+			if (config.pending_end != 0 && config.pending_end <= confirmed)
+				config.pending_end = 0;
+			rows = peek(config, config.pending_end);
+		});
+		if (!slot_found) {
+			result.failed = true;
+			return result;
+		}
+		if (flush <= confirmed && config.pending_end == 0)
+			return result; /* no new WAL: nothing to decode */
+
+		size_t n = cut_batch(rows, {config.batch_changes, config.batch_bytes});
+		if (n == 0) {
+			if (flush > confirmed && config.pending_end == 0)
+				with_spi(own_transactions, [&] { advance(config, flush); });
+			return result;
+		}
+
+		std::string body;
+		int64_t changes = count_changes(rows, n);
+		if (config.kind == "http") {
+			for (size_t i = 0; i < n; i++) {
+				body += rows[i].data;
+				body.push_back('\n');
+			}
+		} else {
+			std::string txn;
+			for (size_t i = 0; i < n; i++) {
+				txn += rows[i].data;
+				txn.push_back('\n');
+				if (i + 1 == n || rows[i + 1].xid != rows[i].xid) {
+					body += strip_transaction(txn);
+					body.push_back('\n');
+					txn.clear();
+				}
+			}
+		}
+		std::string key = idempotency_key(rows, n);
+		uint64_t end = rows[n - 1].lsn;
+		bool more = rows.size() > n || static_cast<int64_t>(rows.size()) >= config.batch_changes;
+
+		std::string error;
+		bool ok = transport->deliver(body, key, error);
+
+		with_spi(own_transactions, [&] {
+			if (ok) {
+				if (end > confirmed)
+					advance(config, end);
+				record_success(config, changes, static_cast<int64_t>(body.size()));
+			} else
+				result.error = record_failure(config, error, end);
+		});
+		if (!ok) {
+			result.failed = true;
+			return result;
+		}
+		config.failures = 0;
+		config.pending_end = 0;
+		result.batches++;
+		result.changes += changes;
+		result.more = more;
+		if (!more)
+			break;
+	}
+	return result;
+}
+
+} // namespace edgesync::ship

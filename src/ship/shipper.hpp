@@ -1,0 +1,36 @@
+/*
+ * shipper.hpp — one target's delivery loop, shared by edgesync.ship() and the
+ * background worker.
+ */
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace edgesync::ship {
+
+struct ShipResult {
+	int64_t changes = 0;
+	int64_t batches = 0;
+	bool more = false;	 /* the slot holds more than was shipped */
+	bool failed = false; /* a delivery failed (recorded in target_state) */
+	bool busy = false;	 /* another process is shipping this target */
+	std::string error;	 /* secrets removed */
+};
+
+/*
+ * Ships up to max_batches batches of target.  own_transactions: the worker
+ * runs each step in a transaction of its own, so that no snapshot is held
+ * while it waits on the network; edgesync.ship() runs in the caller's.
+ */
+ShipResult ship_target(const std::string &target, int max_batches, bool own_transactions);
+
+/* Records a failure of target that happened outside ship_target's own
+ * bookkeeping (a PostgreSQL error), in a transaction of its own. */
+void record_error(const std::string &target, const std::string &error);
+
+/* Settings (worker.cpp defines them). */
+extern int retry_min_ms;
+extern int retry_max_ms;
+
+} // namespace edgesync::ship

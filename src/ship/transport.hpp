@@ -1,0 +1,57 @@
+/*
+ * transport.hpp — what the shipper needs to know about a target, and the two
+ * ways of delivering a batch to it.
+ *
+ *   http_transport.cpp   POST of NDJSON (json format) with libcurl
+ *   pg_transport.cpp     the sql format applied on a replica with libpq
+ *
+ * deliver() returns true only when the receiver acknowledged the batch (an
+ * HTTP 2xx; the replica's COMMIT), false with a message otherwise.  Waiting is
+ * interruptible: it checks for interrupts (query cancel, SIGTERM) at least
+ * every 100 ms, and an interrupt leaves deliver() as a PgException.
+ */
+#pragma once
+
+#include "core/postgres.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace edgesync::ship {
+
+struct TargetConfig {
+	std::string name;
+	std::string kind; /* http | postgresql */
+	std::string url;  /* as stored: without password */
+	std::string slot;
+	std::string columns;
+	std::string ca_file;
+	std::string bearer_token;
+	std::string password;
+	std::vector<std::string> headers; /* "Name: value" */
+	int batch_changes = 1000;
+	int64_t batch_bytes = 4 << 20;
+	int timeout_ms = 30000;
+	int failures = 0;		  /* consecutive, before this attempt */
+	uint64_t pending_end = 0; /* end of a batch that failed: retry exactly it */
+	bool resync_pending = false;
+
+	/* Every secret of the target, for redact(). */
+	std::vector<std::string> secrets() const;
+};
+
+class Transport {
+  public:
+	virtual ~Transport() = default;
+	virtual bool deliver(const std::string &body, const std::string &idempotency_key,
+						 std::string &error) = 0;
+};
+
+std::unique_ptr<Transport> make_http_transport(const TargetConfig &config);
+std::unique_ptr<Transport> make_pg_transport(const TargetConfig &config);
+
+/* Interrupt check for transports' wait loops (see above). */
+void check_for_interrupts();
+
+} // namespace edgesync::ship

@@ -1,0 +1,131 @@
+/* Unit tests for ship/url.hpp and ship/batch.hpp: target URLs, secrets,
+ * batches of whole transactions, idempotency keys, retry delays. */
+#include "core/error.hpp"
+#include "ship/batch.hpp"
+#include "ship/url.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace edgesync::ship;
+
+static std::string
+error_of(const char *url)
+{
+	try {
+		parse_target_url(url);
+	} catch (const edgesync::Error &e) {
+		EXPECT_STREQ(e.sqlstate(), "22023");
+		return e.what();
+	}
+	return "";
+}
+
+TEST(TargetUrl, HttpWithPasswordIsSplit)
+{
+	TargetUrl t = parse_target_url("HTTPS://ann:s%40cret@example.org:8443/ingest?x=1");
+	EXPECT_EQ(t.kind, TargetKind::http);
+	EXPECT_EQ(t.scheme, "https");
+	EXPECT_EQ(t.user, "ann");
+	EXPECT_EQ(t.password, "s@cret");
+	EXPECT_EQ(t.host, "example.org");
+	EXPECT_EQ(t.port, "8443");
+	EXPECT_EQ(t.redacted, "https://ann@example.org:8443/ingest?x=1");
+	EXPECT_EQ(t.without_userinfo, "https://example.org:8443/ingest?x=1");
+}
+
+TEST(TargetUrl, PostgresqlQueryPasswordIsSplit)
+{
+	TargetUrl t = parse_target_url(
+		"postgresql://cloud@db1:5432,db2/replica?sslmode=verify-full&password=p%26w");
+	EXPECT_EQ(t.kind, TargetKind::postgresql);
+	EXPECT_EQ(t.password, "p&w");
+	EXPECT_EQ(t.redacted, "postgresql://cloud@db1:5432,db2/replica?sslmode=verify-full");
+	TargetUrl s = parse_target_url("postgres:///replica?host=/tmp&password=x");
+	EXPECT_EQ(s.password, "x");
+	EXPECT_EQ(s.redacted, "postgres:///replica?host=/tmp");
+}
+
+TEST(TargetUrl, BadUrlsAreRefusedWithoutEchoingThem)
+{
+	EXPECT_NE(error_of("ftp://host/x").find("unsupported target URL scheme \"ftp\""),
+			  std::string::npos);
+	EXPECT_NE(error_of("").find("empty"), std::string::npos);
+	EXPECT_NE(error_of("example.org/ingest").find("no scheme"), std::string::npos);
+	EXPECT_NE(error_of("http:///x").find("no host"), std::string::npos);
+	EXPECT_NE(error_of("http://h:99999/").find("port out of range"), std::string::npos);
+	EXPECT_NE(error_of("http://h:8a/").find("not a number"), std::string::npos);
+	EXPECT_NE(error_of("http://h:/").find("empty port"), std::string::npos);
+	EXPECT_NE(error_of("http://a b/").find("space"), std::string::npos);
+	EXPECT_NE(error_of("http://u:%zzsecret@h/").find("percent"), std::string::npos);
+	EXPECT_EQ(error_of("http://u:topsecret@h:0/").find("topsecret"), std::string::npos);
+	EXPECT_NE(error_of("postgresql://u:a@h/d?password=b").find("twice"), std::string::npos);
+}
+
+TEST(Redact, ReplacesPlainAndEncodedSecrets)
+{
+	EXPECT_EQ(redact("token abc and a%2Fb and a/b", {"abc", "a/b", ""}),
+			  "token ******** and ******** and ********");
+	EXPECT_EQ(redact("nothing here", {}), "nothing here");
+}
+
+static std::vector<Row>
+rows(std::initializer_list<std::pair<uint32_t, const char *>> list)
+{
+	std::vector<Row> out;
+	uint64_t lsn = 100;
+	for (auto &[xid, data] : list)
+		out.push_back(Row{lsn++, xid, data});
+	return out;
+}
+
+TEST(Batch, CutsOnlyAtTransactionEnds)
+{
+	auto r = rows({{7, "{\"op\":\"begin\"}"},
+				   {7, "a"},
+				   {7, "{\"op\":\"commit\"}"},
+				   {8, "{\"op\":\"begin\"}"},
+				   {8, "b"},
+				   {8, "c"},
+				   {8, "{\"op\":\"commit\"}"}});
+	EXPECT_EQ(cut_batch(r, {100, 1 << 20}), 7u);
+	EXPECT_EQ(cut_batch(r, {6, 1 << 20}), 3u);
+	EXPECT_EQ(cut_batch(r, {2, 1 << 20}), 3u); /* first transaction even if too big */
+	EXPECT_EQ(cut_batch(r, {100, 30}), 3u);
+	EXPECT_EQ(cut_batch({}, {100, 100}), 0u);
+	EXPECT_EQ(count_changes(r, 7), 3);
+	EXPECT_EQ(count_changes(r, 3), 1);
+	auto sql = rows({{9, "BEGIN;"},
+					 {9, "SELECT edgesync.apply_begin('s', '0/1');"},
+					 {9, "INSERT 1;"},
+					 {9, "COMMIT;"}});
+	EXPECT_EQ(count_changes(sql, 4), 1);
+}
+
+TEST(Batch, IdempotencyKeyFromCommitLsnAndSeq)
+{
+	auto r = rows(
+		{{7, "{\"op\":\"begin\",\"xid\":7}"},
+		 {7, "{\"op\":\"insert\",\"row\":{\"seq\":99},\"commit_lsn\":\"0/16B3F48\",\"seq\":1}"},
+		 {7, "{\"op\":\"insert\",\"commit_lsn\":\"0/16B3F48\",\"seq\":2}"},
+		 {7, "{\"op\":\"commit\",\"xid\":7}"}});
+	EXPECT_EQ(idempotency_key(r, 4), "0/16B3F48:1-0/16B3F48:2");
+	auto plain = rows({{7, "BEGIN 7"}, {7, "COMMIT 7"}});
+	EXPECT_EQ(idempotency_key(plain, 2), "0/64-0/65");
+}
+
+TEST(Batch, StripTransaction)
+{
+	EXPECT_EQ(strip_transaction("BEGIN;\nINSERT 1;\nCOMMIT;\n"), "INSERT 1;");
+	EXPECT_EQ(strip_transaction("  begin; x; commit;"), "x;");
+	EXPECT_EQ(strip_transaction("x;"), "x;");
+}
+
+TEST(Batch, RetryDelayDoublesCapsAndJitters)
+{
+	EXPECT_EQ(retry_delay_ms(1, 1000, 60000, 0.999999), 999);
+	EXPECT_EQ(retry_delay_ms(1, 1000, 60000, 0.0), 500);
+	EXPECT_EQ(retry_delay_ms(3, 1000, 60000, 0.0), 2000);
+	EXPECT_EQ(retry_delay_ms(30, 1000, 60000, 0.0), 30000);
+	EXPECT_LE(retry_delay_ms(30, 1000, 60000, 0.9999), 60000);
+	EXPECT_EQ(retry_delay_ms(0, 1000, 60000, 0.5), 0);
+}
