@@ -48,6 +48,13 @@ SELECT edgesync.federate('no_version', 'hospital', 'clinic');
 -- No such table at the hospital.
 SELECT edgesync.federate('hospital_patients', 'hospital', 'clinic', 'nosuch');
 \echo :LAST_ERROR_SQLSTATE
+-- The hospital cannot be reached: federate() needs it to compare the columns.
+CREATE SERVER regress_dead FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '127.0.0.1', port '1', dbname 'x');
+CREATE USER MAPPING FOR CURRENT_USER SERVER regress_dead;
+\set VERBOSITY terse
+SELECT edgesync.federate('hospital_patients', 'regress_dead', 'clinic');
+\set VERBOSITY default
+\echo :LAST_ERROR_SQLSTATE
 -- Columns that do not match: one missing at the hospital, one of another type.
 CREATE TABLE mismatch (LIKE hospital_patients INCLUDING ALL);
 ALTER TABLE mismatch ADD COLUMN room int, ALTER COLUMN ward TYPE varchar(10);
