@@ -212,8 +212,15 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 	CachedConn *entry = cache_entry(server->serverid, userid, true);
 
 	if (entry->conn != nullptr) {
-		if (!fresh && PQstatus(entry->conn) == CONNECTION_OK &&
-			PQtransactionStatus(entry->conn) == PQTRANS_IDLE)
+		/*
+		 * A hospital that restarted has closed this connection: read what is
+		 * waiting on the socket (no round trip) to notice it before use.
+		 */
+		bool alive = !fresh && PQstatus(entry->conn) == CONNECTION_OK &&
+					 PQtransactionStatus(entry->conn) == PQTRANS_IDLE;
+		for (int i = 0; alive && i < 2; i++)
+			alive = PQconsumeInput(entry->conn) && PQstatus(entry->conn) == CONNECTION_OK;
+		if (alive)
 			return entry->conn;
 		PQfinish(entry->conn);
 		entry->conn = nullptr;
