@@ -2,9 +2,8 @@
  * remote.hpp — edgesync's own libpq connections to a hospital server.
  *
  * A federated scan reads the hospital through a connection that belongs to
- * edgesync, not to postgres_fdw: it runs each statement in autocommit (or in
- * a short remote transaction of its own), so no state of it is tied to the
- * local transaction.  When the hospital dies, the connection is dropped and
+ * edgesync, not to postgres_fdw: it runs each statement in autocommit, so no
+ * state of it is tied to the local transaction.  When the hospital dies, the connection is dropped and
  * the local transaction goes on (docs/federation.md, "Why not postgres_fdw").
  *
  * Connection parameters come from a postgres_fdw server and the user
