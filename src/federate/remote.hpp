@@ -8,9 +8,10 @@
  * (docs/federation.md, "Why not postgres_fdw alone").
  *
  * Connection parameters come from a postgres_fdw server and the user
- * mapping of the role the scan runs as (a view's owner), so a DBA sets the hospital up once, the
- * postgres_fdw way.  Every wait is bounded (edgesync.federate_connect_timeout,
- * edgesync.federate_query_timeout) and interruptible.
+ * mapping of the role the scan runs as (a view's owner), so a DBA sets the
+ * hospital up once, the postgres_fdw way.  Every wait is bounded
+ * (edgesync.federate_connect_timeout, edgesync.federate_query_timeout) and
+ * interruptible.
  *
  * The functions below are C-style: they own no C++ objects, so PostgreSQL
  * errors (configuration mistakes, interrupts) may longjmp through them.  A
