@@ -80,6 +80,12 @@ EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM hospital_patients_federated WHERE lo
 ALTER FOREIGN TABLE hospital_patients_federated_scan OPTIONS (ADD fetch_size '10');
 \echo :LAST_ERROR_SQLSTATE
 
+-- The hospital's table changed under the view: an error, not an outage.
+ALTER TABLE clinic.hospital_patients RENAME COLUMN ward TO unit;
+SELECT id, ward FROM hospital_patients_federated WHERE id = 1;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE clinic.hospital_patients RENAME COLUMN unit TO ward;
+
 -- Rights: a reader needs SELECT on the view only, no user mapping of its own
 -- (the hospital is reached with the view owner's).
 CREATE ROLE regress_reader;

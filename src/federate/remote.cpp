@@ -349,6 +349,22 @@ remote_exec(PGconn *conn, const char *sql, int nparams, const char *const *value
 		else
 			PQclear(next);
 	}
+	/*
+	 * The hospital answered, and refused the statement for a reason that is
+	 * not about reaching it (class 42: a column renamed or a privilege
+	 * revoked there): that is a mistake to fix, not an outage to ride out.
+	 */
+	const char *state = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
+	if (PQresultStatus(result) == PGRES_FATAL_ERROR && state != nullptr &&
+		strncmp(state, "42", 2) == 0) {
+		char *message = reason(PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY));
+		int code = MAKE_SQLSTATE(state[0], state[1], state[2], state[3], state[4]);
+		PQclear(result);
+		ereport(ERROR, (errcode(code), errmsg("the hospital refused a federated query"),
+						errdetail("The hospital answered: %s.", message),
+						errhint("The hospital's table or its privileges changed: compare them "
+								"with the replica, then call edgesync.federate() again.")));
+	}
 	if (result == nullptr ||
 		(PQresultStatus(result) != PGRES_TUPLES_OK && PQresultStatus(result) != PGRES_COMMAND_OK)) {
 		*why = reason(result ? PQresultErrorMessage(result) : PQerrorMessage(conn));
