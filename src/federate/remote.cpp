@@ -17,6 +17,7 @@
 #include "federate/remote.hpp"
 
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 
 extern "C" {
@@ -235,6 +236,7 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 	bool has_password = false;
 	bool password_required = true;
 	const char *user_options = nullptr;
+	int timeout_ms = connect_timeout_ms; /* or the server's connect_timeout, if shorter */
 	ListCell *lc;
 	foreach (lc, options) {
 		DefElem *d = lfirst_node(DefElem, lc);
@@ -244,6 +246,12 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 			continue;
 		if (strcmp(d->defname, "password") == 0)
 			has_password = true;
+		if (strcmp(d->defname, "connect_timeout") == 0) {
+			/* libpq applies it only to blocking connects: we do, in ms. */
+			int seconds = atoi(defGetString(d));
+			if (seconds > 0 && seconds < INT_MAX / 1000)
+				timeout_ms = Min(timeout_ms, seconds * 1000);
+		}
 		if (strcmp(d->defname, "options") == 0) {
 			user_options = defGetString(d);
 			continue;
@@ -277,7 +285,7 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 		mark_failed(entry);
 		return nullptr;
 	}
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), connect_timeout_ms);
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	PostgresPollingStatusType state = PGRES_POLLING_WRITING;
 	while (state != PGRES_POLLING_OK) {
 		if (state == PGRES_POLLING_FAILED) {
@@ -286,8 +294,9 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 			return nullptr;
 		}
 		if (!wait_socket(conn, state == PGRES_POLLING_WRITING, deadline)) {
-			*why = psprintf("no connection within %d ms (edgesync.federate_connect_timeout)",
-							connect_timeout_ms);
+			*why = psprintf("no connection within %d ms (edgesync.federate_connect_timeout, or "
+							"the server's connect_timeout if shorter)",
+							timeout_ms);
 			mark_failed(entry);
 			return nullptr;
 		}
