@@ -80,6 +80,23 @@ EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM hospital_patients_federated WHERE lo
 ALTER FOREIGN TABLE hospital_patients_federated_scan OPTIONS (ADD fetch_size '10');
 \echo :LAST_ERROR_SQLSTATE
 
+-- A composite text/int key, and filters the freshest row no longer matches.
+CREATE TABLE clinic.hospital_queues (ward text, ticket int, status text, PRIMARY KEY (ward, ticket));
+SELECT edgesync.track('clinic.hospital_queues');
+INSERT INTO clinic.hospital_queues (ward, ticket, status)
+SELECT w, t, 'waiting' FROM unnest(ARRAY['A', 'B b', 'C''s']) w, generate_series(1, 3) t;
+CREATE TABLE hospital_queues (LIKE clinic.hospital_queues INCLUDING ALL);
+INSERT INTO hospital_queues SELECT * FROM clinic.hospital_queues;
+UPDATE clinic.hospital_queues SET status = 'seen' WHERE ticket = 1;             -- hospital newer
+DELETE FROM clinic.hospital_queues WHERE ward = 'A' AND ticket = 2;            -- deleted there
+UPDATE hospital_queues SET status = 'called', version = 9 WHERE ward = 'C''s' AND ticket = 3;  -- replica newer
+INSERT INTO clinic.hospital_queues (ward, ticket, status) VALUES ('A', 4, 'waiting');  -- not replicated yet
+SELECT edgesync.federate('hospital_queues', 'hospital', 'clinic');
+SELECT ward, ticket, status, version, _source FROM hospital_queues_federated ORDER BY 1, 2;
+SELECT ward, ticket, _source FROM hospital_queues_federated WHERE status = 'waiting' ORDER BY 1, 2;
+SELECT ward, ticket, status, _source FROM hospital_queues_federated WHERE ward = 'C''s' AND ticket >= 3;
+SELECT edgesync.unfederate('hospital_queues_federated');
+
 -- The hospital's table changed under the view: an error, not an outage.
 ALTER TABLE clinic.hospital_patients RENAME COLUMN ward TO unit;
 SELECT id, ward FROM hospital_patients_federated WHERE id = 1;

@@ -162,7 +162,9 @@ key_arrays(FederatedScan *s, Row **rows, int n, Oid *array_types)
 	return arrays;
 }
 
-/* "SELECT k1, k2, version FROM table WHERE (k1, k2) IN (SELECT * FROM unnest($1::t1[], $2::t2[]))"
+/*
+ * "SELECT k1, k2, version FROM table WHERE (k1, k2) IN
+ *  (SELECT * FROM ROWS FROM (unnest($1::t1[]), unnest($2::t2[])))"
  */
 char *
 versions_sql(FederatedScan *s, const char *table, Oid *array_types)
@@ -175,9 +177,9 @@ versions_sql(FederatedScan *s, const char *table, Oid *array_types)
 	appendStringInfo(&buf, "%s FROM %s WHERE (", s->names[s->version], table);
 	for (int k = 0; k < s->nkeys; k++)
 		appendStringInfo(&buf, "%s%s", k ? ", " : "", s->names[s->keys[k]]);
-	appendStringInfoString(&buf, ") IN (SELECT * FROM pg_catalog.unnest(");
+	appendStringInfoString(&buf, ") IN (SELECT * FROM ROWS FROM (");
 	for (int k = 0; k < s->nkeys; k++)
-		appendStringInfo(&buf, "%s$%d::%s", k ? ", " : "", k + 1,
+		appendStringInfo(&buf, "%spg_catalog.unnest($%d::%s)", k ? ", " : "", k + 1,
 						 format_type_be_qualified(array_types[k]));
 	appendStringInfoString(&buf, "))");
 	return buf.data;
@@ -263,14 +265,14 @@ ask_hospital(FederatedScan *s, HTAB *keys, List *replica_rows, Datum *param_valu
 		appendStringInfo(&sql, "false FROM %s WHERE (", s->remote_table);
 		for (int k = 0; k < s->nkeys; k++)
 			appendStringInfo(&sql, "%s%s", k ? ", " : "", s->names[s->keys[k]]);
-		appendStringInfoString(&sql, ") IN (SELECT * FROM pg_catalog.unnest(");
+		appendStringInfoString(&sql, ") IN (SELECT * FROM ROWS FROM (");
 		for (int k = 0; k < s->nkeys; k++) {
 			Oid out;
 			bool varlena;
 			getTypeOutputInfo(array_types[k], &out, &varlena);
 			texts[s->nparams + k] = OidOutputFunctionCall(out, arrays[k]);
-			appendStringInfo(&sql, "%s$%d::%s", k ? ", " : "", s->nparams + k + 1,
-							 format_type_be_qualified(array_types[k]));
+			appendStringInfo(&sql, "%spg_catalog.unnest($%d::%s)", k ? ", " : "",
+							 s->nparams + k + 1, format_type_be_qualified(array_types[k]));
 		}
 		/* s->where is " WHERE <filter>" */
 		appendStringInfo(&sql, ")) AND (%s) IS NOT TRUE", s->where + strlen(" WHERE "));
