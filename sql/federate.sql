@@ -74,6 +74,9 @@ SELECT view, scan, replica, server, remote_schema, remote_table FROM edgesync.fe
 SELECT id, name, ward, version, _source, _version FROM hospital_patients_federated ORDER BY id;
 SELECT id, ward, _source FROM hospital_patients_federated WHERE ward = 'A' ORDER BY id;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id, ward FROM hospital_patients_federated WHERE id = 1;
+-- IN lists and IS NULL are pushed too.
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM hospital_patients_federated WHERE id IN (1, 3, 4) AND name IS NOT NULL;
+SELECT id, _source FROM hospital_patients_federated WHERE id IN (1, 3, 4) AND name IS NOT NULL ORDER BY id;
 -- Not pushed: a function of a column, a non-equality on text.
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM hospital_patients_federated WHERE lower(name) = 'ann' AND name > 'A';
 -- The foreign table takes only federate()'s options.
