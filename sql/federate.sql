@@ -138,7 +138,7 @@ SELECT relname FROM pg_class WHERE relname LIKE '%federated%' ORDER BY 1;
 
 SET client_min_messages = warning;
 DROP SCHEMA clinic CASCADE;
-DROP TABLE hospital_patients, no_key, no_version, mismatch CASCADE;
+DROP TABLE hospital_patients, hospital_queues, no_key, no_version, mismatch CASCADE;
 DROP FOREIGN DATA WRAPPER regress_other CASCADE;
 DROP USER MAPPING FOR regress_owner SERVER hospital;
 DROP EXTENSION postgres_fdw CASCADE;
