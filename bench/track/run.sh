@@ -7,7 +7,7 @@
 #   bash bench/track/run.sh            (as root or as any user; ~8 minutes)
 #
 # Environment: ROWS (200000), REPEATS (5), PGBENCH_SECONDS (10),
-# PGBENCH_CLIENTS (2), VARIANTS ("bare full nolog plpgsql floor").
+# PGBENCH_CLIENTS (2), VARIANTS ("bare full nolog plpgsql floor floor2").
 #
 # One throwaway cluster (scripts/cluster.sh) from a private install
 # (scripts/private-install.sh), stopped on exit.  Variants are described in
@@ -31,7 +31,7 @@ ROWS=${ROWS:-200000}
 REPEATS=${REPEATS:-5}
 PGBENCH_SECONDS=${PGBENCH_SECONDS:-10}
 PGBENCH_CLIENTS=${PGBENCH_CLIENTS:-2}
-read -r -a variants <<<"${VARIANTS:-bare full nolog plpgsql floor}"
+read -r -a variants <<<"${VARIANTS:-bare full nolog plpgsql floor floor2}"
 
 make -s >/dev/null
 source scripts/cluster.sh
@@ -72,7 +72,7 @@ SELECT g, g %% 20, 'MRN' || lpad(g::text, 9, '0'), 'First' || g %% 997, 'Last' |
 # was doing) and "$1 $3_wal bytes-per-row".
 timed() {
 	local variant=$1 statement=$2 metric=$3 pre='' post='' out
-	if [ "$variant" = floor ] && [ "$metric" = insert ]; then
+	if [[ $variant == floor* ]] && [ "$metric" = insert ]; then
 		pre='SET session_replication_role = replica;'
 		post='RESET session_replication_role;'
 	fi
