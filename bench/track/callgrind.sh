@@ -24,7 +24,13 @@ source scripts/private-install.sh
 private_install "$CLUSTER_ROOT/install"
 PG_BINDIR=$PRIVATE_BINDIR
 
-cluster_start cg
+# Another job may take the free port between the look and the bind: retry.
+for try in 1 2 3; do
+	cluster_start cg && break
+	[ "$try" = 3 ] && exit 1
+	rm -rf "${CLUSTER_ROOT:?}/cg"
+	sleep 2
+done
 cluster_psql cg -d postgres -c 'ALTER SYSTEM SET autovacuum = off' -c 'CREATE DATABASE bench' >/dev/null
 cluster_psql cg -d bench -f bench/track/setup.sql >/dev/null
 for v in "${variants[@]}"; do

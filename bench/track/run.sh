@@ -40,7 +40,13 @@ source scripts/private-install.sh
 private_install "$CLUSTER_ROOT/install"
 PG_BINDIR=$PRIVATE_BINDIR
 
-cluster_start bench
+# Another job may take the free port between the look and the bind: retry.
+for try in 1 2 3; do
+	cluster_start bench && break
+	[ "$try" = 3 ] && exit 1
+	rm -rf "${CLUSTER_ROOT:?}/bench"
+	sleep 2
+done
 cluster_psql bench -d postgres <<'SQL' >/dev/null
 ALTER SYSTEM SET shared_buffers = '512MB';
 ALTER SYSTEM SET max_wal_size = '8GB';
