@@ -6,12 +6,15 @@
 #
 #   bash bench/track/callgrind.sh [VARIANT...]      (default: bare full nolog floor floor2)
 #
-# Environment: N (2000) transactions per variant.  Keeps the callgrind
+# Environment: N (2000) transactions per variant; OP=update (default:
+# UPDATE one random row by key, as pgbench does) or OP=insert (INSERT one
+# new row).  Keeps the callgrind
 # files in $KEEP (if set) for callgrind_annotate.  Prints Ir per transaction
 # and the ratio to bare.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${N:-2000}
+OP=${OP:-update}
 ROWS=${ROWS:-200000}
 variants=("$@")
 [ ${#variants[@]} -eq 0 ] && variants=(bare full nolog floor floor2)
@@ -42,10 +45,18 @@ for v in "${variants[@]}"; do
 done
 as_cluster_user "$PG_BINDIR/pg_ctl" -D "$CLUSTER_ROOT/cg" -m fast -w stop >/dev/null
 
-# A script of N single-row updates (prepared, as pgbench -M prepared), or none.
+# A script of N single-row statements (prepared, as pgbench -M prepared).
 script() { # variant, count
-	echo "PREPARE u(bigint) AS UPDATE bench.patients_$1 SET visits = visits + 1 WHERE id = \$1;"
-	awk -v n="$2" -v rows="$ROWS" 'BEGIN { srand(1); for (i = 0; i < n; i++) printf "EXECUTE u(%d);\n", 1 + int(rand() * rows) }'
+	if [ "$OP" = insert ]; then
+		echo "PREPARE s(bigint) AS INSERT INTO bench.patients_$1 (id, hospital_id, mrn, first_name, last_name, birth_date, ward, notes)
+			VALUES (\$1, \$1 % 20, 'MRN' || \$1, 'First' || \$1 % 997, 'Last' || \$1 % 1009, date '1980-01-01', 'ward-1', 'allergies: none; ');" | tr -d '\n\t'
+		echo
+		[[ $1 == floor* ]] && echo "SET session_replication_role = replica;"
+		awk -v n="$2" -v rows="$ROWS" 'BEGIN { for (i = 1; i <= n; i++) printf "EXECUTE s(%d);\n", rows + i }'
+	else
+		echo "PREPARE s(bigint) AS UPDATE bench.patients_$1 SET visits = visits + 1 WHERE id = \$1;"
+		awk -v n="$2" -v rows="$ROWS" 'BEGIN { srand(1); for (i = 0; i < n; i++) printf "EXECUTE s(%d);\n", 1 + int(rand() * rows) }'
+	fi
 }
 ir() { # variant, count: total instructions of a single-user backend running script
 	local out=$CLUSTER_ROOT/callgrind.$1.$2
@@ -64,6 +75,7 @@ for v in "${variants[@]}"; do
 	per_txn[$v]=$(((total - base) / N))
 	echo "  $v: $((per_txn[$v])) Ir per transaction" >&2
 done
+echo "callgrind: instructions per single-row $OP transaction ($N)"
 printf '%-8s %14s %7s\n' variant 'Ir per txn' 'x bare'
 for v in "${variants[@]}"; do
 	printf '%-8s %14d %7s\n' "$v" "${per_txn[$v]}" \
