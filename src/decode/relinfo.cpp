@@ -42,11 +42,13 @@ namespace {
 
 HTAB *cache = nullptr;
 uint64 invalidations = 0;
+bool have_invalid = false; /* some entry is invalid: relinfo_purge has work */
 
 void
 invalidate(Oid relid)
 {
 	invalidations++;
+	have_invalid = true;
 	if (cache == nullptr)
 		return;
 	HASH_SEQ_STATUS status;
@@ -196,7 +198,7 @@ build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext conte
 	info->tracked = is_tracked(info->root);
 	if (!info->tracked) {
 		MemoryContextSwitchTo(old);
-		return;
+		return; /* (the caller deletes the context it did not need) */
 	}
 	info->schema = get_namespace_name(get_rel_namespace(info->root));
 	info->table = get_rel_name(info->root);
@@ -269,6 +271,30 @@ relinfo_invalidate_all()
 	invalidate(InvalidOid);
 }
 
+/*
+ * Frees the invalid entries (relations dropped or changed since they were
+ * cached), so the cache does not grow with every relation a long-running
+ * walsender ever saw.  Called between transactions, when no callback holds
+ * a RelInfo pointer: an invalidation may arrive while one is in use, so the
+ * callback itself only marks entries.
+ */
+void
+relinfo_purge()
+{
+	if (cache == nullptr || !have_invalid)
+		return;
+	HASH_SEQ_STATUS status;
+	hash_seq_init(&status, cache);
+	for (RelInfo *e; (e = static_cast<RelInfo *>(hash_seq_search(&status))) != nullptr;) {
+		if (e->valid)
+			continue;
+		if (e->context != nullptr)
+			MemoryContextDelete(e->context);
+		hash_search(cache, &e->relid, HASH_REMOVE, nullptr);
+	}
+	have_invalid = false;
+}
+
 const RelInfo *
 relinfo_get(DecodeState *state, Relation rel)
 {
@@ -312,6 +338,11 @@ relinfo_get(DecodeState *state, Relation rel)
 	PG_END_TRY();
 	if (e->context != nullptr)
 		MemoryContextDelete(e->context);
+	if (!fresh.tracked) {
+		/* An untracked relation needs no names or columns: keep it small. */
+		MemoryContextDelete(context);
+		fresh.context = nullptr;
+	}
 	*e = fresh;
 	/* An invalidation that arrived while building makes it stale at once. */
 	e->valid = invalidations == before;
