@@ -318,7 +318,8 @@ relinfo_get(DecodeState *state, Relation rel)
 		e->context = nullptr;
 		e->root = InvalidOid;
 	}
-	if (e->valid)
+	/* (A descriptor of another width would be a missed invalidation: rebuild.) */
+	if (e->valid && (!e->tracked || e->natts == RelationGetDescr(rel)->natts))
 		return e;
 
 	uint64 before = invalidations;
