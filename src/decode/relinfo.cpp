@@ -21,6 +21,8 @@
 
 extern "C" {
 #include "access/genam.h"
+#include "access/relation.h"
+#include "catalog/index.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/namespace.h"
@@ -176,13 +178,17 @@ selected_by_option(const DecodeState *state, const char *schema, const char *tab
 	return false;
 }
 
-/* Attnums of a relation's index attribute bitmap, ascending. */
+/* The key columns of an index, in the index's order (the primary key's as declared). */
 int
-attnums_of(Bitmapset *set, AttrNumber *out)
+index_attnums(Oid indexid, AttrNumber *out)
 {
-	int n = 0;
-	for (int x = -1; (x = bms_next_member(set, x)) >= 0 && n < INDEX_MAX_KEYS;)
-		out[n++] = static_cast<AttrNumber>(x + FirstLowInvalidHeapAttributeNumber);
+	if (!OidIsValid(indexid))
+		return 0;
+	Relation index = index_open(indexid, AccessShareLock);
+	int n = index->rd_index->indnkeyatts;
+	for (int i = 0; i < n; i++)
+		out[i] = index->rd_index->indkey.values[i];
+	index_close(index, AccessShareLock);
 	return n;
 }
 
@@ -250,10 +256,8 @@ build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext conte
 			info->version_attnum = att->attnum;
 	}
 
-	info->nkeys =
-		attnums_of(RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_PRIMARY_KEY), info->keys);
-	info->nidentity =
-		attnums_of(RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_IDENTITY_KEY), info->identity);
+	info->nkeys = index_attnums(RelationGetPrimaryKeyIndex(rel), info->keys);
+	info->nidentity = index_attnums(RelationGetReplicaIndex(rel), info->identity);
 	for (int k = 0; k < info->nkeys; k++)
 		info->columns[info->keys[k] - 1].is_key = true;
 	for (int k = 0; k < info->nidentity; k++)
