@@ -136,6 +136,22 @@ SELECT edgesync.apply_begin('x', '0/1');
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 DROP ROLE regress_nobody;
+-- A plain role granted edgesync_applier applies with triggers off, as the
+-- function's owner may set session_replication_role.
+CREATE ROLE regress_applier IN ROLE edgesync_applier;
+GRANT INSERT, UPDATE, DELETE ON doses TO regress_applier;
+SET ROLE regress_applier;
+BEGIN;
+SELECT edgesync.apply_begin('another source', '0/10') AS fresh,
+       current_setting('session_replication_role') AS role;
+INSERT INTO doses (id, mg, version) VALUES (99, 1, 42);
+COMMIT;
+RESET ROLE;
+SELECT id, version FROM doses WHERE id = 99;
+SELECT source, lsn FROM edgesync.applied_lsn WHERE source = 'another source';
+DELETE FROM doses WHERE id = 99;
+DROP OWNED BY regress_applier;
+DROP ROLE regress_applier;
 
 \c :source_db
 SET edgesync.hash_key = 'regress-secret';
