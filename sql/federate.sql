@@ -73,6 +73,29 @@ EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM hospital_patients_federated WHERE lo
 ALTER FOREIGN TABLE hospital_patients_federated_scan OPTIONS (ADD fetch_size '10');
 \echo :LAST_ERROR_SQLSTATE
 
+-- Rights: a reader needs SELECT on the view only, no user mapping of its own
+-- (the hospital is reached with the view owner's).
+CREATE ROLE regress_reader;
+GRANT SELECT ON hospital_patients_federated TO regress_reader;
+SET ROLE regress_reader;
+SELECT id, ward, _source FROM hospital_patients_federated WHERE id = 1;
+SELECT id FROM hospital_patients WHERE id = 1;   -- the replica itself is not readable
+RESET ROLE;
+-- A view owned by a non-superuser: as with postgres_fdw, the connection must use a password.
+CREATE ROLE regress_owner;
+GRANT edgesync_admin TO regress_owner;
+GRANT SELECT ON hospital_patients TO regress_owner;
+ALTER FOREIGN TABLE hospital_patients_federated_scan OWNER TO regress_owner;
+ALTER VIEW hospital_patients_federated OWNER TO regress_owner;
+SELECT count(*) FROM hospital_patients_federated;
+CREATE USER MAPPING FOR regress_owner SERVER hospital;
+SELECT count(*) FROM hospital_patients_federated;
+\echo :LAST_ERROR_SQLSTATE
+ALTER USER MAPPING FOR regress_owner SERVER hospital OPTIONS (ADD password 'secret');
+SELECT count(*) FROM hospital_patients_federated;   -- this server does not ask for it
+ALTER VIEW hospital_patients_federated OWNER TO CURRENT_USER;
+ALTER FOREIGN TABLE hospital_patients_federated_scan OWNER TO CURRENT_USER;
+
 -- unfederate.
 SELECT edgesync.unfederate('patients_view');
 \echo :LAST_ERROR_SQLSTATE
@@ -84,6 +107,8 @@ SET client_min_messages = warning;
 DROP SCHEMA clinic CASCADE;
 DROP TABLE hospital_patients, no_key, no_version, mismatch CASCADE;
 DROP FOREIGN DATA WRAPPER regress_other CASCADE;
+DROP USER MAPPING FOR regress_owner SERVER hospital;
 DROP EXTENSION postgres_fdw CASCADE;
 RESET client_min_messages;
 DROP EXTENSION edgesync;
+DROP ROLE regress_reader, regress_owner;

@@ -9,7 +9,8 @@
  *
  *   planner   filters that both servers understand (deparse.hpp) become one
  *             WHERE clause, sent to the hospital and used on the replica;
- *             every filter is also checked on the merged rows.
+ *             every filter is also checked on the merged rows.  Only the
+ *             columns the query uses are fetched (and the key and version).
  *   executor  at the first fetch, merge.cpp builds the whole answer; rows
  *             are then returned from memory.  A rescan (new parameters)
  *             builds it again.
@@ -220,7 +221,7 @@ get_plan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid, ForeignPath
 		 List *tlist, List *scan_clauses, Plan *outer_plan)
 {
 	Relation rel = table_open(foreigntableid, NoLock);
-	TupleDesc desc = RelationGetDescr(rel);
+	TupleDesc desc = CreateTupleDescCopy(RelationGetDescr(rel));
 	AttrNumber source = attno_named(desc, "_source");
 	char **names = remote_names(desc);
 	table_close(rel, NoLock);
@@ -236,10 +237,25 @@ get_plan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid, ForeignPath
 		appendStringInfoString(&where, where.len == 0 ? " WHERE " : " AND ");
 		deparse_clause(&where, ri->clause, baserel->relid, names, &params);
 	}
+	/*
+	 * The columns the query uses (output and filters); the scan also fetches
+	 * the key and version, and returns NULL in the others.
+	 */
+	Bitmapset *used = nullptr;
+	pull_varattnos(reinterpret_cast<Node *>(baserel->reltarget->exprs), baserel->relid, &used);
+	foreach (lc, scan_clauses)
+		pull_varattnos(reinterpret_cast<Node *>(lfirst_node(RestrictInfo, lc)->clause),
+					   baserel->relid, &used);
+	bool whole_row = bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, used);
+	List *columns = NIL;
+	for (int a = 1; a <= desc->natts; a++)
+		if (whole_row || bms_is_member(a - FirstLowInvalidHeapAttributeNumber, used))
+			columns = lappend_int(columns, a);
+
 	/* Every filter is checked again on the merged rows. */
 	List *local = extract_actual_clauses(scan_clauses, false);
 	return make_foreignscan(tlist, local, baserel->relid, params,
-							list_make1(makeString(where.data)), NIL, NIL, outer_plan);
+							list_make2(makeString(where.data), columns), NIL, NIL, outer_plan);
 }
 
 void
@@ -258,12 +274,29 @@ begin_scan(ForeignScanState *node, int eflags)
 	s->replica_table = quote_qualified_identifier(o.replica_schema, o.replica_table);
 	s->tupdesc = RelationGetDescr(rel);
 
+	/* The primary key is the replica's. */
+	Oid replica = replica_relid(o);
+	if (!OidIsValid(replica))
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+						errmsg("replica table %s of federated table \"%s\" does not exist",
+							   s->replica_table, RelationGetRelationName(rel))));
+	Oid constraint;
+	Bitmapset *pk = get_primary_key_attnos(replica, false, &constraint);
+	List *key_names = NIL;
+	int member = -1;
+	while ((member = bms_next_member(pk, member)) >= 0)
+		key_names = lappend(
+			key_names, get_attname(replica, member + FirstLowInvalidHeapAttributeNumber, false));
+
+	/* The data columns: those the query uses, the key and the version. */
+	List *used = static_cast<List *>(lsecond(plan->fdw_private));
 	int natts = s->tupdesc->natts;
 	s->cols = static_cast<AttrNumber *>(palloc(sizeof(AttrNumber) * natts));
 	s->names = static_cast<char **>(palloc(sizeof(char *) * natts));
 	s->input = static_cast<FmgrInfo *>(palloc(sizeof(FmgrInfo) * natts));
 	s->output = static_cast<FmgrInfo *>(palloc(sizeof(FmgrInfo) * natts));
 	s->ioparams = static_cast<Oid *>(palloc(sizeof(Oid) * natts));
+	s->keys = static_cast<int *>(palloc(sizeof(int) * (list_length(key_names) + 1)));
 	s->version = -1;
 	for (int a = 0; a < natts; a++) {
 		Form_pg_attribute att = TupleDescAttr(s->tupdesc, a);
@@ -278,6 +311,13 @@ begin_scan(ForeignScanState *node, int eflags)
 			s->version_attno = att->attnum;
 			continue;
 		}
+		bool is_key = false;
+		ListCell *kc;
+		foreach (kc, key_names)
+			is_key = is_key || strcmp(static_cast<char *>(lfirst(kc)), name) == 0;
+		bool is_version = strcmp(name, "version") == 0;
+		if (!is_key && !is_version && !list_member_int(used, att->attnum))
+			continue;
 		int i = s->ncols++;
 		s->cols[i] = att->attnum;
 		s->names[i] = pstrdup(quote_identifier(name));
@@ -288,32 +328,16 @@ begin_scan(ForeignScanState *node, int eflags)
 		bool varlena;
 		getTypeOutputInfo(att->atttypid, &output, &varlena);
 		fmgr_info(output, &s->output[i]);
-		if (strcmp(name, "version") == 0)
+		if (is_version)
 			s->version = i;
+		if (is_key)
+			s->keys[s->nkeys++] = i;
 	}
 	if (s->source_attno == 0 || s->version_attno == 0 || s->version < 0)
 		ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_COLUMN_NAME),
 						errmsg("federated table \"%s\" lacks column _source, _version or version",
 							   RelationGetRelationName(rel)),
 						errhint("Create federated tables with edgesync.federate().")));
-
-	/* The primary key is the replica's. */
-	Oid replica = replica_relid(o);
-	if (!OidIsValid(replica))
-		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
-						errmsg("replica table %s of federated table \"%s\" does not exist",
-							   s->replica_table, RelationGetRelationName(rel))));
-	Oid constraint;
-	Bitmapset *pk = get_primary_key_attnos(replica, false, &constraint);
-	s->keys = static_cast<int *>(palloc(sizeof(int) * (bms_num_members(pk) + 1)));
-	int member = -1;
-	while ((member = bms_next_member(pk, member)) >= 0) {
-		AttrNumber attno = member + FirstLowInvalidHeapAttributeNumber;
-		char *name = get_attname(replica, attno, false);
-		for (int i = 0; i < s->ncols; i++)
-			if (strcmp(NameStr(TupleDescAttr(s->tupdesc, s->cols[i] - 1)->attname), name) == 0)
-				s->keys[s->nkeys++] = i;
-	}
 	if (s->nkeys == 0)
 		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 						errmsg("replica table %s has no primary key", s->replica_table)));

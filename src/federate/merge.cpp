@@ -403,7 +403,9 @@ build_answer(FederatedScan *s, Datum *param_values, bool *param_nulls)
 	ListCell *lc;
 	List *out = NIL;
 	if (!s->reachable) {
-		ereport(WARNING,
+		if (remote_should_warn(s->server))
+			ereport(
+				WARNING,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("hospital server \"%s\" is unreachable: answering from the replica alone",
 						s->server),

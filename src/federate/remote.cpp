@@ -47,6 +47,7 @@ struct CachedConn {
 	/* When this server last failed: (transaction, statement start). */
 	LocalTransactionId failed_lxid;
 	TimestampTz failed_stmt;
+	bool warned; /* the failure was reported to the user */
 };
 constexpr int max_cached = 16;
 CachedConn cache[max_cached];
@@ -75,7 +76,7 @@ cache_entry(Oid serverid, Oid userid, bool create)
 			free_slot = &cache[0];
 		}
 	}
-	*free_slot = CachedConn{serverid, userid, nullptr, InvalidLocalTransactionId, 0};
+	*free_slot = CachedConn{serverid, userid, nullptr, InvalidLocalTransactionId, 0, false};
 	return free_slot;
 }
 
@@ -87,6 +88,7 @@ mark_failed(CachedConn *c)
 	c->conn = nullptr;
 	c->failed_lxid = MyProc->lxid;
 	c->failed_stmt = GetCurrentStatementStartTimestamp();
+	c->warned = false;
 }
 
 /* The reason libpq gives, without its trailing newline, in palloc'd memory. */
@@ -186,6 +188,20 @@ remote_failed_this_statement(const char *server_name)
 			c.failed_stmt == GetCurrentStatementStartTimestamp())
 			return true;
 	return false;
+}
+
+bool
+remote_should_warn(const char *server_name)
+{
+	ForeignServer *server = GetForeignServerByName(server_name, true);
+	bool warn = true;
+	for (auto &c : cache)
+		if (server != nullptr && c.serverid == server->serverid && c.failed_lxid == MyProc->lxid &&
+			c.failed_stmt == GetCurrentStatementStartTimestamp()) {
+			warn = warn && !c.warned;
+			c.warned = true;
+		}
+	return warn;
 }
 
 PGconn *

@@ -49,4 +49,10 @@ PGresult *remote_exec(PGconn *conn, const char *sql, int nparams, const char *co
 /* Has server_name already failed during the current statement? */
 bool remote_failed_this_statement(const char *server_name);
 
+/*
+ * Should the failure of server_name be reported now?  True once per
+ * statement, so that a nested loop over a dead hospital warns once.
+ */
+bool remote_should_warn(const char *server_name);
+
 } // namespace edgesync::federate

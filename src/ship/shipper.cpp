@@ -184,7 +184,7 @@ load_target(const std::string &name, TargetConfig &c, bool &enabled)
 			"       (SELECT string_agg(h.key || ': ' || (h.value #>> '{}'), E'\\n')"
 			"          FROM pg_catalog.jsonb_each(s.headers) h),"
 			"       t.batch_changes, t.batch_bytes, t.timeout_ms, st.consecutive_failures,"
-			"       st.pending_end, st.resync_pending, t.enabled"
+			"       st.pending_end, st.resync_pending, t.enabled, st.acked_lsn"
 			"  FROM edgesync.targets t"
 			"  JOIN edgesync.target_secrets s ON s.name = t.name"
 			"  JOIN edgesync.target_state st ON st.name = t.name"
@@ -208,6 +208,7 @@ load_target(const std::string &name, TargetConfig &c, bool &enabled)
 	c.pending_end = is_null(0, 13) ? 0 : static_cast<uint64_t>(get_int(0, 13));
 	c.resync_pending = get_int(0, 14) != 0;
 	enabled = get_int(0, 15) != 0;
+	c.acked_lsn = is_null(0, 16) ? 0 : static_cast<uint64_t>(get_int(0, 16));
 	return true;
 }
 
@@ -259,15 +260,15 @@ advance(const TargetConfig &c, uint64_t to)
 }
 
 void
-record_success(const TargetConfig &c, int64_t changes, int64_t bytes)
+record_success(const TargetConfig &c, int64_t changes, int64_t bytes, uint64_t acked)
 {
 	spi_run(
 		"UPDATE edgesync.target_state SET last_success = pg_catalog.clock_timestamp(),"
 		"       last_attempt = pg_catalog.clock_timestamp(), batches_shipped = batches_shipped + 1,"
 		"       changes_shipped = changes_shipped + $2, bytes_shipped = bytes_shipped + $3,"
-		"       consecutive_failures = 0, next_retry = NULL, pending_end = NULL"
+		"       consecutive_failures = 0, next_retry = NULL, pending_end = NULL, acked_lsn = $4"
 		" WHERE name = $1",
-		{text_param(c.name), int8_param(changes), int8_param(bytes)}, false);
+		{text_param(c.name), int8_param(changes), int8_param(bytes), lsn_param(acked)}, false);
 }
 
 } // namespace
@@ -374,6 +375,16 @@ ship_target(const std::string &name, int max_batches, bool own_transactions)
 					0);
 				return;
 			}
+			/*
+			 * The slot's position reaches disk only at checkpoints: after a
+			 * crash it may be behind what the receiver acknowledged, which
+			 * target_state (WAL-logged) remembers.  Catch up before peeking,
+			 * so that nothing acknowledged is sent again.
+			 */
+			if (config.acked_lsn > confirmed) {
+				advance(config, config.acked_lsn);
+				confirmed = config.acked_lsn;
+			}
 			if (config.pending_end != 0 && config.pending_end <= confirmed)
 				config.pending_end = 0;
 			rows = peek(config, config.pending_end);
@@ -415,6 +426,19 @@ ship_target(const std::string &name, int max_batches, bool own_transactions)
 		uint64_t end = rows[n - 1].lsn;
 		bool more = rows.size() > n || static_cast<int64_t>(rows.size()) >= config.batch_changes;
 
+		/*
+		 * Remember the batch before sending it: if this process dies before
+		 * the acknowledgement is recorded, the next attempt sends the same
+		 * transactions under the same key (in ship(), only if the caller's
+		 * transaction commits).
+		 */
+		if (config.pending_end != end)
+			with_spi(own_transactions, [&] {
+				spi_run("UPDATE edgesync.target_state SET pending_end = $2 WHERE name = $1",
+						{text_param(config.name), lsn_param(end)}, false);
+			});
+		config.pending_end = end;
+
 		std::string error;
 		bool ok = transport->deliver(body, key, error);
 
@@ -422,7 +446,7 @@ ship_target(const std::string &name, int max_batches, bool own_transactions)
 			if (ok) {
 				if (end > confirmed)
 					advance(config, end);
-				record_success(config, changes, static_cast<int64_t>(body.size()));
+				record_success(config, changes, static_cast<int64_t>(body.size()), end);
 			} else
 				result.error = record_failure(config, error, end);
 		});
