@@ -26,6 +26,7 @@
  */
 #include "core/guard.hpp"
 #include "ship/batch.hpp"
+#include "ship/resync.hpp"
 #include "ship/shipper.hpp"
 #include "ship/transport.hpp"
 #include "ship/url.hpp"
@@ -359,6 +360,31 @@ ship_target(const std::string &name, int max_batches, bool own_transactions)
 
 	std::unique_ptr<Transport> transport =
 		config.kind == "http" ? make_http_transport(config) : make_pg_transport(config);
+
+	if (config.resync_pending) {
+		bool ok = false;
+		std::string error;
+		int64_t sent = 0;
+		with_spi(own_transactions, [&] {
+			ok = resend_current_rows(config, *transport, error, sent);
+			if (ok)
+				spi_run(
+					"UPDATE edgesync.target_state SET resync_pending = false,"
+					"       changes_shipped = changes_shipped + $2,"
+					"       last_success = pg_catalog.clock_timestamp(), consecutive_failures = 0,"
+					"       next_retry = NULL"
+					" WHERE name = $1",
+					{text_param(config.name), int8_param(sent)}, false);
+			else
+				result.error = record_failure(config, error, 0);
+		});
+		if (!ok) {
+			result.failed = true;
+			return result;
+		}
+		result.changes += sent;
+		config.failures = 0;
+	}
 
 	for (int b = 0; b < max_batches; b++) {
 		std::vector<Row> rows;
