@@ -103,6 +103,52 @@ append_sql_literal(Sink &out, std::string_view s)
 }
 
 /*
+ * Like append_sql_literal, but the literal never spans lines: a string with
+ * a newline or carriage return is written as E'...' with \n and \r escapes
+ * (and backslashes doubled), so one SQL statement stays on one line.
+ */
+template <typename Sink>
+void
+append_sql_literal_one_line(Sink &out, std::string_view s)
+{
+	if (s.find_first_of("\n\r") == std::string_view::npos) {
+		append_sql_literal(out, s);
+		return;
+	}
+	out.push_back('E');
+	out.push_back('\'');
+	const char *p = s.data();
+	const char *end = p + s.size();
+	const char *run = p;
+	for (; p < end; p++) {
+		const char *esc;
+		switch (*p) {
+		case '\'':
+			esc = "''";
+			break;
+		case '\\':
+			esc = "\\\\";
+			break;
+		case '\n':
+			esc = "\\n";
+			break;
+		case '\r':
+			esc = "\\r";
+			break;
+		default:
+			continue;
+		}
+		if (p > run)
+			out.append(run, static_cast<size_t>(p - run));
+		out.append(esc, 2);
+		run = p + 1;
+	}
+	if (end > run)
+		out.append(run, static_cast<size_t>(end - run));
+	out.push_back('\'');
+}
+
+/*
  * Appends name as a SQL identifier, always double-quoted: exact for every
  * name, keyword or not, mixed case or not.
  */

@@ -107,6 +107,8 @@ struct DecodeState {
 	uint64 seq;
 	char commit_lsn[32];
 	char commit_time[64];
+	char json_tail[160]; /* ,"xid":N,"commit_lsn":"..","commit_time":".."} */
+	int json_tail_len;
 };
 
 /* One row change, deformed. */

@@ -216,6 +216,9 @@ begin_txn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 	char buf[MAXDATELEN + 1];
 	format_iso8601(txn->xact_time.commit_time, buf);
 	strlcpy(state->commit_time, buf, sizeof(state->commit_time));
+	state->json_tail_len = snprintf(state->json_tail, sizeof(state->json_tail),
+									",\"xid\":%u,\"commit_lsn\":\"%s\",\"commit_time\":\"%s\"}",
+									txn->xid, state->commit_lsn, state->commit_time);
 	pin_output_settings();
 }
 

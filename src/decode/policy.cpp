@@ -11,8 +11,11 @@
  *       Writes edgesync.column_policies (a user catalog table, so the plugin
  *       reads it with each change's historic snapshot: a policy applies from
  *       the commit that set it on) and sends a relcache invalidation for the
- *       table, which the plugin replays at that point of the stream.  The
- *       caller must own the table; the write runs as the catalog's owner.
+ *       table, which the plugin replays at that point of the stream.  It
+ *       takes a SHARE lock on the table first, like CREATE INDEX: it waits
+ *       for the transactions writing the table, so none of them straddles
+ *       the policy's commit.  The caller must own the table; the write runs
+ *       as the catalog's owner.
  */
 #include "core/guard.hpp"
 #include "decode/decode.hpp"
@@ -25,6 +28,7 @@ extern "C" {
 #include "common/cryptohash.h"
 #include "common/sha2.h"
 #include "executor/spi.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -176,6 +180,14 @@ edgesync_set_column_policy(PG_FUNCTION_ARGS)
 							errdetail("Rows are identified by their primary key in the stream."),
 							errhint("Use the \"hash\" policy to hide key values.")));
 	}
+
+	/*
+	 * Wait for the transactions writing the table, and hold off new ones
+	 * until this one commits.  No transaction then both wrote the table
+	 * before the policy and commits after it, so every change committed
+	 * after the policy is decoded with a snapshot that has it.
+	 */
+	LockRelationOid(relid, ShareLock);
 
 	Oid types[3] = {OIDOID, INT2OID, TEXTOID};
 	Datum values[3] = {ObjectIdGetDatum(relid), Int16GetDatum(attnum), CStringGetTextDatum(policy)};

@@ -201,7 +201,7 @@ sql_write_begin(LogicalDecodingContext *ctx, DecodeState *state)
 	OutputPluginPrepareWrite(ctx, true);
 	StringInfoSink sink{ctx->out};
 	appendStringInfoString(ctx->out, "SELECT edgesync.apply_begin(");
-	text::append_sql_literal(sink, state->source);
+	text::append_sql_literal_one_line(sink, state->source);
 	appendStringInfo(ctx->out, ", '%s');", state->commit_lsn);
 	OutputPluginWrite(ctx, true);
 }
@@ -236,6 +236,16 @@ sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *
 		return;
 	}
 	case REORDER_BUFFER_CHANGE_DELETE:
+		if (c->old_values == nullptr) {
+			/* REPLICA IDENTITY NOTHING: no key to delete by; say so in the stream. */
+			OutputPluginPrepareWrite(ctx, true);
+			appendStringInfo(ctx->out,
+							 "-- edgesync: a delete from %s cannot be applied: the table has "
+							 "REPLICA IDENTITY NOTHING",
+							 c->rel->sql_name);
+			OutputPluginWrite(ctx, true);
+			return;
+		}
 		write_delete(ctx, state, c, "<=", true);
 		return;
 	default:
@@ -262,7 +272,7 @@ sql_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n, const
 		text::append_sql_identifier(name_sink, schemas[i]);
 		appendStringInfoChar(&name, '.');
 		text::append_sql_identifier(name_sink, tables[i]);
-		text::append_sql_literal(sink, std::string_view(name.data, name.len));
+		text::append_sql_literal_one_line(sink, std::string_view(name.data, name.len));
 	}
 	appendStringInfo(out, "]::pg_catalog.regclass[], %s, %s);", restart_identity ? "true" : "false",
 					 cascade ? "true" : "false");

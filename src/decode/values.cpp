@@ -166,7 +166,7 @@ append_sql_value(StringInfo out, const DecodeState *state, const ColumnInfo *col
 		appendStringInfoString(out, text[0] == 't' ? "true" : "false");
 		return;
 	default:
-		text::append_sql_literal(sink, std::string_view(text, len));
+		text::append_sql_literal_one_line(sink, std::string_view(text, len));
 		appendStringInfoString(out, "::");
 		appendStringInfoString(out, col->sql_type);
 		return;

@@ -22,6 +22,9 @@
 #include "core/guard.hpp"
 #include "track/tracked_rel.hpp"
 
+#include <algorithm>
+#include <cstring>
+
 extern "C" {
 #include "access/htup_details.h"
 #include "access/xact.h"
@@ -44,6 +47,111 @@ applying_replicated_change()
 		   SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA;
 }
 
+/*
+ * The three columns we maintain (version, created_at, updated_at) are all
+ * int8-sized and passed by value, so the row need not be deformed and formed
+ * again: one walk over its attributes, as heap_deform_tuple does, finds where
+ * their bytes are, and they are read and written in place.  Calling
+ * heap_getattr per column would walk the varlena columns before them again
+ * each time.
+ */
+struct Located {
+	uint32 offset[3]; /* of each column's bytes in the tuple's data */
+};
+
+/*
+ * Finds attnums[] in tuple.  False if one of them is NULL or missing from the
+ * tuple (added to the table after the row was written): its bytes are not
+ * there, and callers take the slow path.
+ */
+bool
+locate(HeapTuple tuple, TupleDesc desc, const int attnums[3], Located *where)
+{
+	HeapTupleHeader header = tuple->t_data;
+	int last = Max(attnums[0], Max(attnums[1], attnums[2]));
+	if (last > HeapTupleHeaderGetNatts(header))
+		return false;
+	bool hasnulls = HeapTupleHasNulls(tuple);
+	char *data = reinterpret_cast<char *>(header) + header->t_hoff;
+	uint32 off = 0;
+
+	for (int attnum = 1; attnum <= last; attnum++) {
+		Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
+		bool target = attnum == attnums[0] || attnum == attnums[1] || attnum == attnums[2];
+		if (hasnulls && att_isnull(attnum - 1, header->t_bits)) {
+			if (target)
+				return false;
+			continue;
+		}
+		if (att->attlen == -1)
+			off = att_align_pointer(off, att->attalign, -1, data + off);
+		else
+			off = att_align_nominal(off, att->attalign);
+		for (int i = 0; i < 3; i++)
+			if (attnum == attnums[i])
+				where->offset[i] = off;
+		off = att_addlength_pointer(off, att->attlen, data + off);
+	}
+	return true;
+}
+
+char *
+tuple_data(HeapTuple tuple)
+{
+	return reinterpret_cast<char *>(tuple->t_data) + tuple->t_data->t_hoff;
+}
+
+int64
+read_int8(HeapTuple tuple, const Located &where, int i)
+{
+	int64 v;
+	memcpy(&v, tuple_data(tuple) + where.offset[i], sizeof(v));
+	return v;
+}
+
+/* A copy of tuple with the located columns set to values[]. */
+HeapTuple
+copy_with(HeapTuple tuple, const Located &where, const int64 values[3])
+{
+	HeapTuple copy = heap_copytuple(tuple);
+	for (int i = 0; i < 3; i++)
+		memcpy(tuple_data(copy) + where.offset[i], &values[i], sizeof(values[i]));
+	return copy;
+}
+
+/*
+ * True if old and new hold the same bytes, the located columns aside: the
+ * test of suppress_redundant_updates_trigger applied to new with the old
+ * values of our columns put back.  Both tuples have the three columns at the
+ * same offsets whenever everything before them is the same.
+ */
+bool
+identical_but_ours(HeapTuple a, const Located &wa, HeapTuple b, const Located &wb)
+{
+	HeapTupleHeader ha = a->t_data;
+	HeapTupleHeader hb = b->t_data;
+	if (a->t_len != b->t_len || ha->t_hoff != hb->t_hoff ||
+		HeapTupleHeaderGetNatts(ha) != HeapTupleHeaderGetNatts(hb) ||
+		(ha->t_infomask & ~HEAP_XACT_MASK) != (hb->t_infomask & ~HEAP_XACT_MASK))
+		return false;
+	uint32 windows[3];
+	for (int i = 0; i < 3; i++) {
+		if (wa.offset[i] != wb.offset[i])
+			return false;
+		windows[i] = wa.offset[i] + ha->t_hoff; /* from the header's start */
+	}
+	std::sort(windows, windows + 3);
+	const char *pa = reinterpret_cast<const char *>(ha);
+	const char *pb = reinterpret_cast<const char *>(hb);
+	uint32 from = SizeofHeapTupleHeader;
+	for (uint32 w : windows) {
+		if (memcmp(pa + from, pb + from, w - from) != 0)
+			return false;
+		from = w + sizeof(int64);
+	}
+	return memcmp(pa + from, pb + from, a->t_len - from) == 0;
+}
+
 /* The same test as suppress_redundant_updates_trigger: identical bytes. */
 bool
 tuples_identical(HeapTuple a, HeapTuple b)
@@ -58,55 +166,15 @@ tuples_identical(HeapTuple a, HeapTuple b)
 				  a->t_len - SizeofHeapTupleHeader) == 0;
 }
 
-/*
- * A copy of tuple with the int8-sized, pass-by-value columns attnums[] set to
- * values[], written in place: the three columns we maintain are all 8-byte
- * values, so the row need not be deformed and formed again.  Walks the
- * attributes as heap_deform_tuple does, up to the last one to set.  Falls
- * back to heap_modify_tuple_by_cols when a target is NULL in the tuple or
- * missing from it (its bytes are not there to overwrite).
- */
+/* A copy of tuple with attnums[] set to values[] (never NULL), by columns. */
 HeapTuple
-with_int8_columns(HeapTuple tuple, TupleDesc desc, const int attnums[3], const Datum values[3])
+with_columns(HeapTuple tuple, TupleDesc desc, const int attnums[3], const Datum values[3])
 {
-	HeapTupleHeader header = tuple->t_data;
-	int natts = HeapTupleHeaderGetNatts(header);
-	int last = Max(attnums[0], Max(attnums[1], attnums[2]));
-	bool hasnulls = HeapTupleHasNulls(tuple);
-	char *data = reinterpret_cast<char *>(header) + header->t_hoff;
-	uint32 offsets[3] = {0, 0, 0};
-	uint32 off = 0;
-
-	if (last > natts)
-		goto fallback;
-	for (int attnum = 1; attnum <= last; attnum++) {
-		Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
-		bool target = attnum == attnums[0] || attnum == attnums[1] || attnum == attnums[2];
-		if (hasnulls && att_isnull(attnum - 1, header->t_bits)) {
-			if (target)
-				goto fallback;
-			continue;
-		}
-		if (att->attlen == -1)
-			off = att_align_pointer(off, att->attalign, -1, data + off);
-		else
-			off = att_align_nominal(off, att->attalign);
-		for (int i = 0; i < 3; i++)
-			if (attnum == attnums[i])
-				offsets[i] = off;
-		off = att_addlength_pointer(off, att->attlen, data + off);
+	Located where;
+	if (locate(tuple, desc, attnums, &where)) {
+		int64 v[3] = {DatumGetInt64(values[0]), DatumGetInt64(values[1]), DatumGetInt64(values[2])};
+		return copy_with(tuple, where, v);
 	}
-	{
-		HeapTuple copy = heap_copytuple(tuple);
-		char *copy_data = reinterpret_cast<char *>(copy->t_data) + copy->t_data->t_hoff;
-		for (int i = 0; i < 3; i++) {
-			int64 v = DatumGetInt64(values[i]);
-			memcpy(copy_data + offsets[i], &v, sizeof(v));
-		}
-		return copy;
-	}
-
-fallback:
 	bool nulls[3] = {false, false, false};
 	return heap_modify_tuple_by_cols(tuple, desc, 3, const_cast<int *>(attnums),
 									 const_cast<Datum *>(values), nulls);
@@ -119,6 +187,26 @@ get_int8(HeapTuple tuple, AttrNumber attnum, TupleDesc desc, bool *isnull)
 	return *isnull ? 0 : DatumGetInt64(d);
 }
 
+/* The statement set version to something other than the stored one. */
+[[noreturn]] void
+version_conflict(Relation rel, TrackedRel *info, HeapTuple old_tuple, TupleDesc desc,
+				 int64 new_version, bool old_null, int64 old_version)
+{
+	StringInfoData key;
+	initStringInfo(&key);
+	append_key_json(&key, info, old_tuple, desc);
+	ereport(
+		ERROR,
+		(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+		 errmsg("version conflict updating table \"%s\"", RelationGetRelationName(rel)),
+		 errdetail("Row %s: the update expected version " INT64_FORMAT
+				   ", but the current version is %s.",
+				   key.data, new_version, old_null ? "null" : psprintf(INT64_FORMAT, old_version)),
+		 errhint("Read the row again and reapply the change on top of the current version.")));
+}
+
+Datum on_update_slow(TriggerData *td, TrackedRel *info, bool skip_unchanged, int cols[3]);
+
 Datum
 on_insert(TriggerData *td, TrackedRel *info)
 {
@@ -129,7 +217,7 @@ on_insert(TriggerData *td, TrackedRel *info)
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	int cols[3] = {info->version_attnum, info->created_at_attnum, info->updated_at_attnum};
 	Datum values[3] = {Int64GetDatum(1), TimestampTzGetDatum(now), TimestampTzGetDatum(now)};
-	return PointerGetDatum(with_int8_columns(tuple, RelationGetDescr(td->tg_relation), cols, values));
+	return PointerGetDatum(with_columns(tuple, RelationGetDescr(td->tg_relation), cols, values));
 }
 
 Datum
@@ -142,6 +230,31 @@ on_update(TriggerData *td, TrackedRel *info, bool skip_unchanged)
 	if (applying_replicated_change())
 		return PointerGetDatum(new_tuple);
 
+	int cols[3] = {info->version_attnum, info->created_at_attnum, info->updated_at_attnum};
+	Located old_at, new_at;
+	if (locate(old_tuple, desc, cols, &old_at) && locate(new_tuple, desc, cols, &new_at)) {
+		/* The usual case: all three columns there, none NULL. */
+		int64 old_version = read_int8(old_tuple, old_at, 0);
+		int64 new_version = read_int8(new_tuple, new_at, 0);
+		if (new_version != old_version)
+			version_conflict(rel, info, old_tuple, desc, new_version, false, old_version);
+		if (skip_unchanged && identical_but_ours(old_tuple, old_at, new_tuple, new_at))
+			return PointerGetDatum(nullptr); /* nothing changed: skip the row */
+		int64 values[3] = {old_version + 1, read_int8(old_tuple, old_at, 1),
+						   GetCurrentTransactionStartTimestamp()};
+		return PointerGetDatum(copy_with(new_tuple, new_at, values));
+	}
+	return on_update_slow(td, info, skip_unchanged, cols);
+}
+
+/* on_update for rows where a column we maintain is NULL or missing. */
+Datum
+on_update_slow(TriggerData *td, TrackedRel *info, bool skip_unchanged, int cols[3])
+{
+	Relation rel = td->tg_relation;
+	TupleDesc desc = RelationGetDescr(rel);
+	HeapTuple old_tuple = td->tg_trigtuple;
+	HeapTuple new_tuple = td->tg_newtuple;
 	bool old_null, new_null;
 	int64 old_version = get_int8(old_tuple, info->version_attnum, desc, &old_null);
 	int64 new_version = get_int8(new_tuple, info->version_attnum, desc, &new_null);
@@ -152,23 +265,11 @@ on_update(TriggerData *td, TrackedRel *info, bool skip_unchanged)
 						errmsg("column \"version\" of table \"%s\" cannot be set to null",
 							   RelationGetRelationName(rel)),
 						errhint("Set version to the version you read, or leave it out.")));
-	if (old_null || new_version != old_version) {
-		StringInfoData key;
-		initStringInfo(&key);
-		append_key_json(&key, info, old_tuple, desc);
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("version conflict updating table \"%s\"", RelationGetRelationName(rel)),
-				 errdetail("Row %s: the update expected version " INT64_FORMAT
-						   ", but the current version is %s.",
-						   key.data, new_version,
-						   old_null ? "null" : psprintf(INT64_FORMAT, old_version)),
-				 errhint("Read the row again and reapply the change on top of the current version.")));
-	}
+	if (old_null || new_version != old_version)
+		version_conflict(rel, info, old_tuple, desc, new_version, old_null, old_version);
 
 	Datum created_at = heap_getattr(old_tuple, info->created_at_attnum, desc, &old_null);
 	bool created_null = old_null;
-	int cols[3] = {info->version_attnum, info->created_at_attnum, info->updated_at_attnum};
 	Datum values[3];
 	bool nulls[3] = {false, created_null, false};
 
@@ -181,7 +282,8 @@ on_update(TriggerData *td, TrackedRel *info, bool skip_unchanged)
 		HeapTuple candidate = new_tuple;
 		bool updated_null, old_updated_null, cnull;
 		Datum updated = heap_getattr(new_tuple, info->updated_at_attnum, desc, &updated_null);
-		Datum old_updated = heap_getattr(old_tuple, info->updated_at_attnum, desc, &old_updated_null);
+		Datum old_updated =
+			heap_getattr(old_tuple, info->updated_at_attnum, desc, &old_updated_null);
 		Datum created_new = heap_getattr(new_tuple, info->created_at_attnum, desc, &cnull);
 		if (updated_null != old_updated_null || (!updated_null && updated != old_updated) ||
 			cnull != created_null || (!cnull && created_new != created_at)) {
@@ -200,7 +302,7 @@ on_update(TriggerData *td, TrackedRel *info, bool skip_unchanged)
 	values[2] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	if (created_null)
 		return PointerGetDatum(heap_modify_tuple_by_cols(new_tuple, desc, 3, cols, values, nulls));
-	return PointerGetDatum(with_int8_columns(new_tuple, desc, cols, values));
+	return PointerGetDatum(with_columns(new_tuple, desc, cols, values));
 }
 
 Datum
@@ -212,9 +314,10 @@ version_trigger(FunctionCallInfo fcinfo)
 	TriggerData *td = reinterpret_cast<TriggerData *>(fcinfo->context);
 	if (!TRIGGER_FIRED_BEFORE(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
 		!(TRIGGER_FIRED_BY_INSERT(td->tg_event) || TRIGGER_FIRED_BY_UPDATE(td->tg_event)))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("edgesync.version_trigger() must fire BEFORE INSERT OR UPDATE FOR EACH ROW")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+			 errmsg("edgesync.version_trigger() must fire BEFORE INSERT OR UPDATE FOR EACH ROW")));
 
 	TrackedRel *info = tracked_rel_for(fcinfo, td->tg_relation);
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
@@ -224,9 +327,9 @@ version_trigger(FunctionCallInfo fcinfo)
 	return on_update(td, info, skip_unchanged);
 }
 
-}  // namespace
+} // namespace
 
-}  // namespace edgesync::track
+} // namespace edgesync::track
 
 Datum
 edgesync_version_trigger(PG_FUNCTION_ARGS)

@@ -33,7 +33,7 @@ ident(std::string_view s)
 	return out;
 }
 
-}  // namespace
+} // namespace
 
 TEST(JsonString, PlainTextIsQuotedOnly)
 {
@@ -92,4 +92,35 @@ TEST(SqlIdentifier, AlwaysQuotedAndDoubled)
 	EXPECT_EQ(ident("patients"), "\"patients\"");
 	EXPECT_EQ(ident("Select"), "\"Select\"");
 	EXPECT_EQ(ident("we\"ird"), "\"we\"\"ird\"");
+}
+
+namespace {
+
+std::string
+one_line(std::string_view s)
+{
+	std::string out;
+	append_sql_literal_one_line(out, s);
+	return out;
+}
+
+} // namespace
+
+TEST(SqlLiteralOneLine, WithoutLineBreaksSameAsLiteral)
+{
+	EXPECT_EQ(one_line("it's"), literal("it's"));
+	EXPECT_EQ(one_line("a\\b"), literal("a\\b"));
+	EXPECT_EQ(one_line(""), "''");
+}
+
+TEST(SqlLiteralOneLine, LineBreaksBecomeEscapes)
+{
+	EXPECT_EQ(one_line("a\nb"), "E'a\\nb'");
+	EXPECT_EQ(one_line("a\r\nb"), "E'a\\r\\nb'");
+	EXPECT_EQ(one_line("it's\n\\"), "E'it''s\\n\\\\'");
+	EXPECT_EQ(one_line("\n"), "E'\\n'");
+	EXPECT_EQ(one_line("tab\there\n"), "E'tab\there\\n'");
+	std::string out = one_line("x\ny\rz\\'");
+	EXPECT_EQ(out.find('\n'), std::string::npos);
+	EXPECT_EQ(out.find('\r'), std::string::npos);
 }

@@ -1,0 +1,133 @@
+-- The sql format: applied to a second database on the same instance, the
+-- replica converges to the source; applying the same stream again changes
+-- nothing; an older change never overwrites a newer row.
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+SELECT current_database() AS source_db \gset
+CREATE EXTENSION edgesync;
+SET edgesync.hash_key = 'regress-secret';
+
+-- The same tables on both sides (tracked on the replica too: applying keeps
+-- the incoming versions).
+\set tables 'CREATE TABLE patients (id int PRIMARY KEY, mrn text, name text, born date, notes text, score numeric, flags jsonb, weight float8); CREATE TABLE "Odd ""Table"""("select" int, "Key" text, "from" text, PRIMARY KEY ("select", "Key")); CREATE TABLE doses (id int PRIMARY KEY, mg int, g numeric GENERATED ALWAYS AS (mg / 1000.0) STORED); ALTER TABLE patients ALTER COLUMN notes SET STORAGE EXTERNAL; SELECT edgesync.track(t) FROM unnest(ARRAY[''patients'', ''"Odd ""Table"""'', ''doses'']) AS t;'
+:tables
+SELECT edgesync.set_column_policy('patients', 'mrn', 'hash');
+SELECT edgesync.set_column_policy('patients', 'name', 'redact');
+
+CREATE DATABASE decode_replica;
+\c decode_replica
+SET client_min_messages = warning;
+CREATE EXTENSION edgesync;
+:tables
+-- The replica keeps its own value of a redacted column.
+INSERT INTO patients (id, name) VALUES (2, 'replica''s own name');
+SELECT count(*) AS logged_before FROM edgesync.sync_log \gset
+\c :source_db
+SET edgesync.hash_key = 'regress-secret';
+
+SELECT 'init' FROM pg_create_logical_replication_slot('q', 'edgesync');
+
+-- A workload with every kind of change.
+INSERT INTO patients (id, mrn, name, born, notes, score, flags, weight) VALUES
+  (1, 'MRN-1', 'Ann', '1980-01-01', repeat('long note ', 500), 1.10, '{"a": [1, "x"]}', 'NaN'),
+  (2, 'MRN-2', 'Bob', NULL, E'quote '' backslash \\ newline\n tab\t 😀', NULL, 'null', -0.5),
+  (3, 'MRN-3', 'Cy', '1990-03-03', NULL, 3, NULL, 'Infinity');
+INSERT INTO "Odd ""Table""" VALUES (1, 'K''1', 'from'), (2, 'K"2', NULL);
+INSERT INTO doses (id, mg) VALUES (1, 250), (2, 500);
+UPDATE patients SET score = score + 1 WHERE id = 1;             -- notes unchanged (TOAST)
+UPDATE patients SET notes = notes || 'more' WHERE id = 1;        -- notes changed
+UPDATE patients SET id = 20 WHERE id = 2;                        -- new key
+DELETE FROM patients WHERE id = 3;
+UPDATE "Odd ""Table""" SET "Key" = 'K''1b' WHERE "select" = 1;
+BEGIN;
+INSERT INTO doses (id, mg) VALUES (3, 1);
+SAVEPOINT s;
+INSERT INTO doses (id, mg) VALUES (4, 1);
+ROLLBACK TO s;
+UPDATE doses SET mg = 2 WHERE id = 3;
+COMMIT;
+TRUNCATE doses;
+INSERT INTO doses (id, mg) VALUES (5, 5);
+SELECT 'm' FROM pg_logical_emit_message(true, 'ignored', 'by the sql format');
+
+-- What the stream looks like (LSNs and timestamps masked).
+SELECT regexp_replace(regexp_replace(regexp_replace(regexp_replace(data,
+         '''[0-9A-F]+/[0-9A-F]+''', '''…''', 'g'),
+         '''\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[.0-9]*[+-]\d\d''', '''…''', 'g'),
+         '''[0-9a-f]{64}''', '''…hmac''', 'g'),
+         '''(long note ){3}[^'']*''', '''long note …''', 'g') AS stream
+  FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql', 'source', 'regress-source');
+
+-- One statement per line: line breaks inside values are escaped.
+SELECT count(*) AS statements, bool_and(position(E'\n' in data) = 0 AND position(E'\r' in data) = 0) AS one_per_line
+  FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql');
+SELECT string_agg(data, E'\n' ORDER BY n) AS stream
+  FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql', 'source', 'regress-source')
+       WITH ORDINALITY AS c(lsn, xid, data, n) \gset
+SELECT max(lsn) AS last_lsn FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql') \gset
+-- Row checksums on the source (the redacted column left out: it never
+-- leaves; the hashed one arrives hashed).
+\set checksum 'SELECT (SELECT md5(string_agg(format(''%s|%s|%s|%s|%s|%s|%s|%s|%s'', id, mrn IS NULL, born, md5(notes), score, flags, weight, version, created_at), '','' ORDER BY id)) FROM patients) AS patients, (SELECT md5(string_agg(t::text, '','' ORDER BY "select")) FROM "Odd ""Table""" t) AS odd, (SELECT md5(string_agg(d::text, '','' ORDER BY id)) FROM doses d) AS doses'
+:checksum \gset source_
+\c decode_replica
+\o /dev/null
+:stream
+\o
+:checksum \gset replica_
+SELECT :'source_patients' = :'replica_patients' AS patients_same, :'source_odd' = :'replica_odd' AS odd_same,
+       :'source_doses' = :'replica_doses' AS doses_same;
+SELECT id, name, length(mrn) AS hashed_len, version FROM patients ORDER BY id;
+SELECT source, lsn >= :'last_lsn'::pg_lsn - 200 AND lsn <= :'last_lsn' AS lsn_recorded FROM edgesync.applied_lsn;
+SELECT count(*) - :logged_before AS logged_by_apply FROM edgesync.sync_log;
+SELECT lsn AS applied_lsn FROM edgesync.applied_lsn \gset
+
+-- The same stream again: every transaction recognised, nothing changes.
+\o /dev/null
+:stream
+\o
+:checksum \gset again_
+SELECT :'replica_patients' = :'again_patients' AND :'replica_odd' = :'again_odd'
+       AND :'replica_doses' = :'again_doses' AS unchanged,
+       (SELECT lsn FROM edgesync.applied_lsn) = :'applied_lsn' AS lsn_unchanged;
+SELECT id, name FROM patients ORDER BY id;
+-- A replayed transaction runs its statements with edgesync.applying() false.
+BEGIN;
+SELECT edgesync.apply_begin('regress-source', '0/1') AS fresh, edgesync.applying() AS applying,
+       current_setting('session_replication_role') AS role;
+ROLLBACK;
+SELECT current_setting('session_replication_role') AS role_after;
+
+-- A newer row on the replica is not overwritten by an older change.
+SET session_replication_role = replica;
+UPDATE patients SET score = 100, version = 100 WHERE id = 1;
+RESET session_replication_role;
+\c :source_db
+SET edgesync.hash_key = 'regress-secret';
+SELECT count(*) > 0 AS consumed FROM pg_logical_slot_get_changes('q', NULL, NULL);
+UPDATE patients SET score = 7 WHERE id = 1;
+UPDATE patients SET weight = 70 WHERE id = 20;
+DELETE FROM "Odd ""Table""";
+SELECT string_agg(data, E'\n' ORDER BY n) AS stream
+  FROM pg_logical_slot_get_changes('q', NULL, NULL, 'format', 'sql', 'source', 'regress-source')
+       WITH ORDINALITY AS c(lsn, xid, data, n) \gset
+\c decode_replica
+\o /dev/null
+:stream
+\o
+SELECT id, score, weight, version FROM patients ORDER BY id;
+SELECT count(*) AS odd_rows FROM "Odd ""Table""";
+
+-- Applying needs edgesync_applier (or edgesync_admin).
+CREATE ROLE regress_nobody;
+SET ROLE regress_nobody;
+SELECT edgesync.apply_begin('x', '0/1');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+DROP ROLE regress_nobody;
+
+\c :source_db
+SET edgesync.hash_key = 'regress-secret';
+SELECT pg_drop_replication_slot('q');
+DROP DATABASE decode_replica;
+DROP TABLE patients, "Odd ""Table""", doses;
+DROP EXTENSION edgesync;
