@@ -7,6 +7,7 @@
 #include "core/guard.hpp"
 #include "core/postgres.hpp"
 #include "decode/decode.hpp"
+#include "federate/remote.hpp"
 #include "ship/worker.hpp"
 #include "track/sync_log.hpp"
 
@@ -29,6 +30,7 @@ _PG_init(void)
 	edgesync::track::register_sync_log_callbacks();
 	edgesync::decode::register_policy_settings();
 	edgesync::ship::init();
+	edgesync::federate::define_settings();
 }
 
 /* edgesync.version(): the version of the loaded library. */

@@ -81,7 +81,7 @@ declare -A plugin_opts=(
 # every plugin must report the same number).
 declare -A plugin_change=(
 	[edgesync-json]="data ~ '\"op\":\"(insert|update|delete)\"'"
-	[edgesync-sql]="data ~* '^(INSERT|UPDATE|DELETE|WITH)' OR data ~* '[[:space:]](INSERT INTO|UPDATE|DELETE FROM) '"
+	[edgesync-sql]="data ~ '^(INSERT INTO|UPDATE|DELETE FROM) '"
 	[wal2json]="data ~ '^\\{\"action\":\"[IUD]\"'"
 	[test_decoding]="data ~ '^table '"
 	[pgoutput]="get_byte(data, 0) IN (73, 85, 68)"

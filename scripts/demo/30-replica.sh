@@ -29,7 +29,7 @@ cloud_sql -c 'SELECT id, name, ward, version FROM hospital_patients ORDER BY id'
 say "3. Changes on the hospital"
 hospital_sql <<'SQL'
 UPDATE hospital_patients SET ward = 'Cardiology' WHERE id = 1;
-INSERT INTO hospital_patients (id, hospital_id, name, ward) VALUES (3, 1, 'Chloé O''Neil', 'A');
+INSERT INTO hospital_patients (id, hospital_id, name, ward) VALUES (30, 1, 'Chloé O''Neil', 'A');
 SQL
 
 say "4. pg_recvlogical -o format=sql | psql: the changes arrive in the cloud"
@@ -47,5 +47,12 @@ echo '$ psql -d cloud -At < stream.sql'
 cluster_psql cloud -d cloud -At -v ON_ERROR_STOP=1 <"$CLUSTER_ROOT/stream.sql"
 cloud_sql -c 'SELECT id, name, ward, version FROM hospital_patients ORDER BY id'
 
-# The slot would hold WAL back for a cloud that no longer listens.
+# The slot would hold WAL back for a cloud that no longer listens; the cloud
+# cluster goes too (the federation chapter builds its own).
 hospital_tool pg_recvlogical -S cloud --drop-slot
+as_cluster_user "$PG_BINDIR/pg_ctl" -D "$CLUSTER_ROOT/cloud" -m fast -w stop >/dev/null
+rm -rf "$CLUSTER_ROOT/cloud"
+remaining=()
+for c in "${CLUSTERS[@]}"; do [ "$c" = cloud ] || remaining+=("$c"); done
+CLUSTERS=("${remaining[@]}")
+unset cloud_PORT remaining c

@@ -1,6 +1,6 @@
 /*
  * sync_log.cpp — the AFTER triggers that feed edgesync.sync_log, and the
- * buffered multi-insert behind them (see sync_log.hpp).
+ * buffered insert behind them (see sync_log.hpp).
  *
  * The physical table, edgesync.sync_log_data, holds one row per batch: a run
  * of changes of one table by one role within one flush, with the changes'
@@ -17,10 +17,13 @@
 #include "track/tracked_rel.hpp"
 
 extern "C" {
+#include "access/genam.h"
 #include "access/heapam.h"
+#include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
@@ -31,6 +34,7 @@ extern "C" {
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/relcache.h"
 
 PG_FUNCTION_INFO_V1(edgesync_log_trigger);
 }
@@ -64,13 +68,18 @@ struct LogEntry {
 	char op;
 	bool has_version;
 	int64 version;
-	char *pk; /* JSON text, or nullptr (truncate) */
+	text *pk; /* JSON text, or nullptr (truncate) */
 };
 
-/* The buffer lives in a child of TopTransactionContext; forgotten at xact end. */
+/*
+ * The buffer: kFlushAt entries allocated once per backend, their keys in a
+ * context reset after each flush and at the end of each transaction (so a
+ * transaction pays for no context of its own).
+ */
 MemoryContext buffer_context = nullptr;
 LogEntry *entries = nullptr;
 int nentries = 0;
+StringInfoData key_scratch; /* the key of the row being logged */
 
 /* The log table and its id sequence, looked up once per backend. */
 Oid log_relid = InvalidOid;
@@ -99,35 +108,57 @@ reserve_ids(int n)
 }
 
 /*
- * What a flush writes with, kept for the backend's life so that a flush
- * allocates next to nothing: kFlushAt virtual slots over a private copy of
- * the log's descriptor (a copy is not reference counted, so the slots register
- * nothing with the resource owner), and a scratch context reset after each
- * flush.  Rebuilt when the log table changes (relcache invalidation).
+ * What a flush writes with, kept for the backend's life so that a flush of a
+ * statement's changes costs a few microseconds: the log's layout checked,
+ * and for each of its indexes the IndexInfo to insert with.  Rebuilt when
+ * the log table changes (relcache invalidation: also sent when an index is
+ * added to or dropped from it).  Index relations themselves are opened per
+ * flush, as the executor would.
  */
+constexpr int kMaxLogIndexes = 8;
 struct LogWriter {
 	MemoryContext context;
-	MemoryContext scratch;
-	TupleTableSlot *slots[kFlushAt];
+	MemoryContext scratch; /* reset after each flush */
+	int nindexes;
+	Oid index_oids[kMaxLogIndexes];
+	IndexInfo *index_infos[kMaxLogIndexes];
+	/* Only plain column indexes (the BRIN): otherwise the executor inserts. */
+	bool plain_indexes;
 	bool valid;
 };
 LogWriter writer = {};
+
+void check_log_layout(Relation rel);
 
 LogWriter &
 log_writer(Relation rel)
 {
 	if (writer.valid)
 		return writer;
+	check_log_layout(rel);
 	if (writer.context != nullptr)
 		MemoryContextDelete(writer.context);
-	writer.context = AllocSetContextCreate(TopMemoryContext, "edgesync sync_log writer",
-										   ALLOCSET_DEFAULT_SIZES);
-	writer.scratch = AllocSetContextCreate(writer.context, "edgesync sync_log flush",
-										   64 * 1024, 64 * 1024, ALLOCSET_DEFAULT_MAXSIZE);
+	writer.context =
+		AllocSetContextCreate(TopMemoryContext, "edgesync sync_log writer", ALLOCSET_SMALL_SIZES);
+	writer.scratch = AllocSetContextCreate(writer.context, "edgesync sync_log flush", 64 * 1024,
+										   64 * 1024, ALLOCSET_DEFAULT_MAXSIZE);
 	MemoryContext old = MemoryContextSwitchTo(writer.context);
-	TupleDesc desc = CreateTupleDescCopy(RelationGetDescr(rel));
-	for (int i = 0; i < kFlushAt; i++)
-		writer.slots[i] = MakeTupleTableSlot(desc, &TTSOpsVirtual);
+	List *indexes = RelationGetIndexList(rel);
+	writer.nindexes = 0;
+	writer.plain_indexes = list_length(indexes) <= kMaxLogIndexes;
+	if (writer.plain_indexes) {
+		ListCell *lc;
+		foreach (lc, indexes) {
+			Relation index = index_open(lfirst_oid(lc), RowExclusiveLock);
+			IndexInfo *info = BuildIndexInfo(index);
+			if (info->ii_Expressions != NIL || info->ii_Predicate != NIL || info->ii_Unique ||
+				info->ii_ExclusionOps != nullptr)
+				writer.plain_indexes = false;
+			writer.index_oids[writer.nindexes] = RelationGetRelid(index);
+			writer.index_infos[writer.nindexes++] = info;
+			index_close(index, NoLock);
+		}
+	}
 	MemoryContextSwitchTo(old);
 	writer.valid = true;
 	return writer;
@@ -136,9 +167,9 @@ log_writer(Relation rel)
 void
 forget_buffer()
 {
-	buffer_context = nullptr; /* deleted with TopTransactionContext */
-	entries = nullptr;
 	nentries = 0;
+	if (buffer_context != nullptr)
+		MemoryContextReset(buffer_context);
 }
 
 void
@@ -148,10 +179,12 @@ lookup_log_relation()
 	Oid rel = OidIsValid(nsp) ? get_relname_relid("sync_log_data", nsp) : InvalidOid;
 	Oid seq = OidIsValid(nsp) ? get_relname_relid("sync_log_id_seq", nsp) : InvalidOid;
 	if (!OidIsValid(rel) || !OidIsValid(seq))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("edgesync.sync_log_data does not exist in this database"),
-				 errhint("A table tracked by edgesync needs the extension: CREATE EXTENSION edgesync.")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_UNDEFINED_TABLE),
+			 errmsg("edgesync.sync_log_data does not exist in this database"),
+			 errhint(
+				 "A table tracked by edgesync needs the extension: CREATE EXTENSION edgesync.")));
 	log_relid = rel;
 	log_seqid = seq;
 }
@@ -169,7 +202,34 @@ check_log_layout(Relation rel)
 						errhint("Was it altered by hand? Reinstall the extension.")));
 }
 
-/* Writes every buffered entry: one multi-insert of a few batch rows. */
+/* Inserts tuple's index entries (plain column indexes only). */
+void
+insert_index_entries(const LogWriter &w, Relation rel, HeapTuple tuple, const Datum *values,
+					 const bool *nulls)
+{
+	for (int i = 0; i < w.nindexes; i++) {
+		IndexInfo *info = w.index_infos[i];
+		Datum index_values[INDEX_MAX_KEYS];
+		bool index_nulls[INDEX_MAX_KEYS];
+		for (int k = 0; k < info->ii_NumIndexAttrs; k++) {
+			int attno = info->ii_IndexAttrNumbers[k];
+			index_values[k] = values[attno - 1];
+			index_nulls[k] = nulls[attno - 1];
+		}
+		/* The access method's per-statement cache lives for this flush only. */
+		info->ii_AmCache = nullptr;
+		info->ii_Context = CurrentMemoryContext;
+		Relation index = index_open(w.index_oids[i], RowExclusiveLock);
+		index_insert(index, index_values, index_nulls, &tuple->t_self, rel, UNIQUE_CHECK_NO, false,
+					 info);
+		index_close(index, NoLock);
+	}
+}
+
+/*
+ * Writes every buffered entry: a heap tuple per batch (usually one), and its
+ * index entries.  Everything it allocates is in the writer's scratch context.
+ */
 void
 flush()
 {
@@ -179,90 +239,101 @@ flush()
 		lookup_log_relation();
 
 	Relation rel = table_open(log_relid, RowExclusiveLock);
-	check_log_layout(rel);
 	LogWriter &w = log_writer(rel);
 	MemoryContext old = MemoryContextSwitchTo(w.scratch);
+	TupleDesc desc = RelationGetDescr(rel);
 
-	EState *estate = CreateExecutorState();
-	ResultRelInfo *result_rel = makeNode(ResultRelInfo);
-	InitResultRelInfo(result_rel, rel, 1, nullptr, 0);
-	ExecOpenIndices(result_rel, false);
+	/* Indexes other than plain ones (added by hand) are left to the executor. */
+	EState *estate = nullptr;
+	ResultRelInfo *result_rel = nullptr;
+	TupleTableSlot *slot = nullptr;
+	if (!w.plain_indexes) {
+		estate = CreateExecutorState();
+		result_rel = makeNode(ResultRelInfo);
+		InitResultRelInfo(result_rel, rel, 1, nullptr, 0);
+		ExecOpenIndices(result_rel, false);
+		slot = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
+	}
 
-	Datum xid = Int64GetDatum(static_cast<int64>(U64FromFullTransactionId(GetTopFullTransactionId())));
-	Datum changed_at = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	Datum app_name = CStringGetTextDatum(application_name != nullptr ? application_name : "");
+	Datum values[kNumLogColumns];
+	bool nulls[kNumLogColumns] = {};
+	values[kXid] =
+		Int64GetDatum(static_cast<int64>(U64FromFullTransactionId(GetTopFullTransactionId())));
+	values[kChangedAt] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	values[kApplicationName] =
+		CStringGetTextDatum(application_name != nullptr ? application_name : "");
 	Datum *ops = static_cast<Datum *>(palloc(sizeof(Datum) * nentries));
 	Datum *versions = static_cast<Datum *>(palloc(sizeof(Datum) * nentries));
 	bool *version_nulls = static_cast<bool *>(palloc(sizeof(bool) * nentries));
 	Datum *pks = static_cast<Datum *>(palloc(sizeof(Datum) * nentries));
 	bool *pk_nulls = static_cast<bool *>(palloc(sizeof(bool) * nentries));
+	CommandId cid = GetCurrentCommandId(true);
 
 	/* One batch per run of entries with the same table and role. */
-	int nbatches = 0;
 	for (int start = 0; start < nentries;) {
 		const LogEntry *first = &entries[start];
 		int end = start;
-		for (; end < nentries && entries[end].relid == first->relid && entries[end].role == first->role;
+		for (; end < nentries && entries[end].relid == first->relid &&
+			   entries[end].role == first->role;
 			 end++) {
 			const LogEntry *e = &entries[end];
 			ops[end] = CharGetDatum(e->op);
 			versions[end] = Int64GetDatum(e->version);
 			version_nulls[end] = !e->has_version;
 			pk_nulls[end] = e->pk == nullptr;
-			pks[end] = e->pk != nullptr ? CStringGetTextDatum(e->pk) : (Datum) 0;
+			pks[end] = PointerGetDatum(e->pk);
 		}
 		int n = end - start;
 		int dims[1] = {n};
 		int lbs[1] = {1};
 
-		TupleTableSlot *slot = w.slots[nbatches++];
-		ExecClearTuple(slot);
-		memset(slot->tts_isnull, 0, sizeof(bool) * kNumLogColumns);
-		slot->tts_values[kFirstId] = Int64GetDatum(reserve_ids(n));
-		slot->tts_values[kXid] = xid;
-		slot->tts_values[kChangedAt] = changed_at;
-		slot->tts_values[kRelid] = ObjectIdGetDatum(first->relid);
-		slot->tts_values[kRole] = ObjectIdGetDatum(first->role);
-		slot->tts_values[kOps] =
+		values[kFirstId] = Int64GetDatum(reserve_ids(n));
+		values[kRelid] = ObjectIdGetDatum(first->relid);
+		values[kRole] = ObjectIdGetDatum(first->role);
+		values[kOps] =
 			PointerGetDatum(construct_array(&ops[start], n, CHAROID, 1, true, TYPALIGN_CHAR));
-		slot->tts_values[kVersions] = PointerGetDatum(construct_md_array(
-			&versions[start], &version_nulls[start], 1, dims, lbs, INT8OID, 8, true, TYPALIGN_DOUBLE));
-		slot->tts_values[kPks] = PointerGetDatum(construct_md_array(
-			&pks[start], &pk_nulls[start], 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
-		slot->tts_values[kApplicationName] = app_name;
-		ExecStoreVirtualTuple(slot);
+		values[kVersions] =
+			PointerGetDatum(construct_md_array(&versions[start], &version_nulls[start], 1, dims,
+											   lbs, INT8OID, 8, true, TYPALIGN_DOUBLE));
+		values[kPks] = PointerGetDatum(construct_md_array(&pks[start], &pk_nulls[start], 1, dims,
+														  lbs, TEXTOID, -1, false, TYPALIGN_INT));
+
+		/*
+		 * heap_insert, not table_multi_insert: a flush is usually one batch,
+		 * and a multi-insert's set-up costs more than it saves there.  The
+		 * log is a heap table we created.
+		 */
+		HeapTuple tuple = heap_form_tuple(desc, values, nulls);
+		heap_insert(rel, tuple, cid, 0, nullptr);
+		if (w.plain_indexes)
+			insert_index_entries(w, rel, tuple, values, nulls);
+		else {
+			ExecStoreHeapTuple(tuple, slot, false);
+			ExecInsertIndexTuples(result_rel, slot, estate, false, false, nullptr, NIL);
+			ExecClearTuple(slot);
+		}
 		start = end;
 	}
 
-	/*
-	 * No BulkInsertState: its ring of buffers is for loads much larger than
-	 * one batch, and would push the log's pages out of shared buffers.
-	 */
-	table_multi_insert(rel, w.slots, nbatches, GetCurrentCommandId(true), 0, nullptr);
-	if (result_rel->ri_NumIndices > 0)
-		for (int i = 0; i < nbatches; i++)
-			ExecInsertIndexTuples(result_rel, w.slots[i], estate, false, false, nullptr, NIL);
-	for (int i = 0; i < nbatches; i++)
-		ExecClearTuple(w.slots[i]);
-
-	ExecCloseIndices(result_rel);
-	FreeExecutorState(estate);
+	if (!w.plain_indexes) {
+		ExecDropSingleTupleTableSlot(slot);
+		ExecCloseIndices(result_rel);
+		FreeExecutorState(estate);
+	}
 	table_close(rel, NoLock);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(w.scratch);
-
-	nentries = 0;
-	MemoryContextReset(buffer_context);
-	entries = static_cast<LogEntry *>(MemoryContextAlloc(buffer_context, sizeof(LogEntry) * kFlushAt));
+	forget_buffer();
 }
 
 void
-append(Oid relid, char op, bool has_version, int64 version, const char *pk)
+append(Oid relid, char op, bool has_version, int64 version, const text *pk)
 {
 	if (buffer_context == nullptr) {
-		buffer_context = AllocSetContextCreate(TopTransactionContext, "edgesync sync_log buffer",
+		buffer_context = AllocSetContextCreate(TopMemoryContext, "edgesync sync_log buffer",
 											   ALLOCSET_DEFAULT_SIZES);
-		entries = static_cast<LogEntry *>(MemoryContextAlloc(buffer_context, sizeof(LogEntry) * kFlushAt));
+		entries = static_cast<LogEntry *>(
+			MemoryContextAlloc(TopMemoryContext, sizeof(LogEntry) * kFlushAt));
 		nentries = 0;
 	}
 	if (nentries == kFlushAt)
@@ -275,20 +346,32 @@ append(Oid relid, char op, bool has_version, int64 version, const char *pk)
 	e->op = op;
 	e->has_version = has_version;
 	e->version = version;
-	e->pk = pk != nullptr ? MemoryContextStrdup(buffer_context, pk) : nullptr;
+	e->pk = nullptr;
+	if (pk != nullptr) {
+		e->pk = static_cast<text *>(MemoryContextAlloc(buffer_context, VARSIZE(pk)));
+		memcpy(e->pk, pk, VARSIZE(pk));
+	}
 	nentries++;
 }
 
 void
 append_row(TrackedRel *info, char op, HeapTuple tuple, TupleDesc desc)
 {
-	StringInfoData pk;
+	/* The key as a text datum built in place: a varlena header, then JSON. */
+	if (key_scratch.data == nullptr) {
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		initStringInfo(&key_scratch);
+		MemoryContextSwitchTo(old);
+	}
+	resetStringInfo(&key_scratch);
+	appendStringInfoSpaces(&key_scratch, VARHDRSZ);
+	append_key_json(&key_scratch, info, tuple, desc);
+	SET_VARSIZE(key_scratch.data, key_scratch.len);
+
 	bool isnull;
-	initStringInfo(&pk);
-	append_key_json(&pk, info, tuple, desc);
 	Datum version = heap_getattr(tuple, info->version_attnum, desc, &isnull);
-	append(info->tracked_relid, op, !isnull, isnull ? 0 : DatumGetInt64(version), pk.data);
-	pfree(pk.data);
+	append(info->tracked_relid, op, !isnull, isnull ? 0 : DatumGetInt64(version),
+		   reinterpret_cast<text *>(key_scratch.data));
 }
 
 Datum
@@ -374,7 +457,7 @@ on_relcache_invalidation(Datum, Oid relid)
 	}
 }
 
-}  // namespace
+} // namespace
 
 void
 register_sync_log_callbacks()
@@ -384,7 +467,7 @@ register_sync_log_callbacks()
 	CacheRegisterRelcacheCallback(on_relcache_invalidation, PointerGetDatum(nullptr));
 }
 
-}  // namespace edgesync::track
+} // namespace edgesync::track
 
 Datum
 edgesync_log_trigger(PG_FUNCTION_ARGS)

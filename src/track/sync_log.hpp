@@ -3,7 +3,7 @@
  *
  * The AFTER ROW trigger does not insert a row per change.  It appends a small
  * entry to a per-transaction buffer; the buffer is written to the log table
- * with one multi-insert at the end of each statement (the AFTER STATEMENT
+ * as one tuple per batch at the end of each statement (the AFTER STATEMENT
  * trigger), when it holds kFlushAt entries, and before commit or prepare (for
  * statements that fire no statement trigger, e.g. DML aimed at a partition
  * directly).  Entries of an aborted subtransaction are dropped with it.

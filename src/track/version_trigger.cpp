@@ -216,8 +216,22 @@ on_insert(TriggerData *td, TrackedRel *info)
 
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	int cols[3] = {info->version_attnum, info->created_at_attnum, info->updated_at_attnum};
+	TupleDesc desc = RelationGetDescr(td->tg_relation);
+	Located at;
+	if (locate(tuple, desc, cols, &at)) {
+		/*
+		 * The column defaults (1, now(), now()) already gave the row what we
+		 * would: return it as it is, which spares the executor storing a
+		 * replacement row (deforming and forming it again).
+		 */
+		if (read_int8(tuple, at, 0) == 1 && read_int8(tuple, at, 1) == now &&
+			read_int8(tuple, at, 2) == now)
+			return PointerGetDatum(tuple);
+		int64 values[3] = {1, now, now};
+		return PointerGetDatum(copy_with(tuple, at, values));
+	}
 	Datum values[3] = {Int64GetDatum(1), TimestampTzGetDatum(now), TimestampTzGetDatum(now)};
-	return PointerGetDatum(with_columns(tuple, RelationGetDescr(td->tg_relation), cols, values));
+	return PointerGetDatum(with_columns(tuple, desc, cols, values));
 }
 
 Datum

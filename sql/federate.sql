@@ -1,0 +1,114 @@
+-- Federated views: bad input gets a clear error and creates nothing; a
+-- loopback federation (the "hospital" is this instance) works end to end.
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+CREATE EXTENSION edgesync;
+
+-- The "hospital" table, tracked, in schema clinic; its replica in public.
+CREATE SCHEMA clinic;
+CREATE TABLE clinic.hospital_patients (id int PRIMARY KEY, name text, ward text);
+SELECT edgesync.track('clinic.hospital_patients');
+INSERT INTO clinic.hospital_patients (id, name, ward) VALUES (1, 'Ann', 'A'), (2, 'Bob', 'B'), (3, 'Cy', 'A');
+UPDATE clinic.hospital_patients SET ward = 'ICU' WHERE id = 1;
+CREATE TABLE hospital_patients (LIKE clinic.hospital_patients INCLUDING ALL);
+INSERT INTO hospital_patients SELECT * FROM clinic.hospital_patients;
+UPDATE hospital_patients SET ward = 'A', version = 1 WHERE id = 1;   -- the replica is behind
+INSERT INTO hospital_patients (id, name, ward, version) VALUES (4, 'Dee', 'B', 1);  -- deleted at the hospital
+
+-- No server yet, and postgres_fdw is not installed: the hint says so.
+SELECT edgesync.federate('hospital_patients', 'hospital');
+\echo :LAST_ERROR_SQLSTATE
+
+CREATE EXTENSION postgres_fdw;
+DO $$
+BEGIN
+    EXECUTE format('CREATE SERVER hospital FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %L, port %L, dbname %L)',
+                   split_part(current_setting('unix_socket_directories'), ',', 1),
+                   current_setting('port'), current_database());
+END
+$$;
+CREATE USER MAPPING FOR CURRENT_USER SERVER hospital;
+
+-- Unknown server (postgres_fdw installed now).
+SELECT edgesync.federate('hospital_patients', 'nowhere');
+-- A server of another wrapper.
+CREATE FOREIGN DATA WRAPPER regress_other;
+CREATE SERVER regress_other_server FOREIGN DATA WRAPPER regress_other;
+SELECT edgesync.federate('hospital_patients', 'regress_other_server');
+-- Not a table.
+CREATE VIEW patients_view AS SELECT * FROM hospital_patients;
+SELECT edgesync.federate('patients_view', 'hospital', 'clinic');
+-- A table without a primary key.
+CREATE TABLE no_key (id int, version bigint);
+SELECT edgesync.federate('no_key', 'hospital', 'clinic');
+\echo :LAST_ERROR_SQLSTATE
+-- A table without the version column.
+CREATE TABLE no_version (id int PRIMARY KEY, name text);
+SELECT edgesync.federate('no_version', 'hospital', 'clinic');
+-- No such table at the hospital.
+SELECT edgesync.federate('hospital_patients', 'hospital', 'clinic', 'nosuch');
+\echo :LAST_ERROR_SQLSTATE
+-- Columns that do not match: one missing at the hospital, one of another type.
+CREATE TABLE mismatch (LIKE hospital_patients INCLUDING ALL);
+ALTER TABLE mismatch ADD COLUMN room int, ALTER COLUMN ward TYPE varchar(10);
+SELECT edgesync.federate('mismatch', 'hospital', 'clinic', 'hospital_patients');
+\echo :LAST_ERROR_SQLSTATE
+-- The view's name is taken by something else.
+SELECT edgesync.federate('hospital_patients', 'hospital', 'clinic', view_name => 'patients_view');
+\echo :LAST_ERROR_SQLSTATE
+-- None of that created anything.
+SELECT count(*) AS federations FROM edgesync.federations;
+SELECT relname FROM pg_class WHERE relname LIKE '%federated%' ORDER BY 1;
+
+-- The loopback federation.
+SELECT edgesync.federate('hospital_patients', 'hospital', 'clinic');
+SELECT edgesync.federate('hospital_patients', 'hospital', 'clinic');  -- again: replaced
+SELECT view, scan, replica, server, remote_schema, remote_table FROM edgesync.federations;
+SELECT id, name, ward, version, _source, _version FROM hospital_patients_federated ORDER BY id;
+SELECT id, ward, _source FROM hospital_patients_federated WHERE ward = 'A' ORDER BY id;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id, ward FROM hospital_patients_federated WHERE id = 1;
+-- Not pushed: a function of a column, a non-equality on text.
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM hospital_patients_federated WHERE lower(name) = 'ann' AND name > 'A';
+-- The foreign table takes only federate()'s options.
+ALTER FOREIGN TABLE hospital_patients_federated_scan OPTIONS (ADD fetch_size '10');
+\echo :LAST_ERROR_SQLSTATE
+
+-- Rights: a reader needs SELECT on the view only, no user mapping of its own
+-- (the hospital is reached with the view owner's).
+CREATE ROLE regress_reader;
+GRANT SELECT ON hospital_patients_federated TO regress_reader;
+SET ROLE regress_reader;
+SELECT id, ward, _source FROM hospital_patients_federated WHERE id = 1;
+SELECT id FROM hospital_patients WHERE id = 1;   -- the replica itself is not readable
+RESET ROLE;
+-- A view owned by a non-superuser: as with postgres_fdw, the connection must use a password.
+CREATE ROLE regress_owner;
+GRANT edgesync_admin TO regress_owner;
+GRANT SELECT ON hospital_patients TO regress_owner;
+ALTER FOREIGN TABLE hospital_patients_federated_scan OWNER TO regress_owner;
+ALTER VIEW hospital_patients_federated OWNER TO regress_owner;
+SELECT count(*) FROM hospital_patients_federated;
+CREATE USER MAPPING FOR regress_owner SERVER hospital;
+SELECT count(*) FROM hospital_patients_federated;
+\echo :LAST_ERROR_SQLSTATE
+ALTER USER MAPPING FOR regress_owner SERVER hospital OPTIONS (ADD password 'secret');
+SELECT count(*) FROM hospital_patients_federated;   -- this server does not ask for it
+ALTER VIEW hospital_patients_federated OWNER TO CURRENT_USER;
+ALTER FOREIGN TABLE hospital_patients_federated_scan OWNER TO CURRENT_USER;
+
+-- unfederate.
+SELECT edgesync.unfederate('patients_view');
+\echo :LAST_ERROR_SQLSTATE
+SELECT edgesync.unfederate('hospital_patients_federated');
+SELECT count(*) AS federations FROM edgesync.federations;
+SELECT relname FROM pg_class WHERE relname LIKE '%federated%' ORDER BY 1;
+
+SET client_min_messages = warning;
+DROP SCHEMA clinic CASCADE;
+DROP TABLE hospital_patients, no_key, no_version, mismatch CASCADE;
+DROP FOREIGN DATA WRAPPER regress_other CASCADE;
+DROP USER MAPPING FOR regress_owner SERVER hospital;
+DROP EXTENSION postgres_fdw CASCADE;
+RESET client_min_messages;
+DROP EXTENSION edgesync;
+DROP ROLE regress_reader, regress_owner;

@@ -1,0 +1,577 @@
+/*
+ * fdw.cpp — the foreign-data wrapper edgesync_federate: a federated table
+ * that merges a hospital's live table with its replica on the cloud.
+ *
+ * edgesync.federate() (federate.sql) creates one foreign table per replica,
+ * with the replica's columns plus _source and _version, and a view over it.
+ * Its options name the postgres_fdw server whose connection settings and
+ * user mappings reach the hospital, the remote table, and the replica.
+ *
+ *   planner   filters that both servers understand (deparse.hpp) become one
+ *             WHERE clause, sent to the hospital and used on the replica;
+ *             every filter is also checked on the merged rows.  Only the
+ *             columns the query uses are fetched (and the key and version).
+ *   executor  at the first fetch, merge.cpp builds the whole answer; rows
+ *             are then returned from memory.  A rescan (new parameters)
+ *             builds it again.
+ *   EXPLAIN   VERBOSE shows the hospital's and the replica's SQL; ANALYZE
+ *             also shows who answered.
+ *
+ * Also here: edgesync._remote_columns(), which federate() uses to compare
+ * the replica's columns with the hospital's table.
+ *
+ * The callbacks are C-style code run under pg_call(): they own no C++
+ * objects.
+ */
+#include "core/guard.hpp"
+#include "federate/deparse.hpp"
+#include "federate/remote.hpp"
+#include "federate/scan.hpp"
+
+#include <cstring>
+
+extern "C" {
+#include "access/reloptions.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_constraint.h"
+#include "catalog/pg_foreign_table.h"
+#include "commands/defrem.h"
+#include "commands/explain.h"
+#include "executor/executor.h"
+#include "foreign/fdwapi.h"
+#include "foreign/foreign.h"
+#include "funcapi.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/cost.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/paths.h"
+#include "optimizer/pathnode.h"
+#include "optimizer/planmain.h"
+#include "optimizer/restrictinfo.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+PG_FUNCTION_INFO_V1(edgesync_federate_handler);
+PG_FUNCTION_INFO_V1(edgesync_federate_validator);
+PG_FUNCTION_INFO_V1(edgesync_remote_columns);
+}
+
+namespace edgesync::federate {
+
+namespace {
+
+/* The foreign table's options. */
+struct TableOptions {
+	char *server;
+	char *schema_name;
+	char *table_name;
+	char *replica_schema;
+	char *replica_table;
+};
+
+const char *const table_option_names[] = {"server", "schema_name", "table_name", "replica_schema",
+										  "replica_table"};
+
+TableOptions
+table_options(Oid relid)
+{
+	TableOptions o{};
+	ForeignTable *ft = GetForeignTable(relid);
+	ListCell *lc;
+	foreach (lc, ft->options) {
+		DefElem *d = lfirst_node(DefElem, lc);
+		char *v = defGetString(d);
+		if (strcmp(d->defname, "server") == 0)
+			o.server = v;
+		else if (strcmp(d->defname, "schema_name") == 0)
+			o.schema_name = v;
+		else if (strcmp(d->defname, "table_name") == 0)
+			o.table_name = v;
+		else if (strcmp(d->defname, "replica_schema") == 0)
+			o.replica_schema = v;
+		else if (strcmp(d->defname, "replica_table") == 0)
+			o.replica_table = v;
+	}
+	if (!o.server || !o.schema_name || !o.table_name || !o.replica_schema || !o.replica_table)
+		ereport(ERROR, (errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+						errmsg("federated table \"%s\" lacks an option", get_rel_name(relid)),
+						errhint("Create federated tables with edgesync.federate().")));
+	return o;
+}
+
+Oid
+replica_relid(const TableOptions &o)
+{
+	return get_relname_relid(o.replica_table, get_namespace_oid(o.replica_schema, false));
+}
+
+AttrNumber
+attno_named(TupleDesc desc, const char *name)
+{
+	for (int a = 0; a < desc->natts; a++) {
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return att->attnum;
+	}
+	return InvalidAttrNumber;
+}
+
+/* Remote column names by attno - 1: _version is the hospital's "version". */
+char **
+remote_names(TupleDesc desc)
+{
+	char **names = static_cast<char **>(palloc0(sizeof(char *) * (desc->natts + 1)));
+	for (int a = 0; a < desc->natts; a++) {
+		const char *n = NameStr(TupleDescAttr(desc, a)->attname);
+		names[a] = pstrdup(strcmp(n, "_version") == 0 ? "version" : n);
+	}
+	return names;
+}
+
+/* Planner: estimate rows from the replica's size and the filters. */
+void
+get_rel_size(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
+{
+	TableOptions o = table_options(foreigntableid);
+	Oid replica = replica_relid(o);
+	double tuples = 1000;
+	if (OidIsValid(replica)) {
+		Relation r = table_open(replica, AccessShareLock);
+		if (r->rd_rel->reltuples >= 0)
+			tuples = Max(r->rd_rel->reltuples, 1);
+		table_close(r, AccessShareLock);
+	}
+	baserel->tuples = tuples;
+	Selectivity sel = clauselist_selectivity(root, baserel->baserestrictinfo, baserel->relid,
+											 JOIN_INNER, nullptr);
+	baserel->rows = clamp_row_est(tuples * sel);
+}
+
+/* A round trip to the hospital, then rows from memory. */
+void
+add_scan_path(PlannerInfo *root, RelOptInfo *baserel, double rows, Relids required_outer)
+{
+	Cost startup = 100.0;
+	Cost total = startup + rows * cpu_tuple_cost * 4;
+	add_path(baserel,
+			 reinterpret_cast<Path *>(create_foreignscan_path(
+				 root, baserel, nullptr, rows, startup, total, NIL, required_outer, nullptr, NIL)));
+}
+
+/* Does an equivalence class member name one of our columns? */
+bool
+is_our_member(PlannerInfo *, RelOptInfo *baserel, EquivalenceClass *, EquivalenceMember *em, void *)
+{
+	Expr *e = em->em_expr;
+	while (IsA(e, RelabelType))
+		e = reinterpret_cast<RelabelType *>(e)->arg;
+	return IsA(e, Var) && reinterpret_cast<Var *>(e)->varno == static_cast<int>(baserel->relid) &&
+		   reinterpret_cast<Var *>(e)->varlevelsup == 0;
+}
+
+/*
+ * The plain path, and one parameterized path per join clause that can be
+ * sent to the hospital: `p.id = v.patient_id` in a nested loop asks for one
+ * patient per outer row instead of reading the whole table.
+ */
+void
+get_paths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
+{
+	add_scan_path(root, baserel, baserel->rows, nullptr);
+
+	Relation rel = table_open(foreigntableid, NoLock);
+	AttrNumber source = attno_named(RelationGetDescr(rel), "_source");
+	table_close(rel, NoLock);
+
+	List *clauses = NIL;
+	ListCell *lc;
+	foreach (lc, baserel->joininfo)
+		clauses = lappend(clauses, lfirst(lc));
+	if (baserel->has_eclass_joins)
+		clauses = list_concat(
+			clauses, generate_implied_equalities_for_column(root, baserel, is_our_member, nullptr,
+															baserel->lateral_referencers));
+	List *done = NIL;
+	foreach (lc, clauses) {
+		RestrictInfo *ri = lfirst_node(RestrictInfo, lc);
+		if (!join_clause_is_movable_to(ri, baserel) ||
+			!is_pushable(ri->clause, baserel->relid, source))
+			continue;
+		Relids outer = bms_union(ri->clause_relids, baserel->lateral_relids);
+		outer = bms_del_member(outer, baserel->relid);
+		if (bms_is_empty(outer))
+			continue;
+		bool seen = false;
+		ListCell *dc;
+		foreach (dc, done)
+			seen = seen || bms_equal(static_cast<Relids>(lfirst(dc)), outer);
+		if (seen)
+			continue;
+		done = lappend(done, outer);
+		ParamPathInfo *ppi = get_baserel_parampathinfo(root, baserel, outer);
+		add_scan_path(root, baserel, ppi->ppi_rows, outer);
+	}
+}
+
+ForeignScan *
+get_plan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid, ForeignPath *best_path,
+		 List *tlist, List *scan_clauses, Plan *outer_plan)
+{
+	Relation rel = table_open(foreigntableid, NoLock);
+	TupleDesc desc = CreateTupleDescCopy(RelationGetDescr(rel));
+	AttrNumber source = attno_named(desc, "_source");
+	char **names = remote_names(desc);
+	table_close(rel, NoLock);
+
+	StringInfoData where;
+	initStringInfo(&where);
+	List *params = NIL;
+	ListCell *lc;
+	foreach (lc, scan_clauses) {
+		RestrictInfo *ri = lfirst_node(RestrictInfo, lc);
+		if (ri->pseudoconstant || !is_pushable(ri->clause, baserel->relid, source))
+			continue;
+		appendStringInfoString(&where, where.len == 0 ? " WHERE " : " AND ");
+		deparse_clause(&where, ri->clause, baserel->relid, names, &params);
+	}
+	/*
+	 * The columns the query uses (output and filters); the scan also fetches
+	 * the key and version, and returns NULL in the others.
+	 */
+	Bitmapset *used = nullptr;
+	pull_varattnos(reinterpret_cast<Node *>(baserel->reltarget->exprs), baserel->relid, &used);
+	foreach (lc, scan_clauses)
+		pull_varattnos(reinterpret_cast<Node *>(lfirst_node(RestrictInfo, lc)->clause),
+					   baserel->relid, &used);
+	bool whole_row = bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, used);
+	List *columns = NIL;
+	for (int a = 1; a <= desc->natts; a++)
+		if (whole_row || bms_is_member(a - FirstLowInvalidHeapAttributeNumber, used))
+			columns = lappend_int(columns, a);
+
+	/* Every filter is checked again on the merged rows. */
+	List *local = extract_actual_clauses(scan_clauses, false);
+	return make_foreignscan(tlist, local, baserel->relid, params,
+							list_make2(makeString(where.data), columns), NIL, NIL, outer_plan);
+}
+
+void
+begin_scan(ForeignScanState *node, int eflags)
+{
+	ForeignScan *plan = reinterpret_cast<ForeignScan *>(node->ss.ps.plan);
+	EState *estate = node->ss.ps.state;
+	Relation rel = node->ss.ss_currentRelation;
+	FederatedScan *s = static_cast<FederatedScan *>(palloc0(sizeof(FederatedScan)));
+
+	RangeTblEntry *rte = exec_rt_fetch(plan->scan.scanrelid, estate);
+	s->userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
+	TableOptions o = table_options(RelationGetRelid(rel));
+	s->server = o.server;
+	s->remote_table = quote_qualified_identifier(o.schema_name, o.table_name);
+	s->replica_table = quote_qualified_identifier(o.replica_schema, o.replica_table);
+	s->tupdesc = RelationGetDescr(rel);
+
+	/* The primary key is the replica's. */
+	Oid replica = replica_relid(o);
+	if (!OidIsValid(replica))
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+						errmsg("replica table %s of federated table \"%s\" does not exist",
+							   s->replica_table, RelationGetRelationName(rel))));
+	Oid constraint;
+	Bitmapset *pk = get_primary_key_attnos(replica, false, &constraint);
+	List *key_names = NIL;
+	int member = -1;
+	while ((member = bms_next_member(pk, member)) >= 0)
+		key_names = lappend(
+			key_names, get_attname(replica, member + FirstLowInvalidHeapAttributeNumber, false));
+
+	/* The data columns: those the query uses, the key and the version. */
+	List *used = static_cast<List *>(lsecond(plan->fdw_private));
+	int natts = s->tupdesc->natts;
+	s->cols = static_cast<AttrNumber *>(palloc(sizeof(AttrNumber) * natts));
+	s->names = static_cast<char **>(palloc(sizeof(char *) * natts));
+	s->input = static_cast<FmgrInfo *>(palloc(sizeof(FmgrInfo) * natts));
+	s->output = static_cast<FmgrInfo *>(palloc(sizeof(FmgrInfo) * natts));
+	s->ioparams = static_cast<Oid *>(palloc(sizeof(Oid) * natts));
+	s->keys = static_cast<int *>(palloc(sizeof(int) * (list_length(key_names) + 1)));
+	s->version = -1;
+	for (int a = 0; a < natts; a++) {
+		Form_pg_attribute att = TupleDescAttr(s->tupdesc, a);
+		const char *name = NameStr(att->attname);
+		if (att->attisdropped)
+			continue;
+		if (strcmp(name, "_source") == 0) {
+			s->source_attno = att->attnum;
+			continue;
+		}
+		if (strcmp(name, "_version") == 0) {
+			s->version_attno = att->attnum;
+			continue;
+		}
+		bool is_key = false;
+		ListCell *kc;
+		foreach (kc, key_names)
+			is_key = is_key || strcmp(static_cast<char *>(lfirst(kc)), name) == 0;
+		bool is_version = strcmp(name, "version") == 0;
+		if (!is_key && !is_version && !list_member_int(used, att->attnum))
+			continue;
+		int i = s->ncols++;
+		s->cols[i] = att->attnum;
+		s->names[i] = pstrdup(quote_identifier(name));
+		Oid input;
+		getTypeInputInfo(att->atttypid, &input, &s->ioparams[i]);
+		fmgr_info(input, &s->input[i]);
+		Oid output;
+		bool varlena;
+		getTypeOutputInfo(att->atttypid, &output, &varlena);
+		fmgr_info(output, &s->output[i]);
+		if (is_version)
+			s->version = i;
+		if (is_key)
+			s->keys[s->nkeys++] = i;
+	}
+	if (s->source_attno == 0 || s->version_attno == 0 || s->version < 0)
+		ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_COLUMN_NAME),
+						errmsg("federated table \"%s\" lacks column _source, _version or version",
+							   RelationGetRelationName(rel)),
+						errhint("Create federated tables with edgesync.federate().")));
+	if (s->nkeys == 0)
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						errmsg("replica table %s has no primary key", s->replica_table)));
+
+	s->where = strVal(linitial(plan->fdw_private));
+	s->nparams = list_length(plan->fdw_exprs);
+	s->param_states = ExecInitExprList(plan->fdw_exprs, reinterpret_cast<PlanState *>(node));
+	s->param_types = static_cast<Oid *>(palloc(sizeof(Oid) * (s->nparams + 1)));
+	int p = 0;
+	ListCell *lc;
+	foreach (lc, plan->fdw_exprs)
+		s->param_types[p++] = exprType(static_cast<Node *>(lfirst(lc)));
+
+	s->cxt = AllocSetContextCreate(estate->es_query_cxt, "edgesync federated scan",
+								   ALLOCSET_DEFAULT_SIZES);
+	node->fdw_state = s;
+}
+
+TupleTableSlot *
+iterate_scan(ForeignScanState *node)
+{
+	FederatedScan *s = static_cast<FederatedScan *>(node->fdw_state);
+	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+	if (!s->built) {
+		ExprContext *econtext = node->ss.ps.ps_ExprContext;
+		MemoryContext old = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+		Datum *values = static_cast<Datum *>(palloc(sizeof(Datum) * (s->nparams + 1)));
+		bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * (s->nparams + 1)));
+		int p = 0;
+		ListCell *lc;
+		foreach (lc, s->param_states) {
+			values[p] = ExecEvalExpr(static_cast<ExprState *>(lfirst(lc)), econtext, &nulls[p]);
+			p++;
+		}
+		MemoryContextSwitchTo(old);
+		build_answer(s, values, nulls);
+	}
+	ExecClearTuple(slot);
+	if (s->next < s->ntuples)
+		ExecStoreHeapTuple(s->tuples[s->next++], slot, false);
+	return slot;
+}
+
+void
+rescan(ForeignScanState *node)
+{
+	FederatedScan *s = static_cast<FederatedScan *>(node->fdw_state);
+	MemoryContextReset(s->cxt);
+	s->built = false;
+	s->tuples = nullptr;
+	s->ntuples = s->next = 0;
+}
+
+void
+end_scan(ForeignScanState *)
+{
+	/* Everything lives in the query's memory; connections stay cached. */
+}
+
+char *
+select_sql(FederatedScan *s, const char *table)
+{
+	StringInfoData sql;
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	for (int i = 0; i < s->ncols; i++)
+		appendStringInfo(&sql, "%s%s", i ? ", " : "", s->names[i]);
+	appendStringInfo(&sql, " FROM %s%s", table, s->where);
+	return sql.data;
+}
+
+void
+explain_scan(ForeignScanState *node, ExplainState *es)
+{
+	FederatedScan *s = static_cast<FederatedScan *>(node->fdw_state);
+	if (es->verbose) {
+		ExplainPropertyText("Hospital Server", s->server, es);
+		ExplainPropertyText("Remote SQL", select_sql(s, s->remote_table), es);
+		ExplainPropertyText("Replica SQL", select_sql(s, s->replica_table), es);
+	}
+	if (es->analyze && s->built)
+		ExplainPropertyText("Answered By", s->reachable ? "hospital and replica" : "replica alone",
+							es);
+}
+
+} // namespace
+
+} // namespace edgesync::federate
+
+using namespace edgesync;
+
+/* The wrapper's callbacks, each run under pg_call (PostgreSQL errors pass through). */
+namespace {
+
+void
+cb_get_rel_size(PlannerInfo *root, RelOptInfo *baserel, Oid relid)
+{
+	guarded([&] { pg_call([&] { federate::get_rel_size(root, baserel, relid); }); });
+}
+
+void
+cb_get_paths(PlannerInfo *root, RelOptInfo *baserel, Oid relid)
+{
+	guarded([&] { pg_call([&] { federate::get_paths(root, baserel, relid); }); });
+}
+
+ForeignScan *
+cb_get_plan(PlannerInfo *root, RelOptInfo *baserel, Oid relid, ForeignPath *best_path, List *tlist,
+			List *scan_clauses, Plan *outer_plan)
+{
+	return guarded([&] {
+		return pg_call([&] {
+			return federate::get_plan(root, baserel, relid, best_path, tlist, scan_clauses,
+									  outer_plan);
+		});
+	});
+}
+
+void
+cb_begin(ForeignScanState *node, int eflags)
+{
+	guarded([&] { pg_call([&] { federate::begin_scan(node, eflags); }); });
+}
+
+TupleTableSlot *
+cb_iterate(ForeignScanState *node)
+{
+	return guarded([&] { return pg_call([&] { return federate::iterate_scan(node); }); });
+}
+
+void
+cb_rescan(ForeignScanState *node)
+{
+	guarded([&] { pg_call([&] { federate::rescan(node); }); });
+}
+
+void
+cb_end(ForeignScanState *node)
+{
+	federate::end_scan(node);
+}
+
+void
+cb_explain(ForeignScanState *node, ExplainState *es)
+{
+	guarded([&] { pg_call([&] { federate::explain_scan(node, es); }); });
+}
+
+} // namespace
+
+Datum
+edgesync_federate_handler(PG_FUNCTION_ARGS)
+{
+	FdwRoutine *r = makeNode(FdwRoutine);
+	r->GetForeignRelSize = cb_get_rel_size;
+	r->GetForeignPaths = cb_get_paths;
+	r->GetForeignPlan = cb_get_plan;
+	r->BeginForeignScan = cb_begin;
+	r->IterateForeignScan = cb_iterate;
+	r->ReScanForeignScan = cb_rescan;
+	r->EndForeignScan = cb_end;
+	r->ExplainForeignScan = cb_explain;
+	PG_RETURN_POINTER(r);
+}
+
+/* Options: only a foreign table's, and only those federate() sets. */
+Datum
+edgesync_federate_validator(PG_FUNCTION_ARGS)
+{
+	List *options = untransformRelOptions(PG_GETARG_DATUM(0));
+	Oid catalog = PG_GETARG_OID(1);
+	ListCell *lc;
+	foreach (lc, options) {
+		DefElem *d = lfirst_node(DefElem, lc);
+		bool known = false;
+		if (catalog == ForeignTableRelationId)
+			for (const char *name : federate::table_option_names)
+				known = known || strcmp(d->defname, name) == 0;
+		if (!known)
+			ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+							errmsg("invalid option \"%s\"", d->defname),
+							errhint("edgesync_federate takes only the options of foreign tables "
+									"that edgesync.federate() creates.")));
+	}
+	PG_RETURN_VOID();
+}
+
+/*
+ * edgesync._remote_columns(server, schema, table): the hospital table's
+ * columns (name, type as format_type() writes it, part of the primary key),
+ * through edgesync's own connection.  No rows: no such table.
+ */
+Datum
+edgesync_remote_columns(PG_FUNCTION_ARGS)
+{
+	return guarded([&] {
+		return pg_call([&] {
+			const char *server = NameStr(*PG_GETARG_NAME(0));
+			const char *values[2] = {NameStr(*PG_GETARG_NAME(1)), NameStr(*PG_GETARG_NAME(2))};
+			InitMaterializedSRF(fcinfo, 0);
+			ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+
+			char *why = nullptr;
+			PGconn *conn = federate::remote_connect(server, GetUserId(), true, &why);
+			PGresult *res = nullptr;
+			if (conn != nullptr)
+				res = federate::remote_exec(
+					conn,
+					"SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),"
+					"       coalesce(a.attnum = ANY (i.indkey), false)"
+					"  FROM pg_catalog.pg_attribute a"
+					"  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
+					"  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+					"  LEFT JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND i.indisprimary"
+					" WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'f')"
+					"   AND a.attnum > 0 AND NOT a.attisdropped"
+					" ORDER BY a.attnum",
+					2, values, &why);
+			if (res == nullptr)
+				ereport(ERROR, (errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+								errmsg("could not read the hospital's table \"%s.%s\" on server "
+									   "\"%s\"",
+									   values[0], values[1], server),
+								errdetail_internal("%s", why)));
+			for (int r = 0; r < PQntuples(res); r++) {
+				Datum out[3];
+				bool nulls[3] = {false, false, false};
+				out[0] = CStringGetTextDatum(PQgetvalue(res, r, 0));
+				out[1] = CStringGetTextDatum(PQgetvalue(res, r, 1));
+				out[2] = BoolGetDatum(strcmp(PQgetvalue(res, r, 2), "t") == 0);
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
+			}
+			PQclear(res);
+			return Datum(0);
+		});
+	});
+}

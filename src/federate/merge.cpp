@@ -1,0 +1,486 @@
+/*
+ * merge.cpp — what a federated scan returns: per primary key, the freshest of
+ * the hospital's live row and the replica's row.
+ *
+ * One scan asks each side at most twice, with the pushed-down filter F:
+ *
+ *   replica:  R  = SELECT cols FROM replica WHERE F
+ *   hospital: L  = SELECT cols FROM remote WHERE F          (own remote
+ *             L2 = versions of R's keys missing from L        transaction,
+ *                                                             repeatable read)
+ *   replica:  R2 = versions of L's keys missing from R
+ *
+ * and then, per key, with lv/rv the live/replica versions:
+ *
+ *   in L, and not in the replica or lv >= rv   -> the live row ('hospital')
+ *   in R, and the hospital has it with lv < rv -> the replica row ('replica')
+ *   in R, hospital lacks it                    -> nothing (deleted there)
+ *   in R, hospital has lv >= rv outside F      -> nothing (the fresher row
+ *                                                 does not match the filter)
+ *
+ * A tie goes to the hospital, whose row also has the columns the stream
+ * redacted or hashed.  If the hospital cannot be reached, or fails at any
+ * point, everything it said is dropped and the answer is R alone with
+ * _source 'replica', after a WARNING.  The hospital's answers are read in
+ * full before any row is returned (all or nothing), so a hospital dying in
+ * the middle of a scan never yields half an answer.
+ *
+ * C-style code (no C++ objects): PostgreSQL errors may pass through it.
+ */
+#include "federate/scan.hpp"
+#include "federate/remote.hpp"
+
+#include <cstring>
+
+extern "C" {
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+}
+
+namespace edgesync::federate {
+
+namespace {
+
+/* One candidate row: the data columns in cols order. */
+struct KeyEntry;
+struct Row {
+	Datum *values;
+	bool *nulls;
+	int64 version;
+	char *key;		 /* key_text() of the row */
+	KeyEntry *entry; /* its key's entry */
+};
+
+/* Everything known about one primary key. */
+struct KeyEntry {
+	char *key; /* hash key: the key columns' text, length-prefixed */
+	Row *live;
+	Row *replica;
+	bool live_known; /* the hospital has this key (live_version valid) */
+	bool replica_known;
+	int64 live_version;
+	int64 replica_version;
+};
+
+uint32
+key_hash(const void *key, Size)
+{
+	const char *s = *static_cast<char *const *>(key);
+	return hash_bytes(reinterpret_cast<const unsigned char *>(s), strlen(s));
+}
+
+int
+key_match(const void *a, const void *b, Size)
+{
+	return strcmp(*static_cast<char *const *>(a), *static_cast<char *const *>(b));
+}
+
+/*
+ * The text of a row's key, from the local values (so both sides agree): the
+ * column's text for a one-column key, length-prefixed texts otherwise.
+ */
+char *
+key_text(FederatedScan *s, Datum *values, bool *nulls)
+{
+	if (s->nkeys == 1) {
+		int i = s->keys[0];
+		return nulls[i] ? pstrdup("") : OutputFunctionCall(&s->output[i], values[i]);
+	}
+	StringInfoData buf;
+	initStringInfo(&buf);
+	for (int k = 0; k < s->nkeys; k++) {
+		int i = s->keys[k];
+		if (nulls[i]) {
+			appendStringInfoString(&buf, "N|");
+			continue;
+		}
+		char *text = OutputFunctionCall(&s->output[i], values[i]);
+		appendStringInfo(&buf, "%zu:%s|", strlen(text), text);
+	}
+	return buf.data;
+}
+
+KeyEntry *
+lookup(HTAB *keys, char *key)
+{
+	bool found;
+	KeyEntry *e = static_cast<KeyEntry *>(hash_search(keys, &key, HASH_ENTER, &found));
+	if (!found) {
+		memset(e, 0, sizeof(*e));
+		e->key = key;
+	}
+	return e;
+}
+
+int64
+version_of(FederatedScan *s, Datum *values, bool *nulls, int column)
+{
+	return nulls[column] ? 0 : DatumGetInt64(values[column]);
+}
+
+/* Runs sql on the replica as the view's owner; returns SPI_tuptable's rows. */
+int
+replica_query(FederatedScan *s, const char *sql, int nargs, Oid *types, Datum *values,
+			  const char *nulls)
+{
+	Oid saved_user;
+	int saved_context;
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	SetUserIdAndSecContext(s->userid, saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	int rc = SPI_execute_with_args(sql, nargs, types, values, nulls, true, 0);
+	SetUserIdAndSecContext(saved_user, saved_context);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "reading the replica failed: %s", SPI_result_code_string(rc));
+	return static_cast<int>(SPI_processed);
+}
+
+/* The key columns of rows, as one array per key column (for "IN (unnest...)"). */
+Datum *
+key_arrays(FederatedScan *s, Row **rows, int n, Oid *array_types)
+{
+	Datum *arrays = static_cast<Datum *>(palloc(sizeof(Datum) * s->nkeys));
+	for (int k = 0; k < s->nkeys; k++) {
+		int i = s->keys[k];
+		Oid type = TupleDescAttr(s->tupdesc, s->cols[i] - 1)->atttypid;
+		int16 len;
+		bool byval;
+		char align;
+		get_typlenbyvalalign(type, &len, &byval, &align);
+		Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+		for (int r = 0; r < n; r++)
+			elems[r] = rows[r]->values[i];
+		arrays[k] = PointerGetDatum(construct_array(elems, n, type, len, byval, align));
+		array_types[k] = get_array_type(type);
+	}
+	return arrays;
+}
+
+/* "SELECT k1, k2, version FROM table WHERE (k1, k2) IN (SELECT * FROM unnest($1::t1[], $2::t2[]))"
+ */
+char *
+versions_sql(FederatedScan *s, const char *table, Oid *array_types)
+{
+	StringInfoData buf;
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "SELECT ");
+	for (int k = 0; k < s->nkeys; k++)
+		appendStringInfo(&buf, "%s, ", s->names[s->keys[k]]);
+	appendStringInfo(&buf, "%s FROM %s WHERE (", s->names[s->version], table);
+	for (int k = 0; k < s->nkeys; k++)
+		appendStringInfo(&buf, "%s%s", k ? ", " : "", s->names[s->keys[k]]);
+	appendStringInfoString(&buf, ") IN (SELECT * FROM pg_catalog.unnest(");
+	for (int k = 0; k < s->nkeys; k++)
+		appendStringInfo(&buf, "%s$%d::%s", k ? ", " : "", k + 1,
+						 format_type_be_qualified(array_types[k]));
+	appendStringInfoString(&buf, "))");
+	return buf.data;
+}
+
+/* A row of the hospital's text answer as local values. */
+Row *
+live_row(FederatedScan *s, PGresult *res, int r)
+{
+	Row *row = static_cast<Row *>(palloc(sizeof(Row)));
+	row->values = static_cast<Datum *>(palloc(sizeof(Datum) * s->ncols));
+	row->nulls = static_cast<bool *>(palloc(sizeof(bool) * s->ncols));
+	for (int i = 0; i < s->ncols; i++) {
+		Form_pg_attribute att = TupleDescAttr(s->tupdesc, s->cols[i] - 1);
+		row->nulls[i] = PQgetisnull(res, r, i);
+		row->values[i] =
+			InputFunctionCall(&s->input[i], row->nulls[i] ? nullptr : PQgetvalue(res, r, i),
+							  s->ioparams[i], att->atttypmod);
+	}
+	row->version = version_of(s, row->values, row->nulls, s->version);
+	return row;
+}
+
+/*
+ * Asks the hospital: L, then the versions of the replica's keys it did not
+ * return.  False (and *why) if it failed at any point.
+ */
+bool
+ask_hospital(FederatedScan *s, HTAB *keys, List *replica_rows, Datum *param_values,
+			 bool *param_nulls, List **live_rows, char **why)
+{
+	if (remote_failed_this_statement(s->server)) {
+		*why = pstrdup("It failed earlier in this statement.");
+		return false;
+	}
+	/* A cached connection may have died since: one retry on a fresh one. */
+	PGconn *conn = nullptr;
+	PGresult *res = nullptr;
+	for (int attempt = 0; attempt < 2 && res == nullptr; attempt++) {
+		conn = remote_connect(s->server, s->userid, attempt > 0, why);
+		if (conn == nullptr)
+			return false;
+		res = remote_exec(conn, "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0,
+						  nullptr, why);
+	}
+	if (res == nullptr)
+		return false;
+	PQclear(res);
+
+	/* The parameters as text. */
+	const char **texts = static_cast<const char **>(palloc0(sizeof(char *) * (s->nparams + 1)));
+	for (int p = 0; p < s->nparams; p++) {
+		if (param_nulls[p])
+			continue;
+		Oid out;
+		bool varlena;
+		getTypeOutputInfo(s->param_types[p], &out, &varlena);
+		texts[p] = OidOutputFunctionCall(out, param_values[p]);
+	}
+
+	StringInfoData sql;
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	for (int i = 0; i < s->ncols; i++)
+		appendStringInfo(&sql, "%s%s", i ? ", " : "", s->names[i]);
+	appendStringInfo(&sql, " FROM %s%s", s->remote_table, s->where);
+	res = remote_exec(conn, sql.data, s->nparams, texts, why);
+	if (res == nullptr)
+		return false;
+	if (PQnfields(res) != s->ncols) {
+		PQclear(res);
+		*why = psprintf("The hospital's table %s has changed.", s->remote_table);
+		return false;
+	}
+	int n = PQntuples(res);
+	for (int r = 0; r < n; r++) {
+		CHECK_FOR_INTERRUPTS();
+		Row *row = live_row(s, res, r);
+		row->key = key_text(s, row->values, row->nulls);
+		row->entry = lookup(keys, row->key);
+		row->entry->live = row;
+		row->entry->live_known = true;
+		row->entry->live_version = row->version;
+		*live_rows = lappend(*live_rows, row);
+	}
+	PQclear(res);
+
+	/* Replica keys the filtered answer did not have: does the hospital have them? */
+	Row **missing = static_cast<Row **>(palloc(sizeof(Row *) * (list_length(replica_rows) + 1)));
+	int nmissing = 0;
+	ListCell *lc;
+	foreach (lc, replica_rows) {
+		Row *row = static_cast<Row *>(lfirst(lc));
+		if (!row->entry->live_known)
+			missing[nmissing++] = row;
+	}
+	if (nmissing > 0) {
+		Oid *array_types = static_cast<Oid *>(palloc(sizeof(Oid) * s->nkeys));
+		Datum *arrays = key_arrays(s, missing, nmissing, array_types);
+		const char **array_texts = static_cast<const char **>(palloc(sizeof(char *) * s->nkeys));
+		for (int k = 0; k < s->nkeys; k++) {
+			Oid out;
+			bool varlena;
+			getTypeOutputInfo(array_types[k], &out, &varlena);
+			array_texts[k] = OidOutputFunctionCall(out, arrays[k]);
+		}
+		res = remote_exec(conn, versions_sql(s, s->remote_table, array_types), s->nkeys,
+						  array_texts, why);
+		if (res == nullptr)
+			return false;
+		int n2 = PQntuples(res);
+		Datum *values = static_cast<Datum *>(palloc(sizeof(Datum) * s->ncols));
+		bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * s->ncols));
+		for (int r = 0; r < n2; r++) {
+			for (int i = 0; i < s->ncols; i++)
+				nulls[i] = true;
+			for (int k = 0; k < s->nkeys; k++) {
+				int i = s->keys[k];
+				nulls[i] = PQgetisnull(res, r, k);
+				values[i] = InputFunctionCall(
+					&s->input[i], nulls[i] ? nullptr : PQgetvalue(res, r, k), s->ioparams[i],
+					TupleDescAttr(s->tupdesc, s->cols[i] - 1)->atttypmod);
+			}
+			char *key = key_text(s, values, nulls);
+			KeyEntry *e = static_cast<KeyEntry *>(hash_search(keys, &key, HASH_FIND, nullptr));
+			if (e != nullptr) {
+				e->live_known = true;
+				e->live_version = PQgetisnull(res, r, s->nkeys)
+									  ? 0
+									  : strtoll(PQgetvalue(res, r, s->nkeys), nullptr, 10);
+			}
+		}
+		PQclear(res);
+	}
+	res = remote_exec(conn, "COMMIT", 0, nullptr, why);
+	if (res == nullptr)
+		return false;
+	PQclear(res);
+	return true;
+}
+
+HeapTuple
+output_tuple(FederatedScan *s, Row *row, bool live)
+{
+	static Datum *values = nullptr; /* scratch, sized for the widest table seen */
+	static bool *nulls = nullptr;
+	static int size = 0;
+	int natts = s->tupdesc->natts;
+	if (natts > size) {
+		values = static_cast<Datum *>(MemoryContextAlloc(TopMemoryContext, sizeof(Datum) * natts));
+		nulls = static_cast<bool *>(MemoryContextAlloc(TopMemoryContext, sizeof(bool) * natts));
+		size = natts;
+	}
+	for (int a = 0; a < natts; a++)
+		nulls[a] = true;
+	for (int i = 0; i < s->ncols; i++) {
+		values[s->cols[i] - 1] = row->values[i];
+		nulls[s->cols[i] - 1] = row->nulls[i];
+	}
+	values[s->source_attno - 1] = live ? s->hospital_text : s->replica_text;
+	nulls[s->source_attno - 1] = false;
+	values[s->version_attno - 1] = Int64GetDatum(row->version);
+	nulls[s->version_attno - 1] = false;
+	return heap_form_tuple(s->tupdesc, values, nulls);
+}
+
+} // namespace
+
+void
+build_answer(FederatedScan *s, Datum *param_values, bool *param_nulls)
+{
+	MemoryContext old = MemoryContextSwitchTo(s->cxt);
+
+	HASHCTL ctl = {};
+	ctl.keysize = sizeof(char *);
+	ctl.entrysize = sizeof(KeyEntry);
+	ctl.hash = key_hash;
+	ctl.match = key_match;
+	ctl.hcxt = s->cxt;
+	s->hospital_text = CStringGetTextDatum("hospital");
+	s->replica_text = CStringGetTextDatum("replica");
+	HTAB *keys = hash_create("edgesync federated keys", 1024, &ctl,
+							 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+
+	/* R: the replica's rows under the same filter. */
+	StringInfoData sql;
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	for (int i = 0; i < s->ncols; i++)
+		appendStringInfo(&sql, "%s%s", i ? ", " : "", s->names[i]);
+	appendStringInfo(&sql, " FROM %s%s", s->replica_table, s->where);
+	char *spi_nulls = static_cast<char *>(palloc(s->nparams + 1));
+	for (int p = 0; p < s->nparams; p++)
+		spi_nulls[p] = param_nulls[p] ? 'n' : ' ';
+
+	List *replica_rows = NIL;
+	SPI_connect();
+	int n = replica_query(s, sql.data, s->nparams, s->param_types, param_values, spi_nulls);
+	for (int r = 0; r < n; r++) {
+		MemoryContextSwitchTo(s->cxt);
+		Row *row = static_cast<Row *>(palloc(sizeof(Row)));
+		row->values = static_cast<Datum *>(palloc(sizeof(Datum) * s->ncols));
+		row->nulls = static_cast<bool *>(palloc(sizeof(bool) * s->ncols));
+		HeapTuple copy = heap_copytuple(SPI_tuptable->vals[r]);
+		heap_deform_tuple(copy, SPI_tuptable->tupdesc, row->values, row->nulls);
+		row->version = version_of(s, row->values, row->nulls, s->version);
+		replica_rows = lappend(replica_rows, row);
+		row->key = key_text(s, row->values, row->nulls);
+		row->entry = lookup(keys, row->key);
+		row->entry->replica = row;
+		row->entry->replica_known = true;
+		row->entry->replica_version = row->version;
+	}
+	SPI_finish();
+	MemoryContextSwitchTo(s->cxt);
+
+	/* L and L2: the hospital's rows and versions. */
+	List *live_rows = NIL;
+	char *why = nullptr;
+	s->reachable = ask_hospital(s, keys, replica_rows, param_values, param_nulls, &live_rows, &why);
+	MemoryContextSwitchTo(s->cxt);
+
+	ListCell *lc;
+	List *out = NIL;
+	if (!s->reachable) {
+		if (remote_should_warn(s->server))
+			ereport(
+				WARNING,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("hospital server \"%s\" is unreachable: answering from the replica alone",
+						s->server),
+				 errdetail_internal("%s", why ? why : ""),
+				 errhint("Rows changed at the hospital since the replica last caught up are "
+						 "shown as the replica has them (_source is 'replica').")));
+		foreach (lc, replica_rows)
+			out = lappend(out, output_tuple(s, static_cast<Row *>(lfirst(lc)), false));
+	} else {
+		/* R2: replica versions of live keys the filtered replica read did not return. */
+		List *unmatched = NIL;
+		foreach (lc, live_rows) {
+			Row *row = static_cast<Row *>(lfirst(lc));
+			if (!row->entry->replica_known)
+				unmatched = lappend(unmatched, row);
+		}
+		if (unmatched != NIL) {
+			int nu = list_length(unmatched);
+			Row **rows = static_cast<Row **>(palloc(sizeof(Row *) * nu));
+			int u = 0;
+			foreach (lc, unmatched)
+				rows[u++] = static_cast<Row *>(lfirst(lc));
+			Oid *array_types = static_cast<Oid *>(palloc(sizeof(Oid) * s->nkeys));
+			Datum *arrays = key_arrays(s, rows, nu, array_types);
+			char *vsql = versions_sql(s, s->replica_table, array_types);
+			SPI_connect();
+			int n3 = replica_query(s, vsql, s->nkeys, array_types, arrays, nullptr);
+			MemoryContextSwitchTo(s->cxt);
+			Datum *values = static_cast<Datum *>(palloc(sizeof(Datum) * s->ncols));
+			bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * s->ncols));
+			for (int r = 0; r < n3; r++) {
+				for (int i = 0; i < s->ncols; i++)
+					nulls[i] = true;
+				for (int k = 0; k < s->nkeys; k++) {
+					bool isnull;
+					values[s->keys[k]] =
+						SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, k + 1, &isnull);
+					nulls[s->keys[k]] = isnull;
+				}
+				bool vnull;
+				Datum v = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, s->nkeys + 1,
+										&vnull);
+				char *key = key_text(s, values, nulls);
+				KeyEntry *e = static_cast<KeyEntry *>(hash_search(keys, &key, HASH_FIND, nullptr));
+				if (e != nullptr) {
+					e->replica_known = true;
+					e->replica_version = vnull ? 0 : DatumGetInt64(v);
+				}
+			}
+			SPI_finish();
+			MemoryContextSwitchTo(s->cxt);
+		}
+
+		foreach (lc, live_rows) {
+			Row *row = static_cast<Row *>(lfirst(lc));
+			KeyEntry *e = row->entry;
+			if (!e->replica_known || e->live_version >= e->replica_version)
+				out = lappend(out, output_tuple(s, row, true));
+		}
+		foreach (lc, replica_rows) {
+			Row *row = static_cast<Row *>(lfirst(lc));
+			KeyEntry *e = row->entry;
+			if (e->live_known && e->replica_version > e->live_version)
+				out = lappend(out, output_tuple(s, row, false));
+		}
+	}
+
+	s->ntuples = list_length(out);
+	s->tuples = static_cast<HeapTuple *>(palloc(sizeof(HeapTuple) * (s->ntuples + 1)));
+	int t = 0;
+	foreach (lc, out)
+		s->tuples[t++] = static_cast<HeapTuple>(lfirst(lc));
+	s->next = 0;
+	s->built = true;
+	MemoryContextSwitchTo(old);
+}
+
+} // namespace edgesync::federate

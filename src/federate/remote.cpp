@@ -1,0 +1,356 @@
+/*
+ * remote.cpp — edgesync's own libpq connections to a hospital server.
+ *
+ * See remote.hpp for what they are for.  Three rules shape this file:
+ *
+ *   - Nothing here is tied to the local transaction.  The only transaction
+ *     callback drops connections left busy by an aborted query; it cannot
+ *     fail.  (postgres_fdw's callbacks talk to the remote server at local
+ *     commit, which is how a dead hospital fails a local COMMIT.)
+ *   - Every network wait goes through WaitLatchOrSocket with a deadline, so
+ *     a hospital that accepts no packets costs at most the timeout, and a
+ *     cancel request is served at once.
+ *   - Once a server failed, it is not tried again during the same statement:
+ *     a nested loop that rescans a federated table would otherwise pay the
+ *     connect timeout on every rescan.
+ */
+#include "federate/remote.hpp"
+
+#include <climits>
+#include <cstring>
+
+extern "C" {
+#include "access/xact.h"
+#include "catalog/pg_user_mapping.h"
+#include "commands/defrem.h"
+#include "foreign/foreign.h"
+#include "mb/pg_wchar.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+}
+
+namespace edgesync::federate {
+
+namespace {
+
+int connect_timeout_ms = 2000;
+int query_timeout_ms = 30000;
+
+/* One open connection per (server, role); a handful at most in practice. */
+struct CachedConn {
+	Oid serverid;
+	Oid userid;
+	PGconn *conn;
+	/* When this server last failed: (transaction, statement start). */
+	LocalTransactionId failed_lxid;
+	TimestampTz failed_stmt;
+	bool warned; /* the failure was reported to the user */
+};
+constexpr int max_cached = 16;
+CachedConn cache[max_cached];
+
+CachedConn *
+cache_entry(Oid serverid, Oid userid, bool create)
+{
+	CachedConn *free_slot = nullptr;
+	for (auto &c : cache) {
+		if (c.serverid == serverid && c.userid == userid)
+			return &c;
+		if (c.serverid == InvalidOid && free_slot == nullptr)
+			free_slot = &c;
+	}
+	if (!create)
+		return nullptr;
+	if (free_slot == nullptr) {
+		/* Full: recycle the first slot that holds no live connection. */
+		for (auto &c : cache)
+			if (c.conn == nullptr) {
+				free_slot = &c;
+				break;
+			}
+		if (free_slot == nullptr) {
+			PQfinish(cache[0].conn);
+			free_slot = &cache[0];
+		}
+	}
+	*free_slot = CachedConn{serverid, userid, nullptr, InvalidLocalTransactionId, 0, false};
+	return free_slot;
+}
+
+void
+mark_failed(CachedConn *c)
+{
+	if (c->conn != nullptr)
+		PQfinish(c->conn);
+	c->conn = nullptr;
+	c->failed_lxid = MyProc->lxid;
+	c->failed_stmt = GetCurrentStatementStartTimestamp();
+	c->warned = false;
+}
+
+/* The reason libpq gives, without its trailing newline, in palloc'd memory. */
+char *
+reason(const char *text)
+{
+	char *s = pstrdup(text != nullptr && *text ? text : "unknown error");
+	size_t n = strlen(s);
+	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
+		s[--n] = '\0';
+	return s;
+}
+
+/*
+ * Waits until conn's socket is readable (or writable); false once deadline
+ * passed.  Serves interrupts: a cancel raises its error from here.
+ */
+bool
+wait_socket(PGconn *conn, bool for_write, TimestampTz deadline)
+{
+	for (;;) {
+		long ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (ms <= 0)
+			return false;
+		int events = WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | WL_TIMEOUT |
+					 (for_write ? WL_SOCKET_WRITEABLE : WL_SOCKET_READABLE);
+		int rc = WaitLatchOrSocket(MyLatch, events, PQsocket(conn), ms, PG_WAIT_EXTENSION);
+		if (rc & WL_LATCH_SET) {
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+		if (rc & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
+			return true;
+	}
+}
+
+/* Is keyword a libpq connection option a user may set (as postgres_fdw decides)? */
+bool
+is_libpq_option(const char *keyword)
+{
+	static PQconninfoOption *defaults = nullptr;
+	if (defaults == nullptr) {
+		defaults = PQconndefaults();
+		if (defaults == nullptr)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	}
+	for (PQconninfoOption *o = defaults; o->keyword != nullptr; o++)
+		if (strcmp(o->keyword, keyword) == 0)
+			return strchr(o->dispchar, 'D') == nullptr &&
+				   strcmp(keyword, "fallback_application_name") != 0 &&
+				   strcmp(keyword, "client_encoding") != 0;
+	return false;
+}
+
+/* Drops connections that an aborted query left in the middle of something. */
+void
+xact_callback(XactEvent event, void *)
+{
+	if (event != XACT_EVENT_ABORT && event != XACT_EVENT_PARALLEL_ABORT)
+		return;
+	for (auto &c : cache)
+		if (c.conn != nullptr &&
+			(PQstatus(c.conn) != CONNECTION_OK || PQtransactionStatus(c.conn) != PQTRANS_IDLE)) {
+			PQfinish(c.conn);
+			c.conn = nullptr;
+		}
+}
+
+} // namespace
+
+void
+define_settings()
+{
+	DefineCustomIntVariable(
+		"edgesync.federate_connect_timeout",
+		"How long a federated query waits to connect to the hospital before answering from the "
+		"replica.",
+		nullptr, &connect_timeout_ms, 2000, 1, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr,
+		nullptr);
+	DefineCustomIntVariable(
+		"edgesync.federate_query_timeout",
+		"How long a federated query waits for the hospital's answer before answering from the "
+		"replica.",
+		nullptr, &query_timeout_ms, 30000, 1, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr,
+		nullptr);
+	RegisterXactCallback(xact_callback, nullptr);
+}
+
+bool
+remote_failed_this_statement(const char *server_name)
+{
+	ForeignServer *server = GetForeignServerByName(server_name, true);
+	if (server == nullptr)
+		return false;
+	for (auto &c : cache)
+		if (c.serverid == server->serverid && c.failed_lxid == MyProc->lxid &&
+			c.failed_stmt == GetCurrentStatementStartTimestamp())
+			return true;
+	return false;
+}
+
+bool
+remote_should_warn(const char *server_name)
+{
+	ForeignServer *server = GetForeignServerByName(server_name, true);
+	bool warn = true;
+	for (auto &c : cache)
+		if (server != nullptr && c.serverid == server->serverid && c.failed_lxid == MyProc->lxid &&
+			c.failed_stmt == GetCurrentStatementStartTimestamp()) {
+			warn = warn && !c.warned;
+			c.warned = true;
+		}
+	return warn;
+}
+
+PGconn *
+remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
+{
+	ForeignServer *server = GetForeignServerByName(server_name, false);
+	UserMapping *mapping = GetUserMapping(userid, server->serverid);
+	CachedConn *entry = cache_entry(server->serverid, userid, true);
+
+	if (entry->conn != nullptr) {
+		if (!fresh && PQstatus(entry->conn) == CONNECTION_OK &&
+			PQtransactionStatus(entry->conn) == PQTRANS_IDLE)
+			return entry->conn;
+		PQfinish(entry->conn);
+		entry->conn = nullptr;
+	}
+
+	/* Server options, then the user mapping's, then ours. */
+	List *options = list_concat(list_copy(server->options), mapping->options);
+	int n = list_length(options) + 4;
+	const char **keywords = static_cast<const char **>(palloc0(sizeof(char *) * n));
+	const char **values = static_cast<const char **>(palloc0(sizeof(char *) * n));
+	int i = 0;
+	bool has_password = false;
+	bool password_required = true;
+	const char *user_options = nullptr;
+	ListCell *lc;
+	foreach (lc, options) {
+		DefElem *d = lfirst_node(DefElem, lc);
+		if (strcmp(d->defname, "password_required") == 0)
+			password_required = defGetBoolean(d);
+		if (!is_libpq_option(d->defname))
+			continue;
+		if (strcmp(d->defname, "password") == 0)
+			has_password = true;
+		if (strcmp(d->defname, "options") == 0) {
+			user_options = defGetString(d);
+			continue;
+		}
+		keywords[i] = d->defname;
+		values[i++] = defGetString(d);
+	}
+	/* Stable text formats for the values we parse, and a bounded statement. */
+	keywords[i] = "options";
+	values[i++] = psprintf("%s -c search_path=pg_catalog -c datestyle=ISO -c intervalstyle=postgres"
+						   " -c extra_float_digits=3 -c statement_timeout=%d",
+						   user_options ? user_options : "", query_timeout_ms);
+	keywords[i] = "fallback_application_name";
+	values[i++] = "edgesync_federate";
+	keywords[i] = "client_encoding";
+	values[i++] = GetDatabaseEncodingName();
+
+	/* The same rule as postgres_fdw: a non-superuser's connection must use a password. */
+	bool must_use_password = !superuser_arg(userid) && password_required;
+	if (must_use_password && !has_password)
+		ereport(ERROR, (errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+						errmsg("password is required"),
+						errdetail("Non-superusers must give a password in the user mapping of "
+								  "server \"%s\".",
+								  server_name)));
+
+	PGconn *conn = PQconnectStartParams(keywords, values, false);
+	entry->conn = conn; /* owned by the cache from here, whatever happens */
+	if (conn == nullptr || PQstatus(conn) == CONNECTION_BAD) {
+		*why = reason(conn ? PQerrorMessage(conn) : "out of memory");
+		mark_failed(entry);
+		return nullptr;
+	}
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), connect_timeout_ms);
+	PostgresPollingStatusType state = PGRES_POLLING_WRITING;
+	while (state != PGRES_POLLING_OK) {
+		if (state == PGRES_POLLING_FAILED) {
+			*why = reason(PQerrorMessage(conn));
+			mark_failed(entry);
+			return nullptr;
+		}
+		if (!wait_socket(conn, state == PGRES_POLLING_WRITING, deadline)) {
+			*why = psprintf("no connection within %d ms (edgesync.federate_connect_timeout)",
+							connect_timeout_ms);
+			mark_failed(entry);
+			return nullptr;
+		}
+		state = PQconnectPoll(conn);
+	}
+	entry->failed_lxid = InvalidLocalTransactionId; /* it answers again */
+	if (must_use_password && !PQconnectionUsedPassword(conn)) {
+		PQfinish(conn);
+		entry->conn = nullptr;
+		ereport(ERROR, (errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+						errmsg("password is required"),
+						errdetail("Server \"%s\" did not ask for the password of the user "
+								  "mapping.",
+								  server_name),
+						errhint("Non-superusers must connect with a password.")));
+	}
+	return conn;
+}
+
+PGresult *
+remote_exec(PGconn *conn, const char *sql, int nparams, const char *const *values, char **why)
+{
+	CachedConn *entry = nullptr;
+	for (auto &c : cache)
+		if (c.conn == conn)
+			entry = &c;
+	Assert(entry != nullptr);
+
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), query_timeout_ms);
+	if (!PQsendQueryParams(conn, sql, nparams, nullptr, values, nullptr, nullptr, 0)) {
+		*why = reason(PQerrorMessage(conn));
+		mark_failed(entry);
+		return nullptr;
+	}
+	PGresult *result = nullptr;
+	for (;;) {
+		while (PQisBusy(conn)) {
+			if (!wait_socket(conn, false, deadline)) {
+				if (result)
+					PQclear(result);
+				*why = psprintf("no answer within %d ms (edgesync.federate_query_timeout)",
+								query_timeout_ms);
+				mark_failed(entry);
+				return nullptr;
+			}
+			if (!PQconsumeInput(conn)) {
+				if (result)
+					PQclear(result);
+				*why = reason(PQerrorMessage(conn));
+				mark_failed(entry);
+				return nullptr;
+			}
+		}
+		PGresult *next = PQgetResult(conn);
+		if (next == nullptr)
+			break;
+		if (result == nullptr)
+			result = next;
+		else
+			PQclear(next);
+	}
+	if (result == nullptr ||
+		(PQresultStatus(result) != PGRES_TUPLES_OK && PQresultStatus(result) != PGRES_COMMAND_OK)) {
+		*why = reason(result ? PQresultErrorMessage(result) : PQerrorMessage(conn));
+		if (result)
+			PQclear(result);
+		mark_failed(entry);
+		return nullptr;
+	}
+	return result;
+}
+
+} // namespace edgesync::federate
