@@ -211,6 +211,11 @@ class Resender {
 			snprintf(state_->commit_lsn, sizeof(state_->commit_lsn), "%X/%X",
 					 static_cast<uint32>(next_lsn() >> 32), static_cast<uint32>(next_lsn()));
 			state_->seq = 0;
+			/* What begin_txn() of plugin.cpp prepares for the json writer. */
+			state_->json_tail_len =
+				snprintf(state_->json_tail, sizeof(state_->json_tail),
+						 ",\"xid\":0,\"commit_lsn\":\"%s\",\"commit_time\":\"%s\"}",
+						 state_->commit_lsn, state_->commit_time);
 			if (state_->format == static_cast<int>(decode::Format::kSql))
 				decode::sql_write_begin(ctx_, state_);
 			else
