@@ -229,26 +229,42 @@ slot_position(const TargetConfig &c, uint64_t &confirmed, uint64_t &flush)
 }
 
 /* Peeks at the slot: whole transactions, at most about batch_changes rows. */
+/*
+ * Peeks at the slot for up to `batches` batches' worth of rows, so that one
+ * decoding pass serves several batches (each peek decodes again from the
+ * slot's restart_lsn).  Rows are kept up to about that many batches' bytes,
+ * always ending with a whole transaction.
+ */
 std::vector<Row>
-peek(const TargetConfig &c, uint64_t upto_lsn)
+peek(const TargetConfig &c, uint64_t upto_lsn, int batches, bool &full)
 {
 	const char *sql =
 		"SELECT lsn, xid, data FROM pg_catalog.pg_logical_slot_peek_changes($1, $2, $3,"
 		" 'format', $4, 'include-transaction', 'on', 'columns', $5)";
+	int64_t limit_rows =
+		std::min<int64_t>(static_cast<int64_t>(c.batch_changes) * batches, INT32_MAX);
+	int64_t limit_bytes = c.batch_bytes * batches;
 	spi_run(sql,
 			{text_param(c.slot),
 			 lsn_param(upto_lsn),
-			 {INT4OID, Int32GetDatum(c.batch_changes), ' '},
+			 {INT4OID, Int32GetDatum(static_cast<int32>(limit_rows)), ' '},
 			 text_param(c.kind == "http" ? "json" : "sql"),
 			 text_param(c.columns)},
 			true);
 	std::vector<Row> rows;
 	rows.reserve(SPI_processed);
+	int64_t bytes = 0;
+	full = static_cast<int64_t>(SPI_processed) >= limit_rows;
 	for (uint64_t i = 0; i < SPI_processed; i++) {
 		bool isnull;
 		Datum xid = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
-		rows.push_back(Row{static_cast<uint64_t>(get_int(i, 1)),
-						   isnull ? 0 : DatumGetTransactionId(xid), get_text(i, 3)});
+		TransactionId x = isnull ? 0 : DatumGetTransactionId(xid);
+		if (bytes > limit_bytes && !rows.empty() && rows.back().xid != x) {
+			full = true;
+			break; /* enough, and at a transaction boundary */
+		}
+		rows.push_back(Row{static_cast<uint64_t>(get_int(i, 1)), x, get_text(i, 3)});
+		bytes += static_cast<int64_t>(rows.back().data.size());
 	}
 	return rows;
 }
@@ -386,49 +402,63 @@ ship_target(const std::string &name, int max_batches, bool own_transactions)
 		config.failures = 0;
 	}
 
+	std::vector<Row> rows; /* peeked, not yet delivered */
+	uint64_t confirmed = 0;
+	bool peek_was_full = false;
 	for (int b = 0; b < max_batches; b++) {
-		std::vector<Row> rows;
-		uint64_t confirmed = 0, flush = 0;
-		bool slot_found = false;
-		with_spi(own_transactions, [&] {
-			slot_found = slot_position(config, confirmed, flush);
+		if (rows.empty()) {
+			uint64_t flush = 0;
+			bool slot_found = false, idle = false;
+			with_spi(own_transactions, [&] {
+				slot_found = slot_position(config, confirmed, flush);
+				if (!slot_found) {
+					result.error = record_failure(
+						config,
+						format("replication slot \"%s\" of target \"%s\" does not exist; "
+							   "call edgesync.resync('%s')",
+							   config.slot.c_str(), config.name.c_str(), config.name.c_str()),
+						0);
+					return;
+				}
+				/*
+				 * The slot's position reaches disk only at checkpoints: after
+				 * a crash it may be behind what the receiver acknowledged,
+				 * which target_state (WAL-logged) remembers.  Catch up before
+				 * peeking, so that nothing acknowledged is sent again.
+				 */
+				if (config.acked_lsn > confirmed) {
+					advance(config, config.acked_lsn);
+					confirmed = config.acked_lsn;
+				}
+				if (config.pending_end != 0 && config.pending_end <= confirmed)
+					config.pending_end = 0;
+				if (flush <= confirmed && config.pending_end == 0) {
+					idle = true; /* no new WAL: nothing to decode */
+					return;
+				}
+				/* A batch that was not acknowledged goes again, exactly. */
+				int batches =
+					config.pending_end != 0 ? 1 : std::max(1, std::min(max_batches - b, 10));
+				bool full = false;
+				rows = peek(config, config.pending_end, batches, full);
+				peek_was_full = full && config.pending_end == 0;
+				/*
+				 * Nothing to ship: every transaction that committed before the
+				 * flush position read above produced no output (untracked
+				 * tables), so the slot may move there and hold no WAL back.
+				 */
+				if (rows.empty() && config.pending_end == 0)
+					advance(config, flush);
+			});
 			if (!slot_found) {
-				result.error = record_failure(
-					config,
-					format("replication slot \"%s\" of target \"%s\" does not exist; "
-						   "call edgesync.resync('%s')",
-						   config.slot.c_str(), config.name.c_str(), config.name.c_str()),
-					0);
-				return;
+				result.failed = true;
+				return result;
 			}
-			/*
-			 * The slot's position reaches disk only at checkpoints: after a
-			 * crash it may be behind what the receiver acknowledged, which
-			 * target_state (WAL-logged) remembers.  Catch up before peeking,
-			 * so that nothing acknowledged is sent again.
-			 */
-			if (config.acked_lsn > confirmed) {
-				advance(config, config.acked_lsn);
-				confirmed = config.acked_lsn;
-			}
-			if (config.pending_end != 0 && config.pending_end <= confirmed)
-				config.pending_end = 0;
-			rows = peek(config, config.pending_end);
-		});
-		if (!slot_found) {
-			result.failed = true;
-			return result;
+			if (idle || rows.empty())
+				return result;
 		}
-		if (flush <= confirmed && config.pending_end == 0)
-			return result; /* no new WAL: nothing to decode */
 
 		size_t n = cut_batch(rows, {config.batch_changes, config.batch_bytes});
-		if (n == 0) {
-			if (flush > confirmed && config.pending_end == 0)
-				with_spi(own_transactions, [&] { advance(config, flush); });
-			return result;
-		}
-
 		std::string body;
 		int64_t changes = count_changes(rows, n);
 		if (config.kind == "http") {
@@ -450,7 +480,6 @@ ship_target(const std::string &name, int max_batches, bool own_transactions)
 		}
 		std::string key = idempotency_key(rows, n);
 		uint64_t end = rows[n - 1].lsn;
-		bool more = rows.size() > n || static_cast<int64_t>(rows.size()) >= config.batch_changes;
 
 		/*
 		 * Remember the batch before sending it: if this process dies before
@@ -480,12 +509,15 @@ ship_target(const std::string &name, int max_batches, bool own_transactions)
 			result.failed = true;
 			return result;
 		}
+		confirmed = std::max(confirmed, end);
+		config.acked_lsn = end;
 		config.failures = 0;
 		config.pending_end = 0;
 		result.batches++;
 		result.changes += changes;
-		result.more = more;
-		if (!more)
+		rows.erase(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(n));
+		result.more = !rows.empty() || peek_was_full;
+		if (!result.more)
 			break;
 	}
 	return result;
