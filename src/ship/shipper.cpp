@@ -243,7 +243,7 @@ peek(const TargetConfig &c, uint64_t upto_lsn, int batches, bool &full)
 		" 'format', $4, 'include-transaction', 'on', 'columns', $5)";
 	int64_t limit_rows =
 		std::min<int64_t>(static_cast<int64_t>(c.batch_changes) * batches, INT32_MAX);
-	int64_t limit_bytes = c.batch_bytes * batches;
+	int64_t limit_bytes = std::min<int64_t>(c.batch_bytes * batches, int64_t{64} << 20);
 	spi_run(sql,
 			{text_param(c.slot),
 			 lsn_param(upto_lsn),
@@ -438,7 +438,7 @@ ship_target(const std::string &name, int max_batches, bool own_transactions)
 				}
 				/* A batch that was not acknowledged goes again, exactly. */
 				int batches =
-					config.pending_end != 0 ? 1 : std::max(1, std::min(max_batches - b, 10));
+					config.pending_end != 0 ? 1 : std::max(1, std::min(max_batches - b, 50));
 				bool full = false;
 				rows = peek(config, config.pending_end, batches, full);
 				peek_was_full = full && config.pending_end == 0;
@@ -497,19 +497,31 @@ ship_target(const std::string &name, int max_batches, bool own_transactions)
 		std::string error;
 		bool ok = transport->deliver(body, key, error);
 
+		/*
+		 * The acknowledgement is recorded (acked_lsn) with the batch; the slot
+		 * itself is moved when the peeked rows are used up, or when this call
+		 * ends: each move decodes again from restart_lsn, and acked_lsn keeps
+		 * the position safe in between.
+		 */
 		with_spi(own_transactions, [&] {
 			if (ok) {
-				if (end > confirmed)
-					advance(config, end);
 				record_success(config, changes, static_cast<int64_t>(body.size()), end);
-			} else
+				if (rows.size() == n && end > confirmed) {
+					advance(config, end);
+					confirmed = end;
+				}
+			} else {
 				result.error = record_failure(config, error, end);
+				if (config.acked_lsn > confirmed) {
+					advance(config, config.acked_lsn);
+					confirmed = config.acked_lsn;
+				}
+			}
 		});
 		if (!ok) {
 			result.failed = true;
 			return result;
 		}
-		confirmed = std::max(confirmed, end);
 		config.acked_lsn = end;
 		config.failures = 0;
 		config.pending_end = 0;
@@ -520,6 +532,8 @@ ship_target(const std::string &name, int max_batches, bool own_transactions)
 		if (!result.more)
 			break;
 	}
+	if (config.acked_lsn > confirmed)
+		with_spi(own_transactions, [&] { advance(config, config.acked_lsn); });
 	return result;
 }
 
