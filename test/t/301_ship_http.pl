@@ -76,6 +76,7 @@ sub analyse
 	my $bad_dup = 0;
 	for my $b ($receiver->deliveries)
 	{
+		next if $b->{key} =~ /^resync-/;    # checked below
 		my $body = join("\n", @{ $b->{lines} });
 		if (exists $body_of{ $b->{key} })
 		{
@@ -228,6 +229,25 @@ is($bad_dup, 0, 'duplicates only as whole batches under the same key');
 my %keys;
 $keys{ $_->{key} }++ for $receiver->deliveries;
 note('batches delivered twice: ' . scalar(grep { $_ > 1 } values %keys));
+
+# A lost slot: resync() sends every current row again, then streams on.
+$node->safe_psql('postgres', q{SELECT edgesync._drop_target_slot('edgesync_cloud_api')});
+$node->safe_psql('postgres', q{SELECT edgesync.resync('cloud_api')});
+my %resent;
+for (1 .. 300)
+{
+	%resent = ();
+	for my $b (grep { $_->{key} =~ /^resync-/ } $receiver->deliveries)
+	{
+		/"op":"insert".*"pk":\{"id":(\d+)\}/ and $resent{$1} = 1 for @{ $b->{lines} };
+	}
+	last if scalar(keys %resent) >= $next_id - 1
+	  && $node->safe_psql('postgres', 'SELECT NOT resync_pending FROM edgesync.target_status') eq 't';
+	sleep(0.1);
+}
+is(scalar(keys %resent), $next_id - 1, 'resync: every current row sent again');
+workload(2);
+wait_all_delivered('streaming after resync');
 
 # Status and the log: no secret anywhere.
 my $status = $node->safe_psql('postgres', 'SELECT s::text FROM edgesync.target_status s');
