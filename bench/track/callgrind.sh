@@ -8,9 +8,10 @@
 #
 # Environment: N (2000) transactions per variant; OP=update (default:
 # UPDATE one random row by key, as pgbench does) or OP=insert (INSERT one
-# new row).  Keeps the callgrind
-# files in $KEEP (if set) for callgrind_annotate.  Prints Ir per transaction
-# and the ratio to bare.
+# new row).  Keeps the callgrind files in $KEEP (if set) for
+# callgrind_annotate.  Prints Ir per transaction and the ratio to bare.
+# shared_buffers is 1GB, so that every variant's table stays in it: counts
+# are comparable between runs only with the same variants loaded.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${N:-2000}
@@ -63,7 +64,7 @@ ir() { # variant, count: total instructions of a single-user backend running scr
 	script "$1" "$2" >"$CLUSTER_ROOT/script.sql"
 	chmod 644 "$CLUSTER_ROOT/script.sql"
 	as_cluster_user valgrind --tool=callgrind --callgrind-out-file="$out" \
-		"$PG_BINDIR/postgres" --single -D "$CLUSTER_ROOT/cg" -c shared_buffers=256MB bench \
+		"$PG_BINDIR/postgres" --single -D "$CLUSTER_ROOT/cg" -c shared_buffers=1GB bench \
 		<"$CLUSTER_ROOT/script.sql" >/dev/null 2>&1
 	[ -n "${KEEP:-}" ] && { mkdir -p "$KEEP"; cp "$out" "$KEEP/"; }
 	awk '/^summary:/ { print $2 }' "$out"
