@@ -23,7 +23,7 @@ command -v valgrind >/dev/null || apt-get install -y -q --no-install-recommends 
 
 make -s >/dev/null
 source scripts/cluster.sh
-trap cluster_stop_all EXIT
+trap 'set +e; cluster_stop_all' EXIT
 source scripts/private-install.sh
 private_install "$CLUSTER_ROOT/install"
 PG_BINDIR=$PRIVATE_BINDIR
@@ -45,6 +45,7 @@ for v in "${variants[@]}"; do
 		  FROM generate_series(1, $ROWS) g" -c "VACUUM ANALYZE bench.patients_$v" >/dev/null
 done
 as_cluster_user "$PG_BINDIR/pg_ctl" -D "$CLUSTER_ROOT/cg" -m fast -w stop >/dev/null
+CLUSTERS=() # stopped: the exit trap has only the directory to remove
 
 # A script of N single-row statements (prepared, as pgbench -M prepared).
 script() { # variant, count
