@@ -108,5 +108,17 @@ SHOW DateStyle;
 SHOW extra_float_digits;
 
 SELECT pg_drop_replication_slot('v');
+
+-- A value whose escaped text would take its line past 1 GB (MaxAllocSize):
+-- a clean error naming the column (54000), not a crash nor an "out of
+-- memory" part way through; the session goes on.
+CREATE TABLE huge (id int PRIMARY KEY, t text);
+SELECT edgesync.track('huge');
+SELECT 'init' FROM pg_create_logical_replication_slot('h', 'edgesync');
+INSERT INTO huge VALUES (1, repeat(chr(1), 180000000));  -- 6 bytes each in JSON: \u0001
+SELECT count(*) FROM pg_logical_slot_peek_changes('h', NULL, NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT pg_drop_replication_slot('h');
+DROP TABLE huge;
 DROP TABLE vals, strange, settings_vals;
 DROP EXTENSION edgesync;

@@ -354,6 +354,8 @@ relinfo_get(DecodeState *state, Relation rel)
 		fresh.context = nullptr;
 	}
 	*e = fresh;
+	for (int i = 0; i < e->natts; i++)
+		e->columns[i].rel = e; /* (not &fresh, a local) */
 	/* An invalidation that arrived while building makes it stale at once. */
 	e->valid = invalidations == before;
 	return e;
