@@ -186,6 +186,17 @@ append_sql_value(StringInfo out, const DecodeState *state, const ColumnInfo *col
 	}
 	switch (col->kind) {
 	case ValueKind::kInt:
+		/*
+		 * A bigint is cast so that its literal is not read as numeric.  A
+		 * negative one is quoted: "::" binds tighter than unary minus, so
+		 * -9223372036854775808::int8 would be out of range.
+		 */
+		if (col->typlen == 8 && text[0] == '-') {
+			appendStringInfoChar(out, '\'');
+			appendBinaryStringInfo(out, text, static_cast<int>(len));
+			appendStringInfoString(out, "'::pg_catalog.int8");
+			return;
+		}
 		appendBinaryStringInfo(out, text, static_cast<int>(len));
 		if (col->typlen == 8)
 			appendStringInfoString(out, "::pg_catalog.int8");
