@@ -1,12 +1,12 @@
 # The unattended recipe of docs/replica.md: pg_recvlogical writes the sql
-# stream to a spool file it fsyncs before acknowledging; a separate applier
-# (`psql -f <(tail -n +1 -F spool)`, the unit's command) applies it to the replica as a role that is
-# neither superuser nor owner, only edgesync_applier plus table grants.  The
-# applier fails when the hospital adds a column the replica lacks; the
-# failing transaction is acknowledged to the hospital (it is in the spool)
-# but not lost: once the column exists, the restarted applier replays the
-# whole spool, skips what was applied and applies the rest.  Replica =
-# source, and no row version is written twice.
+# stream to a spool file it fsyncs before acknowledging; a separate applier,
+# the systemd unit's command `psql -f <(tail -n +1 -F spool)`, applies it to
+# the replica as a role that is neither superuser nor owner (edgesync_applier
+# plus table grants).  The applier fails when the hospital adds a column the
+# replica lacks; the failing transaction is acknowledged to the hospital (it
+# is in the spool) but not lost: once the column exists, the restarted
+# applier replays the whole spool, skips what was applied and applies the
+# rest.  Replica = source, and no row version is written twice.
 use strict;
 use warnings;
 
