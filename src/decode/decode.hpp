@@ -127,6 +127,7 @@ struct Change {
 /* relinfo.cpp */
 const RelInfo *relinfo_get(DecodeState *state, Relation rel);
 void relinfo_invalidate_all();
+void relinfo_purge();
 
 /* values.cpp: one value under its column's policy (raw_columns: none). */
 void append_json_value(StringInfo out, const DecodeState *state, const ColumnInfo *col, Datum value,

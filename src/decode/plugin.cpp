@@ -164,6 +164,7 @@ startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 	check_database(state, is_init);
 	/* Cached facts were read under other snapshots (peek decodes again). */
 	relinfo_invalidate_all();
+	relinfo_purge();
 }
 
 void
@@ -208,6 +209,7 @@ void
 begin_txn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 {
 	DecodeState *state = static_cast<DecodeState *>(ctx->output_plugin_private);
+	relinfo_purge();
 	state->txn = txn;
 	state->begin_written = false;
 	state->seq = 0;

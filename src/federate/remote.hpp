@@ -2,15 +2,16 @@
  * remote.hpp — edgesync's own libpq connections to a hospital server.
  *
  * A federated scan reads the hospital through a connection that belongs to
- * edgesync, not to postgres_fdw: it runs each statement in autocommit (or in
- * a short remote transaction of its own), so no state of it is tied to the
- * local transaction.  When the hospital dies, the connection is dropped and
- * the local transaction goes on (docs/federation.md, "Why not postgres_fdw").
+ * edgesync, not to postgres_fdw: it runs each statement in autocommit, so no
+ * state of it is tied to the local transaction.  When the hospital dies, the
+ * connection is dropped and the local transaction goes on
+ * (docs/federation.md, "Why not postgres_fdw alone").
  *
  * Connection parameters come from a postgres_fdw server and the user
- * mapping of the querying role, so a DBA sets the hospital up once, the
- * postgres_fdw way.  Every wait is bounded (edgesync.federate_connect_timeout,
- * edgesync.federate_query_timeout) and interruptible.
+ * mapping of the role the scan runs as (a view's owner), so a DBA sets the
+ * hospital up once, the postgres_fdw way.  Every wait is bounded
+ * (edgesync.federate_connect_timeout, edgesync.federate_query_timeout) and
+ * interruptible.
  *
  * The functions below are C-style: they own no C++ objects, so PostgreSQL
  * errors (configuration mistakes, interrupts) may longjmp through them.  A

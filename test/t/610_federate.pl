@@ -148,6 +148,20 @@ $hospital->start;
 is(fed(q{SELECT ward || '/' || _source FROM hospital_patients_federated WHERE id = 1}), 'ICU/hospital',
 	'hospital back: live again');
 
+# A session's cached connection does not outlive a hospital restart: the
+# next query notices the closed connection and connects again.
+{
+	my $s = $cloud->background_psql('postgres', on_error_stop => 0);
+	is($s->query_safe(q{SELECT _source FROM hospital_patients_federated WHERE id = 1}), 'hospital',
+		'a session reads the hospital');
+	$hospital->restart('fast');
+	$s->{stderr} = '';
+	is($s->query(q{SELECT _source FROM hospital_patients_federated WHERE id = 1}), 'hospital',
+		'after the hospital restarted, the same session reads it again');
+	unlike($s->{stderr}, qr/WARNING/, 'without a WARNING');
+	$s->quit;
+}
+
 # A hung hospital (its postmaster stopped, so a connection is never answered):
 # the connect timeout bounds the wait.
 my $pid = (split /\n/, slurp_file($hospital->data_dir . '/postmaster.pid'))[0];

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Instructions per single-row UPDATE (or per row of a bulk INSERT/UPDATE),
+# counted by valgrind --tool=callgrind in a single-user backend: unlike
+# times, the counts do not move with whatever else the machine is running,
+# so small differences between variants (bench/track/setup.sql) show.
+#
+#   bash bench/track/callgrind.sh [VARIANT...]      (default: bare full nolog floor floor2)
+#
+# Environment: N (2000) transactions per variant; OP=update (default:
+# UPDATE one random row by key, as pgbench does) or OP=insert (INSERT one
+# new row).  Keeps the callgrind
+# files in $KEEP (if set) for callgrind_annotate.  Prints Ir per transaction
+# and the ratio to bare.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+N=${N:-2000}
+OP=${OP:-update}
+ROWS=${ROWS:-200000}
+variants=("$@")
+[ ${#variants[@]} -eq 0 ] && variants=(bare full nolog floor floor2)
+command -v valgrind >/dev/null || apt-get install -y -q --no-install-recommends valgrind >/dev/null
+
+make -s >/dev/null
+source scripts/cluster.sh
+trap cluster_stop_all EXIT
+source scripts/private-install.sh
+private_install "$CLUSTER_ROOT/install"
+PG_BINDIR=$PRIVATE_BINDIR
+
+# The cluster needs no TCP port (everything connects by its unix socket),
+# and another job may take the one cluster_start found free, for a client
+# connection even: then start it without one.
+if ! cluster_start cg 2>/dev/null; then
+	echo "listen_addresses = ''" | as_cluster_user tee -a "$CLUSTER_ROOT/cg/postgresql.conf" >/dev/null
+	as_cluster_user "$PG_BINDIR/pg_ctl" -D "$CLUSTER_ROOT/cg" -l "$CLUSTER_ROOT/cg.log" -w start >/dev/null
+	cg_PORT=$(sed -n 's/^port = //p' "$CLUSTER_ROOT/cg/postgresql.conf" | tail -1)
+fi
+cluster_psql cg -d postgres -c 'ALTER SYSTEM SET autovacuum = off' -c 'CREATE DATABASE bench' >/dev/null
+cluster_psql cg -d bench -f bench/track/setup.sql >/dev/null
+for v in "${variants[@]}"; do
+	cluster_psql cg -d bench -c "INSERT INTO bench.patients_$v (id, hospital_id, mrn, first_name, last_name, birth_date, ward, notes)
+		SELECT g, g % 20, 'MRN' || lpad(g::text, 9, '0'), 'First' || g % 997, 'Last' || g % 1009,
+		       date '1930-01-01' + g % 30000, 'ward-' || g % 40, repeat('allergies: none; ', 1 + g % 4)
+		  FROM generate_series(1, $ROWS) g" -c "VACUUM ANALYZE bench.patients_$v" >/dev/null
+done
+as_cluster_user "$PG_BINDIR/pg_ctl" -D "$CLUSTER_ROOT/cg" -m fast -w stop >/dev/null
+
+# A script of N single-row statements (prepared, as pgbench -M prepared).
+script() { # variant, count
+	if [ "$OP" = insert ]; then
+		echo "PREPARE s(bigint) AS INSERT INTO bench.patients_$1 (id, hospital_id, mrn, first_name, last_name, birth_date, ward, notes)
+			VALUES (\$1, \$1 % 20, 'MRN' || \$1, 'First' || \$1 % 997, 'Last' || \$1 % 1009, date '1980-01-01', 'ward-1', 'allergies: none; ');" | tr -d '\n\t'
+		echo
+		[[ $1 == floor* ]] && echo "SET session_replication_role = replica;"
+		awk -v n="$2" -v rows="$ROWS" 'BEGIN { for (i = 1; i <= n; i++) printf "EXECUTE s(%d);\n", rows + i }'
+	else
+		echo "PREPARE s(bigint) AS UPDATE bench.patients_$1 SET visits = visits + 1 WHERE id = \$1;"
+		awk -v n="$2" -v rows="$ROWS" 'BEGIN { srand(1); for (i = 0; i < n; i++) printf "EXECUTE s(%d);\n", 1 + int(rand() * rows) }'
+	fi
+}
+ir() { # variant, count: total instructions of a single-user backend running script
+	local out=$CLUSTER_ROOT/callgrind.$1.$2
+	script "$1" "$2" >"$CLUSTER_ROOT/script.sql"
+	chmod 644 "$CLUSTER_ROOT/script.sql"
+	as_cluster_user valgrind --tool=callgrind --callgrind-out-file="$out" \
+		"$PG_BINDIR/postgres" --single -D "$CLUSTER_ROOT/cg" -c shared_buffers=256MB bench \
+		<"$CLUSTER_ROOT/script.sql" >/dev/null 2>&1
+	[ -n "${KEEP:-}" ] && { mkdir -p "$KEEP"; cp "$out" "$KEEP/"; }
+	awk '/^summary:/ { print $2 }' "$out"
+}
+declare -A per_txn
+for v in "${variants[@]}"; do
+	base=$(ir "$v" 0)
+	total=$(ir "$v" "$N")
+	per_txn[$v]=$(((total - base) / N))
+	echo "  $v: $((per_txn[$v])) Ir per transaction" >&2
+done
+echo "callgrind: instructions per single-row $OP transaction ($N)"
+printf '%-8s %14s %7s\n' variant 'Ir per txn' 'x bare'
+for v in "${variants[@]}"; do
+	printf '%-8s %14d %7s\n' "$v" "${per_txn[$v]}" \
+		"$(awk -v a="${per_txn[$v]}" -v b="${per_txn[bare]:-0}" 'BEGIN { if (b) printf "%.3f", a / b; else print "-" }')"
+done
