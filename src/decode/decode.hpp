@@ -53,6 +53,7 @@ enum class ValueKind : char {
 enum class Policy : char { kReplicate, kHash, kRedact };
 
 struct RelInfo;
+struct SqlRun;
 
 struct ColumnInfo {
 	const RelInfo *rel; /* the relation it belongs to (for messages) */
@@ -90,6 +91,7 @@ struct RelInfo {
 	int nidentity;
 	AttrNumber identity[INDEX_MAX_KEYS]; /* replica identity index attnums */
 	AttrNumber version_attnum;			 /* 0 if none */
+	bool keys_text_exact;				 /* primary key values are equal iff their literals are */
 };
 
 /* Per-session plugin state (ctx->output_plugin_private). */
@@ -102,7 +104,11 @@ struct DecodeState {
 	int ntables; /* "tables" option, or -1 for all */
 	char **table_schemas;
 	char **table_names;
-	char *source; /* sql: this source's name on the replica */
+	char *source;			   /* sql: this source's name on the replica */
+	int batch_rows;			   /* sql: most changes in one statement */
+	int batch_bytes;		   /* sql: statement size after which a run ends */
+	MemoryContext run_context; /* sql: the run being buffered, reset per run */
+	struct SqlRun *run;		   /* sql_writer.cpp */
 
 	/* The transaction being decoded. */
 	ReorderBufferTXN *txn;

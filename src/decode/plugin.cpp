@@ -73,6 +73,8 @@ store_options(DecodeState *state, const Options &opts)
 			});
 		}
 	}
+	state->batch_rows = opts.batch_rows;
+	state->batch_bytes = opts.batch_bytes;
 	if (opts.source)
 		pg_call([&] { state->source = pstrdup(opts.source->c_str()); });
 }
@@ -156,6 +158,8 @@ startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 	DecodeState *state = static_cast<DecodeState *>(palloc0(sizeof(DecodeState)));
 	state->change_context =
 		AllocSetContextCreate(ctx->context, "edgesync change", ALLOCSET_DEFAULT_SIZES);
+	state->run_context =
+		AllocSetContextCreate(ctx->context, "edgesync sql run", ALLOCSET_DEFAULT_SIZES);
 	state->ntables = -1;
 	parse_plugin_options(state, ctx->output_plugin_options);
 	MemoryContextSwitchTo(old);

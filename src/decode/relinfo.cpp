@@ -195,6 +195,36 @@ index_attnums(Oid indexid, AttrNumber *out)
 	return n;
 }
 
+/*
+ * True if two values of this key column are equal exactly when their text
+ * outputs are: the sql writer then tells "a key already in this run" by
+ * comparing the written literals (numeric 1.0 = 1.00, float -0 = 0, citext
+ * and nondeterministic collations are not).
+ */
+bool
+key_text_is_exact(Form_pg_attribute att)
+{
+	switch (att->atttypid) {
+	case INT2OID:
+	case INT4OID:
+	case INT8OID:
+	case OIDOID:
+	case BOOLOID:
+	case UUIDOID:
+	case DATEOID:
+	case TIMESTAMPOID:
+	case TIMESTAMPTZOID:
+	case BYTEAOID:
+		return true;
+	case TEXTOID:
+	case VARCHAROID:
+	case BPCHAROID:
+		return !OidIsValid(att->attcollation) || get_collation_isdeterministic(att->attcollation);
+	default:
+		return false;
+	}
+}
+
 void
 build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext context)
 {
@@ -261,8 +291,11 @@ build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext conte
 
 	info->nkeys = index_attnums(RelationGetPrimaryKeyIndex(rel), info->keys);
 	info->nidentity = index_attnums(RelationGetReplicaIndex(rel), info->identity);
-	for (int k = 0; k < info->nkeys; k++)
+	info->keys_text_exact = info->nkeys > 0;
+	for (int k = 0; k < info->nkeys; k++) {
 		info->columns[info->keys[k] - 1].is_key = true;
+		info->keys_text_exact &= key_text_is_exact(TupleDescAttr(desc, info->keys[k] - 1));
+	}
 	for (int k = 0; k < info->nidentity; k++)
 		info->columns[info->identity[k] - 1].is_identity = true;
 

@@ -22,7 +22,43 @@
  */
 #include "decode/decode.hpp"
 
+extern "C" {
+#include "common/hashfn.h"
+#include "utils/memutils.h"
+}
+
 namespace edgesync::decode {
+
+/*
+ * Runs.  Consecutive changes of one kind (upsert or delete) with the same
+ * statement shape (table, column list, conflict clause, guard) are buffered
+ * as one run and written as one multi-row statement:
+ *
+ *   INSERT INTO t AS target (cols) SELECT * FROM (VALUES (..), (..)) AS v
+ *     WHERE edgesync.applying() ON CONFLICT (pk) DO UPDATE SET ... WHERE ...;
+ *   DELETE FROM t AS target USING (VALUES (k, version), ...) AS v(c1, c2)
+ *     WHERE target."k" = v.c1 AND target."version" <= v.c2 AND edgesync.applying();
+ *
+ * A run of one change is written in the single-row form.  A run ends at a
+ * change that does not fit it, at an upsert whose key is already in it (ON
+ * CONFLICT cannot touch a row twice in one statement), at batch_rows changes
+ * or batch_bytes of values, before a truncate or a statement written alone,
+ * and at commit.  Only the current run is buffered, in run_context, which is
+ * reset when the run is written.
+ */
+enum class RunKind : char { kNone, kUpsert, kDelete };
+
+struct SqlRun {
+	RunKind kind;
+	int nrows;
+	StringInfoData head;  /* upsert: INSERT INTO .. (cols); delete: DELETE FROM .. AS target */
+	StringInfoData tail;  /* the rest after the values; with head, the run's shape */
+	StringInfoData rows;  /* "(v, v), (v, v)" */
+	StringInfoData first; /* delete: the first change as its own statement */
+	uint64 *keys;		  /* upsert: open-addressed set of key hashes (0 = empty) */
+	int keys_size;		  /* a power of two */
+	int nkeys;
+};
 
 namespace {
 
@@ -95,29 +131,34 @@ append_version_guard(StringInfo out, const Change *c, const char *op, bool use_o
 					 DatumGetInt64(values[v - 1]));
 }
 
+/* The single-row DELETE of a change (op and guard: see sql_write_change). */
+void
+build_delete(StringInfo out, DecodeState *state, const Change *c, const char *op,
+			 bool guard_with_old)
+{
+	appendStringInfo(out, "DELETE FROM %s AS target WHERE ", c->rel->sql_name);
+	append_key_condition(out, state, c, true);
+	append_version_guard(out, c, op, guard_with_old);
+	appendStringInfoString(out, " AND edgesync.applying();");
+}
+
 void
 write_delete(LogicalDecodingContext *ctx, DecodeState *state, const Change *c, const char *op,
 			 bool guard_with_old)
 {
 	OutputPluginPrepareWrite(ctx, true);
-	StringInfo out = ctx->out;
-	appendStringInfo(out, "DELETE FROM %s AS target WHERE ", c->rel->sql_name);
-	append_key_condition(out, state, c, true);
-	append_version_guard(out, c, op, guard_with_old);
-	appendStringInfoString(out, " AND edgesync.applying();");
+	build_delete(ctx->out, state, c, op, guard_with_old);
 	OutputPluginWrite(ctx, true);
 }
 
+/* INSERT INTO "s"."t" AS target ("c1","c2") */
 void
-write_upsert(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
+append_upsert_head(StringInfo out, const DecodeState *state, const Change *c)
 {
 	const RelInfo *rel = c->rel;
-	OutputPluginPrepareWrite(ctx, true);
-	StringInfo out = ctx->out;
-	bool first;
+	bool first = true;
 
 	appendStringInfo(out, "INSERT INTO %s AS target (", rel->sql_name);
-	first = true;
 	for (int i = 0; i < rel->natts; i++) {
 		if (!in_column_list(state, c, i))
 			continue;
@@ -126,17 +167,43 @@ write_upsert(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
 		first = false;
 		appendStringInfoString(out, rel->columns[i].sql_ident);
 	}
-	appendStringInfoString(out, ") SELECT ");
-	first = true;
+	appendStringInfoChar(out, ')');
+}
+
+/*
+ * v1, v2: the new row's values.  Returns a hash of the primary key's
+ * literals (a run holds a key at most once, see add_upsert).
+ */
+uint64
+append_upsert_values(StringInfo out, const DecodeState *state, const Change *c)
+{
+	const RelInfo *rel = c->rel;
+	bool first = true;
+	uint64 key_hash = 0;
+
 	for (int i = 0; i < rel->natts; i++) {
 		if (!in_column_list(state, c, i))
 			continue;
 		if (!first)
 			appendStringInfoString(out, ", ");
 		first = false;
+		int start = out->len;
 		append_value_or_null(out, state, &rel->columns[i], c->new_nulls[i], c->new_values[i]);
+		if (rel->columns[i].is_key)
+			key_hash =
+				hash_bytes_extended(reinterpret_cast<const unsigned char *>(out->data) + start,
+									out->len - start, key_hash + 1);
 	}
-	appendStringInfoString(out, " WHERE edgesync.applying()");
+	return key_hash;
+}
+
+/* ON CONFLICT ("k") DO UPDATE SET ... WHERE target."version" < EXCLUDED."version"; */
+void
+append_upsert_tail(StringInfo out, const DecodeState *state, const Change *c)
+{
+	const RelInfo *rel = c->rel;
+	bool first;
+
 	if (rel->nkeys > 0) {
 		appendStringInfoString(out, " ON CONFLICT (");
 		for (int k = 0; k < rel->nkeys; k++) {
@@ -160,6 +227,19 @@ write_upsert(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
 			appendStringInfoString(out, " WHERE target.\"version\" < EXCLUDED.\"version\"");
 	}
 	appendStringInfoChar(out, ';');
+}
+
+/* One change's upsert as its own statement. */
+void
+write_upsert(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
+{
+	OutputPluginPrepareWrite(ctx, true);
+	StringInfo out = ctx->out;
+	append_upsert_head(out, state, c);
+	appendStringInfoString(out, " SELECT ");
+	(void) append_upsert_values(out, state, c);
+	appendStringInfoString(out, " WHERE edgesync.applying()");
+	append_upsert_tail(out, state, c);
 	OutputPluginWrite(ctx, true);
 }
 
@@ -189,11 +269,262 @@ write_update(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
 	OutputPluginWrite(ctx, true);
 }
 
+SqlRun *
+get_run(DecodeState *state)
+{
+	if (state->run == nullptr)
+		state->run = static_cast<SqlRun *>(
+			MemoryContextAllocZero(MemoryContextGetParent(state->run_context), sizeof(SqlRun)));
+	return state->run;
+}
+
+void
+run_discard(DecodeState *state)
+{
+	SqlRun *run = get_run(state);
+	MemoryContextReset(state->run_context);
+	memset(run, 0, sizeof(SqlRun));
+}
+
+void
+run_start(DecodeState *state, RunKind kind, StringInfo head, StringInfo tail)
+{
+	SqlRun *run = get_run(state);
+	run_discard(state);
+	MemoryContext old = MemoryContextSwitchTo(state->run_context);
+	run->kind = kind;
+	initStringInfo(&run->head);
+	appendBinaryStringInfo(&run->head, head->data, head->len);
+	initStringInfo(&run->tail);
+	appendBinaryStringInfo(&run->tail, tail->data, tail->len);
+	initStringInfo(&run->rows);
+	initStringInfo(&run->first);
+	MemoryContextSwitchTo(old);
+}
+
+bool
+run_has_shape(const SqlRun *run, RunKind kind, StringInfo head, StringInfo tail)
+{
+	return run->kind == kind && run->head.len == head->len && run->tail.len == tail->len &&
+		   memcmp(run->head.data, head->data, head->len) == 0 &&
+		   memcmp(run->tail.data, tail->data, tail->len) == 0;
+}
+
+/* Adds a key hash to the run's set; false if it was there. */
+bool
+run_add_key(DecodeState *state, uint64 hash)
+{
+	SqlRun *run = state->run;
+	if (hash == 0)
+		hash = 1;
+	if (2 * (run->nkeys + 1) > run->keys_size) {
+		int size = run->keys_size == 0 ? 256 : 2 * run->keys_size;
+		uint64 *keys = static_cast<uint64 *>(
+			MemoryContextAllocZero(state->run_context, sizeof(uint64) * size));
+		for (int i = 0; i < run->keys_size; i++) {
+			if (run->keys[i] == 0)
+				continue;
+			int j = static_cast<int>(run->keys[i] & (size - 1));
+			while (keys[j] != 0)
+				j = (j + 1) & (size - 1);
+			keys[j] = run->keys[i];
+		}
+		if (run->keys != nullptr)
+			pfree(run->keys);
+		run->keys = keys;
+		run->keys_size = size;
+	}
+	int j = static_cast<int>(hash & (run->keys_size - 1));
+	while (run->keys[j] != 0) {
+		if (run->keys[j] == hash)
+			return false;
+		j = (j + 1) & (run->keys_size - 1);
+	}
+	run->keys[j] = hash;
+	run->nkeys++;
+	return true;
+}
+
+/* Writes the buffered run, if any, as one statement (one output message). */
+void
+run_flush(LogicalDecodingContext *ctx, DecodeState *state)
+{
+	SqlRun *run = state->run;
+	if (run == nullptr || run->nrows == 0)
+		return;
+	OutputPluginPrepareWrite(ctx, true);
+	StringInfo out = ctx->out;
+	if (run->kind == RunKind::kDelete && run->nrows == 1)
+		appendBinaryStringInfo(out, run->first.data, run->first.len);
+	else if (run->kind == RunKind::kDelete) {
+		appendBinaryStringInfo(out, run->head.data, run->head.len);
+		appendStringInfoString(out, " USING (VALUES ");
+		appendBinaryStringInfo(out, run->rows.data, run->rows.len);
+		appendStringInfoChar(out, ')');
+		appendBinaryStringInfo(out, run->tail.data, run->tail.len);
+	} else {
+		appendBinaryStringInfo(out, run->head.data, run->head.len);
+		if (run->nrows == 1) {
+			/* "(v, v)" without its parentheses: the single-row form */
+			appendStringInfoString(out, " SELECT ");
+			appendBinaryStringInfo(out, run->rows.data + 1, run->rows.len - 2);
+		} else {
+			appendStringInfoString(out, " SELECT * FROM (VALUES ");
+			appendBinaryStringInfo(out, run->rows.data, run->rows.len);
+			appendStringInfoString(out, ") AS v");
+		}
+		appendStringInfoString(out, " WHERE edgesync.applying()");
+		appendBinaryStringInfo(out, run->tail.data, run->tail.len);
+	}
+	OutputPluginWrite(ctx, true);
+	run_discard(state);
+}
+
+/*
+ * The row just appended to the run at rows[start..] belongs to the next run
+ * (its key is in this one, or it takes the run past batch_bytes): writes the
+ * run without it and starts the next one with it.
+ */
+void
+run_split(LogicalDecodingContext *ctx, DecodeState *state, int before, int start)
+{
+	SqlRun *run = state->run;
+	RunKind kind = run->kind;
+	int len = run->rows.len - start;
+	char *row = static_cast<char *>(palloc(len + 1));
+	memcpy(row, run->rows.data + start, len);
+	StringInfoData head, tail;
+	initStringInfo(&head);
+	appendBinaryStringInfo(&head, run->head.data, run->head.len);
+	initStringInfo(&tail);
+	appendBinaryStringInfo(&tail, run->tail.data, run->tail.len);
+
+	run->rows.len = before;
+	run->rows.data[before] = '\0';
+	run_flush(ctx, state);
+	run_start(state, kind, &head, &tail);
+	appendBinaryStringInfo(&state->run->rows, row, len);
+	pfree(row);
+}
+
+/* Ends the run at the batch limits. */
+void
+run_added(LogicalDecodingContext *ctx, DecodeState *state)
+{
+	SqlRun *run = state->run;
+	run->nrows++;
+	if (run->nrows >= state->batch_rows || run->rows.len >= state->batch_bytes)
+		run_flush(ctx, state);
+}
+
+void
+add_upsert(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
+{
+	const RelInfo *rel = c->rel;
+	bool keyed = rel->nkeys > 0;
+
+	/* Keys whose equality is not that of their literals: one row per statement. */
+	if (state->batch_rows <= 1 || (keyed && !rel->keys_text_exact)) {
+		run_flush(ctx, state);
+		write_upsert(ctx, state, c);
+		return;
+	}
+	StringInfoData head, tail;
+	initStringInfo(&head);
+	append_upsert_head(&head, state, c);
+	initStringInfo(&tail);
+	append_upsert_tail(&tail, state, c);
+	SqlRun *run = get_run(state);
+	if (run->nrows == 0 || !run_has_shape(run, RunKind::kUpsert, &head, &tail)) {
+		run_flush(ctx, state);
+		run_start(state, RunKind::kUpsert, &head, &tail);
+	}
+
+	int before = run->rows.len;
+	if (run->nrows > 0)
+		appendStringInfoString(&run->rows, ", ");
+	int start = run->rows.len;
+	appendStringInfoChar(&run->rows, '(');
+	uint64 key = append_upsert_values(&run->rows, state, c);
+	appendStringInfoChar(&run->rows, ')');
+	if (run->nrows > 0 &&
+		(run->rows.len > state->batch_bytes || (keyed && !run_add_key(state, key)))) {
+		run_split(ctx, state, before, start);
+		run = state->run;
+	}
+	if (run->nrows == 0 && keyed)
+		(void) run_add_key(state, key);
+	run_added(ctx, state);
+}
+
+void
+add_delete(LogicalDecodingContext *ctx, DecodeState *state, const Change *c, const char *op,
+		   bool guard_with_old)
+{
+	const RelInfo *rel = c->rel;
+	bool batchable = state->batch_rows > 1 && rel->nkeys > 0 && c->old_values != nullptr;
+	for (int k = 0; batchable && k < rel->nkeys; k++)
+		batchable = !c->old_nulls[rel->keys[k] - 1];
+	if (!batchable) {
+		run_flush(ctx, state);
+		write_delete(ctx, state, c, op, guard_with_old);
+		return;
+	}
+	AttrNumber v = rel->version_attnum;
+	const Datum *vvalues = guard_with_old ? c->old_values : c->new_values;
+	const bool *vnulls = guard_with_old ? c->old_nulls : c->new_nulls;
+	bool versioned = v != 0 && vvalues != nullptr && !vnulls[v - 1];
+
+	StringInfoData head, tail;
+	initStringInfo(&head);
+	appendStringInfo(&head, "DELETE FROM %s AS target", rel->sql_name);
+	initStringInfo(&tail);
+	appendStringInfoString(&tail, " AS v(");
+	for (int k = 0; k < rel->nkeys + (versioned ? 1 : 0); k++)
+		appendStringInfo(&tail, "%sc%d", k > 0 ? ", " : "", k + 1);
+	appendStringInfoString(&tail, ") WHERE ");
+	for (int k = 0; k < rel->nkeys; k++)
+		appendStringInfo(&tail, "%starget.%s = v.c%d", k > 0 ? " AND " : "",
+						 rel->columns[rel->keys[k] - 1].sql_ident, k + 1);
+	if (versioned)
+		appendStringInfo(&tail, " AND target.\"version\" %s v.c%d", op, rel->nkeys + 1);
+	appendStringInfoString(&tail, " AND edgesync.applying();");
+
+	SqlRun *run = get_run(state);
+	if (run->nrows == 0 || !run_has_shape(run, RunKind::kDelete, &head, &tail)) {
+		run_flush(ctx, state);
+		run_start(state, RunKind::kDelete, &head, &tail);
+	}
+
+	int before = run->rows.len;
+	if (run->nrows > 0)
+		appendStringInfoString(&run->rows, ", ");
+	int start = run->rows.len;
+	appendStringInfoChar(&run->rows, '(');
+	for (int k = 0; k < rel->nkeys; k++) {
+		int i = rel->keys[k] - 1;
+		if (k > 0)
+			appendStringInfoString(&run->rows, ", ");
+		append_sql_value(&run->rows, state, &rel->columns[i], c->old_values[i]);
+	}
+	if (versioned)
+		appendStringInfo(&run->rows, ", " INT64_FORMAT, DatumGetInt64(vvalues[v - 1]));
+	appendStringInfoChar(&run->rows, ')');
+	if (run->nrows > 0 && run->rows.len > state->batch_bytes) {
+		run_split(ctx, state, before, start);
+		run = state->run;
+	}
+	if (run->nrows == 0)
+		build_delete(&run->first, state, c, op, guard_with_old);
+	run_added(ctx, state);
+}
+
 } // namespace
 
 void
 sql_write_begin(LogicalDecodingContext *ctx, DecodeState *state)
 {
+	run_discard(state); /* left over from a transaction that failed */
 	OutputPluginPrepareWrite(ctx, true);
 	appendStringInfoString(ctx->out, "BEGIN;");
 	OutputPluginWrite(ctx, true);
@@ -209,6 +540,7 @@ sql_write_begin(LogicalDecodingContext *ctx, DecodeState *state)
 void
 sql_write_commit(LogicalDecodingContext *ctx, DecodeState *state)
 {
+	run_flush(ctx, state);
 	OutputPluginPrepareWrite(ctx, true);
 	appendStringInfoString(ctx->out, "COMMIT;");
 	OutputPluginWrite(ctx, true);
@@ -219,25 +551,27 @@ sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *
 {
 	switch (c->action) {
 	case REORDER_BUFFER_CHANGE_INSERT:
-		write_upsert(ctx, state, c);
+		add_upsert(ctx, state, c);
 		return;
 	case REORDER_BUFFER_CHANGE_UPDATE: {
 		bool complete = true;
 		for (int i = 0; i < c->natts; i++)
 			complete &= !c->unchanged[i];
 		if (!complete) {
+			run_flush(ctx, state);
 			write_update(ctx, state, c);
 			return;
 		}
 		/* A new key: the row under the old key goes, unless it is newer. */
 		if (c->key_changed)
-			write_delete(ctx, state, c, "<", false);
-		write_upsert(ctx, state, c);
+			add_delete(ctx, state, c, "<", false);
+		add_upsert(ctx, state, c);
 		return;
 	}
 	case REORDER_BUFFER_CHANGE_DELETE:
 		if (c->old_values == nullptr) {
 			/* REPLICA IDENTITY NOTHING: no key to delete by; say so in the stream. */
+			run_flush(ctx, state);
 			OutputPluginPrepareWrite(ctx, true);
 			appendStringInfo(ctx->out,
 							 "-- edgesync: a delete from %s cannot be applied: the table has "
@@ -246,7 +580,7 @@ sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *
 			OutputPluginWrite(ctx, true);
 			return;
 		}
-		write_delete(ctx, state, c, "<=", true);
+		add_delete(ctx, state, c, "<=", true);
 		return;
 	default:
 		return;
@@ -257,6 +591,7 @@ void
 sql_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n, const char **schemas,
 				   const char **tables, const char *relkinds, bool cascade, bool restart_identity)
 {
+	run_flush(ctx, state);
 	OutputPluginPrepareWrite(ctx, true);
 	StringInfo out = ctx->out;
 	StringInfoSink sink{out};
