@@ -61,8 +61,10 @@ cluster_psql() {
 
 cluster_stop_all() {
 	local name
+	# A cluster a script stopped itself fails to stop again: go on with the
+	# others (an EXIT trap runs under the caller's set -e).
 	for name in "${CLUSTERS[@]}"; do
-		as_cluster_user "$PG_BINDIR/pg_ctl" -D "$CLUSTER_ROOT/$name" -m fast -w stop >/dev/null 2>&1
+		as_cluster_user "$PG_BINDIR/pg_ctl" -D "$CLUSTER_ROOT/$name" -m fast -w stop >/dev/null 2>&1 || true
 	done
 	rm -rf "$CLUSTER_ROOT"
 }

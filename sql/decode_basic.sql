@@ -109,6 +109,11 @@ SELECT * FROM pg_logical_slot_peek_changes('s', NULL, NULL, 'format', 'json', 'f
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) FROM pg_logical_slot_get_changes('s', NULL, NULL);
 
+-- pg_replication_slot_advance() skips changes without output.
+INSERT INTO patients (id, name) VALUES (8, 'skipped');
+SELECT 'advanced' FROM pg_replication_slot_advance('s', pg_current_wal_lsn());
+SELECT count(*) AS lines FROM pg_logical_slot_get_changes('s', NULL, NULL);
+
 SELECT pg_drop_replication_slot('s');
 
 -- The slot's database must have the extension: at creation, and at each start.

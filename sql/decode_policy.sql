@@ -19,10 +19,16 @@ SET edgesync.hash_key = 'regress-secret';
 
 -- Before any policy: everything replicated.
 INSERT INTO patients VALUES (1, 'MRN-1', 'Ann', '1980-01-01', 'A');
--- The policy is set in one transaction; the row inserted in that same
--- transaction before the call is streamed unmasked, after it masked.
+-- A transaction that already wrote the table cannot set a policy on it:
+-- those rows would leave under the old one.
 BEGIN;
 INSERT INTO patients VALUES (2, 'MRN-2', 'Bob', '1990-02-02', 'B');
+SELECT edgesync.set_column_policy('patients', 'mrn', 'hash');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+-- Policies set in one transaction apply from its commit, also to rows it
+-- writes after them.
+BEGIN;
 SELECT edgesync.set_column_policy('patients', 'mrn', 'hash');
 SELECT edgesync.set_column_policy('patients', 'name', 'redact');
 SELECT edgesync.set_column_policy('patients', 'dob', 'hash');
@@ -68,6 +74,10 @@ ALTER TABLE stays ATTACH PARTITION stays_south FOR VALUES IN ('south');
 SELECT edgesync.track('stays');
 SELECT edgesync.set_column_policy('stays', 'patient', 'redact');
 INSERT INTO stays VALUES (1, 'south', 'Gus');
+BEGIN;  -- a write to one partition counts too
+INSERT INTO stays_south (id, region, patient) VALUES (2, 'south', 'rolled back');
+SELECT edgesync.set_column_policy('stays', 'patient', 'replicate');
+ROLLBACK;
 SELECT d->>'table' AS tbl, d->'row' AS row FROM decoded('p') AS d;
 
 -- columns=raw: refused to a role that is not a member of edgesync_phi_reader,

@@ -9,7 +9,7 @@ SET edgesync.hash_key = 'regress-secret';
 
 -- The same tables on both sides (tracked on the replica too: applying keeps
 -- the incoming versions).
-\set tables 'CREATE TABLE patients (id int PRIMARY KEY, mrn text, name text, born date, notes text, score numeric, flags jsonb, weight float8); CREATE TABLE "Odd ""Table"""("select" int, "Key" text, "from" text, PRIMARY KEY ("select", "Key")); CREATE TABLE doses (id int PRIMARY KEY, mg int, g numeric GENERATED ALWAYS AS (mg / 1000.0) STORED); ALTER TABLE patients ALTER COLUMN notes SET STORAGE EXTERNAL; SELECT edgesync.track(t) FROM unnest(ARRAY[''patients'', ''"Odd ""Table"""'', ''doses'']) AS t;'
+\set tables 'CREATE TABLE patients (id int PRIMARY KEY, mrn text, name text, born date, notes text, score numeric, flags jsonb, weight float8); CREATE TABLE "Odd ""Table"""("select" int, "Key" text, "from" text, PRIMARY KEY ("select", "Key")); CREATE TABLE doses (id int PRIMARY KEY, mg int, g numeric GENERATED ALWAYS AS (mg / 1000.0) STORED); ALTER TABLE patients ALTER COLUMN notes SET STORAGE EXTERNAL; CREATE TABLE stays (id int, region text, patient text, PRIMARY KEY (id, region)) PARTITION BY LIST (region); CREATE TABLE stays_north PARTITION OF stays FOR VALUES IN (''north''); CREATE TABLE stays_south PARTITION OF stays FOR VALUES IN (''south''); CREATE TABLE wards (id serial PRIMARY KEY, name text); CREATE TABLE beds (id serial PRIMARY KEY, ward_id int REFERENCES wards, label text); SELECT count(edgesync.track(t)) AS tracked FROM unnest(ARRAY[''patients'', ''"Odd ""Table"""'', ''doses'', ''stays'', ''wards'', ''beds'']) AS t;'
 :tables
 SELECT edgesync.set_column_policy('patients', 'mrn', 'hash');
 SELECT edgesync.set_column_policy('patients', 'name', 'redact');
@@ -49,6 +49,16 @@ COMMIT;
 TRUNCATE doses;
 INSERT INTO doses (id, mg) VALUES (5, 5);
 SELECT 'm' FROM pg_logical_emit_message(true, 'ignored', 'by the sql format');
+-- Partitions (written under the partitioned table; a partition truncated alone
+-- by its name), TRUNCATE ... RESTART IDENTITY CASCADE.
+INSERT INTO stays VALUES (1, 'north', 'Ann'), (2, 'south', 'Bob'), (3, 'south', 'Cy');
+UPDATE stays SET region = 'north' WHERE id = 2;
+TRUNCATE stays_south;
+INSERT INTO wards (name) VALUES ('A'), ('B');
+INSERT INTO beds (ward_id, label) VALUES (1, 'A1'), (2, 'B1');
+TRUNCATE wards RESTART IDENTITY CASCADE;
+INSERT INTO wards (name) VALUES ('C');
+INSERT INTO beds (ward_id, label) VALUES (1, 'C1');
 
 -- What the stream looks like (LSNs and timestamps masked).
 SELECT regexp_replace(regexp_replace(regexp_replace(regexp_replace(data,
@@ -67,7 +77,7 @@ SELECT string_agg(data, E'\n' ORDER BY n) AS stream
 SELECT max(lsn) AS last_lsn FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql') \gset
 -- Row checksums on the source (the redacted column left out: it never
 -- leaves; the hashed one arrives hashed).
-\set checksum 'SELECT (SELECT md5(string_agg(format(''%s|%s|%s|%s|%s|%s|%s|%s|%s'', id, mrn IS NULL, born, md5(notes), score, flags, weight, version, created_at), '','' ORDER BY id)) FROM patients) AS patients, (SELECT md5(string_agg(t::text, '','' ORDER BY "select")) FROM "Odd ""Table""" t) AS odd, (SELECT md5(string_agg(d::text, '','' ORDER BY id)) FROM doses d) AS doses'
+\set checksum 'SELECT (SELECT md5(string_agg(format(''%s|%s|%s|%s|%s|%s|%s|%s|%s'', id, mrn IS NULL, born, md5(notes), score, flags, weight, version, created_at), '','' ORDER BY id)) FROM patients) AS patients, (SELECT md5(string_agg(t::text, '','' ORDER BY "select")) FROM "Odd ""Table""" t) AS odd, (SELECT md5(string_agg(d::text, '','' ORDER BY id)) FROM doses d) AS doses, (SELECT string_agg(format(''%s/%s/%s/%s'', tableoid::regclass, id, region, patient), '','' ORDER BY id) FROM stays) AS stays, (SELECT string_agg(format(''%s %s %s'', w.id, w.name, b.label), '','') FROM wards w JOIN beds b ON b.ward_id = w.id) AS wards'
 :checksum \gset source_
 \c decode_replica
 \o /dev/null
@@ -76,6 +86,8 @@ SELECT max(lsn) AS last_lsn FROM pg_logical_slot_peek_changes('q', NULL, NULL, '
 :checksum \gset replica_
 SELECT :'source_patients' = :'replica_patients' AS patients_same, :'source_odd' = :'replica_odd' AS odd_same,
        :'source_doses' = :'replica_doses' AS doses_same;
+SELECT :'source_stays' AS source_stays, :'replica_stays' AS replica_stays,
+       :'source_wards' AS source_wards, :'replica_wards' AS replica_wards;
 SELECT id, name, length(mrn) AS hashed_len, version FROM patients ORDER BY id;
 SELECT source, lsn >= :'last_lsn'::pg_lsn - 200 AND lsn <= :'last_lsn' AS lsn_recorded FROM edgesync.applied_lsn;
 SELECT count(*) - :logged_before AS logged_by_apply FROM edgesync.sync_log;
@@ -124,10 +136,26 @@ SELECT edgesync.apply_begin('x', '0/1');
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 DROP ROLE regress_nobody;
+-- A plain role granted edgesync_applier applies with triggers off, as the
+-- function's owner may set session_replication_role.
+CREATE ROLE regress_applier IN ROLE edgesync_applier;
+GRANT INSERT, UPDATE, DELETE ON doses TO regress_applier;
+SET ROLE regress_applier;
+BEGIN;
+SELECT edgesync.apply_begin('another source', '0/10') AS fresh,
+       current_setting('session_replication_role') AS role;
+INSERT INTO doses (id, mg, version) VALUES (99, 1, 42);
+COMMIT;
+RESET ROLE;
+SELECT id, version FROM doses WHERE id = 99;
+SELECT source, lsn FROM edgesync.applied_lsn WHERE source = 'another source';
+DELETE FROM doses WHERE id = 99;
+DROP OWNED BY regress_applier;
+DROP ROLE regress_applier;
 
 \c :source_db
 SET edgesync.hash_key = 'regress-secret';
 SELECT pg_drop_replication_slot('q');
 DROP DATABASE decode_replica;
-DROP TABLE patients, "Odd ""Table""", doses;
+DROP TABLE patients, "Odd ""Table""", doses, stays, wards, beds;
 DROP EXTENSION edgesync;

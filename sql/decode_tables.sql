@@ -49,6 +49,15 @@ UPDATE devices SET serial = 'SN-2';
 DELETE FROM devices;
 SELECT * FROM decoded('r');
 
+-- REPLICA IDENTITY NOTHING: a delete carries no key at all.
+ALTER TABLE devices REPLICA IDENTITY NOTHING;
+INSERT INTO devices VALUES (2, 'SN-3', 'R3');
+DELETE FROM devices;
+SELECT * FROM decoded('r');
+INSERT INTO devices VALUES (3, 'SN-4', 'R4');
+DELETE FROM devices;
+SELECT data FROM pg_logical_slot_get_changes('r', NULL, NULL, 'format', 'sql') WHERE data LIKE '--%';
+
 -- ALTER TABLE between transactions and inside one; a rewriting type change
 -- streams no rows of its own.
 TRUNCATE notes;

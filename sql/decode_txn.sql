@@ -96,6 +96,19 @@ COMMIT PREPARED 'edgesync_2pc2';
 SELECT * FROM decoded('t2');
 SELECT pg_drop_replication_slot('t2');
 
+-- skip-origins: changes replayed from another node (a replication origin
+-- set in the session) are left out, to avoid loops; others stay.
+SELECT 'o' FROM pg_replication_origin_create('regress_node_b');
+SELECT 'o' FROM pg_replication_origin_session_setup('regress_node_b');
+INSERT INTO wards (name) VALUES ('replayed from node b');
+SELECT 'o' FROM pg_replication_origin_session_reset();
+INSERT INTO wards (name) VALUES ('local');
+SELECT data::jsonb->'row'->>'name' AS name
+  FROM pg_logical_slot_peek_changes('t', NULL, NULL, 'skip-origins', 'on');
+SELECT data::jsonb->'row'->>'name' AS name
+  FROM pg_logical_slot_get_changes('t', NULL, NULL);
+SELECT pg_replication_origin_drop('regress_node_b');
+
 SELECT pg_drop_replication_slot('t');
 DROP TABLE wards, beds, untracked CASCADE;
 DROP FUNCTION decoded(name, text[]);

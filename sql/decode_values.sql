@@ -70,6 +70,10 @@ INSERT INTO vals (id, t) SELECT 100, string_agg(md5(g::text), '') FROM generate_
 SELECT length(d->'row'->>'t') AS len, md5(d->'row'->>'t') = (SELECT md5(t) FROM vals WHERE id = 100) AS same
   FROM pg_logical_slot_get_changes('v', NULL, NULL) AS c, LATERAL (SELECT c.data::jsonb) AS x(d);
 
+-- The output settings were the decoding's own: the session keeps its own.
+SHOW DateStyle;
+SHOW extra_float_digits;
+
 SELECT pg_drop_replication_slot('v');
 DROP TABLE vals, strange;
 DROP EXTENSION edgesync;

@@ -48,6 +48,13 @@ SELECT edgesync.federate('no_version', 'hospital', 'clinic');
 -- No such table at the hospital.
 SELECT edgesync.federate('hospital_patients', 'hospital', 'clinic', 'nosuch');
 \echo :LAST_ERROR_SQLSTATE
+-- The hospital cannot be reached: federate() needs it to compare the columns.
+CREATE SERVER regress_dead FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '127.0.0.1', port '1', dbname 'x');
+CREATE USER MAPPING FOR CURRENT_USER SERVER regress_dead;
+\set VERBOSITY terse
+SELECT edgesync.federate('hospital_patients', 'regress_dead', 'clinic');
+\set VERBOSITY default
+\echo :LAST_ERROR_SQLSTATE
 -- Columns that do not match: one missing at the hospital, one of another type.
 CREATE TABLE mismatch (LIKE hospital_patients INCLUDING ALL);
 ALTER TABLE mismatch ADD COLUMN room int, ALTER COLUMN ward TYPE varchar(10);
@@ -67,11 +74,65 @@ SELECT view, scan, replica, server, remote_schema, remote_table FROM edgesync.fe
 SELECT id, name, ward, version, _source, _version FROM hospital_patients_federated ORDER BY id;
 SELECT id, ward, _source FROM hospital_patients_federated WHERE ward = 'A' ORDER BY id;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id, ward FROM hospital_patients_federated WHERE id = 1;
+-- IN lists and IS NULL are pushed too.
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM hospital_patients_federated WHERE id IN (1, 3, 4) AND name IS NOT NULL;
+SELECT id, _source FROM hospital_patients_federated WHERE id IN (1, 3, 4) AND name IS NOT NULL ORDER BY id;
 -- Not pushed: a function of a column, a non-equality on text.
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM hospital_patients_federated WHERE lower(name) = 'ann' AND name > 'A';
 -- The foreign table takes only federate()'s options.
 ALTER FOREIGN TABLE hospital_patients_federated_scan OPTIONS (ADD fetch_size '10');
 \echo :LAST_ERROR_SQLSTATE
+
+-- A composite text/int key, and filters the freshest row no longer matches.
+CREATE TABLE clinic.hospital_queues (ward text, ticket int, status text, PRIMARY KEY (ward, ticket));
+SELECT edgesync.track('clinic.hospital_queues');
+INSERT INTO clinic.hospital_queues (ward, ticket, status)
+SELECT w, t, 'waiting' FROM unnest(ARRAY['A', 'B b', 'C''s']) w, generate_series(1, 3) t;
+CREATE TABLE hospital_queues (LIKE clinic.hospital_queues INCLUDING ALL);
+INSERT INTO hospital_queues SELECT * FROM clinic.hospital_queues;
+UPDATE clinic.hospital_queues SET status = 'seen' WHERE ticket = 1;             -- hospital newer
+DELETE FROM clinic.hospital_queues WHERE ward = 'A' AND ticket = 2;            -- deleted there
+UPDATE hospital_queues SET status = 'called', version = 9 WHERE ward = 'C''s' AND ticket = 3;  -- replica newer
+INSERT INTO clinic.hospital_queues (ward, ticket, status) VALUES ('A', 4, 'waiting');  -- not replicated yet
+SELECT edgesync.federate('hospital_queues', 'hospital', 'clinic');
+SELECT ward, ticket, status, version, _source FROM hospital_queues_federated ORDER BY 1, 2;
+SELECT ward, ticket, _source FROM hospital_queues_federated WHERE status = 'waiting' ORDER BY 1, 2;
+SELECT ward, ticket, status, _source FROM hospital_queues_federated WHERE ward = 'C''s' AND ticket >= 3;
+SELECT edgesync.unfederate('hospital_queues_federated');
+
+-- The hospital's table changed under the view: an error, not an outage.
+-- (A changed option of the foreign table is seen at once: cached facts are invalidated.)
+ALTER FOREIGN TABLE hospital_patients_federated_scan OPTIONS (SET table_name 'nosuch');
+SELECT id FROM hospital_patients_federated WHERE id = 1;
+ALTER FOREIGN TABLE hospital_patients_federated_scan OPTIONS (SET table_name 'hospital_patients');
+SELECT id FROM hospital_patients_federated WHERE id = 1;
+ALTER TABLE clinic.hospital_patients RENAME COLUMN ward TO unit;
+SELECT id, ward FROM hospital_patients_federated WHERE id = 1;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE clinic.hospital_patients RENAME COLUMN unit TO ward;
+
+-- Rights: a reader needs SELECT on the view only, no user mapping of its own
+-- (the hospital is reached with the view owner's).
+CREATE ROLE regress_reader;
+GRANT SELECT ON hospital_patients_federated TO regress_reader;
+SET ROLE regress_reader;
+SELECT id, ward, _source FROM hospital_patients_federated WHERE id = 1;
+SELECT id FROM hospital_patients WHERE id = 1;   -- the replica itself is not readable
+RESET ROLE;
+-- A view owned by a non-superuser: as with postgres_fdw, the connection must use a password.
+CREATE ROLE regress_owner;
+GRANT edgesync_admin TO regress_owner;
+GRANT SELECT ON hospital_patients TO regress_owner;
+ALTER FOREIGN TABLE hospital_patients_federated_scan OWNER TO regress_owner;
+ALTER VIEW hospital_patients_federated OWNER TO regress_owner;
+SELECT count(*) FROM hospital_patients_federated;
+CREATE USER MAPPING FOR regress_owner SERVER hospital;
+SELECT count(*) FROM hospital_patients_federated;
+\echo :LAST_ERROR_SQLSTATE
+ALTER USER MAPPING FOR regress_owner SERVER hospital OPTIONS (ADD password 'secret');
+SELECT count(*) FROM hospital_patients_federated;   -- this server does not ask for it
+ALTER VIEW hospital_patients_federated OWNER TO CURRENT_USER;
+ALTER FOREIGN TABLE hospital_patients_federated_scan OWNER TO CURRENT_USER;
 
 -- unfederate.
 SELECT edgesync.unfederate('patients_view');
@@ -82,8 +143,10 @@ SELECT relname FROM pg_class WHERE relname LIKE '%federated%' ORDER BY 1;
 
 SET client_min_messages = warning;
 DROP SCHEMA clinic CASCADE;
-DROP TABLE hospital_patients, no_key, no_version, mismatch CASCADE;
+DROP TABLE hospital_patients, hospital_queues, no_key, no_version, mismatch CASCADE;
 DROP FOREIGN DATA WRAPPER regress_other CASCADE;
+DROP USER MAPPING FOR regress_owner SERVER hospital;
 DROP EXTENSION postgres_fdw CASCADE;
 RESET client_min_messages;
 DROP EXTENSION edgesync;
+DROP ROLE regress_reader, regress_owner;

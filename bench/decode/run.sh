@@ -81,7 +81,7 @@ declare -A plugin_opts=(
 # every plugin must report the same number).
 declare -A plugin_change=(
 	[edgesync-json]="data ~ '\"op\":\"(insert|update|delete)\"'"
-	[edgesync-sql]="data ~* '^(INSERT|UPDATE|DELETE|WITH)' OR data ~* '[[:space:]](INSERT INTO|UPDATE|DELETE FROM) '"
+	[edgesync-sql]="data ~ '^(INSERT INTO|UPDATE|DELETE FROM) '"
 	[wal2json]="data ~ '^\\{\"action\":\"[IUD]\"'"
 	[test_decoding]="data ~ '^table '"
 	[pgoutput]="get_byte(data, 0) IN (73, 85, 68)"
@@ -175,10 +175,13 @@ SQL
 	q -c 'CHECKPOINT' >/dev/null
 
 	log "checking that every plugin sees $changes changes"
-	local n
+	local n counted="every plugin reported $changes changes"
 	for p in "${plugins[@]}"; do
 		n=$(q -c "SELECT count(*) FILTER (WHERE ${plugin_change[$p]}) FROM $(peek_fn "$p")('t_${p//-/_}', '$END_LSN', NULL$(sql_args "$p"))")
-		[ "$n" = "$changes" ] || log "WARNING: $p reports $n changes, not $changes"
+		if [ "$n" != "$changes" ]; then
+			log "WARNING: $p reports $n changes, not $changes"
+			counted="WARNING: not every plugin reported $changes changes (see the log above)"
+		fi
 	done
 
 	declare -A secs bytes
@@ -212,7 +215,7 @@ SQL
 	echo
 	echo "## Decoding speed: $changes changes ($INSERTS inserts, $UPDATES updates, $DELETES deletes," \
 		"$BATCH rows per transaction), $(awk -v w="$wal" 'BEGIN {printf "%.0f", w / 1048576}') MB of WAL, median of $REPEATS"
-	echo "$(machine)"
+	echo "$(machine); $counted"
 	echo
 	printf '| %-14s | %-14s | %8s | %10s | %12s | %16s | %16s |\n' plugin interface seconds changes/s bytes/change \
 		"speed vs wal2json" "bytes vs wal2json"

@@ -29,7 +29,7 @@ cloud_sql -c 'SELECT id, name, ward, version FROM hospital_patients ORDER BY id'
 say "3. Changes on the hospital"
 hospital_sql <<'SQL'
 UPDATE hospital_patients SET ward = 'Cardiology' WHERE id = 1;
-INSERT INTO hospital_patients (id, hospital_id, name, ward) VALUES (3, 1, 'Chloé O''Neil', 'A');
+INSERT INTO hospital_patients (id, hospital_id, name, ward) VALUES (30, 1, 'Chloé O''Neil', 'A');
 SQL
 
 say "4. pg_recvlogical -o format=sql | psql: the changes arrive in the cloud"
@@ -47,5 +47,6 @@ echo '$ psql -d cloud -At < stream.sql'
 cluster_psql cloud -d cloud -At -v ON_ERROR_STOP=1 <"$CLUSTER_ROOT/stream.sql"
 cloud_sql -c 'SELECT id, name, ward, version FROM hospital_patients ORDER BY id'
 
-# The slot would hold WAL back for a cloud that no longer listens.
+# The slot would hold WAL back for a cloud that no longer listens.  The
+# cloud cluster stays: the federation chapter builds on this replica.
 hospital_tool pg_recvlogical -S cloud --drop-slot

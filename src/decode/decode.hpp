@@ -107,6 +107,8 @@ struct DecodeState {
 	uint64 seq;
 	char commit_lsn[32];
 	char commit_time[64];
+	char json_tail[160]; /* ,"xid":N,"commit_lsn":"..","commit_time":".."} */
+	int json_tail_len;
 };
 
 /* One row change, deformed. */
@@ -125,6 +127,7 @@ struct Change {
 /* relinfo.cpp */
 const RelInfo *relinfo_get(DecodeState *state, Relation rel);
 void relinfo_invalidate_all();
+void relinfo_purge();
 
 /* values.cpp: one value under its column's policy (raw_columns: none). */
 void append_json_value(StringInfo out, const DecodeState *state, const ColumnInfo *col, Datum value,

@@ -14,6 +14,7 @@
 extern "C" {
 #include "common/base64.h"
 #include "mb/pg_wchar.h"
+#include "utils/builtins.h"
 }
 
 namespace edgesync::decode {
@@ -24,10 +25,12 @@ namespace {
 void
 append_txn_tail(StringInfo out, const DecodeState *state, bool with_seq)
 {
-	if (with_seq)
-		appendStringInfo(out, ",\"seq\":" UINT64_FORMAT, state->seq);
-	appendStringInfo(out, ",\"xid\":%u,\"commit_lsn\":\"%s\",\"commit_time\":\"%s\"}",
-					 state->txn->xid, state->commit_lsn, state->commit_time);
+	if (with_seq) {
+		char buf[MAXINT8LEN + 1];
+		appendBinaryStringInfo(out, ",\"seq\":", 7);
+		appendBinaryStringInfo(out, buf, pg_ulltoa_n(state->seq, buf));
+	}
+	appendBinaryStringInfo(out, state->json_tail, state->json_tail_len);
 }
 
 const char *
@@ -82,6 +85,11 @@ append_key(StringInfo out, const DecodeState *state, const Change *c)
 	int n;
 	bool json_null = false;
 
+	if (c->new_values == nullptr && c->old_values == nullptr) {
+		/* A delete under REPLICA IDENTITY NOTHING: the WAL has no key. */
+		appendStringInfoString(out, ",\"pk\":null");
+		return;
+	}
 	key_source(c, &values, &nulls, &attnums, &n);
 	appendStringInfoString(out, ",\"pk\":{");
 	for (int k = 0; k < n; k++) {
@@ -146,7 +154,9 @@ json_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change 
 	OutputPluginPrepareWrite(ctx, true);
 	StringInfo out = ctx->out;
 
-	appendStringInfo(out, "{\"op\":\"%s\",", op_name(c->action));
+	appendStringInfoString(out, "{\"op\":\"");
+	appendStringInfoString(out, op_name(c->action));
+	appendBinaryStringInfo(out, "\",", 2);
 	appendStringInfoString(out, rel->json_names);
 	append_key(out, state, c);
 
@@ -154,9 +164,11 @@ json_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change 
 	const Datum *vvalues = c->new_values != nullptr ? c->new_values : c->old_values;
 	const bool *vnulls = c->new_values != nullptr ? c->new_nulls : c->old_nulls;
 	AttrNumber v = rel->version_attnum;
-	if (v > 0 && vvalues != nullptr && !vnulls[v - 1])
-		appendStringInfo(out, ",\"version\":" INT64_FORMAT, DatumGetInt64(vvalues[v - 1]));
-	else
+	if (v > 0 && vvalues != nullptr && !vnulls[v - 1]) {
+		char buf[MAXINT8LEN + 1];
+		appendBinaryStringInfo(out, ",\"version\":", 11);
+		appendBinaryStringInfo(out, buf, pg_lltoa(DatumGetInt64(vvalues[v - 1]), buf));
+	} else
 		appendStringInfoString(out, ",\"version\":null");
 
 	if (c->new_values != nullptr) {

@@ -164,6 +164,7 @@ startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 	check_database(state, is_init);
 	/* Cached facts were read under other snapshots (peek decodes again). */
 	relinfo_invalidate_all();
+	relinfo_purge();
 }
 
 void
@@ -208,6 +209,7 @@ void
 begin_txn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 {
 	DecodeState *state = static_cast<DecodeState *>(ctx->output_plugin_private);
+	relinfo_purge();
 	state->txn = txn;
 	state->begin_written = false;
 	state->seq = 0;
@@ -216,6 +218,9 @@ begin_txn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 	char buf[MAXDATELEN + 1];
 	format_iso8601(txn->xact_time.commit_time, buf);
 	strlcpy(state->commit_time, buf, sizeof(state->commit_time));
+	state->json_tail_len = snprintf(state->json_tail, sizeof(state->json_tail),
+									",\"xid\":%u,\"commit_lsn\":\"%s\",\"commit_time\":\"%s\"}",
+									txn->xid, state->commit_lsn, state->commit_time);
 	pin_output_settings();
 }
 

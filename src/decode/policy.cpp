@@ -14,7 +14,8 @@
  *       table, which the plugin replays at that point of the stream.  It
  *       takes a SHARE lock on the table first, like CREATE INDEX: it waits
  *       for the transactions writing the table, so none of them straddles
- *       the policy's commit.  The caller must own the table; the write runs
+ *       the policy's commit; and it refuses a table the calling transaction
+ *       has already written.  The caller must own the table; the write runs
  *       as the catalog's owner.
  */
 #include "core/guard.hpp"
@@ -23,6 +24,7 @@
 extern "C" {
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_class.h"
 #include "common/hmac.h"
 #include "common/cryptohash.h"
@@ -188,6 +190,27 @@ edgesync_set_column_policy(PG_FUNCTION_ARGS)
 	 * after the policy is decoded with a snapshot that has it.
 	 */
 	LockRelationOid(relid, ShareLock);
+
+	/*
+	 * Rows this transaction already wrote would be decoded before the policy
+	 * (the snapshot of their own position in the transaction): refuse rather
+	 * than let them out under the old policy.
+	 */
+	List *rels = find_all_inheritors(relid, NoLock, nullptr);
+	ListCell *lc;
+	foreach (lc, rels) {
+		LOCKTAG tag;
+		SET_LOCKTAG_RELATION(tag, MyDatabaseId, lfirst_oid(lc));
+		if (LockHeldByMe(&tag, RowExclusiveLock))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot set a column policy on \"%s\" after writing to it in the same "
+							"transaction",
+							relname),
+					 errdetail("The rows already written would be streamed under the old policy."),
+					 errhint("Set the policy in its own transaction, before the rows it protects "
+							 "are written.")));
+	}
 
 	Oid types[3] = {OIDOID, INT2OID, TEXTOID};
 	Datum values[3] = {ObjectIdGetDatum(relid), Int16GetDatum(attnum), CStringGetTextDatum(policy)};

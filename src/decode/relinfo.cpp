@@ -21,6 +21,8 @@
 
 extern "C" {
 #include "access/genam.h"
+#include "access/relation.h"
+#include "catalog/index.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/namespace.h"
@@ -42,11 +44,13 @@ namespace {
 
 HTAB *cache = nullptr;
 uint64 invalidations = 0;
+bool have_invalid = false; /* some entry is invalid: relinfo_purge has work */
 
 void
 invalidate(Oid relid)
 {
 	invalidations++;
+	have_invalid = true;
 	if (cache == nullptr)
 		return;
 	HASH_SEQ_STATUS status;
@@ -174,13 +178,17 @@ selected_by_option(const DecodeState *state, const char *schema, const char *tab
 	return false;
 }
 
-/* Attnums of a relation's index attribute bitmap, ascending. */
+/* The key columns of an index, in the index's order (the primary key's as declared). */
 int
-attnums_of(Bitmapset *set, AttrNumber *out)
+index_attnums(Oid indexid, AttrNumber *out)
 {
-	int n = 0;
-	for (int x = -1; (x = bms_next_member(set, x)) >= 0 && n < INDEX_MAX_KEYS;)
-		out[n++] = static_cast<AttrNumber>(x + FirstLowInvalidHeapAttributeNumber);
+	if (!OidIsValid(indexid))
+		return 0;
+	Relation index = index_open(indexid, AccessShareLock);
+	int n = index->rd_index->indnkeyatts;
+	for (int i = 0; i < n; i++)
+		out[i] = index->rd_index->indkey.values[i];
+	index_close(index, AccessShareLock);
 	return n;
 }
 
@@ -196,7 +204,7 @@ build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext conte
 	info->tracked = is_tracked(info->root);
 	if (!info->tracked) {
 		MemoryContextSwitchTo(old);
-		return;
+		return; /* (the caller deletes the context it did not need) */
 	}
 	info->schema = get_namespace_name(get_rel_namespace(info->root));
 	info->table = get_rel_name(info->root);
@@ -248,10 +256,8 @@ build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext conte
 			info->version_attnum = att->attnum;
 	}
 
-	info->nkeys =
-		attnums_of(RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_PRIMARY_KEY), info->keys);
-	info->nidentity =
-		attnums_of(RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_IDENTITY_KEY), info->identity);
+	info->nkeys = index_attnums(RelationGetPrimaryKeyIndex(rel), info->keys);
+	info->nidentity = index_attnums(RelationGetReplicaIndex(rel), info->identity);
 	for (int k = 0; k < info->nkeys; k++)
 		info->columns[info->keys[k] - 1].is_key = true;
 	for (int k = 0; k < info->nidentity; k++)
@@ -267,6 +273,30 @@ void
 relinfo_invalidate_all()
 {
 	invalidate(InvalidOid);
+}
+
+/*
+ * Frees the invalid entries (relations dropped or changed since they were
+ * cached), so the cache does not grow with every relation a long-running
+ * walsender ever saw.  Called between transactions, when no callback holds
+ * a RelInfo pointer: an invalidation may arrive while one is in use, so the
+ * callback itself only marks entries.
+ */
+void
+relinfo_purge()
+{
+	if (cache == nullptr || !have_invalid)
+		return;
+	HASH_SEQ_STATUS status;
+	hash_seq_init(&status, cache);
+	for (RelInfo *e; (e = static_cast<RelInfo *>(hash_seq_search(&status))) != nullptr;) {
+		if (e->valid)
+			continue;
+		if (e->context != nullptr)
+			MemoryContextDelete(e->context);
+		hash_search(cache, &e->relid, HASH_REMOVE, nullptr);
+	}
+	have_invalid = false;
 }
 
 const RelInfo *
@@ -292,7 +322,8 @@ relinfo_get(DecodeState *state, Relation rel)
 		e->context = nullptr;
 		e->root = InvalidOid;
 	}
-	if (e->valid)
+	/* (A descriptor of another width would be a missed invalidation: rebuild.) */
+	if (e->valid && (!e->tracked || e->natts == RelationGetDescr(rel)->natts))
 		return e;
 
 	uint64 before = invalidations;
@@ -312,6 +343,11 @@ relinfo_get(DecodeState *state, Relation rel)
 	PG_END_TRY();
 	if (e->context != nullptr)
 		MemoryContextDelete(e->context);
+	if (!fresh.tracked) {
+		/* An untracked relation needs no names or columns: keep it small. */
+		MemoryContextDelete(context);
+		fresh.context = nullptr;
+	}
 	*e = fresh;
 	/* An invalidation that arrived while building makes it stale at once. */
 	e->valid = invalidations == before;

@@ -236,6 +236,16 @@ sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *
 		return;
 	}
 	case REORDER_BUFFER_CHANGE_DELETE:
+		if (c->old_values == nullptr) {
+			/* REPLICA IDENTITY NOTHING: no key to delete by; say so in the stream. */
+			OutputPluginPrepareWrite(ctx, true);
+			appendStringInfo(ctx->out,
+							 "-- edgesync: a delete from %s cannot be applied: the table has "
+							 "REPLICA IDENTITY NOTHING",
+							 c->rel->sql_name);
+			OutputPluginWrite(ctx, true);
+			return;
+		}
 		write_delete(ctx, state, c, "<=", true);
 		return;
 	default:

@@ -9,15 +9,13 @@
  *
  *   planner   filters that both servers understand (deparse.hpp) become one
  *             WHERE clause, sent to the hospital and used on the replica;
- *             every filter is also checked on the merged rows.
+ *             every filter is also checked on the merged rows.  Only the
+ *             columns the query uses are fetched (and the key and version).
  *   executor  at the first fetch, merge.cpp builds the whole answer; rows
  *             are then returned from memory.  A rescan (new parameters)
  *             builds it again.
  *   EXPLAIN   VERBOSE shows the hospital's and the replica's SQL; ANALYZE
  *             also shows who answered.
- *
- * Also here: edgesync._remote_columns(), which federate() uses to compare
- * the replica's columns with the hospital's table.
  *
  * The callbacks are C-style code run under pg_call(): they own no C++
  * objects.
@@ -40,7 +38,6 @@ extern "C" {
 #include "executor/executor.h"
 #include "foreign/fdwapi.h"
 #include "foreign/foreign.h"
-#include "funcapi.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/cost.h"
@@ -50,12 +47,13 @@ extern "C" {
 #include "optimizer/planmain.h"
 #include "optimizer/restrictinfo.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
 PG_FUNCTION_INFO_V1(edgesync_federate_handler);
 PG_FUNCTION_INFO_V1(edgesync_federate_validator);
-PG_FUNCTION_INFO_V1(edgesync_remote_columns);
 }
 
 namespace edgesync::federate {
@@ -107,6 +105,80 @@ replica_relid(const TableOptions &o)
 	return get_relname_relid(o.replica_table, get_namespace_oid(o.replica_schema, false));
 }
 
+/*
+ * What a scan needs to know about a federated table and its replica, cached
+ * per backend and dropped when either relation changes (relcache
+ * invalidation): options, the replica and its primary key.
+ */
+struct RelInfo {
+	Oid relid; /* hash key: the foreign table */
+	bool valid;
+	MemoryContext cxt; /* everything below */
+	char *server;
+	char *remote_table;	 /* quoted */
+	char *replica_table; /* quoted */
+	Oid replica;		 /* InvalidOid: it does not exist */
+	List *key_names;	 /* the replica's primary key columns */
+};
+HTAB *rel_infos = nullptr;
+
+void
+invalidate_rel_info(Datum, Oid relid)
+{
+	HASH_SEQ_STATUS seq;
+	hash_seq_init(&seq, rel_infos);
+	for (RelInfo *r; (r = static_cast<RelInfo *>(hash_seq_search(&seq))) != nullptr;)
+		if (relid == InvalidOid || r->relid == relid || r->replica == relid)
+			r->valid = false;
+}
+
+const RelInfo *
+rel_info(Oid relid)
+{
+	if (rel_infos == nullptr) {
+		HASHCTL ctl = {};
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(RelInfo);
+		ctl.hcxt = CacheMemoryContext;
+		rel_infos = hash_create("edgesync federated tables", 16, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		CacheRegisterRelcacheCallback(invalidate_rel_info, 0);
+	}
+	bool found;
+	RelInfo *r = static_cast<RelInfo *>(hash_search(rel_infos, &relid, HASH_ENTER, &found));
+	if (found && r->valid)
+		return r;
+	if (found && r->cxt != nullptr)
+		MemoryContextDelete(r->cxt);
+	r->valid = false;
+	r->cxt = nullptr;
+	r->replica = InvalidOid;
+
+	MemoryContext cxt =
+		AllocSetContextCreate(CacheMemoryContext, "edgesync federated table", ALLOCSET_SMALL_SIZES);
+	r->cxt = cxt;
+	/* Built in cxt: an error below leaves an invalid entry, rebuilt next time. */
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	TableOptions o = table_options(relid);
+	r->server = pstrdup(o.server);
+	r->remote_table = pstrdup(quote_qualified_identifier(o.schema_name, o.table_name));
+	r->replica_table = pstrdup(quote_qualified_identifier(o.replica_schema, o.replica_table));
+	r->replica = replica_relid(o);
+	r->key_names = NIL;
+	if (OidIsValid(r->replica)) {
+		Oid constraint;
+		Bitmapset *pk = get_primary_key_attnos(r->replica, false, &constraint);
+		int member = -1;
+		while ((member = bms_next_member(pk, member)) >= 0)
+			r->key_names = lappend(
+				r->key_names,
+				get_attname(r->replica, member + FirstLowInvalidHeapAttributeNumber, false));
+	}
+	MemoryContextSwitchTo(old);
+	r->valid = true;
+	return r;
+}
+
 AttrNumber
 attno_named(TupleDesc desc, const char *name)
 {
@@ -134,8 +206,7 @@ remote_names(TupleDesc desc)
 void
 get_rel_size(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 {
-	TableOptions o = table_options(foreigntableid);
-	Oid replica = replica_relid(o);
+	Oid replica = rel_info(foreigntableid)->replica;
 	double tuples = 1000;
 	if (OidIsValid(replica)) {
 		Relation r = table_open(replica, AccessShareLock);
@@ -220,7 +291,7 @@ get_plan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid, ForeignPath
 		 List *tlist, List *scan_clauses, Plan *outer_plan)
 {
 	Relation rel = table_open(foreigntableid, NoLock);
-	TupleDesc desc = RelationGetDescr(rel);
+	TupleDesc desc = CreateTupleDescCopy(RelationGetDescr(rel));
 	AttrNumber source = attno_named(desc, "_source");
 	char **names = remote_names(desc);
 	table_close(rel, NoLock);
@@ -236,10 +307,25 @@ get_plan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid, ForeignPath
 		appendStringInfoString(&where, where.len == 0 ? " WHERE " : " AND ");
 		deparse_clause(&where, ri->clause, baserel->relid, names, &params);
 	}
+	/*
+	 * The columns the query uses (output and filters); the scan also fetches
+	 * the key and version, and returns NULL in the others.
+	 */
+	Bitmapset *used = nullptr;
+	pull_varattnos(reinterpret_cast<Node *>(baserel->reltarget->exprs), baserel->relid, &used);
+	foreach (lc, scan_clauses)
+		pull_varattnos(reinterpret_cast<Node *>(lfirst_node(RestrictInfo, lc)->clause),
+					   baserel->relid, &used);
+	bool whole_row = bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, used);
+	List *columns = NIL;
+	for (int a = 1; a <= desc->natts; a++)
+		if (whole_row || bms_is_member(a - FirstLowInvalidHeapAttributeNumber, used))
+			columns = lappend_int(columns, a);
+
 	/* Every filter is checked again on the merged rows. */
 	List *local = extract_actual_clauses(scan_clauses, false);
 	return make_foreignscan(tlist, local, baserel->relid, params,
-							list_make1(makeString(where.data)), NIL, NIL, outer_plan);
+							list_make2(makeString(where.data), columns), NIL, NIL, outer_plan);
 }
 
 void
@@ -252,18 +338,31 @@ begin_scan(ForeignScanState *node, int eflags)
 
 	RangeTblEntry *rte = exec_rt_fetch(plan->scan.scanrelid, estate);
 	s->userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
-	TableOptions o = table_options(RelationGetRelid(rel));
-	s->server = o.server;
-	s->remote_table = quote_qualified_identifier(o.schema_name, o.table_name);
-	s->replica_table = quote_qualified_identifier(o.replica_schema, o.replica_table);
+	const RelInfo *info = rel_info(RelationGetRelid(rel));
+	s->server = pstrdup(info->server);
+	s->remote_table = pstrdup(info->remote_table);
+	s->replica_table = pstrdup(info->replica_table);
 	s->tupdesc = RelationGetDescr(rel);
 
+	/* The primary key is the replica's. */
+	if (!OidIsValid(info->replica))
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+						errmsg("replica table %s of federated table \"%s\" does not exist",
+							   s->replica_table, RelationGetRelationName(rel))));
+	List *key_names = NIL;
+	ListCell *kn;
+	foreach (kn, info->key_names)
+		key_names = lappend(key_names, pstrdup(static_cast<char *>(lfirst(kn))));
+
+	/* The data columns: those the query uses, the key and the version. */
+	List *used = static_cast<List *>(lsecond(plan->fdw_private));
 	int natts = s->tupdesc->natts;
 	s->cols = static_cast<AttrNumber *>(palloc(sizeof(AttrNumber) * natts));
 	s->names = static_cast<char **>(palloc(sizeof(char *) * natts));
 	s->input = static_cast<FmgrInfo *>(palloc(sizeof(FmgrInfo) * natts));
 	s->output = static_cast<FmgrInfo *>(palloc(sizeof(FmgrInfo) * natts));
 	s->ioparams = static_cast<Oid *>(palloc(sizeof(Oid) * natts));
+	s->keys = static_cast<int *>(palloc(sizeof(int) * (list_length(key_names) + 1)));
 	s->version = -1;
 	for (int a = 0; a < natts; a++) {
 		Form_pg_attribute att = TupleDescAttr(s->tupdesc, a);
@@ -278,6 +377,13 @@ begin_scan(ForeignScanState *node, int eflags)
 			s->version_attno = att->attnum;
 			continue;
 		}
+		bool is_key = false;
+		ListCell *kc;
+		foreach (kc, key_names)
+			is_key = is_key || strcmp(static_cast<char *>(lfirst(kc)), name) == 0;
+		bool is_version = strcmp(name, "version") == 0;
+		if (!is_key && !is_version && !list_member_int(used, att->attnum))
+			continue;
 		int i = s->ncols++;
 		s->cols[i] = att->attnum;
 		s->names[i] = pstrdup(quote_identifier(name));
@@ -288,32 +394,16 @@ begin_scan(ForeignScanState *node, int eflags)
 		bool varlena;
 		getTypeOutputInfo(att->atttypid, &output, &varlena);
 		fmgr_info(output, &s->output[i]);
-		if (strcmp(name, "version") == 0)
+		if (is_version)
 			s->version = i;
+		if (is_key)
+			s->keys[s->nkeys++] = i;
 	}
 	if (s->source_attno == 0 || s->version_attno == 0 || s->version < 0)
 		ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_COLUMN_NAME),
 						errmsg("federated table \"%s\" lacks column _source, _version or version",
 							   RelationGetRelationName(rel)),
 						errhint("Create federated tables with edgesync.federate().")));
-
-	/* The primary key is the replica's. */
-	Oid replica = replica_relid(o);
-	if (!OidIsValid(replica))
-		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
-						errmsg("replica table %s of federated table \"%s\" does not exist",
-							   s->replica_table, RelationGetRelationName(rel))));
-	Oid constraint;
-	Bitmapset *pk = get_primary_key_attnos(replica, false, &constraint);
-	s->keys = static_cast<int *>(palloc(sizeof(int) * (bms_num_members(pk) + 1)));
-	int member = -1;
-	while ((member = bms_next_member(pk, member)) >= 0) {
-		AttrNumber attno = member + FirstLowInvalidHeapAttributeNumber;
-		char *name = get_attname(replica, attno, false);
-		for (int i = 0; i < s->ncols; i++)
-			if (strcmp(NameStr(TupleDescAttr(s->tupdesc, s->cols[i] - 1)->attname), name) == 0)
-				s->keys[s->nkeys++] = i;
-	}
 	if (s->nkeys == 0)
 		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 						errmsg("replica table %s has no primary key", s->replica_table)));
@@ -499,55 +589,4 @@ edgesync_federate_validator(PG_FUNCTION_ARGS)
 									"that edgesync.federate() creates.")));
 	}
 	PG_RETURN_VOID();
-}
-
-/*
- * edgesync._remote_columns(server, schema, table): the hospital table's
- * columns (name, type as format_type() writes it, part of the primary key),
- * through edgesync's own connection.  No rows: no such table.
- */
-Datum
-edgesync_remote_columns(PG_FUNCTION_ARGS)
-{
-	return guarded([&] {
-		return pg_call([&] {
-			const char *server = NameStr(*PG_GETARG_NAME(0));
-			const char *values[2] = {NameStr(*PG_GETARG_NAME(1)), NameStr(*PG_GETARG_NAME(2))};
-			InitMaterializedSRF(fcinfo, 0);
-			ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
-
-			char *why = nullptr;
-			PGconn *conn = federate::remote_connect(server, GetUserId(), true, &why);
-			PGresult *res = nullptr;
-			if (conn != nullptr)
-				res = federate::remote_exec(
-					conn,
-					"SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),"
-					"       coalesce(a.attnum = ANY (i.indkey), false)"
-					"  FROM pg_catalog.pg_attribute a"
-					"  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
-					"  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-					"  LEFT JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND i.indisprimary"
-					" WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'f')"
-					"   AND a.attnum > 0 AND NOT a.attisdropped"
-					" ORDER BY a.attnum",
-					2, values, &why);
-			if (res == nullptr)
-				ereport(ERROR, (errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
-								errmsg("could not read the hospital's table \"%s.%s\" on server "
-									   "\"%s\"",
-									   values[0], values[1], server),
-								errdetail_internal("%s", why)));
-			for (int r = 0; r < PQntuples(res); r++) {
-				Datum out[3];
-				bool nulls[3] = {false, false, false};
-				out[0] = CStringGetTextDatum(PQgetvalue(res, r, 0));
-				out[1] = CStringGetTextDatum(PQgetvalue(res, r, 1));
-				out[2] = BoolGetDatum(strcmp(PQgetvalue(res, r, 2), "t") == 0);
-				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
-			}
-			PQclear(res);
-			return Datum(0);
-		});
-	});
 }

@@ -2,12 +2,12 @@
  * merge.cpp — what a federated scan returns: per primary key, the freshest of
  * the hospital's live row and the replica's row.
  *
- * One scan asks each side at most twice, with the pushed-down filter F:
+ * One scan asks the replica at most twice and the hospital once, with the
+ * pushed-down filter F:
  *
  *   replica:  R  = SELECT cols FROM replica WHERE F
- *   hospital: L  = SELECT cols FROM remote WHERE F          (own remote
- *             L2 = versions of R's keys missing from L        transaction,
- *                                                             repeatable read)
+ *   hospital: L  = SELECT cols FROM remote WHERE F          (one statement,
+ *             L2 = versions of R's keys that L lacks          one snapshot)
  *   replica:  R2 = versions of L's keys missing from R
  *
  * and then, per key, with lv/rv the live/replica versions:
@@ -162,7 +162,9 @@ key_arrays(FederatedScan *s, Row **rows, int n, Oid *array_types)
 	return arrays;
 }
 
-/* "SELECT k1, k2, version FROM table WHERE (k1, k2) IN (SELECT * FROM unnest($1::t1[], $2::t2[]))"
+/*
+ * "SELECT k1, k2, version FROM table WHERE (k1, k2) IN
+ *  (SELECT * FROM ROWS FROM (unnest($1::t1[]), unnest($2::t2[])))"
  */
 char *
 versions_sql(FederatedScan *s, const char *table, Oid *array_types)
@@ -175,9 +177,9 @@ versions_sql(FederatedScan *s, const char *table, Oid *array_types)
 	appendStringInfo(&buf, "%s FROM %s WHERE (", s->names[s->version], table);
 	for (int k = 0; k < s->nkeys; k++)
 		appendStringInfo(&buf, "%s%s", k ? ", " : "", s->names[s->keys[k]]);
-	appendStringInfoString(&buf, ") IN (SELECT * FROM pg_catalog.unnest(");
+	appendStringInfoString(&buf, ") IN (SELECT * FROM ROWS FROM (");
 	for (int k = 0; k < s->nkeys; k++)
-		appendStringInfo(&buf, "%s$%d::%s", k ? ", " : "", k + 1,
+		appendStringInfo(&buf, "%spg_catalog.unnest($%d::%s)", k ? ", " : "", k + 1,
 						 format_type_be_qualified(array_types[k]));
 	appendStringInfoString(&buf, "))");
 	return buf.data;
@@ -202,8 +204,16 @@ live_row(FederatedScan *s, PGresult *res, int r)
 }
 
 /*
- * Asks the hospital: L, then the versions of the replica's keys it did not
- * return.  False (and *why) if it failed at any point.
+ * Asks the hospital, in one statement (one round trip, one snapshot):
+ *
+ *   SELECT cols, true FROM remote WHERE F                           -- L
+ *   UNION ALL
+ *   SELECT keys, version (other columns NULL), false FROM remote    -- L2
+ *    WHERE (keys) IN (the replica's keys) AND (F) IS NOT TRUE
+ *
+ * L2 is left out when there is no filter (L then has every row) or no
+ * replica row.  Fills live_rows and, through the key entries, what the
+ * hospital has.  False (and *why) if it failed.
  */
 bool
 ask_hospital(FederatedScan *s, HTAB *keys, List *replica_rows, Datum *param_values,
@@ -213,22 +223,13 @@ ask_hospital(FederatedScan *s, HTAB *keys, List *replica_rows, Datum *param_valu
 		*why = pstrdup("It failed earlier in this statement.");
 		return false;
 	}
-	/* A cached connection may have died since: one retry on a fresh one. */
-	PGconn *conn = nullptr;
-	PGresult *res = nullptr;
-	for (int attempt = 0; attempt < 2 && res == nullptr; attempt++) {
-		conn = remote_connect(s->server, s->userid, attempt > 0, why);
-		if (conn == nullptr)
-			return false;
-		res = remote_exec(conn, "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0,
-						  nullptr, why);
-	}
-	if (res == nullptr)
+	PGconn *conn = remote_connect(s->server, s->userid, false, why);
+	if (conn == nullptr)
 		return false;
-	PQclear(res);
 
-	/* The parameters as text. */
-	const char **texts = static_cast<const char **>(palloc0(sizeof(char *) * (s->nparams + 1)));
+	bool versions = s->where[0] != '\0' && replica_rows != NIL;
+	int nparams = s->nparams + (versions ? s->nkeys : 0);
+	const char **texts = static_cast<const char **>(palloc0(sizeof(char *) * (nparams + 1)));
 	for (int p = 0; p < s->nparams; p++) {
 		if (param_nulls[p])
 			continue;
@@ -242,12 +243,45 @@ ask_hospital(FederatedScan *s, HTAB *keys, List *replica_rows, Datum *param_valu
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "SELECT ");
 	for (int i = 0; i < s->ncols; i++)
-		appendStringInfo(&sql, "%s%s", i ? ", " : "", s->names[i]);
-	appendStringInfo(&sql, " FROM %s%s", s->remote_table, s->where);
-	res = remote_exec(conn, sql.data, s->nparams, texts, why);
+		appendStringInfo(&sql, "%s, ", s->names[i]);
+	appendStringInfo(&sql, "true FROM %s%s", s->remote_table, s->where);
+	if (versions) {
+		int n = list_length(replica_rows);
+		Row **rows = static_cast<Row **>(palloc(sizeof(Row *) * n));
+		int r = 0;
+		ListCell *lc;
+		foreach (lc, replica_rows)
+			rows[r++] = static_cast<Row *>(lfirst(lc));
+		Oid *array_types = static_cast<Oid *>(palloc(sizeof(Oid) * s->nkeys));
+		Datum *arrays = key_arrays(s, rows, n, array_types);
+
+		appendStringInfoString(&sql, " UNION ALL SELECT ");
+		for (int i = 0; i < s->ncols; i++) {
+			bool is_key = i == s->version;
+			for (int k = 0; k < s->nkeys; k++)
+				is_key = is_key || s->keys[k] == i;
+			appendStringInfo(&sql, "%s, ", is_key ? s->names[i] : "NULL");
+		}
+		appendStringInfo(&sql, "false FROM %s WHERE (", s->remote_table);
+		for (int k = 0; k < s->nkeys; k++)
+			appendStringInfo(&sql, "%s%s", k ? ", " : "", s->names[s->keys[k]]);
+		appendStringInfoString(&sql, ") IN (SELECT * FROM ROWS FROM (");
+		for (int k = 0; k < s->nkeys; k++) {
+			Oid out;
+			bool varlena;
+			getTypeOutputInfo(array_types[k], &out, &varlena);
+			texts[s->nparams + k] = OidOutputFunctionCall(out, arrays[k]);
+			appendStringInfo(&sql, "%spg_catalog.unnest($%d::%s)", k ? ", " : "",
+							 s->nparams + k + 1, format_type_be_qualified(array_types[k]));
+		}
+		/* s->where is " WHERE <filter>" */
+		appendStringInfo(&sql, ")) AND (%s) IS NOT TRUE", s->where + strlen(" WHERE "));
+	}
+
+	PGresult *res = remote_exec(conn, sql.data, nparams, texts, why);
 	if (res == nullptr)
 		return false;
-	if (PQnfields(res) != s->ncols) {
+	if (PQnfields(res) != s->ncols + 1) {
 		PQclear(res);
 		*why = psprintf("The hospital's table %s has changed.", s->remote_table);
 		return false;
@@ -258,63 +292,13 @@ ask_hospital(FederatedScan *s, HTAB *keys, List *replica_rows, Datum *param_valu
 		Row *row = live_row(s, res, r);
 		row->key = key_text(s, row->values, row->nulls);
 		row->entry = lookup(keys, row->key);
-		row->entry->live = row;
 		row->entry->live_known = true;
 		row->entry->live_version = row->version;
-		*live_rows = lappend(*live_rows, row);
-	}
-	PQclear(res);
-
-	/* Replica keys the filtered answer did not have: does the hospital have them? */
-	Row **missing = static_cast<Row **>(palloc(sizeof(Row *) * (list_length(replica_rows) + 1)));
-	int nmissing = 0;
-	ListCell *lc;
-	foreach (lc, replica_rows) {
-		Row *row = static_cast<Row *>(lfirst(lc));
-		if (!row->entry->live_known)
-			missing[nmissing++] = row;
-	}
-	if (nmissing > 0) {
-		Oid *array_types = static_cast<Oid *>(palloc(sizeof(Oid) * s->nkeys));
-		Datum *arrays = key_arrays(s, missing, nmissing, array_types);
-		const char **array_texts = static_cast<const char **>(palloc(sizeof(char *) * s->nkeys));
-		for (int k = 0; k < s->nkeys; k++) {
-			Oid out;
-			bool varlena;
-			getTypeOutputInfo(array_types[k], &out, &varlena);
-			array_texts[k] = OidOutputFunctionCall(out, arrays[k]);
+		if (strcmp(PQgetvalue(res, r, s->ncols), "t") == 0) {
+			row->entry->live = row;
+			*live_rows = lappend(*live_rows, row);
 		}
-		res = remote_exec(conn, versions_sql(s, s->remote_table, array_types), s->nkeys,
-						  array_texts, why);
-		if (res == nullptr)
-			return false;
-		int n2 = PQntuples(res);
-		Datum *values = static_cast<Datum *>(palloc(sizeof(Datum) * s->ncols));
-		bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * s->ncols));
-		for (int r = 0; r < n2; r++) {
-			for (int i = 0; i < s->ncols; i++)
-				nulls[i] = true;
-			for (int k = 0; k < s->nkeys; k++) {
-				int i = s->keys[k];
-				nulls[i] = PQgetisnull(res, r, k);
-				values[i] = InputFunctionCall(
-					&s->input[i], nulls[i] ? nullptr : PQgetvalue(res, r, k), s->ioparams[i],
-					TupleDescAttr(s->tupdesc, s->cols[i] - 1)->atttypmod);
-			}
-			char *key = key_text(s, values, nulls);
-			KeyEntry *e = static_cast<KeyEntry *>(hash_search(keys, &key, HASH_FIND, nullptr));
-			if (e != nullptr) {
-				e->live_known = true;
-				e->live_version = PQgetisnull(res, r, s->nkeys)
-									  ? 0
-									  : strtoll(PQgetvalue(res, r, s->nkeys), nullptr, 10);
-			}
-		}
-		PQclear(res);
 	}
-	res = remote_exec(conn, "COMMIT", 0, nullptr, why);
-	if (res == nullptr)
-		return false;
 	PQclear(res);
 	return true;
 }
@@ -403,7 +387,9 @@ build_answer(FederatedScan *s, Datum *param_values, bool *param_nulls)
 	ListCell *lc;
 	List *out = NIL;
 	if (!s->reachable) {
-		ereport(WARNING,
+		if (remote_should_warn(s->server))
+			ereport(
+				WARNING,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("hospital server \"%s\" is unreachable: answering from the replica alone",
 						s->server),

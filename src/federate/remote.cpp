@@ -17,6 +17,7 @@
 #include "federate/remote.hpp"
 
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 
 extern "C" {
@@ -47,6 +48,7 @@ struct CachedConn {
 	/* When this server last failed: (transaction, statement start). */
 	LocalTransactionId failed_lxid;
 	TimestampTz failed_stmt;
+	bool warned; /* the failure was reported to the user */
 };
 constexpr int max_cached = 16;
 CachedConn cache[max_cached];
@@ -75,7 +77,7 @@ cache_entry(Oid serverid, Oid userid, bool create)
 			free_slot = &cache[0];
 		}
 	}
-	*free_slot = CachedConn{serverid, userid, nullptr, InvalidLocalTransactionId, 0};
+	*free_slot = CachedConn{serverid, userid, nullptr, InvalidLocalTransactionId, 0, false};
 	return free_slot;
 }
 
@@ -87,6 +89,7 @@ mark_failed(CachedConn *c)
 	c->conn = nullptr;
 	c->failed_lxid = MyProc->lxid;
 	c->failed_stmt = GetCurrentStatementStartTimestamp();
+	c->warned = false;
 }
 
 /* The reason libpq gives, without its trailing newline, in palloc'd memory. */
@@ -188,6 +191,20 @@ remote_failed_this_statement(const char *server_name)
 	return false;
 }
 
+bool
+remote_should_warn(const char *server_name)
+{
+	ForeignServer *server = GetForeignServerByName(server_name, true);
+	bool warn = true;
+	for (auto &c : cache)
+		if (server != nullptr && c.serverid == server->serverid && c.failed_lxid == MyProc->lxid &&
+			c.failed_stmt == GetCurrentStatementStartTimestamp()) {
+			warn = warn && !c.warned;
+			c.warned = true;
+		}
+	return warn;
+}
+
 PGconn *
 remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 {
@@ -196,8 +213,15 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 	CachedConn *entry = cache_entry(server->serverid, userid, true);
 
 	if (entry->conn != nullptr) {
-		if (!fresh && PQstatus(entry->conn) == CONNECTION_OK &&
-			PQtransactionStatus(entry->conn) == PQTRANS_IDLE)
+		/*
+		 * A hospital that restarted has closed this connection: read what is
+		 * waiting on the socket (no round trip) to notice it before use.
+		 */
+		bool alive = !fresh && PQstatus(entry->conn) == CONNECTION_OK &&
+					 PQtransactionStatus(entry->conn) == PQTRANS_IDLE;
+		for (int i = 0; alive && i < 2; i++)
+			alive = PQconsumeInput(entry->conn) && PQstatus(entry->conn) == CONNECTION_OK;
+		if (alive)
 			return entry->conn;
 		PQfinish(entry->conn);
 		entry->conn = nullptr;
@@ -212,6 +236,7 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 	bool has_password = false;
 	bool password_required = true;
 	const char *user_options = nullptr;
+	int timeout_ms = connect_timeout_ms; /* or the server's connect_timeout, if shorter */
 	ListCell *lc;
 	foreach (lc, options) {
 		DefElem *d = lfirst_node(DefElem, lc);
@@ -221,6 +246,12 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 			continue;
 		if (strcmp(d->defname, "password") == 0)
 			has_password = true;
+		if (strcmp(d->defname, "connect_timeout") == 0) {
+			/* libpq applies it only to blocking connects: we do, in ms. */
+			int seconds = atoi(defGetString(d));
+			if (seconds > 0 && seconds < INT_MAX / 1000)
+				timeout_ms = Min(timeout_ms, seconds * 1000);
+		}
 		if (strcmp(d->defname, "options") == 0) {
 			user_options = defGetString(d);
 			continue;
@@ -254,7 +285,7 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 		mark_failed(entry);
 		return nullptr;
 	}
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), connect_timeout_ms);
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	PostgresPollingStatusType state = PGRES_POLLING_WRITING;
 	while (state != PGRES_POLLING_OK) {
 		if (state == PGRES_POLLING_FAILED) {
@@ -263,8 +294,9 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 			return nullptr;
 		}
 		if (!wait_socket(conn, state == PGRES_POLLING_WRITING, deadline)) {
-			*why = psprintf("no connection within %d ms (edgesync.federate_connect_timeout)",
-							connect_timeout_ms);
+			*why = psprintf("no connection within %d ms (edgesync.federate_connect_timeout, or "
+							"the server's connect_timeout if shorter)",
+							timeout_ms);
 			mark_failed(entry);
 			return nullptr;
 		}
@@ -325,6 +357,22 @@ remote_exec(PGconn *conn, const char *sql, int nparams, const char *const *value
 			result = next;
 		else
 			PQclear(next);
+	}
+	/*
+	 * The hospital answered, and refused the statement for a reason that is
+	 * not about reaching it (class 42: a column renamed or a privilege
+	 * revoked there): that is a mistake to fix, not an outage to ride out.
+	 */
+	const char *state = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
+	if (PQresultStatus(result) == PGRES_FATAL_ERROR && state != nullptr &&
+		strncmp(state, "42", 2) == 0) {
+		char *message = reason(PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY));
+		int code = MAKE_SQLSTATE(state[0], state[1], state[2], state[3], state[4]);
+		PQclear(result);
+		ereport(ERROR, (errcode(code), errmsg("the hospital refused a federated query"),
+						errdetail("The hospital answered: %s.", message),
+						errhint("The hospital's table or its privileges changed: compare them "
+								"with the replica, then call edgesync.federate() again.")));
 	}
 	if (result == nullptr ||
 		(PQresultStatus(result) != PGRES_TUPLES_OK && PQresultStatus(result) != PGRES_COMMAND_OK)) {

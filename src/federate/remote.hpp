@@ -2,15 +2,16 @@
  * remote.hpp — edgesync's own libpq connections to a hospital server.
  *
  * A federated scan reads the hospital through a connection that belongs to
- * edgesync, not to postgres_fdw: it runs each statement in autocommit (or in
- * a short remote transaction of its own), so no state of it is tied to the
- * local transaction.  When the hospital dies, the connection is dropped and
- * the local transaction goes on (docs/federation.md, "Why not postgres_fdw").
+ * edgesync, not to postgres_fdw: it runs each statement in autocommit, so no
+ * state of it is tied to the local transaction.  When the hospital dies, the
+ * connection is dropped and the local transaction goes on
+ * (docs/federation.md, "Why not postgres_fdw alone").
  *
  * Connection parameters come from a postgres_fdw server and the user
- * mapping of the querying role, so a DBA sets the hospital up once, the
- * postgres_fdw way.  Every wait is bounded (edgesync.federate_connect_timeout,
- * edgesync.federate_query_timeout) and interruptible.
+ * mapping of the role the scan runs as (a view's owner), so a DBA sets the
+ * hospital up once, the postgres_fdw way.  Every wait is bounded
+ * (edgesync.federate_connect_timeout, edgesync.federate_query_timeout) and
+ * interruptible.
  *
  * The functions below are C-style: they own no C++ objects, so PostgreSQL
  * errors (configuration mistakes, interrupts) may longjmp through them.  A
@@ -48,5 +49,11 @@ PGresult *remote_exec(PGconn *conn, const char *sql, int nparams, const char *co
 
 /* Has server_name already failed during the current statement? */
 bool remote_failed_this_statement(const char *server_name);
+
+/*
+ * Should the failure of server_name be reported now?  True once per
+ * statement, so that a nested loop over a dead hospital warns once.
+ */
+bool remote_should_warn(const char *server_name);
 
 } // namespace edgesync::federate

@@ -51,6 +51,8 @@ CREATE TABLE edgesync.target_state (
     last_error_at        timestamptz,
     next_retry           timestamptz,
     pending_end          pg_lsn,     -- end of an unacknowledged batch: retried as it was
+    acked_lsn            pg_lsn,     -- end of the last acknowledged batch (crash-safe, unlike
+                                     -- the slot's position, which is saved at checkpoints)
     resync_pending       boolean     NOT NULL DEFAULT false
 );
 REVOKE ALL ON edgesync.target_state FROM PUBLIC;
@@ -341,7 +343,8 @@ DECLARE
 BEGIN
     PERFORM edgesync._drop_target_slot(t.slot_name);
     PERFORM pg_create_logical_replication_slot(t.slot_name, 'edgesync');
-    UPDATE edgesync.target_state SET resync_pending = true, next_retry = NULL, pending_end = NULL
+    UPDATE edgesync.target_state SET resync_pending = true, next_retry = NULL, pending_end = NULL,
+           acked_lsn = NULL
      WHERE target_state.name = t.name;
 END
 $$;

@@ -26,6 +26,7 @@
  */
 #include "core/guard.hpp"
 #include "ship/batch.hpp"
+#include "ship/resync.hpp"
 #include "ship/shipper.hpp"
 #include "ship/transport.hpp"
 #include "ship/url.hpp"
@@ -184,7 +185,7 @@ load_target(const std::string &name, TargetConfig &c, bool &enabled)
 			"       (SELECT string_agg(h.key || ': ' || (h.value #>> '{}'), E'\\n')"
 			"          FROM pg_catalog.jsonb_each(s.headers) h),"
 			"       t.batch_changes, t.batch_bytes, t.timeout_ms, st.consecutive_failures,"
-			"       st.pending_end, st.resync_pending, t.enabled"
+			"       st.pending_end, st.resync_pending, t.enabled, st.acked_lsn"
 			"  FROM edgesync.targets t"
 			"  JOIN edgesync.target_secrets s ON s.name = t.name"
 			"  JOIN edgesync.target_state st ON st.name = t.name"
@@ -208,6 +209,7 @@ load_target(const std::string &name, TargetConfig &c, bool &enabled)
 	c.pending_end = is_null(0, 13) ? 0 : static_cast<uint64_t>(get_int(0, 13));
 	c.resync_pending = get_int(0, 14) != 0;
 	enabled = get_int(0, 15) != 0;
+	c.acked_lsn = is_null(0, 16) ? 0 : static_cast<uint64_t>(get_int(0, 16));
 	return true;
 }
 
@@ -227,26 +229,42 @@ slot_position(const TargetConfig &c, uint64_t &confirmed, uint64_t &flush)
 }
 
 /* Peeks at the slot: whole transactions, at most about batch_changes rows. */
+/*
+ * Peeks at the slot for up to `batches` batches' worth of rows, so that one
+ * decoding pass serves several batches (each peek decodes again from the
+ * slot's restart_lsn).  Rows are kept up to about that many batches' bytes,
+ * always ending with a whole transaction.
+ */
 std::vector<Row>
-peek(const TargetConfig &c, uint64_t upto_lsn)
+peek(const TargetConfig &c, uint64_t upto_lsn, int batches, bool &full)
 {
 	const char *sql =
 		"SELECT lsn, xid, data FROM pg_catalog.pg_logical_slot_peek_changes($1, $2, $3,"
 		" 'format', $4, 'include-transaction', 'on', 'columns', $5)";
+	int64_t limit_rows =
+		std::min<int64_t>(static_cast<int64_t>(c.batch_changes) * batches, INT32_MAX);
+	int64_t limit_bytes = std::min<int64_t>(c.batch_bytes * batches, int64_t{64} << 20);
 	spi_run(sql,
 			{text_param(c.slot),
 			 lsn_param(upto_lsn),
-			 {INT4OID, Int32GetDatum(c.batch_changes), ' '},
+			 {INT4OID, Int32GetDatum(static_cast<int32>(limit_rows)), ' '},
 			 text_param(c.kind == "http" ? "json" : "sql"),
 			 text_param(c.columns)},
 			true);
 	std::vector<Row> rows;
 	rows.reserve(SPI_processed);
+	int64_t bytes = 0;
+	full = static_cast<int64_t>(SPI_processed) >= limit_rows;
 	for (uint64_t i = 0; i < SPI_processed; i++) {
 		bool isnull;
 		Datum xid = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
-		rows.push_back(Row{static_cast<uint64_t>(get_int(i, 1)),
-						   isnull ? 0 : DatumGetTransactionId(xid), get_text(i, 3)});
+		TransactionId x = isnull ? 0 : DatumGetTransactionId(xid);
+		if (bytes > limit_bytes && !rows.empty() && rows.back().xid != x) {
+			full = true;
+			break; /* enough, and at a transaction boundary */
+		}
+		rows.push_back(Row{static_cast<uint64_t>(get_int(i, 1)), x, get_text(i, 3)});
+		bytes += static_cast<int64_t>(rows.back().data.size());
 	}
 	return rows;
 }
@@ -259,15 +277,15 @@ advance(const TargetConfig &c, uint64_t to)
 }
 
 void
-record_success(const TargetConfig &c, int64_t changes, int64_t bytes)
+record_success(const TargetConfig &c, int64_t changes, int64_t bytes, uint64_t acked)
 {
 	spi_run(
 		"UPDATE edgesync.target_state SET last_success = pg_catalog.clock_timestamp(),"
 		"       last_attempt = pg_catalog.clock_timestamp(), batches_shipped = batches_shipped + 1,"
 		"       changes_shipped = changes_shipped + $2, bytes_shipped = bytes_shipped + $3,"
-		"       consecutive_failures = 0, next_retry = NULL, pending_end = NULL"
+		"       consecutive_failures = 0, next_retry = NULL, pending_end = NULL, acked_lsn = $4"
 		" WHERE name = $1",
-		{text_param(c.name), int8_param(changes), int8_param(bytes)}, false);
+		{text_param(c.name), int8_param(changes), int8_param(bytes), lsn_param(acked)}, false);
 }
 
 } // namespace
@@ -359,39 +377,88 @@ ship_target(const std::string &name, int max_batches, bool own_transactions)
 	std::unique_ptr<Transport> transport =
 		config.kind == "http" ? make_http_transport(config) : make_pg_transport(config);
 
-	for (int b = 0; b < max_batches; b++) {
-		std::vector<Row> rows;
-		uint64_t confirmed = 0, flush = 0;
-		bool slot_found = false;
+	if (config.resync_pending) {
+		bool ok = false;
+		std::string error;
+		int64_t sent = 0;
 		with_spi(own_transactions, [&] {
-			slot_found = slot_position(config, confirmed, flush);
-			if (!slot_found) {
-				result.error = record_failure(
-					config,
-					format("replication slot \"%s\" of target \"%s\" does not exist; "
-						   "call edgesync.resync('%s')",
-						   config.slot.c_str(), config.name.c_str(), config.name.c_str()),
-					0);
-				return;
-			}
-			if (config.pending_end != 0 && config.pending_end <= confirmed)
-				config.pending_end = 0;
-			rows = peek(config, config.pending_end);
+			ok = resend_current_rows(config, *transport, error, sent);
+			if (ok)
+				spi_run(
+					"UPDATE edgesync.target_state SET resync_pending = false,"
+					"       changes_shipped = changes_shipped + $2,"
+					"       last_success = pg_catalog.clock_timestamp(), consecutive_failures = 0,"
+					"       next_retry = NULL"
+					" WHERE name = $1",
+					{text_param(config.name), int8_param(sent)}, false);
+			else
+				result.error = record_failure(config, error, 0);
 		});
-		if (!slot_found) {
+		if (!ok) {
 			result.failed = true;
 			return result;
 		}
-		if (flush <= confirmed && config.pending_end == 0)
-			return result; /* no new WAL: nothing to decode */
+		result.changes += sent;
+		config.failures = 0;
+	}
 
-		size_t n = cut_batch(rows, {config.batch_changes, config.batch_bytes});
-		if (n == 0) {
-			if (flush > confirmed && config.pending_end == 0)
-				with_spi(own_transactions, [&] { advance(config, flush); });
-			return result;
+	std::vector<Row> rows; /* peeked, not yet delivered */
+	uint64_t confirmed = 0;
+	bool peek_was_full = false;
+	for (int b = 0; b < max_batches; b++) {
+		if (rows.empty()) {
+			uint64_t flush = 0;
+			bool slot_found = false, idle = false;
+			with_spi(own_transactions, [&] {
+				slot_found = slot_position(config, confirmed, flush);
+				if (!slot_found) {
+					result.error = record_failure(
+						config,
+						format("replication slot \"%s\" of target \"%s\" does not exist; "
+							   "call edgesync.resync('%s')",
+							   config.slot.c_str(), config.name.c_str(), config.name.c_str()),
+						0);
+					return;
+				}
+				/*
+				 * The slot's position reaches disk only at checkpoints: after
+				 * a crash it may be behind what the receiver acknowledged,
+				 * which target_state (WAL-logged) remembers.  Catch up before
+				 * peeking, so that nothing acknowledged is sent again.
+				 */
+				if (config.acked_lsn > confirmed) {
+					advance(config, config.acked_lsn);
+					confirmed = config.acked_lsn;
+				}
+				if (config.pending_end != 0 && config.pending_end <= confirmed)
+					config.pending_end = 0;
+				if (flush <= confirmed && config.pending_end == 0) {
+					idle = true; /* no new WAL: nothing to decode */
+					return;
+				}
+				/* A batch that was not acknowledged goes again, exactly. */
+				int batches =
+					config.pending_end != 0 ? 1 : std::max(1, std::min(max_batches - b, 50));
+				bool full = false;
+				rows = peek(config, config.pending_end, batches, full);
+				peek_was_full = full && config.pending_end == 0;
+				/*
+				 * Nothing to ship: every transaction that committed before the
+				 * flush position read above produced no output (untracked
+				 * tables), so the slot may move there and hold no WAL back.
+				 */
+				if (rows.empty() && config.pending_end == 0)
+					advance(config, flush);
+			});
+			if (!slot_found) {
+				result.failed = true;
+				return result;
+			}
+			if (idle || rows.empty())
+				return result;
 		}
 
+		size_t n = cut_batch(rows, {config.batch_changes, config.batch_bytes});
 		std::string body;
 		int64_t changes = count_changes(rows, n);
 		if (config.kind == "http") {
@@ -413,31 +480,60 @@ ship_target(const std::string &name, int max_batches, bool own_transactions)
 		}
 		std::string key = idempotency_key(rows, n);
 		uint64_t end = rows[n - 1].lsn;
-		bool more = rows.size() > n || static_cast<int64_t>(rows.size()) >= config.batch_changes;
+
+		/*
+		 * Remember the batch before sending it: if this process dies before
+		 * the acknowledgement is recorded, the next attempt sends the same
+		 * transactions under the same key (in ship(), only if the caller's
+		 * transaction commits).
+		 */
+		if (config.pending_end != end)
+			with_spi(own_transactions, [&] {
+				spi_run("UPDATE edgesync.target_state SET pending_end = $2 WHERE name = $1",
+						{text_param(config.name), lsn_param(end)}, false);
+			});
+		config.pending_end = end;
 
 		std::string error;
 		bool ok = transport->deliver(body, key, error);
 
+		/*
+		 * The acknowledgement is recorded (acked_lsn) with the batch; the slot
+		 * itself is moved when the peeked rows are used up, or when this call
+		 * ends: each move decodes again from restart_lsn, and acked_lsn keeps
+		 * the position safe in between.
+		 */
 		with_spi(own_transactions, [&] {
 			if (ok) {
-				if (end > confirmed)
+				record_success(config, changes, static_cast<int64_t>(body.size()), end);
+				if (rows.size() == n && end > confirmed) {
 					advance(config, end);
-				record_success(config, changes, static_cast<int64_t>(body.size()));
-			} else
+					confirmed = end;
+				}
+			} else {
 				result.error = record_failure(config, error, end);
+				if (config.acked_lsn > confirmed) {
+					advance(config, config.acked_lsn);
+					confirmed = config.acked_lsn;
+				}
+			}
 		});
 		if (!ok) {
 			result.failed = true;
 			return result;
 		}
+		config.acked_lsn = end;
 		config.failures = 0;
 		config.pending_end = 0;
 		result.batches++;
 		result.changes += changes;
-		result.more = more;
-		if (!more)
+		rows.erase(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(n));
+		result.more = !rows.empty() || peek_was_full;
+		if (!result.more)
 			break;
 	}
+	if (config.acked_lsn > confirmed)
+		with_spi(own_transactions, [&] { advance(config, config.acked_lsn); });
 	return result;
 }
 

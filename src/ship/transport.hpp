@@ -35,6 +35,7 @@ struct TargetConfig {
 	int timeout_ms = 30000;
 	int failures = 0;		  /* consecutive, before this attempt */
 	uint64_t pending_end = 0; /* end of a batch that failed: retry exactly it */
+	uint64_t acked_lsn = 0;	  /* end of the last acknowledged batch */
 	bool resync_pending = false;
 
 	/* Every secret of the target, for redact(). */

@@ -57,7 +57,7 @@ namespace {
 
 char *ship_databases = nullptr;
 int naptime_ms = 200;
-int round_batches = 10;
+int round_batches = 50;
 
 /* The databases named in edgesync.ship_databases (a comma list). */
 std::vector<std::string>
@@ -283,7 +283,7 @@ init()
 	DefineCustomIntVariable(
 		"edgesync.ship_round_batches",
 		"Batches a target may ship before the shipper turns to the next target.", nullptr,
-		&round_batches, 10, 1, 1000000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+		&round_batches, 50, 1, 1000000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("edgesync.ship_retry_min", "First retry delay after a failed delivery.",
 							nullptr, &retry_min_ms, 1000, 1, 86400000, PGC_SIGHUP, GUC_UNIT_MS,
 							nullptr, nullptr, nullptr);

@@ -206,6 +206,21 @@ my @s6 = stream('json_slot', $node->lsn('insert'));
 is_deeply([ map { $_->{op} . ':' . ($_->{row}{id} // '') } @s6 ], ['insert:7002'],
 	'the prepared transaction is not streamed again');
 
+# The same on a slot created with --two-phase: the plugin has no prepare
+# callbacks, so the transaction still arrives once, at COMMIT PREPARED.
+($rc, $out, $err) = recvlogical('-S', 'tp_slot', '--create-slot', '--two-phase', '--plugin=edgesync');
+is($rc, 0, 'pg_recvlogical --create-slot --two-phase') or diag($err);
+$node->safe_psql('hospital', q{
+	BEGIN; INSERT INTO patients (id, name) VALUES (7100, 'prepared, two-phase slot'); PREPARE TRANSACTION 'p3';
+});
+my @t1 = stream('tp_slot', $node->lsn('insert'));
+is(scalar(@t1), 0, 'two-phase slot: nothing at PREPARE');
+$node->safe_psql('hospital', q{COMMIT PREPARED 'p3'});
+$node->safe_psql('hospital', q{INSERT INTO patients (id, name) VALUES (7101, 'after')});
+my @t2 = stream('tp_slot', $node->lsn('insert'));
+is_deeply([ map { $_->{op} . ':' . ($_->{row}{id} // '') } @t2 ], [ 'insert:7100', 'insert:7101' ],
+	'two-phase slot: the prepared change arrives once, at COMMIT PREPARED');
+
 # (e) A database without the extension: a clear error at slot start, and
 # the server keeps running.
 $node->safe_psql('postgres', 'CREATE DATABASE noext');

@@ -109,6 +109,11 @@ $source->safe_psql('hospital', q{
 	INSERT INTO patients VALUES (10001, 'after restart', 'C');
 });
 my $end = $source->lsn('insert');
+# (If the slot kept an older position than the replica applied, the stream
+# below replays transactions: the case "nothing applied twice" is about.)
+note('slot restarts at ' . $source->safe_psql('hospital',
+		q{SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'cloud'})
+	  . ', replica applied up to ' . $replica->safe_psql('hospital', q{SELECT lsn FROM edgesync.applied_lsn}));
 ($h, $errref) = stream_to_replica($end);
 ok(eval { $h->finish; 1 }, 'the stream after the restart reaches the end') or diag($$errref);
 

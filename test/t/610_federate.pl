@@ -137,11 +137,30 @@ like($err, qr/WARNING:  hospital server "hospital" is unreachable: answering fro
 cmp_ok($elapsed, '<', 5, 'at once (refused connection)');
 is(fed(q{SELECT ward || '/' || _source FROM hospital_patients_federated WHERE id = 3}), 'B/replica',
 	'hospital down: a row deleted there is still shown from the replica');
+$cloud->psql('postgres', q{SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_material = off;
+	SELECT count(*) FROM visits v JOIN hospital_patients_federated p ON p.id = v.patient_id},
+	stdout => \$out, stderr => \$err);
+is($out, '30', 'hospital down: a nested loop answers from the replica');
+is(scalar(() = $err =~ /WARNING:/g), 1, 'with one WARNING, not one per outer row');
 
 # The hospital back: live again, with the cached connection replaced.
 $hospital->start;
 is(fed(q{SELECT ward || '/' || _source FROM hospital_patients_federated WHERE id = 1}), 'ICU/hospital',
 	'hospital back: live again');
+
+# A session's cached connection does not outlive a hospital restart: the
+# next query notices the closed connection and connects again.
+{
+	my $s = $cloud->background_psql('postgres', on_error_stop => 0);
+	is($s->query_safe(q{SELECT _source FROM hospital_patients_federated WHERE id = 1}), 'hospital',
+		'a session reads the hospital');
+	$hospital->restart('fast');
+	$s->{stderr} = '';
+	is($s->query(q{SELECT _source FROM hospital_patients_federated WHERE id = 1}), 'hospital',
+		'after the hospital restarted, the same session reads it again');
+	unlike($s->{stderr}, qr/WARNING/, 'without a WARNING');
+	$s->quit;
+}
 
 # A hung hospital (its postmaster stopped, so a connection is never answered):
 # the connect timeout bounds the wait.
@@ -167,6 +186,29 @@ $elapsed = time - $t0;
 is($out, '1', 'slow hospital: the replica answers');
 like($err, qr/WARNING:  hospital server "hospital" is unreachable/, 'with a WARNING');
 cmp_ok($elapsed, '<', 5, 'after the query timeout');
+
+# A cancel request is served while waiting for the hospital, and the session
+# goes on with a fresh connection.
+{
+	my $s = $cloud->background_psql('postgres', on_error_stop => 0);
+	my $pid = $s->query_safe('SELECT pg_backend_pid()');
+	$pid =~ s/\s+//g;
+	$s->query_until(qr/started/, "\\echo started\nSELECT count(*) FROM slow_federated;\n\\echo __cancelled__\n");
+	$hospital->poll_query_until('postgres', q{
+		SELECT count(*) > 0 FROM pg_stat_activity
+		 WHERE application_name = 'edgesync_federate' AND wait_event = 'PgSleep'})
+	  or die "the remote query never started";
+	$t0 = time;
+	$cloud->safe_psql('postgres', "SELECT pg_cancel_backend($pid)");
+	$s->query_until(qr/__cancelled__/, '');
+	$elapsed = time - $t0;
+	like($s->{stderr}, qr/canceling statement due to user request/, 'a cancel stops the wait for the hospital');
+	cmp_ok($elapsed, '<', 5, 'at once');
+	$s->{stderr} = '';
+	is($s->query_safe(q{SELECT ward || '/' || _source FROM hospital_patients_federated WHERE id = 1}),
+		"ICU/hospital", 'the session then reads the hospital again');
+	$s->quit;
+}
 
 # The hospital dies in the middle of a query, inside a transaction that also
 # writes locally: the query answers from the replica and COMMIT succeeds.

@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# bench/ship/run.sh — the shipper (issue 5): throughput to a loopback HTTP
+# receiver and to a loopback replica, against native logical replication on
+# the same workload; commit-to-acknowledgement latency at a steady rate; and
+# what a dead target costs hospital writes.
+#
+# Two throwaway clusters (scripts/cluster.sh): "hospital" and "cloud", with a
+# private install of edgesync.  Parts:
+#
+#   throughput  Targets (HTTP to bench/ship/receiver.pl, postgresql:// to
+#               database "edge" on the cloud) and a native subscription
+#               (CREATE PUBLICATION / CREATE SUBSCRIPTION, disabled, into
+#               database "native" on the cloud) are created first, so all
+#               three read the same WAL: INSERTS inserts then as many updates
+#               on a patients-like tracked table, ROWS_PER_TXN rows per
+#               transaction.  Then each drains the backlog in turn:
+#               edgesync.ship(target) for the two targets, ALTER SUBSCRIPTION
+#               ... ENABLE and polling (every 50 ms) until the replica's
+#               ordered row checksum equals the source's for native.
+#               Replicas are checked equal to the source.
+#   latency     The background worker ships to the HTTP receiver while
+#               pgbench inserts RATE_CHANGES changes/s (10-row transactions)
+#               for LATENCY_SECONDS; per change, receiver arrival time minus
+#               commit_time: p50, p99, max.  Run with edgesync.ship_naptime
+#               at its default (200ms) and at 20ms.
+#   tps         pgbench (tpcb-like, scale 10, pgbench_accounts tracked)
+#               PGBENCH_CLIENTS clients for PGBENCH_SECONDS, alternately with
+#               no target and with a dead target (connection refused, worker
+#               retrying, slot holding WAL), REPEATS times each; medians.
+#
+# A benchmark prints a table; it is not a test and exits 0 whatever it finds.
+#
+# Usage: bench/ship/run.sh [--no-throughput] [--no-latency] [--no-tps]
+# Environment: INSERTS (50000), ROWS_PER_TXN (100), RATE_CHANGES (1000),
+#              LATENCY_SECONDS (20), PGBENCH_SECONDS (15), PGBENCH_CLIENTS (2), REPEATS (3),
+#              BATCH_CHANGES (target batch_changes, 1000).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+INSERTS=${INSERTS:-50000}
+ROWS_PER_TXN=${ROWS_PER_TXN:-100}
+RATE_CHANGES=${RATE_CHANGES:-1000}
+LATENCY_SECONDS=${LATENCY_SECONDS:-20}
+PGBENCH_SECONDS=${PGBENCH_SECONDS:-15}
+PGBENCH_CLIENTS=${PGBENCH_CLIENTS:-2}
+REPEATS=${REPEATS:-3}
+BATCH_CHANGES=${BATCH_CHANGES:-1000}
+run_throughput=1
+run_latency=1
+run_tps=1
+while [ $# -gt 0 ]; do
+	case "$1" in
+		--no-throughput) run_throughput=0; shift ;;
+		--no-latency) run_latency=0; shift ;;
+		--no-tps) run_tps=0; shift ;;
+		*) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
+	esac
+done
+
+bash scripts/install-deps.sh
+make -s >/dev/null
+
+source scripts/cluster.sh
+receiver_pid=
+stop_all() {
+	[ -n "$receiver_pid" ] && kill "$receiver_pid" 2>/dev/null
+	cluster_stop_all
+}
+trap stop_all EXIT
+source scripts/private-install.sh
+private_install "$CLUSTER_ROOT/install"
+PG_BINDIR=$PRIVATE_BINDIR
+
+cluster_start hospital
+cluster_start cloud
+hsql() { cluster_psql hospital -d "$@"; }
+csql() { cluster_psql cloud -d "$@"; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+calc() { awk "BEGIN { printf \"%.4f\", $1 }"; }
+
+receiver_port=$(free_port)
+start_receiver() { # FILE [stamp]
+	perl bench/ship/receiver.pl "$receiver_port" "$@" >"$CLUSTER_ROOT/receiver.out" 2>&1 &
+	receiver_pid=$!
+	for _ in $(seq 50); do grep -q listening "$CLUSTER_ROOT/receiver.out" 2>/dev/null && break; sleep 0.1; done
+}
+stop_receiver() { kill "$receiver_pid" 2>/dev/null; wait "$receiver_pid" 2>/dev/null || true; receiver_pid=; }
+
+TABLE_DDL="CREATE TABLE bench_patients (id bigint PRIMARY KEY, name text NOT NULL, ward text,
+                                        admitted date, note text)"
+checksum="SELECT count(*) || ':' || md5(string_agg(t::text, ',' ORDER BY id)) FROM bench_patients t"
+
+echo "edgesync shipper benchmark: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+if [ "$run_throughput" = 1 ]; then
+	hsql postgres -c 'CREATE DATABASE bench'
+	csql postgres -c 'CREATE DATABASE edge' -c 'CREATE DATABASE native'
+	hsql bench -c 'CREATE EXTENSION edgesync' -c "$TABLE_DDL" -c "SELECT edgesync.track('bench_patients')" >/dev/null
+	# The replicas get the tracked table's definition (version and timestamps included).
+	as_cluster_user "$PG_BINDIR/pg_dump" -h "$CLUSTER_ROOT" -p "$hospital_PORT" -U postgres -d bench \
+		--schema-only -t bench_patients >"$CLUSTER_ROOT/ddl.sql"
+	csql edge -c 'CREATE EXTENSION edgesync' >/dev/null
+	csql edge -f "$CLUSTER_ROOT/ddl.sql" >/dev/null
+	csql native -c 'CREATE EXTENSION edgesync' >/dev/null
+	csql native -f "$CLUSTER_ROOT/ddl.sql" >/dev/null
+	csql native -c 'ALTER TABLE bench_patients DISABLE TRIGGER USER' >/dev/null
+
+	start_receiver "$CLUSTER_ROOT/http.ndjson"
+	hsql bench -c "SELECT edgesync.add_target('http', 'http://127.0.0.1:$receiver_port/ingest', batch_changes => $BATCH_CHANGES)" \
+		-c "SELECT edgesync.add_target('replica', 'postgresql://postgres@/edge?host=$CLUSTER_ROOT&port=$cloud_PORT', batch_changes => $BATCH_CHANGES)" \
+		-c 'CREATE PUBLICATION bench_pub FOR TABLE bench_patients' >/dev/null
+	csql native -c "CREATE SUBSCRIPTION bench_sub CONNECTION 'host=$CLUSTER_ROOT port=$hospital_PORT dbname=bench user=postgres'
+	                PUBLICATION bench_pub WITH (copy_data = false, enabled = false)" >/dev/null
+
+	hsql bench -c "DO \$\$
+		BEGIN
+		  FOR i IN 0 .. ($INSERTS - 1) / $ROWS_PER_TXN LOOP
+		    INSERT INTO bench_patients (id, name, ward, admitted, note)
+		    SELECT g, 'patient ' || g, 'ward ' || (g % 20), date '2026-01-01' + (g % 300), repeat('n', 60 + g % 40)
+		      FROM generate_series(i * $ROWS_PER_TXN + 1, least((i + 1) * $ROWS_PER_TXN, $INSERTS)) g;
+		    COMMIT;
+		  END LOOP;
+		  FOR i IN 0 .. ($INSERTS - 1) / $ROWS_PER_TXN LOOP
+		    UPDATE bench_patients SET ward = ward || '+'
+		     WHERE id BETWEEN i * $ROWS_PER_TXN + 1 AND (i + 1) * $ROWS_PER_TXN;
+		    COMMIT;
+		  END LOOP;
+		END \$\$" >/dev/null
+	changes=$((INSERTS * 2))
+	source_sum=$(hsql bench -At -c "$checksum")
+
+	declare -A seconds
+	for target in http replica; do
+		t0=$(now)
+		shipped=$(hsql bench -At -c "SELECT edgesync.ship('$target', 1000000)")
+		t1=$(now)
+		seconds[$target]=$(elapsed "$t0" "$t1")
+		echo "edgesync $target: $shipped changes in ${seconds[$target]} s"
+	done
+	[ "$(csql edge -At -c "$checksum")" = "$source_sum" ] && replica_ok=yes || replica_ok=NO
+	http_lines=$(grep -c '"op":"\(insert\|update\)"' "$CLUSTER_ROOT/http.ndjson" || true)
+
+	t0=$(now)
+	csql native -c 'ALTER SUBSCRIPTION bench_sub ENABLE' >/dev/null
+	# Done when the last transaction (an update of the highest ids) is there.
+	while [ "$(csql native -At -c "SELECT count(*) FROM bench_patients WHERE id > $INSERTS - $ROWS_PER_TXN AND ward LIKE '%+'")" != "$ROWS_PER_TXN" ]; do
+		sleep 0.05
+	done
+	t1=$(now)
+	seconds[native]=$(elapsed "$t0" "$t1")
+	[ "$(csql native -At -c "$checksum")" = "$source_sum" ] && native_ok=yes || native_ok=NO
+	echo "native logical replication: ${seconds[native]} s"
+	stop_receiver
+
+	echo
+	echo "## Throughput: $changes changes ($INSERTS inserts, $INSERTS updates, $ROWS_PER_TXN rows per transaction), batch_changes $BATCH_CHANGES"
+	echo
+	echo "| path | seconds | changes/s | vs native | checked |"
+	echo "| --- | ---: | ---: | ---: | --- |"
+	for p in http replica native; do
+		s=${seconds[$p]}
+		case $p in
+			http) name="edgesync → HTTP receiver (NDJSON)"; check="$http_lines change lines received" ;;
+			replica) name="edgesync → replica (postgresql://)"; check="replica = source: $replica_ok" ;;
+			native) name="native logical replication (pgoutput, subscription)"; check="replica = source: $native_ok" ;;
+		esac
+		printf '| %s | %.2f | %.0f | %.2fx | %s |\n' "$name" "$s" "$(calc "$changes / $s")" \
+			"$(calc "${seconds[native]} / $s")" "$check"
+	done
+	hsql bench -c "SELECT edgesync.drop_target(name) FROM edgesync.targets" >/dev/null
+	csql native -c 'DROP SUBSCRIPTION bench_sub' >/dev/null
+fi
+
+if [ "$run_latency" = 1 ]; then
+	hsql postgres -c 'CREATE DATABASE lat'
+	hsql lat -c 'CREATE EXTENSION edgesync' -c 'CREATE SEQUENCE ids' -c "$TABLE_DDL" \
+		-c "SELECT edgesync.track('bench_patients')" >/dev/null
+	cat >"$CLUSTER_ROOT/insert10.sql" <<-'SQL'
+		INSERT INTO bench_patients (id, name, ward, note)
+		SELECT nextval('ids'), 'p', 'w', repeat('n', 80) FROM generate_series(1, 10);
+	SQL
+	chmod 644 "$CLUSTER_ROOT/insert10.sql"
+	echo
+	echo "## Latency: commit to acknowledgement at $RATE_CHANGES changes/s (10-row transactions), HTTP target, ${LATENCY_SECONDS} s"
+	echo
+	echo "| edgesync.ship_naptime | changes | p50 ms | p99 ms | max ms |"
+	echo "| --- | ---: | ---: | ---: | ---: |"
+	for naptime in 200ms 20ms; do
+		rm -f "$CLUSTER_ROOT/lat.ndjson"
+		start_receiver "$CLUSTER_ROOT/lat.ndjson" stamp
+		hsql lat -c "SELECT edgesync.add_target('lat', 'http://127.0.0.1:$receiver_port/ingest')" \
+			-c "ALTER SYSTEM SET edgesync.ship_databases = 'lat'" \
+			-c "ALTER SYSTEM SET edgesync.ship_naptime = '$naptime'" -c 'SELECT pg_reload_conf()' >/dev/null
+		sleep 2
+		as_cluster_user "$PG_BINDIR/pgbench" -h "$CLUSTER_ROOT" -p "$hospital_PORT" -U postgres -n \
+			-f "$CLUSTER_ROOT/insert10.sql" -R $((RATE_CHANGES / 10)) -T "$LATENCY_SECONDS" lat >/dev/null 2>&1
+		sleep 2
+		perl -MTime::Local=timegm -e '
+			my ($arrived, @lat);
+			while (<>) {
+				if (/^#ARRIVED (\S+)/) { $arrived = $1; next }
+				next unless /"op":"insert".*"commit_time":"(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)(\.\d+)?\+00:00"/;
+				my $t = timegm($6, $5, $4, $3, $2 - 1, $1) + ($7 // 0);
+				push @lat, ($arrived - $t) * 1000;
+			}
+			@lat = sort { $a <=> $b } @lat;
+			my $q = sub { $lat[int($_[0] * $#lat)] };
+			printf "| %s | %d | %.1f | %.1f | %.1f |\n", $ARGV[0] // "", scalar(@lat), $q->(0.5), $q->(0.99), $lat[-1];
+		' "$CLUSTER_ROOT/lat.ndjson" | sed "s/^| /| $naptime /"
+		hsql lat -c "SELECT edgesync.drop_target('lat')" -c 'ALTER SYSTEM RESET edgesync.ship_databases' \
+			-c 'ALTER SYSTEM RESET edgesync.ship_naptime' -c 'SELECT pg_reload_conf()' >/dev/null
+		stop_receiver
+	done
+fi
+
+if [ "$run_tps" = 1 ]; then
+	hsql postgres -c 'CREATE DATABASE tps'
+	as_cluster_user "$PG_BINDIR/pgbench" -h "$CLUSTER_ROOT" -p "$hospital_PORT" -U postgres -i -q -s 10 tps >/dev/null 2>&1
+	hsql tps -c 'CREATE EXTENSION edgesync' -c "SELECT edgesync.track('pgbench_accounts')" \
+		-c "ALTER SYSTEM SET edgesync.ship_databases = 'tps'" -c 'SELECT pg_reload_conf()' >/dev/null
+	declare -A runs
+	for r in $(seq "$REPEATS"); do
+		for variant in none dead; do
+			if [ "$variant" = dead ]; then
+				hsql tps -c "SELECT edgesync.add_target('dead', 'http://127.0.0.1:9/ingest')" >/dev/null
+			fi
+			hsql tps -c 'CHECKPOINT' >/dev/null
+			tps=$(as_cluster_user "$PG_BINDIR/pgbench" -h "$CLUSTER_ROOT" -p "$hospital_PORT" -U postgres -n \
+				-c "$PGBENCH_CLIENTS" -j "$PGBENCH_CLIENTS" -T "$PGBENCH_SECONDS" tps 2>/dev/null |
+				sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+			runs[$variant]="${runs[$variant]:-} $tps"
+			if [ "$variant" = dead ]; then
+				held=$(hsql tps -At -c "SELECT pg_size_pretty(wal_held_bytes) || ', ' || consecutive_failures || ' failures'
+				                          FROM edgesync.target_status WHERE name = 'dead'")
+				hsql tps -c "SELECT edgesync.drop_target('dead')" >/dev/null
+			fi
+		done
+	done
+	median() { printf '%s\n' $1 | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+	none=$(median "${runs[none]}")
+	dead=$(median "${runs[dead]}")
+	echo
+	echo "## Hospital writes with a dead target: pgbench tpcb-like, scale 10, pgbench_accounts tracked, $PGBENCH_CLIENTS clients, ${PGBENCH_SECONDS} s, median of $REPEATS"
+	echo
+	echo "| variant | TPS runs | median TPS | vs none |"
+	echo "| --- | --- | ---: | ---: |"
+	printf '| no target | %s | %.0f | 1.00x |\n' "${runs[none]# }" "$none"
+	printf '| dead target (refused, worker retrying; held after a run: %s) | %s | %.0f | %.2fx |\n' \
+		"$held" "${runs[dead]# }" "$dead" "$(calc "$dead / $none")"
+fi

@@ -1,0 +1,153 @@
+# The unattended recipe of docs/replica.md: pg_recvlogical writes the sql
+# stream to a spool file it fsyncs before acknowledging; a separate applier
+# (`tail -n +1 -F spool | psql`) applies it to the replica as a role that is
+# neither superuser nor owner, only edgesync_applier plus table grants.  The
+# applier fails when the hospital adds a column the replica lacks; the
+# failing transaction is acknowledged to the hospital (it is in the spool)
+# but not lost: once the column exists, the restarted applier replays the
+# whole spool, skips what was applied and applies the rest.  Replica =
+# source, and no row version is written twice.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+use Time::HiRes qw(usleep);
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use EdgesyncTest;
+
+my $source = edgesync_node('source');
+my $replica = edgesync_node('replica');
+my $timeout = $PostgreSQL::Test::Utils::timeout_default;
+my $tmp = PostgreSQL::Test::Utils::tempdir;
+my $spool = "$tmp/cloud.sql";
+my ($receiver, $applier);
+# Stop what this test started, also when it dies half-way.
+END { $_ && $_->kill_kill for ($applier, $receiver); }
+
+for my $node ($source, $replica)
+{
+	$node->safe_psql('postgres',
+		q{CREATE DATABASE hospital ENCODING 'UTF8' LOCALE 'C' TEMPLATE template0});
+	$node->safe_psql('hospital', 'CREATE EXTENSION edgesync');
+}
+$source->safe_psql('hospital', q{
+	CREATE TABLE patients (id int PRIMARY KEY, name text);
+	SELECT edgesync.track('patients');
+	CREATE ROLE cloud_feed LOGIN REPLICATION;
+});
+my ($out, $err);
+IPC::Run::run([ 'pg_dump', '--schema-only', '-t', 'patients', '-d', $source->connstr('hospital') ],
+	'|', [ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $replica->connstr('hospital') ],
+	'>', \$out, '2>', \$err)
+  or die "schema copy failed: $err";
+$replica->safe_psql('hospital', q{
+	CREATE ROLE hospital_feed LOGIN;
+	GRANT edgesync_applier TO hospital_feed;
+	GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON patients TO hospital_feed;
+	-- Every row write, so that a change applied twice shows.
+	CREATE TABLE applied (op text, id int, version bigint);
+	CREATE FUNCTION record_apply() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+	BEGIN
+		IF TG_OP = 'DELETE' THEN
+			INSERT INTO applied VALUES (TG_OP, OLD.id, OLD.version);
+		ELSE
+			INSERT INTO applied VALUES (TG_OP, NEW.id, NEW.version);
+		END IF;
+		RETURN NULL;
+	END $$;
+	CREATE TRIGGER record_apply AFTER INSERT OR UPDATE OR DELETE ON patients
+		FOR EACH ROW EXECUTE FUNCTION record_apply();
+	ALTER TABLE patients ENABLE ALWAYS TRIGGER record_apply;
+});
+
+my $feed_conn = $source->connstr('hospital') . ' user=cloud_feed';
+IPC::Run::run([ 'pg_recvlogical', '-d', $feed_conn, '-S', 'cloud', '--create-slot',
+		'--plugin=edgesync' ], '>', \$out, '2>', \$err)
+  or die "could not create the slot: $err";
+
+# The receiver: a spool file, fsynced every second, acknowledged when fsynced.
+$receiver = IPC::Run::start(
+	[ 'pg_recvlogical', '-d', $feed_conn, '-S', 'cloud', '--start', '-o', 'format=sql',
+		'-f', $spool, '--fsync-interval=1', '--status-interval=1' ],
+	'>', \$out, '2>', "$tmp/receiver.err");
+# The applier, as in the systemd unit: tail -n +1 -F SPOOL | psql.
+my $apply_conn = $replica->connstr('hospital') . ' user=hospital_feed';
+sub start_applier
+{
+	# (Both processes are IPC::Run's children, so kill_kill stops both.)
+	return IPC::Run::start([ 'tail', '-n', '+1', '-F', $spool ], '2>', '/dev/null',
+		'|', [ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $apply_conn ],
+		'>', \$out, '2>', "$tmp/applier.err");
+}
+$applier = start_applier();
+sub apply_err { return -e "$tmp/applier.err" ? slurp_file("$tmp/applier.err") : ''; }
+
+sub checksum
+{
+	my ($node, $cols) = @_;
+	return $node->safe_psql('hospital',
+		"SELECT count(*) || ' ' || coalesce(md5(string_agg(($cols)::text, ',' ORDER BY id)), '') FROM patients");
+}
+# converged(COLUMNS): waits until the replica's rows equal the source's.
+sub converged
+{
+	my ($cols) = @_;
+	my $want = checksum($source, $cols);
+	for (1 .. 10 * $timeout)
+	{
+		return 1 if checksum($replica, $cols) eq $want;
+		usleep(100_000);
+	}
+	diag('applier: ' . apply_err());
+	return 0;
+}
+
+$source->safe_psql('hospital', q{
+	INSERT INTO patients SELECT g, 'p' || g FROM generate_series(1, 200) g;
+	UPDATE patients SET name = name || '+' WHERE id % 3 = 0;
+	DELETE FROM patients WHERE id % 5 = 0;
+});
+ok(converged('id, name, version, created_at, updated_at'), 'the spool applier keeps the replica equal to the source');
+
+# A column the replica does not have yet: the applier stops at that transaction.
+$source->safe_psql('hospital', q{
+	ALTER TABLE patients ADD COLUMN ward text;
+	INSERT INTO patients (id, name, ward) VALUES (1000, 'needs ward', 'ICU');
+	UPDATE patients SET name = 'after the failure' WHERE id = 1;
+});
+my $end = $source->lsn('insert');
+my $acked = 0;
+for (1 .. 10 * $timeout)
+{
+	$acked = $source->safe_psql('hospital',
+		qq{SELECT confirmed_flush_lsn >= '$end' FROM pg_replication_slots WHERE slot_name = 'cloud'}) eq 't';
+	last if $acked && apply_err() =~ /column "ward"/;
+	usleep(100_000);
+}
+ok($acked, 'the hospital has the failing transaction acknowledged (it is in the spool)');
+like(apply_err(), qr/column "ward" of relation "patients" does not exist/, 'the applier stopped on the missing column');
+is($replica->safe_psql('hospital', 'SELECT count(*) FROM patients WHERE id = 1000'), '0',
+	'the failing transaction is not on the replica');
+
+# The DBA adds the column; the applier restarts and replays the whole spool.
+$applier->kill_kill;
+$replica->safe_psql('hospital', 'ALTER TABLE patients ADD COLUMN ward text');
+unlink "$tmp/applier.err";
+$applier = start_applier();
+ok(converged('id, name, ward, version, created_at, updated_at'),
+	'after the column is added, the restarted applier converges: nothing lost');
+is($replica->safe_psql('hospital', q{
+	SELECT count(*) FROM (SELECT op, id, version FROM applied GROUP BY 1, 2, 3 HAVING count(*) > 1) d}),
+	'0', 'replaying the spool from its start applied nothing twice');
+is($replica->safe_psql('hospital', q{SELECT ward FROM patients WHERE id = 1000}), 'ICU',
+	'the transaction that failed is applied');
+
+$_->kill_kill for ($applier, $receiver);
+($applier, $receiver) = ();
+$source->stop;
+$replica->stop;
+done_testing();

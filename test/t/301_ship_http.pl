@@ -1,0 +1,261 @@
+# The shipper against a real HTTP receiver on loopback, with faults: receiver
+# answering 5xx, never answering, resetting mid-body, slow, down (refused),
+# an immediate shutdown of the hospital mid-batch, the worker killed.  After
+# each, everything arrives: nothing lost, in commit order, duplicates only as
+# whole batches under the same Idempotency-Key.  Also: the background worker
+# ships continuously, reloads on SIGHUP and comes back after SIGTERM and a
+# crash; the token reaches the receiver but never the server log.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(sleep);
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use EdgesyncTest;
+use EdgesyncReceiver;
+
+my $token = 'tok-SECRET-7f3a9c';
+my $receiver = EdgesyncReceiver->new;
+
+my $node = edgesync_node('hospital', extra_conf => q{
+edgesync.ship_databases = 'postgres'
+edgesync.ship_naptime = 50ms
+edgesync.ship_retry_min = 50ms
+edgesync.ship_retry_max = 400ms
+log_min_error_statement = error
+restart_after_crash = on
+log_statement = none
+});
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION edgesync;
+	CREATE TABLE hospital_patients (id int PRIMARY KEY, n int NOT NULL);
+	SELECT edgesync.track('hospital_patients');
+});
+$node->safe_psql('postgres', "SELECT edgesync.add_target('cloud_api', '"
+	  . $receiver->url . "', bearer_token => '$token', batch_changes => 25, timeout_ms => 2000)");
+
+# A failing call that carries the token is not logged with its text.
+my ($rc, $out, $err) = $node->psql('postgres',
+	"SELECT edgesync.add_target('bad_one', 'http://u:pw-SECRET\@127.0.0.1:1/', bearer_token => '$token', batch_changes => -5)");
+like($err, qr/batch_changes must be between/, 'bad batch limit refused');
+
+my $next_id = 1;
+my $expected_changes = 0;
+
+# Writes some transactions: inserts, and updates of earlier rows.
+sub workload
+{
+	my ($txns) = @_;
+	my $sql = '';
+	for (1 .. $txns)
+	{
+		my $first = $next_id;
+		$next_id += 3;
+		$sql .= "BEGIN; INSERT INTO hospital_patients SELECT g, 0 FROM generate_series($first, $first + 2) g; ";
+		$sql .= "UPDATE hospital_patients SET n = n + 1 WHERE id = $first; COMMIT;\n";
+		$expected_changes += 4;
+	}
+	$node->safe_psql('postgres', $sql);
+}
+
+sub lsn_num
+{
+	my ($hi, $lo) = split m{/}, shift;
+	return hex($hi) * 2**32 + hex($lo);
+}
+
+# Unique change positions acknowledged so far, and checks of what arrived.
+sub analyse
+{
+	my %key_of;       # "lsn:seq" -> key of the batch that carried it
+	my %body_of;      # key -> body
+	my @order;        # positions in first-arrival order
+	my $bad_dup = 0;
+	for my $b ($receiver->deliveries)
+	{
+		next if $b->{key} =~ /^resync-/;    # checked below
+		my $body = join("\n", @{ $b->{lines} });
+		if (exists $body_of{ $b->{key} })
+		{
+			if ($body_of{ $b->{key} } ne $body)
+			{
+				$bad_dup++;
+				diag("key $b->{key} carried two bodies") if $bad_dup < 3 && $_[0];
+			}
+			next;
+		}
+		$body_of{ $b->{key} } = $body;
+		for my $l (@{ $b->{lines} })
+		{
+			next unless $l =~ /"seq":(\d+),"xid":\d+,"commit_lsn":"([0-9A-F]+\/[0-9A-F]+)"/;
+			my $pos = "$2:$1";
+			if (exists $key_of{$pos})
+			{
+				$bad_dup++;    # the same change under two keys
+				diag("$pos under keys $key_of{$pos} and $b->{key}") if $bad_dup < 3 && $_[0];
+				next;
+			}
+			$key_of{$pos} = $b->{key};
+			push @order, [ lsn_num($2), $1 ];
+		}
+	}
+	my $ordered = 1;
+	for my $i (1 .. $#order)
+	{
+		my ($a, $b) = ($order[ $i - 1 ], $order[$i]);
+		$ordered = 0 if $b->[0] < $a->[0] || ($b->[0] == $a->[0] && $b->[1] != $a->[1] + 1);
+	}
+	return (scalar(@order), $ordered, $bad_dup);
+}
+
+sub wait_all_delivered
+{
+	my ($what) = @_;
+	my $n = 0;
+	for (1 .. 600)
+	{
+		($n) = analyse();
+		last if $n >= $expected_changes;
+		sleep(0.1);
+	}
+	is($n, $expected_changes, "$what: every change delivered");
+}
+
+sub status
+{
+	return $node->safe_psql('postgres',
+		"SELECT consecutive_failures || '|' || coalesce(last_error, '') FROM edgesync.target_status WHERE name = 'cloud_api'");
+}
+
+# The worker ships continuously.
+workload(10);
+wait_all_delivered('worker');
+my @batches = $receiver->deliveries;
+is($batches[0]{auth}, "Bearer $token", 'bearer token sent');
+ok(scalar(@batches) >= 2, 'several batches (batch_changes = 25)');
+
+# Each fault: the receiver sees attempts, the target counts failures, and
+# after recovery everything arrives.
+for my $fault (qw(fail500 timeout reset))
+{
+	$receiver->set_mode($fault);
+	workload(5);
+	my $failing = 0;
+	for (1 .. 100)
+	{
+		my ($failures) = split /\|/, status();
+		if ($failures >= 2) { $failing = 1; last }
+		sleep(0.1);
+	}
+	ok($failing, "$fault: target reports consecutive failures");
+	ok((grep { /^$fault / } $receiver->attempts), "$fault: receiver saw the attempts");
+	$receiver->set_mode('ok');
+	wait_all_delivered($fault);
+	like(status(), qr/^0\|/, "$fault: failures reset after success");
+}
+
+# Slow receiver: no failure, just late.
+$receiver->set_mode('slow');
+workload(3);
+wait_all_delivered('slow');
+$receiver->set_mode('ok');
+
+# Receiver down (connection refused), then back on the same port.
+$receiver->stop;
+workload(5);
+sleep(1);
+like(status(), qr/^[1-9]\d*\|HTTP request failed: .*(refused|connect)/i, 'down: failure recorded');
+$receiver->start;
+wait_all_delivered('down and back');
+
+# Immediate shutdown of the hospital while a batch is in flight.
+$receiver->set_mode('slow');
+my $attempts_before = scalar($receiver->attempts);
+workload(5);
+for (1 .. 100)
+{
+	last if scalar($receiver->attempts) > $attempts_before;
+	sleep(0.05);
+}
+$node->stop('immediate');
+$receiver->set_mode('ok');
+$node->start;
+wait_all_delivered('immediate shutdown mid-batch');
+
+# SIGHUP: taking the database off the list stops the worker; back, it ships.
+sub shipper_pid
+{
+	return $node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'edgesync shipper'");
+}
+sub running_shipper_pid
+{
+	for (1 .. 200)
+	{
+		my $pid = shipper_pid();
+		return $pid if $pid =~ /^\d+$/;
+		sleep(0.05);
+	}
+	die 'no shipper running';
+}
+$node->append_conf('postgresql.conf', "edgesync.ship_databases = ''");
+$node->reload;
+my $gone = 0;
+for (1 .. 100) { if (shipper_pid() eq '') { $gone = 1; last } sleep(0.1) }
+ok($gone, 'SIGHUP: worker stopped when its database left the list');
+workload(2);
+$node->append_conf('postgresql.conf', "edgesync.ship_databases = 'postgres'");
+$node->reload;
+wait_all_delivered('SIGHUP: worker back');
+
+# SIGTERM and a crash (SIGKILL) of the worker: it comes back and ships.
+my $pid = running_shipper_pid();
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+workload(2);
+wait_all_delivered('after SIGTERM of the worker');
+$pid = running_shipper_pid();
+kill 'KILL', $pid;
+sleep(1);
+$node->poll_query_until('postgres', 'SELECT true') or die 'server did not come back';
+workload(2);
+wait_all_delivered('after the worker crashed');
+
+my ($n, $ordered, $bad_dup) = analyse(1);
+ok($ordered, 'changes arrived in commit order');
+is($bad_dup, 0, 'duplicates only as whole batches under the same key');
+my %keys;
+$keys{ $_->{key} }++ for $receiver->deliveries;
+note('batches delivered twice: ' . scalar(grep { $_ > 1 } values %keys));
+
+# A lost slot: resync() sends every current row again, then streams on.
+$node->safe_psql('postgres', q{SELECT edgesync._drop_target_slot('edgesync_cloud_api')});
+$node->safe_psql('postgres', q{SELECT edgesync.resync('cloud_api')});
+my %resent;
+for (1 .. 300)
+{
+	%resent = ();
+	for my $b (grep { $_->{key} =~ /^resync-/ } $receiver->deliveries)
+	{
+		/"op":"insert".*"pk":\{"id":(\d+)\}/ and $resent{$1} = 1 for @{ $b->{lines} };
+	}
+	last if scalar(keys %resent) >= $next_id - 1
+	  && $node->safe_psql('postgres', 'SELECT NOT resync_pending FROM edgesync.target_status') eq 't';
+	sleep(0.1);
+}
+is(scalar(keys %resent), $next_id - 1, 'resync: every current row sent again');
+workload(2);
+wait_all_delivered('streaming after resync');
+
+# Status and the log: no secret anywhere.
+my $status = $node->safe_psql('postgres', 'SELECT s::text FROM edgesync.target_status s');
+unlike($status, qr/SECRET/, 'no secret in target_status');
+my $log = slurp_file($node->logfile);
+unlike($log, qr/SECRET/, 'no secret in the server log');
+note($_) for grep { /SECRET/ } split /\n/, $log;
+like($log, qr/batch_changes must be between/, 'the failing call itself was logged');
+
+$node->stop;
+done_testing();
