@@ -63,9 +63,9 @@ INSERT INTO beds (ward_id, label) VALUES (1, 'C1');
 -- What the stream looks like (LSNs and timestamps masked).
 SELECT regexp_replace(regexp_replace(regexp_replace(regexp_replace(data,
          '''[0-9A-F]+/[0-9A-F]+''', '''…''', 'g'),
-         '''\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[.0-9]*[+-]\d\d''', '''…''', 'g'),
-         '''[0-9a-f]{64}''', '''…hmac''', 'g'),
-         '''(long note ){3}[^'']*''', '''long note …''', 'g') AS stream
+         '([''"])\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[.0-9]*[+-]\d\d([''"])', '\1…\2', 'g'),
+         '([''"])[0-9a-f]{64}([''"])', '\1…hmac\2', 'g'),
+         '([''"])(long note ){3}[^''"]*([''"])', '\1long note …\3', 'g') AS stream
   FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql', 'source', 'regress-source');
 
 -- One statement per line: line breaks inside values are escaped.
@@ -182,7 +182,7 @@ SELECT :'replica_extremes' AS replica_extremes, :'source_extremes' = :'replica_e
 -- Runs: consecutive changes of one table and kind are written as one
 -- multi-row statement.  A run ends at another table or kind, at a key already
 -- in it, at a truncate, at batch-rows or batch-bytes, and at commit.
-\set runtables 'CREATE TABLE r1 (id int PRIMARY KEY, v text); CREATE TABLE r2 (id int PRIMARY KEY, v text); CREATE TABLE r3 (id int PRIMARY KEY); CREATE TABLE rfull (id int PRIMARY KEY, v text); ALTER TABLE rfull REPLICA IDENTITY FULL; CREATE TABLE rnum (id numeric PRIMARY KEY, v text); SELECT count(edgesync.track(t)) AS tracked FROM unnest(ARRAY[''r1'', ''r2'', ''r3'', ''rfull'', ''rnum'']) AS t;'
+\set runtables 'CREATE TABLE r1 (id int PRIMARY KEY, v text); CREATE TABLE r2 (id int PRIMARY KEY, v text); CREATE TABLE r3 (id int PRIMARY KEY); CREATE TABLE rfull (id int PRIMARY KEY, v text); ALTER TABLE rfull REPLICA IDENTITY FULL; CREATE TABLE rnum (id numeric PRIMARY KEY, v text); CREATE TABLE rarr (id int PRIMARY KEY, tags text[]); SELECT count(edgesync.track(t)) AS tracked FROM unnest(ARRAY[''r1'', ''r2'', ''r3'', ''rfull'', ''rnum'', ''rarr'']) AS t;'
 :runtables
 \c :source_db
 SET edgesync.hash_key = 'regress-secret';
@@ -205,10 +205,13 @@ DELETE FROM r1 WHERE id IN (4, 11, 20);       -- one delete statement
 INSERT INTO rfull VALUES (1, 'p'), (2, 'q'), (3, 'r');
 DELETE FROM rfull WHERE id < 3;               -- guarded by the deleted versions
 INSERT INTO rnum VALUES (1.0, 'n'), (2, 'm'); -- numeric keys: one row per statement
+INSERT INTO rarr VALUES (1, '{a,"b,c"}'), (2, NULL), (3, '{}'); -- an array column: VALUES
 COMMIT;
 INSERT INTO r2 SELECT g, repeat('w', 300) FROM generate_series(100, 106) g;
 SELECT left(data, 38) AS statement,
-       CASE WHEN data LIKE '%(VALUES %' THEN (length(data) - length(replace(data, '), (', ''))) / 4 + 1 END AS rows_in_run
+       CASE WHEN data LIKE '%ROWS FROM%'
+            THEN cardinality(string_to_array(substring(data from 'unnest\(''\{([^}]*)\}'), ','))
+            WHEN data LIKE '%(VALUES %' THEN (length(data) - length(replace(data, '), (', ''))) / 4 + 1 END AS rows_in_run
   FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql')
  WHERE data NOT LIKE 'SELECT edgesync.apply_begin%';
 SELECT data FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql')
@@ -216,7 +219,9 @@ SELECT data FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql')
 -- The limits: batch-rows (7 rows in runs of 3) and batch-bytes (each ~350-byte row
 -- takes a run of two past 1024 bytes).
 SELECT left(data, 38) AS statement,
-       CASE WHEN data LIKE '%(VALUES %' THEN (length(data) - length(replace(data, '), (', ''))) / 4 + 1 END AS rows_in_run
+       CASE WHEN data LIKE '%ROWS FROM%'
+            THEN cardinality(string_to_array(substring(data from 'unnest\(''\{([^}]*)\}'), ','))
+            WHEN data LIKE '%(VALUES %' THEN (length(data) - length(replace(data, '), (', ''))) / 4 + 1 END AS rows_in_run
   FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql', 'batch-rows', '3')
  WHERE data LIKE 'INSERT INTO "public"."r2"%';
 SELECT count(*) AS statements
@@ -230,7 +235,7 @@ SELECT * FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql', 'ba
 SELECT string_agg(data, E'\n' ORDER BY n) AS stream
   FROM pg_logical_slot_get_changes('q', NULL, NULL, 'format', 'sql', 'source', 'regress-source')
        WITH ORDINALITY AS c(lsn, xid, data, n) \gset
-\set runsum 'SELECT (SELECT string_agg(format(''%s:%s:%s'', id, v, version), '','' ORDER BY id) FROM r1) AS r1, (SELECT md5(string_agg(format(''%s:%s:%s'', id, v, version), '','' ORDER BY id)) FROM r2) AS r2, (SELECT string_agg(id::text, '','' ORDER BY id) FROM r3) AS r3, (SELECT string_agg(format(''%s:%s'', id, v), '','' ORDER BY id) FROM rfull) AS rfull, (SELECT string_agg(format(''%s:%s'', id, v), '','' ORDER BY id) FROM rnum) AS rnum'
+\set runsum 'SELECT (SELECT string_agg(format(''%s:%s:%s'', id, v, version), '','' ORDER BY id) FROM r1) AS r1, (SELECT md5(string_agg(format(''%s:%s:%s'', id, v, version), '','' ORDER BY id)) FROM r2) AS r2, (SELECT string_agg(id::text, '','' ORDER BY id) FROM r3) AS r3, (SELECT string_agg(format(''%s:%s'', id, v), '','' ORDER BY id) FROM rfull) AS rfull, (SELECT string_agg(format(''%s:%s'', id, v), '','' ORDER BY id) FROM rnum) AS rnum, (SELECT string_agg(format(''%s:%s'', id, tags), '','' ORDER BY id) FROM rarr) AS rarr'
 :runsum \gset source_
 \c decode_replica
 \o /dev/null
@@ -239,20 +244,21 @@ SELECT string_agg(data, E'\n' ORDER BY n) AS stream
 :runsum \gset replica_
 SELECT :'source_r1' AS r1, :'source_r1' = :'replica_r1' AND :'source_r2' = :'replica_r2'
        AND :'source_r3' = :'replica_r3' AND :'source_rfull' = :'replica_rfull'
-       AND :'source_rnum' = :'replica_rnum' AS same;
+       AND :'source_rnum' = :'replica_rnum' AND :'source_rarr' = :'replica_rarr' AS same;
 SELECT lsn AS applied_lsn FROM edgesync.applied_lsn WHERE source = 'regress-source' \gset
 \o /dev/null
 :stream
 \o
 :runsum \gset again_
 SELECT :'replica_r1' = :'again_r1' AND :'replica_r2' = :'again_r2' AND :'replica_r3' = :'again_r3'
-       AND :'replica_rfull' = :'again_rfull' AND :'replica_rnum' = :'again_rnum' AS unchanged,
+       AND :'replica_rfull' = :'again_rfull' AND :'replica_rnum' = :'again_rnum'
+       AND :'replica_rarr' = :'again_rarr' AS unchanged,
        (SELECT lsn FROM edgesync.applied_lsn WHERE source = 'regress-source') = :'applied_lsn' AS lsn_unchanged;
-DROP TABLE r1, r2, r3, rfull, rnum;
+DROP TABLE r1, r2, r3, rfull, rnum, rarr;
 
 \c :source_db
 SET edgesync.hash_key = 'regress-secret';
 SELECT pg_drop_replication_slot('q');
 DROP DATABASE decode_replica;
-DROP TABLE patients, "Odd ""Table""", doses, stays, wards, beds, extremes, r1, r2, r3, rfull, rnum;
+DROP TABLE patients, "Odd ""Table""", doses, stays, wards, beds, extremes, r1, r2, r3, rfull, rnum, rarr;
 DROP EXTENSION edgesync;

@@ -61,6 +61,7 @@ struct ColumnInfo {
 	bool generated;		/* stored generated: json only */
 	bool is_key;		/* primary key column */
 	bool is_identity;	/* replica identity index column */
+	bool in_array;		/* sql: values can be sent as elements of an array of its type */
 	ValueKind kind;
 	Policy policy;
 	Oid typid;
@@ -142,6 +143,8 @@ void relinfo_purge();
 void append_json_value(StringInfo out, const DecodeState *state, const ColumnInfo *col, Datum value,
 					   bool *json_null);
 void append_sql_value(StringInfo out, const DecodeState *state, const ColumnInfo *col, Datum value);
+void append_sql_array_element(StringInfo out, const DecodeState *state, const ColumnInfo *col,
+							  bool isnull, Datum value);
 Policy effective_policy(const DecodeState *state, const ColumnInfo *col);
 bool value_is_unchanged_toast(const ColumnInfo *col, Datum value);
 

@@ -270,6 +270,10 @@ build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext conte
 		col->typid = att->atttypid;
 		col->typlen = att->attlen;
 		col->kind = kind_of(att->atttypid);
+		/* Not an array itself (unnest would flatten it), and has an array type. */
+		col->in_array = !OidIsValid(get_element_type(getBaseType(att->atttypid))) &&
+						getBaseType(att->atttypid) != BOXOID && /* its arrays use ';' */
+						OidIsValid(get_array_type(att->atttypid));
 		col->policy = Policy::kReplicate;
 		col->name = pstrdup(NameStr(att->attname));
 		initStringInfo(&buf);

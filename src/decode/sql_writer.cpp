@@ -34,8 +34,13 @@ namespace edgesync::decode {
  * statement shape (table, column list, conflict clause, guard) are buffered
  * as one run and written as one multi-row statement:
  *
- *   INSERT INTO t AS target (cols) SELECT * FROM (VALUES (..), (..)) AS v
+ *   INSERT INTO t AS target (c1, c2) SELECT * FROM ROWS FROM
+ *     (pg_catalog.unnest('{1,2}'::integer[]), pg_catalog.unnest('{"a","b"}'::text[])) AS v
  *     WHERE edgesync.applying() ON CONFLICT (pk) DO UPDATE SET ... WHERE ...;
+ *
+ * (one array literal per column: the replica parses a handful of literals
+ * per run instead of one per value; a table with an array-typed column,
+ * which unnest would flatten, gets SELECT * FROM (VALUES (..), (..)) AS v);
  *   DELETE FROM t AS target USING (VALUES (k, version), ...) AS v(c1, c2)
  *     WHERE target."k" = v.c1 AND target."version" <= v.c2 AND edgesync.applying();
  *
@@ -54,7 +59,12 @@ struct SqlRun {
 	StringInfoData head;  /* upsert: INSERT INTO .. (cols); delete: DELETE FROM .. AS target */
 	StringInfoData tail;  /* the rest after the values; with head, the run's shape */
 	StringInfoData rows;  /* "(v, v), (v, v)" */
-	StringInfoData first; /* delete: the first change as its own statement */
+	StringInfoData first; /* delete, columnar upsert: the first change as its own statement */
+	bool columnar;		  /* upsert: values as one array per column (cols), not rows */
+	int ncols;
+	StringInfoData *cols; /* "{"e1","e2" per column of the list */
+	char **casts;		  /* ::type[] per column of the list */
+	int64 bytes;		  /* columnar: the values' bytes */
 	uint64 *keys;		  /* upsert: open-addressed set of key hashes (0 = empty) */
 	int keys_size;		  /* a power of two */
 	int nkeys;
@@ -231,15 +241,20 @@ append_upsert_tail(StringInfo out, const DecodeState *state, const Change *c)
 
 /* One change's upsert as its own statement. */
 void
-write_upsert(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
+build_upsert(StringInfo out, const DecodeState *state, const Change *c)
 {
-	OutputPluginPrepareWrite(ctx, true);
-	StringInfo out = ctx->out;
 	append_upsert_head(out, state, c);
 	appendStringInfoString(out, " SELECT ");
 	(void) append_upsert_values(out, state, c);
 	appendStringInfoString(out, " WHERE edgesync.applying()");
 	append_upsert_tail(out, state, c);
+}
+
+void
+write_upsert(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
+{
+	OutputPluginPrepareWrite(ctx, true);
+	build_upsert(ctx->out, state, c);
 	OutputPluginWrite(ctx, true);
 }
 
@@ -299,6 +314,30 @@ run_start(DecodeState *state, RunKind kind, StringInfo head, StringInfo tail)
 	appendBinaryStringInfo(&run->tail, tail->data, tail->len);
 	initStringInfo(&run->rows);
 	initStringInfo(&run->first);
+	MemoryContextSwitchTo(old);
+}
+
+/* An upsert run sending each column as one array: the columns and their casts. */
+void
+run_start_columnar(DecodeState *state, const Change *c)
+{
+	SqlRun *run = state->run;
+	const RelInfo *rel = c->rel;
+	MemoryContext old = MemoryContextSwitchTo(state->run_context);
+	run->columnar = true;
+	run->cols = static_cast<StringInfoData *>(palloc0(sizeof(StringInfoData) * (rel->natts + 1)));
+	run->casts = static_cast<char **>(palloc0(sizeof(char *) * (rel->natts + 1)));
+	for (int i = 0; i < rel->natts; i++) {
+		if (!in_column_list(state, c, i))
+			continue;
+		const ColumnInfo *col = &rel->columns[i];
+		initStringInfo(&run->cols[run->ncols]);
+		appendStringInfoChar(&run->cols[run->ncols], '{');
+		run->casts[run->ncols] =
+			psprintf("::%s[]", effective_policy(state, col) == Policy::kHash ? "pg_catalog.text"
+																			 : col->sql_type);
+		run->ncols++;
+	}
 	MemoryContextSwitchTo(old);
 }
 
@@ -362,6 +401,22 @@ run_flush(LogicalDecodingContext *ctx, DecodeState *state)
 		appendBinaryStringInfo(out, run->rows.data, run->rows.len);
 		appendStringInfoChar(out, ')');
 		appendBinaryStringInfo(out, run->tail.data, run->tail.len);
+	} else if (run->columnar && run->nrows == 1)
+		appendBinaryStringInfo(out, run->first.data, run->first.len);
+	else if (run->columnar) {
+		StringInfoSink sink{out};
+		appendBinaryStringInfo(out, run->head.data, run->head.len);
+		appendStringInfoString(out, " SELECT * FROM ROWS FROM (");
+		for (int j = 0; j < run->ncols; j++) {
+			StringInfo col = &run->cols[j];
+			appendStringInfoString(out, j > 0 ? ", pg_catalog.unnest(" : "pg_catalog.unnest(");
+			appendStringInfoChar(col, '}');
+			text::append_sql_literal_one_line(sink, std::string_view(col->data, col->len));
+			appendStringInfoString(out, run->casts[j]);
+			appendStringInfoChar(out, ')');
+		}
+		appendStringInfoString(out, ") AS v WHERE edgesync.applying()");
+		appendBinaryStringInfo(out, run->tail.data, run->tail.len);
 	} else {
 		appendBinaryStringInfo(out, run->head.data, run->head.len);
 		if (run->nrows == 1) {
@@ -413,8 +468,69 @@ run_added(LogicalDecodingContext *ctx, DecodeState *state)
 {
 	SqlRun *run = state->run;
 	run->nrows++;
-	if (run->nrows >= state->batch_rows || run->rows.len >= state->batch_bytes)
+	if (run->nrows >= state->batch_rows || run->rows.len >= state->batch_bytes ||
+		run->bytes >= state->batch_bytes)
 		run_flush(ctx, state);
+}
+
+/* Appends the change to a columnar upsert run (already of its shape). */
+void
+add_upsert_columnar(LogicalDecodingContext *ctx, DecodeState *state, const Change *c,
+					StringInfo head, StringInfo tail)
+{
+	const RelInfo *rel = c->rel;
+	bool keyed = rel->nkeys > 0;
+	SqlRun *run = state->run;
+	int *lens = static_cast<int *>(palloc(sizeof(int) * (run->ncols + 1)));
+
+	for (;;) {
+		if (run->nrows == 0) {
+			/* The single-row form, written if the run stays at one change. */
+			build_upsert(&run->first, state, c);
+			if (run->first.len >= state->batch_bytes) {
+				run->nrows = 1;
+				run_flush(ctx, state);
+				return;
+			}
+		}
+		uint64 key_hash = 0;
+		int64 bytes = 0;
+		int j = 0;
+		for (int i = 0; i < rel->natts; i++) {
+			if (!in_column_list(state, c, i))
+				continue;
+			StringInfo col = &run->cols[j];
+			lens[j] = col->len;
+			if (run->nrows > 0)
+				appendStringInfoChar(col, ',');
+			int start = col->len;
+			append_sql_array_element(col, state, &rel->columns[i], c->new_nulls[i],
+									 c->new_values[i]);
+			if (rel->columns[i].is_key)
+				key_hash =
+					hash_bytes_extended(reinterpret_cast<const unsigned char *>(col->data) + start,
+										col->len - start, key_hash + 1);
+			bytes += col->len - lens[j];
+			j++;
+		}
+		if (run->nrows == 0 || (run->bytes + bytes <= state->batch_bytes &&
+								(!keyed || run_add_key(state, key_hash)))) {
+			if (run->nrows == 0 && keyed)
+				(void) run_add_key(state, key_hash);
+			run->bytes += bytes;
+			run_added(ctx, state);
+			return;
+		}
+		/* Its key is in the run, or it takes the run past batch_bytes: the next run. */
+		for (j = 0; j < run->ncols; j++) {
+			run->cols[j].len = lens[j];
+			run->cols[j].data[lens[j]] = '\0';
+		}
+		run_flush(ctx, state);
+		run_start(state, RunKind::kUpsert, head, tail);
+		run_start_columnar(state, c);
+		run = state->run;
+	}
 }
 
 void
@@ -434,10 +550,20 @@ add_upsert(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
 	append_upsert_head(&head, state, c);
 	initStringInfo(&tail);
 	append_upsert_tail(&tail, state, c);
+	bool columnar = true;
+	for (int i = 0; i < rel->natts; i++)
+		columnar &= !in_column_list(state, c, i) || rel->columns[i].in_array;
 	SqlRun *run = get_run(state);
-	if (run->nrows == 0 || !run_has_shape(run, RunKind::kUpsert, &head, &tail)) {
+	if (run->nrows == 0 || run->columnar != columnar ||
+		!run_has_shape(run, RunKind::kUpsert, &head, &tail)) {
 		run_flush(ctx, state);
 		run_start(state, RunKind::kUpsert, &head, &tail);
+		if (columnar)
+			run_start_columnar(state, c);
+	}
+	if (columnar) {
+		add_upsert_columnar(ctx, state, c, &head, &tail);
+		return;
 	}
 
 	int before = run->rows.len;
