@@ -65,6 +65,7 @@ struct SqlRun {
 	StringInfoData *cols; /* "{"e1","e2" per column of the list */
 	char **casts;		  /* ::type[] per column of the list */
 	int64 bytes;		  /* columnar: the values' bytes */
+	XLogRecPtr last_lsn;  /* of the run's last change: the LSN its statement is written at */
 	uint64 *keys;		  /* upsert: open-addressed set of key hashes (0 = empty) */
 	int keys_size;		  /* a power of two */
 	int nkeys;
@@ -293,9 +294,19 @@ get_run(DecodeState *state)
 	return state->run;
 }
 
+/* Runs need the plugin's run_context; a DecodeState without one (the shipper's resync) writes one
+ * statement per change. */
+bool
+batching(const DecodeState *state)
+{
+	return state->batch_rows > 1 && state->run_context != nullptr;
+}
+
 void
 run_discard(DecodeState *state)
 {
+	if (state->run_context == nullptr)
+		return;
 	SqlRun *run = get_run(state);
 	MemoryContextReset(state->run_context);
 	memset(run, 0, sizeof(SqlRun));
@@ -391,6 +402,13 @@ run_flush(LogicalDecodingContext *ctx, DecodeState *state)
 	SqlRun *run = state->run;
 	if (run == nullptr || run->nrows == 0)
 		return;
+	/*
+	 * At its last change's LSN, not at that of the change or commit that
+	 * ended it: pg_recvlogical --endpos stops after the first message at
+	 * endpos, and that must stay the COMMIT; of the transaction's end.
+	 */
+	XLogRecPtr write_location = ctx->write_location;
+	ctx->write_location = run->last_lsn;
 	OutputPluginPrepareWrite(ctx, true);
 	StringInfo out = ctx->out;
 	if (run->kind == RunKind::kDelete && run->nrows == 1)
@@ -432,6 +450,7 @@ run_flush(LogicalDecodingContext *ctx, DecodeState *state)
 		appendBinaryStringInfo(out, run->tail.data, run->tail.len);
 	}
 	OutputPluginWrite(ctx, true);
+	ctx->write_location = write_location;
 	run_discard(state);
 }
 
@@ -468,6 +487,7 @@ run_added(LogicalDecodingContext *ctx, DecodeState *state)
 {
 	SqlRun *run = state->run;
 	run->nrows++;
+	run->last_lsn = ctx->write_location;
 	if (run->nrows >= state->batch_rows || run->rows.len >= state->batch_bytes ||
 		run->bytes >= state->batch_bytes)
 		run_flush(ctx, state);
@@ -489,6 +509,7 @@ add_upsert_columnar(LogicalDecodingContext *ctx, DecodeState *state, const Chang
 			build_upsert(&run->first, state, c);
 			if (run->first.len >= state->batch_bytes) {
 				run->nrows = 1;
+				run->last_lsn = ctx->write_location;
 				run_flush(ctx, state);
 				return;
 			}
@@ -540,7 +561,7 @@ add_upsert(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
 	bool keyed = rel->nkeys > 0;
 
 	/* Keys whose equality is not that of their literals: one row per statement. */
-	if (state->batch_rows <= 1 || (keyed && !rel->keys_text_exact)) {
+	if (!batching(state) || (keyed && !rel->keys_text_exact)) {
 		run_flush(ctx, state);
 		write_upsert(ctx, state, c);
 		return;
@@ -588,7 +609,7 @@ add_delete(LogicalDecodingContext *ctx, DecodeState *state, const Change *c, con
 		   bool guard_with_old)
 {
 	const RelInfo *rel = c->rel;
-	bool batchable = state->batch_rows > 1 && rel->nkeys > 0 && c->old_values != nullptr;
+	bool batchable = batching(state) && rel->nkeys > 0 && c->old_values != nullptr;
 	for (int k = 0; batchable && k < rel->nkeys; k++)
 		batchable = !c->old_nulls[rel->keys[k] - 1];
 	if (!batchable) {
