@@ -80,6 +80,7 @@ struct RelInfo {
 	bool tracked;		   /* root is in edgesync.tracked_tables */
 	bool selected;		   /* tracked and allowed by the "tables" option */
 	bool has_policy;	   /* some column is hashed or redacted */
+	bool names_objects;	   /* some column's text may name objects (regclass...) */
 	const char *schema;	   /* the tracked table's names */
 	const char *table;
 	const char *json_names; /* "schema":"s","table":"t" */
@@ -108,6 +109,7 @@ struct DecodeState {
 	/* The transaction being decoded. */
 	ReorderBufferTXN *txn;
 	bool begin_written;
+	bool search_path_pinned;
 	uint64 seq;
 	char commit_lsn[32];
 	char commit_time[64];

@@ -185,9 +185,9 @@ shutdown(LogicalDecodingContext *ctx)
  * on TimeZone, dates on DateStyle, intervals on IntervalStyle, floats on
  * extra_float_digits, bytea on bytea_output, money on lc_monetary, and
  * regclass/regtype/regproc values on search_path (with only pg_catalog,
- * every other name is schema-qualified) and quote_all_identifiers, which
- * also shapes the names the writers quote with quote_identifier().  Each is
- * set only when it would change the output (a zone with a fixed zero offset
+ * every other name is schema-qualified; see pin_search_path) and on
+ * quote_all_identifiers, which also shapes the names the writers quote with
+ * quote_identifier().  Each is set only when it would change the output (a zone with a fixed zero offset
  * such as Debian's default Etc/UTC prints as UTC does; C.UTF-8 formats money
  * as C does): setting one costs about a microsecond per transaction, which
  * single-row transactions notice.
@@ -229,10 +229,23 @@ pin_output_settings()
 		pin_setting("timezone", "UTC");
 	if (!is_c_locale(locale_monetary))
 		pin_setting("lc_monetary", "C");
-	if (strcmp(namespace_search_path, "pg_catalog") != 0)
-		pin_setting("search_path", "pg_catalog");
 	if (quote_all_identifiers)
 		pin_setting("quote_all_identifiers", "off");
+}
+
+/*
+ * search_path shapes only regclass, regtype, ... values, and the default
+ * ("$user", public) differs from what is pinned: set it only in transactions
+ * that write a relation with such a column, not in every one.
+ */
+void
+pin_search_path(DecodeState *state)
+{
+	if (state->search_path_pinned)
+		return;
+	state->search_path_pinned = true;
+	if (strcmp(namespace_search_path, "pg_catalog") != 0)
+		pin_setting("search_path", "pg_catalog");
 }
 
 /* ISO 8601 with zone offset: 2026-11-28T20:13:08.123456+00:00 */
@@ -259,6 +272,7 @@ begin_txn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 	relinfo_purge();
 	state->txn = txn;
 	state->begin_written = false;
+	state->search_path_pinned = false;
 	state->seq = 0;
 	/* Before commit_time is formatted: it is written in UTC too. */
 	pin_output_settings();
@@ -319,6 +333,8 @@ change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation relation,
 	const RelInfo *rel = relinfo_get(state, relation);
 	if (!rel->selected)
 		return;
+	if (rel->names_objects)
+		pin_search_path(state);
 
 	MemoryContext old = MemoryContextSwitchTo(state->change_context);
 	TupleDesc desc = RelationGetDescr(relation);

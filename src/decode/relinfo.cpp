@@ -129,6 +129,37 @@ kind_of(Oid typid)
 	}
 }
 
+/*
+ * True if a value of the type may print names that depend on search_path
+ * (regclass, regtype, ... or, to be safe, a composite or range that could
+ * hold one), so that the plugin pins search_path before writing it.
+ */
+bool
+may_name_objects(Oid typid)
+{
+	Oid base = getBaseType(typid);
+	Oid element = get_element_type(base);
+	if (OidIsValid(element))
+		base = getBaseType(element);
+	switch (base) {
+	case REGCLASSOID:
+	case REGTYPEOID:
+	case REGPROCOID:
+	case REGPROCEDUREOID:
+	case REGOPEROID:
+	case REGOPERATOROID:
+	case REGCONFIGOID:
+	case REGDICTIONARYOID:
+	case REGCOLLATIONOID:
+		return true;
+	default: {
+		char typtype = get_typtype(base);
+		return typtype == TYPTYPE_COMPOSITE || typtype == TYPTYPE_RANGE ||
+			   typtype == TYPTYPE_MULTIRANGE;
+	}
+	}
+}
+
 /* An edgesync catalog table's OID, or InvalidOid (no extension). */
 Oid
 catalog_relid(const char *name)
@@ -265,6 +296,8 @@ build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext conte
 		col->typlen = att->attlen;
 		col->type_hash = GetSysCacheHashValue1(TYPEOID, ObjectIdGetDatum(att->atttypid));
 		col->kind = kind_of(att->atttypid);
+		if (col->kind == ValueKind::kOther)
+			info->names_objects |= may_name_objects(att->atttypid);
 		col->policy = Policy::kReplicate;
 		col->name = pstrdup(NameStr(att->attname));
 		initStringInfo(&buf);
