@@ -129,6 +129,29 @@ SET ROLE regress_clerk;
 INSERT INTO edgesync.column_policies VALUES ('patients', 2, 'hash');
 RESET ROLE;
 
+-- The policy catalog is written as its owner, with a search_path of its own:
+-- a table owner's "=" put in front of pg_catalog's is not run (it would run
+-- with the catalog owner's rights).
+CREATE SCHEMA regress_trap;
+GRANT CREATE, USAGE ON SCHEMA regress_trap TO regress_clerk;
+SET ROLE regress_clerk;
+CREATE TABLE regress_trap.clerk_notes (id int PRIMARY KEY, note text);
+CREATE FUNCTION regress_trap.trap_eq(regclass, regclass) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE NOTICE 'trap operator ran as %', current_user;
+  RETURN $1::oid OPERATOR(pg_catalog.=) $2::oid;
+END $$;
+CREATE OPERATOR regress_trap.= (LEFTARG = regclass, RIGHTARG = regclass,
+                                FUNCTION = regress_trap.trap_eq);
+SET search_path = regress_trap, pg_catalog;
+SELECT edgesync.set_column_policy('clerk_notes', 'note', 'hash');
+SELECT edgesync.set_column_policy('clerk_notes', 'note', 'redact');
+SELECT edgesync.set_column_policy('clerk_notes', 'note', 'replicate');
+SHOW search_path;
+RESET search_path;
+RESET ROLE;
+DROP SCHEMA regress_trap CASCADE;
+
 -- Dropping a table drops its policies.
 DROP VIEW patient_view;
 DROP TABLE ids;

@@ -70,10 +70,57 @@ INSERT INTO vals (id, t) SELECT 100, string_agg(md5(g::text), '') FROM generate_
 SELECT length(d->'row'->>'t') AS len, md5(d->'row'->>'t') = (SELECT md5(t) FROM vals WHERE id = 100) AS same
   FROM pg_logical_slot_get_changes('v', NULL, NULL) AS c, LATERAL (SELECT c.data::jsonb) AS x(d);
 
+-- Two readers with different session settings get the same bytes: every
+-- setting an output function reads is pinned for the decoding (timestamptz in
+-- UTC, hex bytea, ISO dates, postgres intervals, shortest-exact floats, C
+-- money, regclass schema-qualified and quoted only where needed).
+CREATE TABLE settings_vals (id int PRIMARY KEY, ts timestamptz, d date, iv interval, bin bytea,
+  f8 float8, m money, r regclass, rt regtype);
+SELECT edgesync.track('settings_vals');
+INSERT INTO settings_vals VALUES (1, '2026-01-02 03:04:05.5+00', '2026-01-02', '1 day 02:03:04',
+  '\x00ff', 0.1, 12.34, 'settings_vals', 'int4');
+CREATE TEMP TABLE reader_a AS SELECT data FROM pg_logical_slot_peek_changes('v', NULL, NULL);
+SET TimeZone = 'America/New_York';
+SET DateStyle = 'German, DMY';
+SET IntervalStyle = 'iso_8601';
+SET extra_float_digits = -10;
+SET bytea_output = 'escape';
+SET search_path = public, pg_catalog;
+SET quote_all_identifiers = on;
+CREATE TEMP TABLE reader_b AS SELECT data FROM pg_logical_slot_peek_changes('v', NULL, NULL);
+SELECT (SELECT array_agg(data) FROM reader_a) = (SELECT array_agg(data) FROM reader_b) AS same_bytes;
+SELECT regexp_replace(data, ',"version".*$', '') AS line, d->'row'->>'ts' AS ts, d->'row'->>'iv' AS iv,
+       d->'row'->>'bin' AS bin, d->'row'->'f8' AS f8, d->'row'->>'m' AS m, d->'row'->>'r' AS r,
+       d->'row'->>'rt' AS rt, d->>'commit_time' LIKE '%+00:00' AS commit_time_utc
+  FROM pg_logical_slot_get_changes('v', NULL, NULL) AS c, LATERAL (SELECT c.data::jsonb) AS x(d);
+SHOW TimeZone;
+SHOW bytea_output;
+SHOW search_path;
+RESET TimeZone;
+RESET IntervalStyle;
+RESET bytea_output;
+RESET search_path;
+RESET quote_all_identifiers;
+SET TimeZone = 'UTC';
+SET DateStyle = 'SQL, DMY';
+SET extra_float_digits = 0;
+
 -- The output settings were the decoding's own: the session keeps its own.
 SHOW DateStyle;
 SHOW extra_float_digits;
 
 SELECT pg_drop_replication_slot('v');
-DROP TABLE vals, strange;
+
+-- A value whose escaped text would take its line past 1 GB (MaxAllocSize):
+-- a clean error naming the column (54000), not a crash nor an "out of
+-- memory" part way through; the session goes on.
+CREATE TABLE huge (id int PRIMARY KEY, t text);
+SELECT edgesync.track('huge');
+SELECT 'init' FROM pg_create_logical_replication_slot('h', 'edgesync');
+INSERT INTO huge VALUES (1, repeat(chr(1), 180000000));  -- 6 bytes each in JSON: \u0001
+SELECT count(*) FROM pg_logical_slot_peek_changes('h', NULL, NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT pg_drop_replication_slot('h');
+DROP TABLE huge;
+DROP TABLE vals, strange, settings_vals;
 DROP EXTENSION edgesync;

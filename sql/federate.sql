@@ -101,6 +101,11 @@ SELECT ward, ticket, status, _source FROM hospital_queues_federated WHERE ward =
 SELECT edgesync.unfederate('hospital_queues_federated');
 
 -- The hospital's table changed under the view: an error, not an outage.
+-- (A changed option of the foreign table is seen at once: cached facts are invalidated.)
+ALTER FOREIGN TABLE hospital_patients_federated_scan OPTIONS (SET table_name 'nosuch');
+SELECT id FROM hospital_patients_federated WHERE id = 1;
+ALTER FOREIGN TABLE hospital_patients_federated_scan OPTIONS (SET table_name 'hospital_patients');
+SELECT id FROM hospital_patients_federated WHERE id = 1;
 ALTER TABLE clinic.hospital_patients RENAME COLUMN ward TO unit;
 SELECT id, ward FROM hospital_patients_federated WHERE id = 1;
 \echo :LAST_ERROR_SQLSTATE

@@ -47,6 +47,13 @@ echo '$ psql -d cloud -At < stream.sql'
 cluster_psql cloud -d cloud -At -v ON_ERROR_STOP=1 <"$CLUSTER_ROOT/stream.sql"
 cloud_sql -c 'SELECT id, name, ward, version FROM hospital_patients ORDER BY id'
 
-# The slot would hold WAL back for a cloud that no longer listens.  The
-# cloud cluster stays: the federation chapter builds on this replica.
+# The slot would hold WAL back for a cloud that no longer listens.  The cloud
+# cluster goes too: the shipping chapter sets up its own replica (with the
+# shipper instead of pg_recvlogical) from scratch, and federation reuses it.
 hospital_tool pg_recvlogical -S cloud --drop-slot
+as_cluster_user "$PG_BINDIR/pg_ctl" -D "$CLUSTER_ROOT/cloud" -m fast -w stop >/dev/null
+rm -rf "$CLUSTER_ROOT/cloud"
+remaining=()
+for c in "${CLUSTERS[@]}"; do [ "$c" = cloud ] || remaining+=("$c"); done
+CLUSTERS=("${remaining[@]}")
+unset cloud_PORT remaining c

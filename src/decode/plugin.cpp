@@ -24,6 +24,7 @@
 extern "C" {
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -32,12 +33,14 @@ extern "C" {
 #include "replication/slot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/bytea.h"
 #include "utils/datetime.h"
 #include "utils/datum.h"
 #include "utils/float.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/pg_locale.h"
 
 void _PG_output_plugin_init(OutputPluginCallbacks *cb);
 }
@@ -173,19 +176,45 @@ shutdown(LogicalDecodingContext *ctx)
 	/* Everything lives in ctx->context, deleted by the caller. */
 }
 
-/* Output settings every value is written under, for this transaction only. */
+/*
+ * Output settings every value is written under, for this transaction only
+ * (GUC_ACTION_LOCAL: undone when the decoding's transaction ends, so the
+ * reading session keeps its own).  Every setting an output function reads
+ * is pinned, so two consumers with different session settings (PGTZ,
+ * PGDATESTYLE, ALTER ROLE ... SET) get the same bytes: timestamptz depends
+ * on TimeZone, dates on DateStyle, intervals on IntervalStyle, floats on
+ * extra_float_digits, bytea on bytea_output, money on lc_monetary, and
+ * regclass/regtype/regproc values on search_path (with only pg_catalog,
+ * every other name is schema-qualified) and quote_all_identifiers, which
+ * also shapes the names the writers quote with quote_identifier().  Each is set only when it
+ * differs, which is the cheap common case.
+ */
+void
+pin_setting(const char *name, const char *value)
+{
+	(void) set_config_option(name, value, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
+							 false);
+}
+
 void
 pin_output_settings()
 {
 	if (DateStyle != USE_ISO_DATES)
-		set_config_option("datestyle", "ISO", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
-						  false);
+		pin_setting("datestyle", "ISO");
 	if (IntervalStyle != INTSTYLE_POSTGRES)
-		set_config_option("intervalstyle", "postgres", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
-						  true, 0, false);
+		pin_setting("intervalstyle", "postgres");
 	if (extra_float_digits < 1)
-		set_config_option("extra_float_digits", "1", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
-						  true, 0, false);
+		pin_setting("extra_float_digits", "1");
+	if (bytea_output != BYTEA_OUTPUT_HEX)
+		pin_setting("bytea_output", "hex");
+	if (strcmp(pg_get_timezone_name(session_timezone), "UTC") != 0)
+		pin_setting("timezone", "UTC");
+	if (strcmp(locale_monetary, "C") != 0)
+		pin_setting("lc_monetary", "C");
+	if (strcmp(namespace_search_path, "pg_catalog") != 0)
+		pin_setting("search_path", "pg_catalog");
+	if (quote_all_identifiers)
+		pin_setting("quote_all_identifiers", "off");
 }
 
 /* ISO 8601 with zone offset: 2026-11-28T20:13:08.123456+00:00 */
@@ -213,6 +242,8 @@ begin_txn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 	state->txn = txn;
 	state->begin_written = false;
 	state->seq = 0;
+	/* Before commit_time is formatted: it is written in UTC too. */
+	pin_output_settings();
 	snprintf(state->commit_lsn, sizeof(state->commit_lsn), "%X/%X",
 			 static_cast<uint32>((txn->final_lsn) >> 32), static_cast<uint32>(txn->final_lsn));
 	char buf[MAXDATELEN + 1];
@@ -221,7 +252,6 @@ begin_txn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 	state->json_tail_len = snprintf(state->json_tail, sizeof(state->json_tail),
 									",\"xid\":%u,\"commit_lsn\":\"%s\",\"commit_time\":\"%s\"}",
 									txn->xid, state->commit_lsn, state->commit_time);
-	pin_output_settings();
 }
 
 /* Writes the deferred BEGIN before the transaction's first output. */

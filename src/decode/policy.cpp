@@ -47,7 +47,14 @@ namespace {
 
 char *hash_key = nullptr;
 
-/* Runs sql with args as the owner of edgesync.column_policies. */
+/*
+ * Runs sql with args as the owner of edgesync.column_policies (usually a
+ * superuser), with search_path = pg_catalog, pg_temp: the caller's
+ * search_path must not pick the operators and functions the statement runs,
+ * or a table owner could put their own "=" in front of pg_catalog's and have
+ * it run with the catalog owner's rights.  The statements also name every
+ * operator and function with its schema.
+ */
 void
 run_as_catalog_owner(const char *sql, int nargs, Oid *types, Datum *values)
 {
@@ -64,11 +71,15 @@ run_as_catalog_owner(const char *sql, int nargs, Oid *types, Datum *values)
 	GetUserIdAndSecContext(&saved_user, &saved_context);
 	SetUserIdAndSecContext(owner, saved_context | SECURITY_LOCAL_USERID_CHANGE |
 									  SECURITY_RESTRICTED_OPERATION);
+	int nest_level = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	SPI_connect();
 	int rc = SPI_execute_with_args(sql, nargs, types, values, nullptr, false, 0);
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
 	SPI_finish();
+	AtEOXact_GUC(true, nest_level);
 	SetUserIdAndSecContext(saved_user, saved_context);
 }
 
@@ -216,14 +227,16 @@ edgesync_set_column_policy(PG_FUNCTION_ARGS)
 	Datum values[3] = {ObjectIdGetDatum(relid), Int16GetDatum(attnum), CStringGetTextDatum(policy)};
 	if (strcmp(policy, "replicate") == 0)
 		run_as_catalog_owner("DELETE FROM edgesync.column_policies"
-							 " WHERE relid = $1::pg_catalog.regclass AND attnum = $2",
+							 " WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
+							 "   AND attnum OPERATOR(pg_catalog.=) $2",
 							 2, types, values);
 	else
 		/* No ON CONFLICT: PostgreSQL does not allow it on user catalog tables. */
 		run_as_catalog_owner(
 			"WITH updated AS ("
-			"  UPDATE edgesync.column_policies SET policy = $3, set_at = now()"
-			"   WHERE relid = $1::pg_catalog.regclass AND attnum = $2 RETURNING 1)"
+			"  UPDATE edgesync.column_policies SET policy = $3, set_at = pg_catalog.now()"
+			"   WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
+			"     AND attnum OPERATOR(pg_catalog.=) $2 RETURNING 1)"
 			" INSERT INTO edgesync.column_policies (relid, attnum, policy)"
 			" SELECT $1::pg_catalog.regclass, $2, $3 WHERE NOT EXISTS (SELECT FROM updated)",
 			3, types, values);

@@ -17,9 +17,6 @@
  *   EXPLAIN   VERBOSE shows the hospital's and the replica's SQL; ANALYZE
  *             also shows who answered.
  *
- * Also here: edgesync._remote_columns(), which federate() uses to compare
- * the replica's columns with the hospital's table.
- *
  * The callbacks are C-style code run under pg_call(): they own no C++
  * objects.
  */
@@ -41,7 +38,6 @@ extern "C" {
 #include "executor/executor.h"
 #include "foreign/fdwapi.h"
 #include "foreign/foreign.h"
-#include "funcapi.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/cost.h"
@@ -51,12 +47,13 @@ extern "C" {
 #include "optimizer/planmain.h"
 #include "optimizer/restrictinfo.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
 PG_FUNCTION_INFO_V1(edgesync_federate_handler);
 PG_FUNCTION_INFO_V1(edgesync_federate_validator);
-PG_FUNCTION_INFO_V1(edgesync_remote_columns);
 }
 
 namespace edgesync::federate {
@@ -108,6 +105,80 @@ replica_relid(const TableOptions &o)
 	return get_relname_relid(o.replica_table, get_namespace_oid(o.replica_schema, false));
 }
 
+/*
+ * What a scan needs to know about a federated table and its replica, cached
+ * per backend and dropped when either relation changes (relcache
+ * invalidation): options, the replica and its primary key.
+ */
+struct RelInfo {
+	Oid relid; /* hash key: the foreign table */
+	bool valid;
+	MemoryContext cxt; /* everything below */
+	char *server;
+	char *remote_table;	 /* quoted */
+	char *replica_table; /* quoted */
+	Oid replica;		 /* InvalidOid: it does not exist */
+	List *key_names;	 /* the replica's primary key columns */
+};
+HTAB *rel_infos = nullptr;
+
+void
+invalidate_rel_info(Datum, Oid relid)
+{
+	HASH_SEQ_STATUS seq;
+	hash_seq_init(&seq, rel_infos);
+	for (RelInfo *r; (r = static_cast<RelInfo *>(hash_seq_search(&seq))) != nullptr;)
+		if (relid == InvalidOid || r->relid == relid || r->replica == relid)
+			r->valid = false;
+}
+
+const RelInfo *
+rel_info(Oid relid)
+{
+	if (rel_infos == nullptr) {
+		HASHCTL ctl = {};
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(RelInfo);
+		ctl.hcxt = CacheMemoryContext;
+		rel_infos = hash_create("edgesync federated tables", 16, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		CacheRegisterRelcacheCallback(invalidate_rel_info, 0);
+	}
+	bool found;
+	RelInfo *r = static_cast<RelInfo *>(hash_search(rel_infos, &relid, HASH_ENTER, &found));
+	if (found && r->valid)
+		return r;
+	if (found && r->cxt != nullptr)
+		MemoryContextDelete(r->cxt);
+	r->valid = false;
+	r->cxt = nullptr;
+	r->replica = InvalidOid;
+
+	MemoryContext cxt =
+		AllocSetContextCreate(CacheMemoryContext, "edgesync federated table", ALLOCSET_SMALL_SIZES);
+	r->cxt = cxt;
+	/* Built in cxt: an error below leaves an invalid entry, rebuilt next time. */
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	TableOptions o = table_options(relid);
+	r->server = pstrdup(o.server);
+	r->remote_table = pstrdup(quote_qualified_identifier(o.schema_name, o.table_name));
+	r->replica_table = pstrdup(quote_qualified_identifier(o.replica_schema, o.replica_table));
+	r->replica = replica_relid(o);
+	r->key_names = NIL;
+	if (OidIsValid(r->replica)) {
+		Oid constraint;
+		Bitmapset *pk = get_primary_key_attnos(r->replica, false, &constraint);
+		int member = -1;
+		while ((member = bms_next_member(pk, member)) >= 0)
+			r->key_names = lappend(
+				r->key_names,
+				get_attname(r->replica, member + FirstLowInvalidHeapAttributeNumber, false));
+	}
+	MemoryContextSwitchTo(old);
+	r->valid = true;
+	return r;
+}
+
 AttrNumber
 attno_named(TupleDesc desc, const char *name)
 {
@@ -135,8 +206,7 @@ remote_names(TupleDesc desc)
 void
 get_rel_size(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 {
-	TableOptions o = table_options(foreigntableid);
-	Oid replica = replica_relid(o);
+	Oid replica = rel_info(foreigntableid)->replica;
 	double tuples = 1000;
 	if (OidIsValid(replica)) {
 		Relation r = table_open(replica, AccessShareLock);
@@ -268,25 +338,21 @@ begin_scan(ForeignScanState *node, int eflags)
 
 	RangeTblEntry *rte = exec_rt_fetch(plan->scan.scanrelid, estate);
 	s->userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
-	TableOptions o = table_options(RelationGetRelid(rel));
-	s->server = o.server;
-	s->remote_table = quote_qualified_identifier(o.schema_name, o.table_name);
-	s->replica_table = quote_qualified_identifier(o.replica_schema, o.replica_table);
+	const RelInfo *info = rel_info(RelationGetRelid(rel));
+	s->server = pstrdup(info->server);
+	s->remote_table = pstrdup(info->remote_table);
+	s->replica_table = pstrdup(info->replica_table);
 	s->tupdesc = RelationGetDescr(rel);
 
 	/* The primary key is the replica's. */
-	Oid replica = replica_relid(o);
-	if (!OidIsValid(replica))
+	if (!OidIsValid(info->replica))
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
 						errmsg("replica table %s of federated table \"%s\" does not exist",
 							   s->replica_table, RelationGetRelationName(rel))));
-	Oid constraint;
-	Bitmapset *pk = get_primary_key_attnos(replica, false, &constraint);
 	List *key_names = NIL;
-	int member = -1;
-	while ((member = bms_next_member(pk, member)) >= 0)
-		key_names = lappend(
-			key_names, get_attname(replica, member + FirstLowInvalidHeapAttributeNumber, false));
+	ListCell *kn;
+	foreach (kn, info->key_names)
+		key_names = lappend(key_names, pstrdup(static_cast<char *>(lfirst(kn))));
 
 	/* The data columns: those the query uses, the key and the version. */
 	List *used = static_cast<List *>(lsecond(plan->fdw_private));
@@ -523,55 +589,4 @@ edgesync_federate_validator(PG_FUNCTION_ARGS)
 									"that edgesync.federate() creates.")));
 	}
 	PG_RETURN_VOID();
-}
-
-/*
- * edgesync._remote_columns(server, schema, table): the hospital table's
- * columns (name, type as format_type() writes it, part of the primary key),
- * through edgesync's own connection.  No rows: no such table.
- */
-Datum
-edgesync_remote_columns(PG_FUNCTION_ARGS)
-{
-	return guarded([&] {
-		return pg_call([&] {
-			const char *server = NameStr(*PG_GETARG_NAME(0));
-			const char *values[2] = {NameStr(*PG_GETARG_NAME(1)), NameStr(*PG_GETARG_NAME(2))};
-			InitMaterializedSRF(fcinfo, 0);
-			ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
-
-			char *why = nullptr;
-			PGconn *conn = federate::remote_connect(server, GetUserId(), true, &why);
-			PGresult *res = nullptr;
-			if (conn != nullptr)
-				res = federate::remote_exec(
-					conn,
-					"SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),"
-					"       coalesce(a.attnum = ANY (i.indkey), false)"
-					"  FROM pg_catalog.pg_attribute a"
-					"  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
-					"  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-					"  LEFT JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND i.indisprimary"
-					" WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'f')"
-					"   AND a.attnum > 0 AND NOT a.attisdropped"
-					" ORDER BY a.attnum",
-					2, values, &why);
-			if (res == nullptr)
-				ereport(ERROR, (errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
-								errmsg("could not read the hospital's table \"%s.%s\" on server "
-									   "\"%s\"",
-									   values[0], values[1], server),
-								errdetail_internal("%s", why)));
-			for (int r = 0; r < PQntuples(res); r++) {
-				Datum out[3];
-				bool nulls[3] = {false, false, false};
-				out[0] = CStringGetTextDatum(PQgetvalue(res, r, 0));
-				out[1] = CStringGetTextDatum(PQgetvalue(res, r, 1));
-				out[2] = BoolGetDatum(strcmp(PQgetvalue(res, r, 2), "t") == 0);
-				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
-			}
-			PQclear(res);
-			return Datum(0);
-		});
-	});
 }

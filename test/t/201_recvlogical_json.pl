@@ -233,8 +233,9 @@ if ($crc == 0)
 	($src, undef, $serr) = recvlogical(@noext, '--start', '--no-loop', '--endpos', $lsn, '-f', '-');
 }
 isnt($src, 0, 'a database without the extension: the slot does not start');
-like($serr, qr/edgesync/, 'the error names edgesync');
-like($serr, qr/extension|CREATE EXTENSION/i, 'the error says the extension is missing');
+like($serr, qr/extension "edgesync" is not installed in database "noext"/,
+	'the error says the extension is missing, and where');
+like($serr, qr/CREATE EXTENSION edgesync/, 'the hint says what to do');
 $node->safe_psql('postgres', q{SELECT pg_drop_replication_slot('noext_slot')
 	FROM pg_replication_slots WHERE slot_name = 'noext_slot'});
 is($node->safe_psql('postgres', 'SELECT 1'), '1', 'the server is still up');
@@ -255,7 +256,8 @@ for my $who (qw(plain_repl phi_repl))
 ($rc, $out, $err) = recvlogical('-U', 'plain_repl', '-S', 'raw_plain_repl', '--start', '--no-loop',
 	'--endpos', $end_raw, '-f', '-', '-o', 'columns=raw');
 isnt($rc, 0, 'columns=raw without edgesync_phi_reader: refused');
-like($err, qr/edgesync_phi_reader/, 'the error names the role to grant');
+like($err, qr/permission denied for option "columns" = "raw"/, 'the error names the option');
+like($err, qr/edgesync_phi_reader/, 'and the role to grant');
 unlike($out, qr/8000/, 'and nothing was streamed');
 ($rc, $out, $err) = recvlogical('-U', 'plain_repl', '-S', 'raw_plain_repl', '--start', '--no-loop',
 	'--endpos', $node->lsn('insert'), '-f', '-', '-o', 'columns=policy');

@@ -1,12 +1,12 @@
 # The unattended recipe of docs/replica.md: pg_recvlogical writes the sql
-# stream to a spool file it fsyncs before acknowledging; a separate applier
-# (`tail -n +1 -F spool | psql`) applies it to the replica as a role that is
-# neither superuser nor owner, only edgesync_applier plus table grants.  The
-# applier fails when the hospital adds a column the replica lacks; the
-# failing transaction is acknowledged to the hospital (it is in the spool)
-# but not lost: once the column exists, the restarted applier replays the
-# whole spool, skips what was applied and applies the rest.  Replica =
-# source, and no row version is written twice.
+# stream to a spool file it fsyncs before acknowledging; a separate applier,
+# the systemd unit's command `psql -f <(tail -n +1 -F spool)`, applies it to
+# the replica as a role that is neither superuser nor owner (edgesync_applier
+# plus table grants).  The applier fails when the hospital adds a column the
+# replica lacks; the failing transaction is acknowledged to the hospital (it
+# is in the spool) but not lost: once the column exists, the restarted
+# applier replays the whole spool, skips what was applied and applies the
+# rest.  Replica = source, and no row version is written twice.
 use strict;
 use warnings;
 
@@ -26,7 +26,7 @@ my $tmp = PostgreSQL::Test::Utils::tempdir;
 my $spool = "$tmp/cloud.sql";
 my ($receiver, $applier);
 # Stop what this test started, also when it dies half-way.
-END { $_ && $_->kill_kill for ($applier, $receiver); }
+END { stop_applier(); $receiver->kill_kill if $receiver; }
 
 for my $node ($source, $replica)
 {
@@ -74,14 +74,32 @@ $receiver = IPC::Run::start(
 	[ 'pg_recvlogical', '-d', $feed_conn, '-S', 'cloud', '--start', '-o', 'format=sql',
 		'-f', $spool, '--fsync-interval=1', '--status-interval=1' ],
 	'>', \$out, '2>', "$tmp/receiver.err");
-# The applier, as in the systemd unit: tail -n +1 -F SPOOL | psql.
+# The applier, the command of the systemd unit: psql reading the spool
+# through tail -F.  In a session of its own (setsid), so that stopping it
+# stops tail too, as systemd does with the unit's control group.
 my $apply_conn = $replica->connstr('hospital') . ' user=hospital_feed';
 sub start_applier
 {
-	# (Both processes are IPC::Run's children, so kill_kill stops both.)
-	return IPC::Run::start([ 'tail', '-n', '+1', '-F', $spool ], '2>', '/dev/null',
-		'|', [ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $apply_conn ],
+	unlink "$tmp/applier.pid";
+	my $h = IPC::Run::start(
+		[ 'setsid', 'bash', '-c',
+			qq{echo \$\$ > '$tmp/applier.pid'; exec psql -X -q -v ON_ERROR_STOP=1 -d '$apply_conn' -f <(exec tail -n +1 -F '$spool')} ],
 		'>', \$out, '2>', "$tmp/applier.err");
+	for (1 .. 10 * $timeout)
+	{
+		last if -s "$tmp/applier.pid";
+		usleep(100_000);
+	}
+	return $h;
+}
+# stop_applier: psql and tail, by their process group.
+sub stop_applier
+{
+	return unless $applier;
+	my ($pgid) = slurp_file("$tmp/applier.pid") =~ /(\d+)/;
+	kill 'TERM', -$pgid if $pgid;
+	eval { $applier->finish; };
+	$applier = undef;
 }
 $applier = start_applier();
 sub apply_err { return -e "$tmp/applier.err" ? slurp_file("$tmp/applier.err") : ''; }
@@ -134,7 +152,7 @@ is($replica->safe_psql('hospital', 'SELECT count(*) FROM patients WHERE id = 100
 	'the failing transaction is not on the replica');
 
 # The DBA adds the column; the applier restarts and replays the whole spool.
-$applier->kill_kill;
+stop_applier();
 $replica->safe_psql('hospital', 'ALTER TABLE patients ADD COLUMN ward text');
 unlink "$tmp/applier.err";
 $applier = start_applier();
@@ -146,8 +164,9 @@ is($replica->safe_psql('hospital', q{
 is($replica->safe_psql('hospital', q{SELECT ward FROM patients WHERE id = 1000}), 'ICU',
 	'the transaction that failed is applied');
 
-$_->kill_kill for ($applier, $receiver);
-($applier, $receiver) = ();
+stop_applier();
+$receiver->kill_kill;
+$receiver = undef;
 $source->stop;
 $replica->stop;
 done_testing();
