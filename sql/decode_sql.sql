@@ -153,9 +153,35 @@ DELETE FROM doses WHERE id = 99;
 DROP OWNED BY regress_applier;
 DROP ROLE regress_applier;
 
+-- Integer extremes, as keys and values: the stream applies (a negative
+-- bigint literal must not be cast before its minus applies).
+CREATE TABLE extremes (id bigint PRIMARY KEY, b bigint, i int, s smallint);
+SELECT count(edgesync.track('extremes')) AS tracked;
+\c :source_db
+SET edgesync.hash_key = 'regress-secret';
+CREATE TABLE extremes (id bigint PRIMARY KEY, b bigint, i int, s smallint);
+SELECT edgesync.track('extremes');
+SELECT count(*) >= 0 AS consumed FROM pg_logical_slot_get_changes('q', NULL, NULL);
+INSERT INTO extremes VALUES (-9223372036854775808, -9223372036854775808, -2147483648, -32768),
+  (9223372036854775807, 9223372036854775807, 2147483647, 32767), (-1, -1, -1, -1);
+UPDATE extremes SET s = 0 WHERE id = -9223372036854775808;
+DELETE FROM extremes WHERE id = -1;
+SELECT string_agg(data, E'\n' ORDER BY n) AS stream
+  FROM pg_logical_slot_get_changes('q', NULL, NULL, 'format', 'sql', 'source', 'regress-source')
+       WITH ORDINALITY AS c(lsn, xid, data, n) \gset
+SELECT string_agg(format('%s/%s/%s/%s/%s', id, b, i, s, version), ', ' ORDER BY id) AS source_extremes
+  FROM extremes \gset
+\c decode_replica
+\o /dev/null
+:stream
+\o
+SELECT string_agg(format('%s/%s/%s/%s/%s', id, b, i, s, version), ', ' ORDER BY id) AS replica_extremes
+  FROM extremes \gset
+SELECT :'replica_extremes' AS replica_extremes, :'source_extremes' = :'replica_extremes' AS same;
+
 \c :source_db
 SET edgesync.hash_key = 'regress-secret';
 SELECT pg_drop_replication_slot('q');
 DROP DATABASE decode_replica;
-DROP TABLE patients, "Odd ""Table""", doses, stays, wards, beds;
+DROP TABLE patients, "Odd ""Table""", doses, stays, wards, beds, extremes;
 DROP EXTENSION edgesync;

@@ -132,6 +132,40 @@ SELECT data::jsonb->'pk' AS pk, ARRAY(SELECT jsonb_object_keys(data::jsonb->'row
 SELECT data::jsonb->'pk' AS pk, ARRAY(SELECT jsonb_object_keys(data::jsonb->'row')) AS columns
   FROM pg_logical_slot_get_changes('r', NULL, NULL);
 
+-- Names that need quoting: "schema", "table" and the column keys are the
+-- names as stored, JSON-escaped; truncate's "tables" quotes each name as SQL
+-- does, so a dot inside a name is not a separator.  Renames of the table
+-- and of its schema show from their commit on.
+CREATE SCHEMA "Ward ""7"".east";
+CREATE TABLE "Ward ""7"".east"."Bett.Plätze" ("Id" int PRIMARY KEY, "Note ""x""" text, "select" int);
+SELECT edgesync.track('"Ward ""7"".east"."Bett.Plätze"');
+INSERT INTO "Ward ""7"".east"."Bett.Plätze" VALUES (1, 'n', 2);
+TRUNCATE "Ward ""7"".east"."Bett.Plätze";
+ALTER TABLE "Ward ""7"".east"."Bett.Plätze" RENAME TO beds;
+INSERT INTO "Ward ""7"".east".beds VALUES (2, 'm', 3);
+ALTER SCHEMA "Ward ""7"".east" RENAME TO ward7;
+ALTER TABLE ward7.beds RENAME COLUMN "Note ""x""" TO note;
+INSERT INTO ward7.beds VALUES (3, 'o', 4);
+TRUNCATE ward7.beds;
+CREATE TEMP TABLE named AS SELECT * FROM decoded('r');
+SELECT * FROM named;
+SELECT parse_ident(decoded::jsonb->'tables'->>0) AS truncated FROM named
+ WHERE decoded::jsonb->>'op' = 'truncate';
+DROP SCHEMA ward7 CASCADE;
+
+-- The sql format casts values to their column's type by name: a renamed
+-- type (which changes no table) is written under its new name.
+CREATE TYPE mood AS ENUM ('calm', 'upset');
+CREATE TABLE moods (id int PRIMARY KEY, m mood);
+SELECT edgesync.track('moods');
+INSERT INTO moods VALUES (1, 'calm');
+ALTER TYPE mood RENAME TO feeling;
+INSERT INTO moods VALUES (2, 'upset');
+SELECT substring(data from '\d+, ''[a-z]+''::[a-z.]+') AS value
+  FROM pg_logical_slot_get_changes('r', NULL, NULL, 'format', 'sql') WHERE data LIKE 'INSERT%';
+DROP TABLE moods;
+DROP TYPE feeling;
+
 SELECT pg_drop_replication_slot('r');
 DROP TABLE notes, devices, stays, doses, later;
 DROP FUNCTION decoded(name, text[]);

@@ -73,7 +73,7 @@ SELECT length(d->'row'->>'t') AS len, md5(d->'row'->>'t') = (SELECT md5(t) FROM 
 -- Two readers with different session settings get the same bytes: every
 -- setting an output function reads is pinned for the decoding (timestamptz in
 -- UTC, hex bytea, ISO dates, postgres intervals, shortest-exact floats, C
--- money, regclass schema-qualified).
+-- money, regclass schema-qualified and quoted only where needed).
 CREATE TABLE settings_vals (id int PRIMARY KEY, ts timestamptz, d date, iv interval, bin bytea,
   f8 float8, m money, r regclass, rt regtype);
 SELECT edgesync.track('settings_vals');
@@ -86,6 +86,7 @@ SET IntervalStyle = 'iso_8601';
 SET extra_float_digits = -10;
 SET bytea_output = 'escape';
 SET search_path = public, pg_catalog;
+SET quote_all_identifiers = on;
 CREATE TEMP TABLE reader_b AS SELECT data FROM pg_logical_slot_peek_changes('v', NULL, NULL);
 SELECT (SELECT array_agg(data) FROM reader_a) = (SELECT array_agg(data) FROM reader_b) AS same_bytes;
 SELECT regexp_replace(data, ',"version".*$', '') AS line, d->'row'->>'ts' AS ts, d->'row'->>'iv' AS iv,
@@ -99,6 +100,7 @@ RESET TimeZone;
 RESET IntervalStyle;
 RESET bytea_output;
 RESET search_path;
+RESET quote_all_identifiers;
 SET TimeZone = 'UTC';
 SET DateStyle = 'SQL, DMY';
 SET extra_float_digits = 0;
@@ -108,5 +110,17 @@ SHOW DateStyle;
 SHOW extra_float_digits;
 
 SELECT pg_drop_replication_slot('v');
+
+-- A value whose escaped text would take its line past 1 GB (MaxAllocSize):
+-- a clean error naming the column (54000), not a crash nor an "out of
+-- memory" part way through; the session goes on.
+CREATE TABLE huge (id int PRIMARY KEY, t text);
+SELECT edgesync.track('huge');
+SELECT 'init' FROM pg_create_logical_replication_slot('h', 'edgesync');
+INSERT INTO huge VALUES (1, repeat(chr(1), 180000000));  -- 6 bytes each in JSON: \u0001
+SELECT count(*) FROM pg_logical_slot_peek_changes('h', NULL, NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT pg_drop_replication_slot('h');
+DROP TABLE huge;
 DROP TABLE vals, strange, settings_vals;
 DROP EXTENSION edgesync;

@@ -40,7 +40,35 @@ struct JsonEscapeTable {
 
 inline constexpr JsonEscapeTable kJsonEscape{};
 
-}  // namespace detail
+} // namespace detail
+
+/*
+ * The bytes append_json_string(s) writes, quotes included: lets a caller
+ * that must stay under a size limit check before writing.
+ */
+inline size_t
+json_string_size(std::string_view s)
+{
+	size_t size = 2;
+	for (char c : s) {
+		char action = detail::kJsonEscape.action[static_cast<unsigned char>(c)];
+		size += action == 0 ? 1 : action == 'u' ? 6 : 2;
+	}
+	return size;
+}
+
+/* The bytes append_sql_literal_one_line(s) writes (at most 2 * size + 3). */
+inline size_t
+sql_literal_one_line_size(std::string_view s)
+{
+	size_t size = 2;
+	bool escaped = false;
+	for (char c : s) {
+		size += (c == '\'' || c == '\\' || c == '\n' || c == '\r') ? 2 : 1;
+		escaped |= c == '\\' || c == '\n' || c == '\r';
+	}
+	return size + (escaped ? 1 : 0); /* the E of E'...' */
+}
 
 /* Appends s as a JSON string, quotes included. */
 template <typename Sink>
@@ -172,4 +200,4 @@ append_sql_identifier(Sink &out, std::string_view name)
 	out.push_back('"');
 }
 
-}  // namespace edgesync::text
+} // namespace edgesync::text

@@ -52,11 +52,14 @@ enum class ValueKind : char {
 /* The column policy (edgesync.set_column_policy). */
 enum class Policy : char { kReplicate, kHash, kRedact };
 
+struct RelInfo;
+
 struct ColumnInfo {
-	bool dropped;	  /* dropped column: skip */
-	bool generated;	  /* stored generated: json only */
-	bool is_key;	  /* primary key column */
-	bool is_identity; /* replica identity index column */
+	const RelInfo *rel; /* the relation it belongs to (for messages) */
+	bool dropped;		/* dropped column: skip */
+	bool generated;		/* stored generated: json only */
+	bool is_key;		/* primary key column */
+	bool is_identity;	/* replica identity index column */
 	ValueKind kind;
 	Policy policy;
 	Oid typid;

@@ -219,8 +219,12 @@ json_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n, cons
 	for (int i = 0; i < n; i++) {
 		if (i > 0)
 			appendStringInfoChar(out, ',');
+		/*
+		 * Quoted where SQL needs it (as regclass prints it): "a.b"."c" and
+		 * "a"."b.c" must not both read a.b.c.
+		 */
 		resetStringInfo(&name);
-		appendStringInfo(&name, "%s.%s", schemas[i], tables[i]);
+		appendStringInfo(&name, "%s.%s", quote_identifier(schemas[i]), quote_identifier(tables[i]));
 		text::append_json_string(sink, std::string_view(name.data, name.len));
 	}
 	appendStringInfo(out, "],\"cascade\":%s,\"restart_identity\":%s", cascade ? "true" : "false",

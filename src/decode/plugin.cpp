@@ -185,8 +185,9 @@ shutdown(LogicalDecodingContext *ctx)
  * on TimeZone, dates on DateStyle, intervals on IntervalStyle, floats on
  * extra_float_digits, bytea on bytea_output, money on lc_monetary, and
  * regclass/regtype/regproc values on search_path (with only pg_catalog,
- * every other name is schema-qualified).  Each is set only when it differs,
- * which is the cheap common case.
+ * every other name is schema-qualified) and quote_all_identifiers, which
+ * also shapes the names the writers quote with quote_identifier().  Each is set only when it
+ * differs, which is the cheap common case.
  */
 void
 pin_setting(const char *name, const char *value)
@@ -212,6 +213,8 @@ pin_output_settings()
 		pin_setting("lc_monetary", "C");
 	if (strcmp(namespace_search_path, "pg_catalog") != 0)
 		pin_setting("search_path", "pg_catalog");
+	if (quote_all_identifiers)
+		pin_setting("quote_all_identifiers", "off");
 }
 
 /* ISO 8601 with zone offset: 2026-11-28T20:13:08.123456+00:00 */

@@ -13,7 +13,10 @@
  * its root: DDL on the table, track()/untrack() and set_column_policy() all
  * send one, and logical decoding replays them at the point of the stream
  * where they were committed, so a change is described as of its own
- * snapshot.  Schema renames arrive as namespace syscache invalidations.
+ * snapshot.  Schema renames arrive as namespace syscache invalidations,
+ * and type renames (a column's cached SQL type name) as type syscache
+ * invalidations; both invalidate every entry (rare, and an entry is cheap to
+ * rebuild).
  * Every entry is also invalidated when a decoding session starts (peek
  * decodes the same WAL again).
  */
@@ -313,6 +316,8 @@ relinfo_get(DecodeState *state, Relation rel)
 							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		CacheRegisterRelcacheCallback(on_relcache, PointerGetDatum(nullptr));
 		CacheRegisterSyscacheCallback(NAMESPACEOID, on_syscache, PointerGetDatum(nullptr));
+		/* sql_type names a column's type: a renamed type sends no relcache inval. */
+		CacheRegisterSyscacheCallback(TYPEOID, on_syscache, PointerGetDatum(nullptr));
 	}
 
 	bool found;
@@ -349,6 +354,8 @@ relinfo_get(DecodeState *state, Relation rel)
 		fresh.context = nullptr;
 	}
 	*e = fresh;
+	for (int i = 0; i < e->natts; i++)
+		e->columns[i].rel = e; /* (not &fresh, a local) */
 	/* An invalidation that arrived while building makes it stale at once. */
 	e->valid = invalidations == before;
 	return e;

@@ -14,6 +14,7 @@
 extern "C" {
 #include "access/detoast.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 }
 
 namespace edgesync::decode {
@@ -64,6 +65,31 @@ bool
 is_special_float(const char *s, size_t len)
 {
 	return (len == 3 && memcmp(s, "NaN", 3) == 0) || memchr(s, 'I', len) != nullptr;
+}
+
+/*
+ * Errors out, naming the column, when a value written as format would take
+ * the output line past MaxAllocSize (1 GB), the most a StringInfo holds.
+ * Otherwise the StringInfo would fail part way with "out of memory", which
+ * misnames the problem (a limit, not a shortage) and the row.  The exact size
+ * is counted only when the worst case does not fit, i.e. for huge values.
+ */
+void
+check_room(StringInfo out, const ColumnInfo *col, const char *format, size_t worst,
+		   size_t (*exact)(std::string_view), std::string_view text)
+{
+	size_t room = MaxAllocSize - 1 - static_cast<size_t>(out->len);
+	if (worst < room || exact(text) < room)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+			 errmsg("value of column \"%s\" of relation \"%s.%s\" is too large for the %s format",
+					col->name, col->rel->schema, col->rel->table, format),
+			 errdetail("Its text is %zu bytes; escaped, the change's output line would exceed the "
+					   "limit of %zu bytes.",
+					   text.size(), static_cast<size_t>(MaxAllocSize - 1)),
+			 errhint("The slot cannot move past this change: skip it with "
+					 "pg_replication_slot_advance() and copy the row by other means.")));
 }
 
 } // namespace
@@ -138,6 +164,8 @@ append_json_value(StringInfo out, const DecodeState *state, const ColumnInfo *co
 	case ValueKind::kNumeric:
 	case ValueKind::kText:
 	case ValueKind::kOther:
+		check_room(out, col, "json", 6 * len + 2, text::json_string_size,
+				   std::string_view(text, len));
 		text::append_json_string(sink, std::string_view(text, len));
 		return;
 	}
@@ -158,6 +186,17 @@ append_sql_value(StringInfo out, const DecodeState *state, const ColumnInfo *col
 	}
 	switch (col->kind) {
 	case ValueKind::kInt:
+		/*
+		 * A bigint is cast so that its literal is not read as numeric.  A
+		 * negative one is quoted: "::" binds tighter than unary minus, so
+		 * -9223372036854775808::int8 would be out of range.
+		 */
+		if (col->typlen == 8 && text[0] == '-') {
+			appendStringInfoChar(out, '\'');
+			appendBinaryStringInfo(out, text, static_cast<int>(len));
+			appendStringInfoString(out, "'::pg_catalog.int8");
+			return;
+		}
 		appendBinaryStringInfo(out, text, static_cast<int>(len));
 		if (col->typlen == 8)
 			appendStringInfoString(out, "::pg_catalog.int8");
@@ -166,6 +205,8 @@ append_sql_value(StringInfo out, const DecodeState *state, const ColumnInfo *col
 		appendStringInfoString(out, text[0] == 't' ? "true" : "false");
 		return;
 	default:
+		check_room(out, col, "sql", 2 * len + 3 + strlen(col->sql_type) + 2,
+				   text::sql_literal_one_line_size, std::string_view(text, len));
 		text::append_sql_literal_one_line(sink, std::string_view(text, len));
 		appendStringInfoString(out, "::");
 		appendStringInfoString(out, col->sql_type);

@@ -124,3 +124,16 @@ TEST(SqlLiteralOneLine, LineBreaksBecomeEscapes)
 	EXPECT_EQ(out.find('\n'), std::string::npos);
 	EXPECT_EQ(out.find('\r'), std::string::npos);
 }
+
+TEST(Sizes, MatchWhatIsWritten)
+{
+	const char *cases[] = {"",			"plain",	  "it's",	"a\\b",		"line\nbreak",
+						   "cr\r\n'\\", "\x01\x1f\"", "\t\b\f", "😀 ß 中文", "''''"};
+	for (const char *c : cases) {
+		std::string j, l;
+		append_json_string(j, c);
+		append_sql_literal_one_line(l, c);
+		EXPECT_EQ(json_string_size(c), j.size()) << c;
+		EXPECT_EQ(sql_literal_one_line_size(c), l.size()) << c;
+	}
+}
