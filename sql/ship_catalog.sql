@@ -108,6 +108,22 @@ SELECT edgesync.drop_target('cloud_api');
 SELECT edgesync._parse_target_url('http://a:b@c/');
 RESET ROLE;
 
+-- columns => 'raw' needs a login role in edgesync_phi_reader: an admin
+-- without it cannot ship unmasked PHI (nor switch a target to raw).
+SELECT current_user AS regress_superuser \gset
+\c - regress_ship_admin
+SELECT edgesync.add_target('raw_one', 'http://127.0.0.1:9/', columns => 'raw');
+\echo :LAST_ERROR_SQLSTATE
+SELECT edgesync.alter_target('cloud_api', columns => 'raw');
+\c - :regress_superuser
+GRANT edgesync_phi_reader TO regress_ship_admin;
+\c - regress_ship_admin
+SELECT edgesync.alter_target('cloud_api', columns => 'raw');
+SELECT edgesync.alter_target('cloud_api', columns => 'policy');
+\c - :regress_superuser
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+
 -- drop_target(): target, secrets, state and slot go.
 SELECT edgesync.drop_target('cloud_api');
 SELECT edgesync.drop_target('cloud_api');

@@ -93,5 +93,24 @@ SELECT * FROM edgesync.changes(:'c1', 10);
 SELECT count(*) > 0 AS fresh_start_works FROM edgesync.changes(NULL, 10);
 CALL edgesync.prune('-1 day');
 
+-- Indexes a DBA adds to the log are kept up to date: a plain one by the
+-- flush's own index insert, an expression index through the executor.
+CREATE INDEX sync_log_data_relid ON edgesync.sync_log_data (relid);
+CREATE INDEX sync_log_data_last_id ON edgesync.sync_log_data ((first_id + cardinality(ops) - 1));
+INSERT INTO hospital_patients (id, hospital_id, name) VALUES (100, 1, 'indexed'), (101, 1, 'indexed');
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+EXPLAIN (COSTS OFF) SELECT d.ops, d.pks FROM edgesync.sync_log_data d WHERE d.relid = 0;
+SELECT d.ops, d.pks FROM edgesync.sync_log_data d
+ WHERE d.relid = 'hospital_patients'::regclass AND d.pks[1] = '{"id":100}';
+EXPLAIN (COSTS OFF) SELECT d.ops, d.pks FROM edgesync.sync_log_data d WHERE d.first_id + cardinality(d.ops) - 1 = 0;
+SELECT d.ops, d.pks FROM edgesync.sync_log_data d
+ WHERE d.first_id + cardinality(d.ops) - 1 = (SELECT max(id) FROM edgesync.sync_log);
+RESET enable_bitmapscan;
+RESET enable_seqscan;
+DROP INDEX edgesync.sync_log_data_relid, edgesync.sync_log_data_last_id;
+DELETE FROM hospital_patients WHERE id >= 100;
+SELECT op, pk FROM edgesync.sync_log ORDER BY id DESC LIMIT 2;
+
 DROP TABLE hospital_patients, untracked;
 DROP EXTENSION edgesync;

@@ -8,9 +8,10 @@
 #
 # Environment: N (2000) transactions per variant; OP=update (default:
 # UPDATE one random row by key, as pgbench does) or OP=insert (INSERT one
-# new row).  Keeps the callgrind
-# files in $KEEP (if set) for callgrind_annotate.  Prints Ir per transaction
-# and the ratio to bare.
+# new row).  Keeps the callgrind files in $KEEP (if set) for
+# callgrind_annotate.  Prints Ir per transaction and the ratio to bare.
+# shared_buffers is 1GB, so that every variant's table stays in it: counts
+# are comparable between runs only with the same variants loaded.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${N:-2000}
@@ -22,7 +23,7 @@ command -v valgrind >/dev/null || apt-get install -y -q --no-install-recommends 
 
 make -s >/dev/null
 source scripts/cluster.sh
-trap cluster_stop_all EXIT
+trap 'set +e; cluster_stop_all' EXIT
 source scripts/private-install.sh
 private_install "$CLUSTER_ROOT/install"
 PG_BINDIR=$PRIVATE_BINDIR
@@ -44,6 +45,7 @@ for v in "${variants[@]}"; do
 		  FROM generate_series(1, $ROWS) g" -c "VACUUM ANALYZE bench.patients_$v" >/dev/null
 done
 as_cluster_user "$PG_BINDIR/pg_ctl" -D "$CLUSTER_ROOT/cg" -m fast -w stop >/dev/null
+CLUSTERS=() # stopped: the exit trap has only the directory to remove
 
 # A script of N single-row statements (prepared, as pgbench -M prepared).
 script() { # variant, count
@@ -63,7 +65,7 @@ ir() { # variant, count: total instructions of a single-user backend running scr
 	script "$1" "$2" >"$CLUSTER_ROOT/script.sql"
 	chmod 644 "$CLUSTER_ROOT/script.sql"
 	as_cluster_user valgrind --tool=callgrind --callgrind-out-file="$out" \
-		"$PG_BINDIR/postgres" --single -D "$CLUSTER_ROOT/cg" -c shared_buffers=256MB bench \
+		"$PG_BINDIR/postgres" --single -D "$CLUSTER_ROOT/cg" -c shared_buffers=1GB bench \
 		<"$CLUSTER_ROOT/script.sql" >/dev/null 2>&1
 	[ -n "${KEEP:-}" ] && { mkdir -p "$KEEP"; cp "$out" "$KEEP/"; }
 	awk '/^summary:/ { print $2 }' "$out"

@@ -31,11 +31,12 @@ ROWS=${ROWS:-200000}
 REPEATS=${REPEATS:-5}
 PGBENCH_SECONDS=${PGBENCH_SECONDS:-10}
 PGBENCH_CLIENTS=${PGBENCH_CLIENTS:-2}
+[ "$PGBENCH_SECONDS" -ge 3 ] || { echo "PGBENCH_SECONDS must be at least 3" >&2; exit 2; }
 read -r -a variants <<<"${VARIANTS:-bare full nolog plpgsql floor floor2}"
 
 make -s >/dev/null
 source scripts/cluster.sh
-trap cluster_stop_all EXIT
+trap 'set +e; cluster_stop_all' EXIT
 source scripts/private-install.sh
 private_install "$CLUSTER_ROOT/install"
 PG_BINDIR=$PRIVATE_BINDIR

@@ -123,6 +123,24 @@ BEGIN
 END
 $$;
 
+-- columns => 'raw' ships columns unmasked by their PHI policy: only for a
+-- session whose login role is in edgesync_phi_reader (or a superuser).  The
+-- functions that call this are SECURITY DEFINER and cannot see the role that
+-- called them, hence session_user: a role that logged in without the grant
+-- cannot ship raw columns, whatever it SETs ROLE to.
+CREATE FUNCTION edgesync._check_raw_columns(columns text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF columns = 'raw' AND NOT pg_has_role(session_user, 'edgesync_phi_reader', 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied for columns => %', quote_literal(columns)
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Only members of role edgesync_phi_reader may ship columns unmasked by their column policy.',
+                  HINT = 'Use columns => ''policy'', or have an administrator grant edgesync_phi_reader.';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION edgesync._check_raw_columns(text) FROM PUBLIC;
+
 -- Raises an error unless target names one; returns its row.
 CREATE FUNCTION edgesync._require_target(target text) RETURNS edgesync.targets
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -211,6 +229,7 @@ BEGIN
     u := edgesync._parse_target_url(url);
     PERFORM edgesync._check_target_settings(u.kind, bearer_token, headers, ca_file,
                                             batch_changes, batch_bytes, columns, timeout_ms);
+    PERFORM edgesync._check_raw_columns(columns);
     slot := 'edgesync_' || target;
     PERFORM edgesync._create_target_slot(slot);
     BEGIN
@@ -262,6 +281,7 @@ BEGIN
     t.timeout_ms := coalesce(timeout_ms, t.timeout_ms);
     PERFORM edgesync._check_target_settings(t.kind, s.bearer_token, s.headers, t.ca_file,
                                             t.batch_changes, t.batch_bytes, t.columns, t.timeout_ms);
+    PERFORM edgesync._check_raw_columns(t.columns);
     UPDATE edgesync.targets SET kind = t.kind, url = t.url, batch_changes = t.batch_changes,
            batch_bytes = t.batch_bytes, columns = t.columns, enabled = t.enabled,
            ca_file = t.ca_file, timeout_ms = t.timeout_ms

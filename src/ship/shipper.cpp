@@ -339,6 +339,8 @@ record_error(const std::string &target, const std::string &error)
 	});
 }
 
+static ShipResult ship_locked(TargetConfig &config, int max_batches, bool own_transactions);
+
 ShipResult
 ship_target(const std::string &name, int max_batches, bool own_transactions)
 {
@@ -359,21 +361,23 @@ ship_target(const std::string &name, int max_batches, bool own_transactions)
 		result.busy = true;
 		return result;
 	}
-	struct Unlock {
-		bool own;
-		const std::string &name;
-		~Unlock()
-		{
-			if (own && !std::uncaught_exceptions())
-				with_spi(true, [&] {
-					spi_run("SELECT pg_catalog.pg_advisory_unlock($1, pg_catalog.hashtext($2))",
-							{{INT4OID, Int32GetDatum(kLockClass), ' '}, text_param(name)}, false);
-				});
-		}
-	} unlock{own_transactions, name};
-	if (!found || (own_transactions && !enabled))
-		return result;
+	ShipResult r = found && (enabled || !own_transactions)
+					   ? ship_locked(config, max_batches, own_transactions)
+					   : result;
+	/* (After an error, the worker releases every advisory lock it holds.) */
+	if (own_transactions)
+		with_spi(true, [&] {
+			spi_run("SELECT pg_catalog.pg_advisory_unlock($1, pg_catalog.hashtext($2))",
+					{{INT4OID, Int32GetDatum(kLockClass), ' '}, text_param(name)}, false);
+		});
+	return r;
+}
 
+/* ship_target() once the target is locked and loaded. */
+static ShipResult
+ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
+{
+	ShipResult result;
 	std::unique_ptr<Transport> transport =
 		config.kind == "http" ? make_http_transport(config) : make_pg_transport(config);
 

@@ -37,6 +37,9 @@ $node->safe_psql('postgres', q{
 $node->safe_psql('postgres', "SELECT edgesync.add_target('cloud_api', '"
 	  . $receiver->url . "', bearer_token => '$token', batch_changes => 25, timeout_ms => 2000)");
 
+# A second target that is dead all along: it must not hold up the first.
+$node->safe_psql('postgres', "SELECT edgesync.add_target('dead_one', 'http://127.0.0.1:9/in')");
+
 # A failing call that carries the token is not logged with its text.
 my ($rc, $out, $err) = $node->psql('postgres',
 	"SELECT edgesync.add_target('bad_one', 'http://u:pw-SECRET\@127.0.0.1:1/', bearer_token => '$token', batch_changes => -5)");
@@ -222,6 +225,10 @@ sleep(1);
 $node->poll_query_until('postgres', 'SELECT true') or die 'server did not come back';
 workload(2);
 wait_all_delivered('after the worker crashed');
+
+like($node->safe_psql('postgres',
+		"SELECT consecutive_failures > 3 AND next_retry IS NOT NULL FROM edgesync.target_status WHERE name = 'dead_one'"),
+	qr/^t$/, 'the dead target kept failing, backing off, while the other delivered everything');
 
 my ($n, $ordered, $bad_dup) = analyse(1);
 ok($ordered, 'changes arrived in commit order');
