@@ -63,6 +63,7 @@ struct ColumnInfo {
 	ValueKind kind;
 	Policy policy;
 	Oid typid;
+	uint32 type_hash; /* typid's TYPEOID syscache hash: its invalidations */
 	int16 typlen;
 	const char *name;
 	const char *json_key;  /* "name": pre-escaped */

@@ -14,9 +14,9 @@
  * send one, and logical decoding replays them at the point of the stream
  * where they were committed, so a change is described as of its own
  * snapshot.  Schema renames arrive as namespace syscache invalidations,
- * and type renames (a column's cached SQL type name) as type syscache
- * invalidations; both invalidate every entry (rare, and an entry is cheap to
- * rebuild).
+ * which invalidate every entry (rare); type renames (a column's cached SQL
+ * type name) as type syscache invalidations, which invalidate the entries
+ * with a column of that type.
  * Every entry is also invalidated when a decoding session starts (peek
  * decodes the same WAL again).
  */
@@ -73,6 +73,30 @@ void
 on_syscache(Datum, int, uint32)
 {
 	invalidate(InvalidOid);
+}
+
+/*
+ * A type changed (renamed, moved to another schema): only the entries with a
+ * column of that type name it.  Every CREATE TABLE (a new row type) sends
+ * one, so invalidating everything here would rebuild every entry whenever a
+ * session creates a temporary table.
+ */
+void
+on_type_syscache(Datum, int, uint32 hashvalue)
+{
+	if (hashvalue == 0 || cache == nullptr) {
+		invalidate(InvalidOid);
+		return;
+	}
+	invalidations++;
+	HASH_SEQ_STATUS status;
+	hash_seq_init(&status, cache);
+	for (RelInfo *e; (e = static_cast<RelInfo *>(hash_seq_search(&status))) != nullptr;)
+		for (int i = 0; i < e->natts && e->valid; i++)
+			if (!e->columns[i].dropped && e->columns[i].type_hash == hashvalue) {
+				e->valid = false;
+				have_invalid = true;
+			}
 }
 
 ValueKind
@@ -239,6 +263,7 @@ build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext conte
 		col->generated = att->attgenerated == ATTRIBUTE_GENERATED_STORED;
 		col->typid = att->atttypid;
 		col->typlen = att->attlen;
+		col->type_hash = GetSysCacheHashValue1(TYPEOID, ObjectIdGetDatum(att->atttypid));
 		col->kind = kind_of(att->atttypid);
 		col->policy = Policy::kReplicate;
 		col->name = pstrdup(NameStr(att->attname));
@@ -317,7 +342,7 @@ relinfo_get(DecodeState *state, Relation rel)
 		CacheRegisterRelcacheCallback(on_relcache, PointerGetDatum(nullptr));
 		CacheRegisterSyscacheCallback(NAMESPACEOID, on_syscache, PointerGetDatum(nullptr));
 		/* sql_type names a column's type: a renamed type sends no relcache inval. */
-		CacheRegisterSyscacheCallback(TYPEOID, on_syscache, PointerGetDatum(nullptr));
+		CacheRegisterSyscacheCallback(TYPEOID, on_type_syscache, PointerGetDatum(nullptr));
 	}
 
 	bool found;
