@@ -10,7 +10,7 @@ PGMAJOR=${PGMAJOR:-15}
 packages=(
 	make g++ cmake googletest libgtest-dev
 	"postgresql-$PGMAJOR" "postgresql-server-dev-$PGMAJOR" "postgresql-client-$PGMAJOR"
-	libcurl4-openssl-dev libpq-dev libipc-run-perl
+	libcurl4-openssl-dev libpq-dev libipc-run-perl openssl
 	"postgresql-$PGMAJOR-wal2json"
 )
 
