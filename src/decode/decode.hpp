@@ -135,6 +135,15 @@ const RelInfo *relinfo_get(DecodeState *state, Relation rel);
 void relinfo_invalidate_all();
 void relinfo_purge();
 
+/*
+ * plugin.cpp: the output settings the plugin writes values under (UTC,
+ * ISO dates, hex bytea, ... see docs/output-format.md), set LOCAL to the
+ * current transaction.  The decoding callbacks set them themselves; code that
+ * calls the writers outside decoding (a resync) calls this first, in a
+ * transaction, so that its values read the same as the stream's.
+ */
+void pin_output_settings_for_writers();
+
 /* values.cpp: one value under its column's policy (raw_columns: none). */
 void append_json_value(StringInfo out, const DecodeState *state, const ColumnInfo *col, Datum value,
 					   bool *json_null);

@@ -187,10 +187,9 @@ shutdown(LogicalDecodingContext *ctx)
  * regclass/regtype/regproc values on search_path (with only pg_catalog,
  * every other name is schema-qualified; see pin_search_path) and on
  * quote_all_identifiers, which also shapes the names the writers quote with
- * quote_identifier().  Each is set only when it would change the output (a zone with a fixed zero offset
- * such as Debian's default Etc/UTC prints as UTC does; C.UTF-8 formats money
- * as C does): setting one costs about a microsecond per transaction, which
- * single-row transactions notice.
+ * quote_identifier().  Each is set only when it would change the output (a zone with a fixed zero
+ * offset such as Debian's default Etc/UTC prints as UTC does; C.UTF-8 formats money as C does):
+ * setting one costs about a microsecond per transaction, which single-row transactions notice.
  */
 void
 pin_setting(const char *name, const char *value)
@@ -247,6 +246,18 @@ pin_search_path(DecodeState *state)
 	if (strcmp(namespace_search_path, "pg_catalog") != 0)
 		pin_setting("search_path", "pg_catalog");
 }
+
+} // namespace
+
+void
+pin_output_settings_for_writers()
+{
+	pin_output_settings();
+	if (strcmp(namespace_search_path, "pg_catalog") != 0)
+		pin_setting("search_path", "pg_catalog");
+}
+
+namespace {
 
 /* ISO 8601 with zone offset: 2026-11-28T20:13:08.123456+00:00 */
 void
