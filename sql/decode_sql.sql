@@ -129,6 +129,23 @@ SELECT string_agg(data, E'\n' ORDER BY n) AS stream
 SELECT id, score, weight, version FROM patients ORDER BY id;
 SELECT count(*) AS odd_rows FROM "Odd ""Table""";
 
+-- applying() names its operator with its schema: an "=" put before
+-- pg_catalog's in the applying session's search_path is not run.
+CREATE SCHEMA regress_trap;
+CREATE FUNCTION regress_trap.trap_eq(text, text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE NOTICE 'trap operator ran as %', current_user;
+  RETURN $1 OPERATOR(pg_catalog.=) $2;
+END $$;
+CREATE OPERATOR regress_trap.= (LEFTARG = text, RIGHTARG = text, FUNCTION = regress_trap.trap_eq);
+SET search_path = regress_trap, pg_catalog, public;
+BEGIN;
+SELECT edgesync.apply_begin('regress-source', '0/1') AS fresh, edgesync.applying() AS applying;
+ROLLBACK;
+SELECT edgesync.applying() AS applying;
+RESET search_path;
+DROP SCHEMA regress_trap CASCADE;
+
 -- Applying needs edgesync_applier (or edgesync_admin).
 CREATE ROLE regress_nobody;
 SET ROLE regress_nobody;

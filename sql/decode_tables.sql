@@ -156,12 +156,12 @@ DROP SCHEMA ward7 CASCADE;
 -- The sql format casts values to their column's type by name: a renamed
 -- type (which changes no table) is written under its new name.
 CREATE TYPE mood AS ENUM ('calm', 'upset');
-CREATE TABLE moods (id int PRIMARY KEY, m mood);
+CREATE TABLE moods (id int PRIMARY KEY, m mood, ms mood[]);
 SELECT edgesync.track('moods');
-INSERT INTO moods VALUES (1, 'calm');
+INSERT INTO moods VALUES (1, 'calm', '{calm}');
 ALTER TYPE mood RENAME TO feeling;
-INSERT INTO moods VALUES (2, 'upset');
-SELECT substring(data from '\d+, ''[a-z]+''::[a-z.]+') AS value
+INSERT INTO moods VALUES (2, 'upset', '{upset}');
+SELECT substring(data from '\d+, ''[a-z]+''::[a-z.]+, ''[{}a-z]+''::[][a-z.]+') AS value
   FROM pg_logical_slot_get_changes('r', NULL, NULL, 'format', 'sql') WHERE data LIKE 'INSERT%';
 DROP TABLE moods;
 DROP TYPE feeling;

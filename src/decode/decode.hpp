@@ -65,6 +65,7 @@ struct ColumnInfo {
 	ValueKind kind;
 	Policy policy;
 	Oid typid;
+	uint32 type_hash; /* typid's TYPEOID syscache hash: its invalidations */
 	int16 typlen;
 	const char *name;
 	const char *json_key;  /* "name": pre-escaped */
@@ -81,6 +82,7 @@ struct RelInfo {
 	bool tracked;		   /* root is in edgesync.tracked_tables */
 	bool selected;		   /* tracked and allowed by the "tables" option */
 	bool has_policy;	   /* some column is hashed or redacted */
+	bool names_objects;	   /* some column's text may name objects (regclass...) */
 	const char *schema;	   /* the tracked table's names */
 	const char *table;
 	const char *json_names; /* "schema":"s","table":"t" */
@@ -114,6 +116,7 @@ struct DecodeState {
 	/* The transaction being decoded. */
 	ReorderBufferTXN *txn;
 	bool begin_written;
+	bool search_path_pinned;
 	uint64 seq;
 	char commit_lsn[32];
 	char commit_time[64];
@@ -138,6 +141,15 @@ struct Change {
 const RelInfo *relinfo_get(DecodeState *state, Relation rel);
 void relinfo_invalidate_all();
 void relinfo_purge();
+
+/*
+ * plugin.cpp: the output settings the plugin writes values under (UTC,
+ * ISO dates, hex bytea, ... see docs/output-format.md), set LOCAL to the
+ * current transaction.  The decoding callbacks set them themselves; code that
+ * calls the writers outside decoding (a resync) calls this first, in a
+ * transaction, so that its values read the same as the stream's.
+ */
+void pin_output_settings_for_writers();
 
 /* values.cpp: one value under its column's policy (raw_columns: none). */
 void append_json_value(StringInfo out, const DecodeState *state, const ColumnInfo *col, Datum value,

@@ -95,10 +95,14 @@ $$;
 COMMENT ON FUNCTION edgesync.apply_begin(text, pg_lsn) IS
     'edgesync replica: start applying a source''s transaction; false if it was applied before';
 
--- False in a transaction whose apply_begin() found it applied before.
+-- False in a transaction whose apply_begin() found it applied before.  It
+-- runs under the applying session's search_path (no SET clause, so that it
+-- stays inlinable in every statement of the stream): its operator is named
+-- with its schema, so no "=" in a schema before pg_catalog is picked.
 CREATE FUNCTION edgesync.applying() RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pg_catalog.current_setting('edgesync_internal.apply_skip', true) IS DISTINCT FROM 'on'
+    SELECT NOT COALESCE(pg_catalog.current_setting('edgesync_internal.apply_skip', true)
+                        OPERATOR(pg_catalog.=) 'on', false)
 $$;
 COMMENT ON FUNCTION edgesync.applying() IS
     'edgesync replica: false when the transaction being applied was applied before';

@@ -14,9 +14,9 @@
  * send one, and logical decoding replays them at the point of the stream
  * where they were committed, so a change is described as of its own
  * snapshot.  Schema renames arrive as namespace syscache invalidations,
- * and type renames (a column's cached SQL type name) as type syscache
- * invalidations; both invalidate every entry (rare, and an entry is cheap to
- * rebuild).
+ * which invalidate every entry (rare); type renames (a column's cached SQL
+ * type name) as type syscache invalidations, which invalidate the entries
+ * with a column of that type.
  * Every entry is also invalidated when a decoding session starts (peek
  * decodes the same WAL again).
  */
@@ -75,6 +75,30 @@ on_syscache(Datum, int, uint32)
 	invalidate(InvalidOid);
 }
 
+/*
+ * A type changed (renamed, moved to another schema): only the entries with a
+ * column of that type name it.  Every CREATE TABLE (a new row type) sends
+ * one, so invalidating everything here would rebuild every entry whenever a
+ * session creates a temporary table.
+ */
+void
+on_type_syscache(Datum, int, uint32 hashvalue)
+{
+	if (hashvalue == 0 || cache == nullptr) {
+		invalidate(InvalidOid);
+		return;
+	}
+	invalidations++;
+	HASH_SEQ_STATUS status;
+	hash_seq_init(&status, cache);
+	for (RelInfo *e; (e = static_cast<RelInfo *>(hash_seq_search(&status))) != nullptr;)
+		for (int i = 0; i < e->natts && e->valid; i++)
+			if (!e->columns[i].dropped && e->columns[i].type_hash == hashvalue) {
+				e->valid = false;
+				have_invalid = true;
+			}
+}
+
 ValueKind
 kind_of(Oid typid)
 {
@@ -102,6 +126,37 @@ kind_of(Oid typid)
 		return ValueKind::kText;
 	default:
 		return ValueKind::kOther;
+	}
+}
+
+/*
+ * True if a value of the type may print names that depend on search_path
+ * (regclass, regtype, ... or, to be safe, a composite or range that could
+ * hold one), so that the plugin pins search_path before writing it.
+ */
+bool
+may_name_objects(Oid typid)
+{
+	Oid base = getBaseType(typid);
+	Oid element = get_element_type(base);
+	if (OidIsValid(element))
+		base = getBaseType(element);
+	switch (base) {
+	case REGCLASSOID:
+	case REGTYPEOID:
+	case REGPROCOID:
+	case REGPROCEDUREOID:
+	case REGOPEROID:
+	case REGOPERATOROID:
+	case REGCONFIGOID:
+	case REGDICTIONARYOID:
+	case REGCOLLATIONOID:
+		return true;
+	default: {
+		char typtype = get_typtype(base);
+		return typtype == TYPTYPE_COMPOSITE || typtype == TYPTYPE_RANGE ||
+			   typtype == TYPTYPE_MULTIRANGE;
+	}
 	}
 }
 
@@ -269,11 +324,14 @@ build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext conte
 		col->generated = att->attgenerated == ATTRIBUTE_GENERATED_STORED;
 		col->typid = att->atttypid;
 		col->typlen = att->attlen;
+		col->type_hash = GetSysCacheHashValue1(TYPEOID, ObjectIdGetDatum(att->atttypid));
 		col->kind = kind_of(att->atttypid);
 		/* Not an array itself (unnest would flatten it), and has an array type. */
 		col->in_array = !OidIsValid(get_element_type(getBaseType(att->atttypid))) &&
 						getBaseType(att->atttypid) != BOXOID && /* its arrays use ';' */
 						OidIsValid(get_array_type(att->atttypid));
+		if (col->kind == ValueKind::kOther)
+			info->names_objects |= may_name_objects(att->atttypid);
 		col->policy = Policy::kReplicate;
 		col->name = pstrdup(NameStr(att->attname));
 		initStringInfo(&buf);
@@ -354,7 +412,7 @@ relinfo_get(DecodeState *state, Relation rel)
 		CacheRegisterRelcacheCallback(on_relcache, PointerGetDatum(nullptr));
 		CacheRegisterSyscacheCallback(NAMESPACEOID, on_syscache, PointerGetDatum(nullptr));
 		/* sql_type names a column's type: a renamed type sends no relcache inval. */
-		CacheRegisterSyscacheCallback(TYPEOID, on_syscache, PointerGetDatum(nullptr));
+		CacheRegisterSyscacheCallback(TYPEOID, on_type_syscache, PointerGetDatum(nullptr));
 	}
 
 	bool found;

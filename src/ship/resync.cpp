@@ -158,6 +158,7 @@ class Resender {
 	~Resender()
 	{
 		collected = nullptr;
+		decode::relinfo_invalidate_all();
 		if (context_ != nullptr)
 			MemoryContextDelete(context_);
 	}
@@ -165,6 +166,8 @@ class Resender {
 	/* Sends every row; false (with error) when a delivery failed. */
 	bool run(std::string &error, int64_t &changes)
 	{
+		/* Facts cached by a peek in this backend were read under historic snapshots. */
+		pg_call([] { decode::relinfo_invalidate_all(); });
 		collected = &rows_;
 		for (Oid relid : tables_to_scan())
 			if (!send_table(relid, error, changes))
