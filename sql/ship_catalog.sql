@@ -124,10 +124,16 @@ SELECT edgesync.alter_target('cloud_api', columns => 'policy');
 \set VERBOSITY default
 \set SHOW_CONTEXT never
 
+-- DROP EXTENSION would leave the targets' slots behind: refused, even with CASCADE.
+DROP EXTENSION edgesync CASCADE;
+\echo :LAST_ERROR_SQLSTATE
+
 -- drop_target(): target, secrets, state and slot go.
 SELECT edgesync.drop_target('cloud_api');
 SELECT edgesync.drop_target('cloud_api');
 \echo :LAST_ERROR_SQLSTATE
+DROP EXTENSION edgesync;
+SELECT count(*) AS targets FROM edgesync.targets;
 SELECT edgesync.drop_target('cloud_db');
 SELECT count(*) AS targets FROM edgesync.targets;
 SELECT count(*) AS secrets FROM edgesync.target_secrets;

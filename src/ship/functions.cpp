@@ -10,6 +10,12 @@
  *       and transaction.  A failed delivery is recorded in target_state and
  *       reported as a WARNING (the recording would be lost with an ERROR);
  *       returns the number of changes delivered.
+ *
+ *   edgesync._refuse_drop_with_targets() -> event_trigger
+ *       Fired at ddl_command_start of DROP EXTENSION: refuses to drop
+ *       edgesync while targets exist, since their replication slots would
+ *       outlive the catalog that names them and hold WAL back for good (as
+ *       DROP SUBSCRIPTION protects its slot).  Plain C-style code.
  */
 #include "core/guard.hpp"
 #include "ship/shipper.hpp"
@@ -17,11 +23,14 @@
 
 extern "C" {
 #include "access/htup_details.h"
+#include "commands/event_trigger.h"
+#include "executor/spi.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
 
 PG_FUNCTION_INFO_V1(edgesync_parse_target_url);
 PG_FUNCTION_INFO_V1(edgesync_ship);
+PG_FUNCTION_INFO_V1(edgesync_refuse_drop_with_targets);
 }
 
 using namespace edgesync;
@@ -66,4 +75,48 @@ edgesync_ship(PG_FUNCTION_ARGS)
 		}
 		return Int64GetDatum(r.changes);
 	});
+}
+
+/* No C++ objects live here: it may ereport directly. */
+Datum
+edgesync_refuse_drop_with_targets(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		elog(ERROR, "edgesync._refuse_drop_with_targets() must be called as an event trigger");
+	Node *tree = reinterpret_cast<EventTriggerData *>(fcinfo->context)->parsetree;
+	if (tree == nullptr || !IsA(tree, DropStmt) ||
+		reinterpret_cast<DropStmt *>(tree)->removeType != OBJECT_EXTENSION)
+		PG_RETURN_VOID();
+	bool ours = false;
+	ListCell *lc;
+	foreach (lc, reinterpret_cast<DropStmt *>(tree)->objects)
+		if (strcmp(strVal(lfirst(lc)), "edgesync") == 0)
+			ours = true;
+	if (!ours)
+		PG_RETURN_VOID();
+
+	SPI_connect();
+	if (SPI_execute("SELECT pg_catalog.count(*), pg_catalog.min(name)::pg_catalog.text,"
+					"       pg_catalog.min(slot_name)::pg_catalog.text FROM edgesync.targets",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not count edgesync targets");
+	bool isnull;
+	int64 n =
+		DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (n > 0) {
+		char *target = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		char *slot = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot drop extension edgesync while it has shipping targets"),
+				 n == 1 ? errdetail("Target \"%s\" owns replication slot \"%s\", which would be "
+									"left behind holding back WAL.",
+									target, slot)
+						: errdetail("%lld targets, such as \"%s\", own replication slots, which "
+									"would be left behind holding back WAL.",
+									static_cast<long long>(n), target),
+				 errhint("Drop the targets first with edgesync.drop_target().")));
+	}
+	SPI_finish();
+	PG_RETURN_VOID();
 }

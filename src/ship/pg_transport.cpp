@@ -13,7 +13,9 @@
  * PQsendQuery, nonblocking flush), waiting on its socket and the process
  * latch 100 ms at a time so that interrupts are seen promptly; it is kept for
  * the next batch and dropped after any failure.  The password is passed apart
- * from the URL.
+ * from the URL.  SIGTERM in a wait ends the process with ereport(FATAL),
+ * which unwinds no C++ frame: an exit callback closes the open connection
+ * (Terminate), so the replica sees a clean disconnect, not a lost client.
  */
 #include "core/guard.hpp"
 #include "ship/transport.hpp"
@@ -22,6 +24,7 @@
 
 extern "C" {
 #include "libpq-fe.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "utils/wait_event.h"
 }
@@ -31,6 +34,16 @@ namespace edgesync::ship {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+PGconn *open_conn = nullptr; /* the process's replica connection, if any */
+
+void
+close_on_exit(int, Datum)
+{
+	if (open_conn != nullptr)
+		PQfinish(open_conn);
+	open_conn = nullptr;
+}
 
 class PgTransport : public Transport {
   public:
@@ -53,6 +66,8 @@ class PgTransport : public Transport {
 	{
 		if (conn_ != nullptr)
 			PQfinish(conn_);
+		if (open_conn == conn_)
+			open_conn = nullptr;
 		conn_ = nullptr;
 	}
 
@@ -100,7 +115,12 @@ class PgTransport : public Transport {
 		const char *values[] = {config_.url.c_str(),
 								config_.password.empty() ? nullptr : config_.password.c_str(),
 								"edgesync shipper", timeout.c_str(), nullptr};
+		static bool exit_callback = false;
+		if (!exit_callback)
+			pg_call([] { on_proc_exit(close_on_exit, 0); });
+		exit_callback = true;
 		conn_ = PQconnectStartParams(keys, values, 1);
+		open_conn = conn_;
 		if (conn_ == nullptr || PQstatus(conn_) == CONNECTION_BAD) {
 			error = "could not connect to replica: " + conn_error();
 			disconnect();

@@ -305,6 +305,15 @@ BEGIN
 END
 $$;
 
+-- DROP EXTENSION would leave the targets' slots behind, holding back WAL
+-- with nothing left to name them: refuse while targets exist.
+CREATE FUNCTION edgesync._refuse_drop_with_targets() RETURNS event_trigger
+LANGUAGE C AS 'MODULE_PATHNAME', 'edgesync_refuse_drop_with_targets';
+REVOKE ALL ON FUNCTION edgesync._refuse_drop_with_targets() FROM PUBLIC;
+CREATE EVENT TRIGGER edgesync_keep_target_slots ON ddl_command_start
+    WHEN TAG IN ('DROP EXTENSION')
+    EXECUTE FUNCTION edgesync._refuse_drop_with_targets();
+
 -- One row per target: where it stands, and what it holds back.
 CREATE VIEW edgesync.target_status AS
 SELECT t.name,

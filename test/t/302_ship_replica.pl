@@ -125,6 +125,36 @@ wait_converged('after resync');
 is($hospital->safe_psql('postgres', 'SELECT resync_pending FROM edgesync.target_status'), 'f',
 	'resync done');
 
+# SIGTERM while the replica hangs (a lock holds the batch's apply): the
+# worker is gone within about a second, not at its 5 s timeout; the batch
+# arrives after the lock goes, and no session of the worker lingers.
+my $locker = $cloud->background_psql('postgres');
+$locker->query_safe('BEGIN; LOCK TABLE hospital_patients IN ACCESS EXCLUSIVE MODE');
+workload(2, 10);
+$cloud->poll_query_until('postgres', q{
+	SELECT count(*) > 0 FROM pg_stat_activity
+	 WHERE application_name = 'edgesync shipper' AND wait_event_type = 'Lock'})
+  or die 'the batch is not waiting for the lock';
+my $shipper = $hospital->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'edgesync shipper'");
+my $t0 = Time::HiRes::time();
+$hospital->safe_psql('postgres', "SELECT pg_terminate_backend($shipper)");
+my $gone;
+for (1 .. 100)
+{
+	last if $hospital->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE pid = $shipper") eq '0';
+	sleep(0.02);
+}
+my $elapsed = Time::HiRes::time() - $t0;
+cmp_ok($elapsed, '<', 1.5, 'SIGTERM during a hung replica: the worker exits promptly');
+$locker->query_safe('COMMIT');
+$locker->quit;
+wait_converged('SIGTERM during a hung replica');
+ok($cloud->poll_query_until('postgres', q{
+	SELECT count(*) <= 1 FROM pg_stat_activity WHERE application_name = 'edgesync shipper'}),
+	'no session of the terminated worker lingers on the replica');
+
 unlike(slurp_file($hospital->logfile), qr/SECRET/, 'replica password not in the server log');
 unlike($hospital->safe_psql('postgres', 'SELECT s::text FROM edgesync.target_status s'), qr/SECRET/,
 	'replica password not in target_status');
