@@ -493,6 +493,26 @@ run_added(LogicalDecodingContext *ctx, DecodeState *state)
 		run_flush(ctx, state);
 }
 
+/* A columnar run's array types are the change's (a type changed inside the transaction ends it). */
+bool
+run_has_casts(const SqlRun *run, const DecodeState *state, const Change *c)
+{
+	const RelInfo *rel = c->rel;
+	int j = 0;
+	for (int i = 0; i < rel->natts; i++) {
+		if (!in_column_list(state, c, i))
+			continue;
+		const ColumnInfo *col = &rel->columns[i];
+		const char *type =
+			effective_policy(state, col) == Policy::kHash ? "pg_catalog.text" : col->sql_type;
+		size_t len = strlen(type);
+		const char *cast = run->casts[j++];
+		if (strncmp(cast + 2, type, len) != 0 || strcmp(cast + 2 + len, "[]") != 0)
+			return false;
+	}
+	return j == run->ncols;
+}
+
 /* Appends the change to a columnar upsert run (already of its shape). */
 void
 add_upsert_columnar(LogicalDecodingContext *ctx, DecodeState *state, const Change *c,
@@ -576,7 +596,8 @@ add_upsert(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
 		columnar &= !in_column_list(state, c, i) || rel->columns[i].in_array;
 	SqlRun *run = get_run(state);
 	if (run->nrows == 0 || run->columnar != columnar ||
-		!run_has_shape(run, RunKind::kUpsert, &head, &tail)) {
+		!run_has_shape(run, RunKind::kUpsert, &head, &tail) ||
+		(columnar && !run_has_casts(run, state, c))) {
 		run_flush(ctx, state);
 		run_start(state, RunKind::kUpsert, &head, &tail);
 		if (columnar)
