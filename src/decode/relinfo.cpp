@@ -121,8 +121,7 @@ kind_of(Oid typid)
 	case JSONBOID:
 		return ValueKind::kJsonb;
 	case TEXTOID:
-	case VARCHAROID:
-	case BPCHAROID:
+	case VARCHAROID: /* not bpchar: 'a' = 'a ' */
 		return ValueKind::kText;
 	default:
 		return ValueKind::kOther;
@@ -272,8 +271,7 @@ key_text_is_exact(Form_pg_attribute att)
 	case BYTEAOID:
 		return true;
 	case TEXTOID:
-	case VARCHAROID:
-	case BPCHAROID:
+	case VARCHAROID: /* not bpchar: 'a' = 'a ' */
 		return !OidIsValid(att->attcollation) || get_collation_isdeterministic(att->attcollation);
 	default:
 		return false;
