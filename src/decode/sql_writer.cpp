@@ -449,6 +449,9 @@ run_flush(LogicalDecodingContext *ctx, DecodeState *state)
 		appendStringInfoString(out, " WHERE edgesync.applying()");
 		appendBinaryStringInfo(out, run->tail.data, run->tail.len);
 	}
+	/* How many changes the statement applies, for consumers that count them (the shipper). */
+	if (run->nrows > 1)
+		appendStringInfo(out, " /* %d changes */", run->nrows);
 	OutputPluginWrite(ctx, true);
 	ctx->write_location = write_location;
 	run_discard(state);
