@@ -3,8 +3,9 @@
  *
  * The plugin (plugin.cpp) keeps one DecodeState per decoding session and
  * one RelInfo per relation (relinfo.cpp, a cache invalidated by relcache
- * callbacks).  The writers (json_writer.cpp, sql_writer.cpp) turn a Change
- * into text; values.cpp writes one column value under its policy.
+ * callbacks).  The writers (json_writer.cpp; sql_writer.cpp with its runs
+ * in sql_runs.cpp) turn a Change into text; values.cpp writes one column
+ * value under its policy.
  *
  * Functions here are plain C-style code: they may ereport(ERROR) and own no
  * C++ objects, so they are called from the callbacks directly.
@@ -111,7 +112,7 @@ struct DecodeState {
 	int batch_rows;			   /* sql: most changes in one statement */
 	int batch_bytes;		   /* sql: statement size after which a run ends */
 	MemoryContext run_context; /* sql: the run being buffered, reset per run */
-	struct SqlRun *run;		   /* sql_writer.cpp */
+	struct SqlRun *run;		   /* sql_runs.cpp */
 
 	/* The transaction being decoded. */
 	ReorderBufferTXN *txn;
