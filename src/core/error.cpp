@@ -48,4 +48,4 @@ Error::set_sqlstate(const char *code) noexcept
 	sqlstate_[5] = '\0';
 }
 
-}  // namespace edgesync
+} // namespace edgesync

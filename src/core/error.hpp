@@ -55,4 +55,4 @@ class Error : public std::exception {
 	std::string hint_;
 };
 
-}  // namespace edgesync
+} // namespace edgesync

@@ -15,8 +15,7 @@ namespace edgesync {
 const char *
 PgException::what() const noexcept
 {
-	return data_ != nullptr && data_->message != nullptr ? data_->message
-														 : "PostgreSQL error";
+	return data_ != nullptr && data_->message != nullptr ? data_->message : "PostgreSQL error";
 }
 
 void
@@ -58,8 +57,7 @@ capture_current_exception(PendingError &pending) noexcept
 	} catch (const PgException &e) {
 		pending.pg_error = e.data();
 	} catch (const Error &e) {
-		set_error(pending, e.sqlstate(), e.what(), e.detail_text().c_str(),
-				  e.hint_text().c_str());
+		set_error(pending, e.sqlstate(), e.what(), e.detail_text().c_str(), e.hint_text().c_str());
 	} catch (const std::bad_alloc &) {
 		set_error(pending, "53200", "out of memory");
 	} catch (const std::exception &e) {
@@ -105,11 +103,9 @@ raise(PendingError &pending)
 	char *hint = adopt_text(pending.hint);
 	const char *s = pending.sqlstate;
 
-	ereport(ERROR,
-			(errcode(MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4])),
-			 errmsg_internal("%s", message ? message : "internal error in edgesync"),
-			 detail ? errdetail_internal("%s", detail) : 0,
-			 hint ? errhint("%s", hint) : 0));
+	ereport(ERROR, (errcode(MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4])),
+					errmsg_internal("%s", message ? message : "internal error in edgesync"),
+					detail ? errdetail_internal("%s", detail) : 0, hint ? errhint("%s", hint) : 0));
 	pg_unreachable();
 }
 
@@ -139,5 +135,5 @@ run_catching_pg_error(void (*body)(void *), void *arg) noexcept
 	return copied;
 }
 
-}  // namespace guard_detail
-}  // namespace edgesync
+} // namespace guard_detail
+} // namespace edgesync

@@ -55,8 +55,8 @@ namespace guard_detail {
 
 /* What guarded() raises once the C++ frames are gone: plain data only. */
 struct PendingError {
-	ErrorData *pg_error;	/* a PostgreSQL error to re-raise as it was */
-	char sqlstate[6];	/* otherwise our own error: malloc'd strings */
+	ErrorData *pg_error; /* a PostgreSQL error to re-raise as it was */
+	char sqlstate[6];	 /* otherwise our own error: malloc'd strings */
 	char *message;
 	char *detail;
 	char *hint;
@@ -82,7 +82,7 @@ run(Fn &fn, Result *result, PendingError &pending) noexcept
 	}
 }
 
-}  // namespace guard_detail
+} // namespace guard_detail
 
 /*
  * PostgreSQL -> C++: run fn, turning any exception into ereport(ERROR) after
@@ -145,4 +145,4 @@ pg_call(Fn &&fn) -> decltype(fn())
 		return call.result;
 }
 
-}  // namespace edgesync
+} // namespace edgesync

@@ -19,8 +19,7 @@ class MemoryContextSwitch {
   public:
 	explicit MemoryContextSwitch(MemoryContext target) noexcept
 		: previous_(MemoryContextSwitchTo(target))
-	{
-	}
+	{}
 	~MemoryContextSwitch() { MemoryContextSwitchTo(previous_); }
 	MemoryContextSwitch(const MemoryContextSwitch &) = delete;
 	MemoryContextSwitch &operator=(const MemoryContextSwitch &) = delete;
@@ -36,11 +35,9 @@ class MemoryContextSwitch {
 class OwnedMemoryContext {
   public:
 	OwnedMemoryContext(MemoryContext parent, const char *name)
-		: context_(pg_call([&] {
-			  return AllocSetContextCreateInternal(parent, name, ALLOCSET_DEFAULT_SIZES);
-		  }))
-	{
-	}
+		: context_(pg_call(
+			  [&] { return AllocSetContextCreateInternal(parent, name, ALLOCSET_DEFAULT_SIZES); }))
+	{}
 	~OwnedMemoryContext()
 	{
 		if (context_ != nullptr)
@@ -56,4 +53,4 @@ class OwnedMemoryContext {
 	MemoryContext context_;
 };
 
-}  // namespace edgesync
+} // namespace edgesync

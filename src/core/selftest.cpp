@@ -39,7 +39,7 @@ struct LiveObject {
 	std::vector<char> payload = std::vector<char>(4096);
 };
 
-}  // namespace
+} // namespace
 
 /*
  * edgesync_selftest_throw(kind text, sqlstate text): throws kind =
@@ -84,7 +84,8 @@ edgesync_selftest_pg_error_under_cpp(PG_FUNCTION_ARGS)
 		edgesync::OwnedMemoryContext scratch(TopMemoryContext, kSelftestContextName);
 		LiveObject second;
 		edgesync::MemoryContextSwitch in_scratch(scratch.get());
-		return edgesync::pg_call([&] { return DirectFunctionCall1(int4in, CStringGetDatum(input)); });
+		return edgesync::pg_call(
+			[&] { return DirectFunctionCall1(int4in, CStringGetDatum(input)); });
 	});
 }
 

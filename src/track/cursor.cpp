@@ -43,13 +43,13 @@ parse_uint(std::string_view s, uint64_t &out)
 malformed(std::string_view text, const char *why)
 {
 	throw Error("22023", "invalid cursor")
-		.detail(format("%s (cursor \"%.*s\").", why, static_cast<int>(std::min<size_t>(text.size(), 200)),
-					   text.data()))
+		.detail(format("%s (cursor \"%.*s\").", why,
+					   static_cast<int>(std::min<size_t>(text.size(), 200)), text.data()))
 		.hint("Pass a cursor returned by edgesync.changes() or edgesync.pull(), or NULL to start "
 			  "from the beginning.");
 }
 
-}  // namespace
+} // namespace
 
 bool
 is_snapshot_text(std::string_view s)
@@ -117,4 +117,4 @@ format_cursor(const Cursor &c)
 	return out;
 }
 
-}  // namespace edgesync::track
+} // namespace edgesync::track

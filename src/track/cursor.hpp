@@ -44,4 +44,4 @@ std::string format_cursor(const Cursor &c);
 /* True if s is the text of a pg_snapshot: xmin:xmax:xip,... in order. */
 bool is_snapshot_text(std::string_view s);
 
-}  // namespace edgesync::track
+} // namespace edgesync::track

@@ -15,4 +15,4 @@ namespace edgesync::track {
 /* Registers the transaction callbacks and the relcache callback; from _PG_init. */
 void register_sync_log_callbacks();
 
-}  // namespace edgesync::track
+} // namespace edgesync::track

@@ -29,7 +29,10 @@ namespace {
 /* Adapter so the text_writer templates append to a StringInfo. */
 struct StringInfoSink {
 	StringInfo s;
-	void append(const char *data, size_t len) { appendBinaryStringInfo(s, data, static_cast<int>(len)); }
+	void append(const char *data, size_t len)
+	{
+		appendBinaryStringInfo(s, data, static_cast<int>(len));
+	}
 	void push_back(char c) { appendStringInfoCharMacro(s, c); }
 };
 
@@ -50,17 +53,16 @@ required_column(Relation rel, const char *name, Oid typid)
 	TupleDesc desc = RelationGetDescr(rel);
 	AttrNumber attnum = find_column(desc, name);
 	if (attnum == InvalidAttrNumber || TupleDescAttr(desc, attnum - 1)->atttypid != typid)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table \"%s\" has no column \"%s\" of type %s", RelationGetRelationName(rel),
-						name, format_type_be(typid)),
-				 errdetail("edgesync's triggers keep this column up to date."),
-				 errhint("Call edgesync.track('%s') again to add it.",
-						 RelationGetRelationName(rel))));
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						errmsg("table \"%s\" has no column \"%s\" of type %s",
+							   RelationGetRelationName(rel), name, format_type_be(typid)),
+						errdetail("edgesync's triggers keep this column up to date."),
+						errhint("Call edgesync.track('%s') again to add it.",
+								RelationGetRelationName(rel))));
 	return attnum;
 }
 
-}  // namespace
+} // namespace
 
 JsonKind
 json_kind_of(Oid typid)
@@ -204,7 +206,7 @@ build_or_delete(TrackedRel *info, Relation rel, MemoryContext context)
 	PG_END_TRY();
 }
 
-}  // namespace
+} // namespace
 
 TrackedRel *
 tracked_rel_for(FunctionCallInfo fcinfo, Relation rel)
@@ -233,8 +235,8 @@ tracked_rel_for(FunctionCallInfo fcinfo, Relation rel)
 	}
 	if (!e->valid) {
 		uint64 before = invalidations;
-		MemoryContext context = AllocSetContextCreate(CacheMemoryContext, "edgesync tracked relation",
-													  ALLOCSET_SMALL_SIZES);
+		MemoryContext context = AllocSetContextCreate(
+			CacheMemoryContext, "edgesync tracked relation", ALLOCSET_SMALL_SIZES);
 		TrackedRel fresh;
 		build_or_delete(&fresh, rel, context);
 		if (e->context != nullptr)
@@ -285,4 +287,4 @@ keys_equal(const TrackedRel *info, HeapTuple a, HeapTuple b, TupleDesc desc)
 	return true;
 }
 
-}  // namespace edgesync::track
+} // namespace edgesync::track

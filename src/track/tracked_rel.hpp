@@ -58,4 +58,4 @@ void append_json_value(StringInfo out, JsonKind kind, FmgrInfo *output, Datum va
 /* The JsonKind of a type. */
 JsonKind json_kind_of(Oid typid);
 
-}  // namespace edgesync::track
+} // namespace edgesync::track

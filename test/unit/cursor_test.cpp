@@ -13,8 +13,8 @@ TEST(Snapshot, AcceptsPgSnapshotText)
 {
 	EXPECT_TRUE(is_snapshot_text("740:740:"));
 	EXPECT_TRUE(is_snapshot_text("740:745:740,742"));
-	EXPECT_FALSE(is_snapshot_text("745:740:"));		 /* xmin > xmax */
-	EXPECT_FALSE(is_snapshot_text("740:745:746"));	 /* xip beyond xmax */
+	EXPECT_FALSE(is_snapshot_text("745:740:"));		   /* xmin > xmax */
+	EXPECT_FALSE(is_snapshot_text("740:745:746"));	   /* xip beyond xmax */
 	EXPECT_FALSE(is_snapshot_text("740:745:742,741")); /* not ascending */
 	EXPECT_FALSE(is_snapshot_text("0:0:"));
 	EXPECT_FALSE(is_snapshot_text("a:b:"));
