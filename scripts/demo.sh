@@ -5,15 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/install-deps.sh
-make -s >/dev/null
-
 # Clusters and a private install of edgesync (the system is left untouched).
 source scripts/cluster.sh
-trap cluster_stop_all EXIT
-source scripts/private-install.sh
-private_install "$CLUSTER_ROOT/install"
-PG_BINDIR=$PRIVATE_BINDIR
+cluster_setup
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 # hospital_sql SQL...: run statements on the hospital's database, echoing them.

@@ -14,18 +14,10 @@ ROWS=${ROWS:-200000}
 TOP=${TOP:-15}
 command -v perf >/dev/null || { echo "perf not found: apt-get install linux-perf" >&2; exit 1; }
 
-bash scripts/install-deps.sh
-make -s >/dev/null
+# Clusters and a private install of edgesync (the system is left untouched).
 source scripts/cluster.sh
-trap cluster_stop_all EXIT
-source scripts/private-install.sh
-private_install "$CLUSTER_ROOT/install"
-PG_BINDIR=$PRIVATE_BINDIR
-if ! cluster_start prof 2>/dev/null; then
-	echo "listen_addresses = ''" | as_cluster_user tee -a "$CLUSTER_ROOT/prof/postgresql.conf" >/dev/null
-	as_cluster_user "$PG_BINDIR/pg_ctl" -D "$CLUSTER_ROOT/prof" -l "$CLUSTER_ROOT/prof.log" -w start >/dev/null
-	prof_PORT=$(sed -n 's/^port = //p' "$CLUSTER_ROOT/prof/postgresql.conf" | tail -1)
-fi
+cluster_setup
+cluster_start prof
 q() { PGOPTIONS="-c client_min_messages=warning" cluster_psql prof -d postgres -At -v ON_ERROR_STOP=1 "$@"; }
 
 q <<SQL >/dev/null

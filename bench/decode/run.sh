@@ -52,14 +52,9 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-bash scripts/install-deps.sh
-make -s >/dev/null
-
+# Clusters and a private install of edgesync (the system is left untouched).
 source scripts/cluster.sh
-trap cluster_stop_all EXIT
-source scripts/private-install.sh
-private_install "$CLUSTER_ROOT/install"
-PG_BINDIR=$PRIVATE_BINDIR
+cluster_setup
 
 log() { printf '%s  %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 q() { PGOPTIONS="-c client_min_messages=warning" cluster_psql bench -d bench -At -v ON_ERROR_STOP=1 "$@"; }
@@ -98,13 +93,7 @@ recv_args() { # plugin -> -o k=v ...
 peek_fn() { [ "$1" = pgoutput ] && echo pg_logical_slot_peek_binary_changes || echo pg_logical_slot_peek_changes; }
 
 log "starting a throwaway cluster"
-# The cluster needs no TCP port (everything connects by its unix socket), and
-# another job may take the one cluster_start found free: then start without.
-if ! cluster_start bench 2>/dev/null; then
-	echo "listen_addresses = ''" | as_cluster_user tee -a "$CLUSTER_ROOT/bench/postgresql.conf" >/dev/null
-	as_cluster_user "$PG_BINDIR/pg_ctl" -D "$CLUSTER_ROOT/bench" -l "$CLUSTER_ROOT/bench.log" -w start >/dev/null
-	bench_PORT=$(sed -n 's/^port = //p' "$CLUSTER_ROOT/bench/postgresql.conf" | tail -1)
-fi
+cluster_start bench
 cluster_psql bench -d postgres -v ON_ERROR_STOP=1 <<SQL >/dev/null
 -- A list: one quoted string would be read as a single library name.
 ALTER SYSTEM SET output_plugin_libraries = pgoutput, test_decoding, edgesync, wal2json;

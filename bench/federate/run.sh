@@ -28,12 +28,9 @@ ROWS=${ROWS:-100000}
 REPEATS=${REPEATS:-3}
 PGBENCH_SECONDS=${PGBENCH_SECONDS:-10}
 
-make -s >/dev/null
+# Clusters and a private install of edgesync (the system is left untouched).
 source scripts/cluster.sh
-trap cluster_stop_all EXIT
-source scripts/private-install.sh
-private_install "$CLUSTER_ROOT/install"
-PG_BINDIR=$PRIVATE_BINDIR
+cluster_setup
 
 cluster_start hospital
 cluster_start cloud

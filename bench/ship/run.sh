@@ -57,19 +57,14 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-bash scripts/install-deps.sh
-make -s >/dev/null
-
 source scripts/cluster.sh
+cluster_setup
 receiver_pid=
 stop_all() {
 	[ -n "$receiver_pid" ] && kill "$receiver_pid" 2>/dev/null
 	cluster_stop_all
 }
 trap stop_all EXIT
-source scripts/private-install.sh
-private_install "$CLUSTER_ROOT/install"
-PG_BINDIR=$PRIVATE_BINDIR
 
 cluster_start hospital
 cluster_start cloud

@@ -21,21 +21,11 @@ variants=("$@")
 [ ${#variants[@]} -eq 0 ] && variants=(bare full nolog floor floor2)
 command -v valgrind >/dev/null || apt-get install -y -q --no-install-recommends valgrind >/dev/null
 
-make -s >/dev/null
+# Clusters and a private install of edgesync (the system is left untouched).
 source scripts/cluster.sh
-trap 'set +e; cluster_stop_all' EXIT
-source scripts/private-install.sh
-private_install "$CLUSTER_ROOT/install"
-PG_BINDIR=$PRIVATE_BINDIR
+cluster_setup
 
-# The cluster needs no TCP port (everything connects by its unix socket),
-# and another job may take the one cluster_start found free, for a client
-# connection even: then start it without one.
-if ! cluster_start cg 2>/dev/null; then
-	echo "listen_addresses = ''" | as_cluster_user tee -a "$CLUSTER_ROOT/cg/postgresql.conf" >/dev/null
-	as_cluster_user "$PG_BINDIR/pg_ctl" -D "$CLUSTER_ROOT/cg" -l "$CLUSTER_ROOT/cg.log" -w start >/dev/null
-	cg_PORT=$(sed -n 's/^port = //p' "$CLUSTER_ROOT/cg/postgresql.conf" | tail -1)
-fi
+cluster_start cg
 cluster_psql cg -d postgres -c 'ALTER SYSTEM SET autovacuum = off' -c 'CREATE DATABASE bench' >/dev/null
 cluster_psql cg -d bench -f bench/track/setup.sql >/dev/null
 for v in "${variants[@]}"; do

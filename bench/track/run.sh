@@ -34,21 +34,11 @@ PGBENCH_CLIENTS=${PGBENCH_CLIENTS:-2}
 [ "$PGBENCH_SECONDS" -ge 3 ] || { echo "PGBENCH_SECONDS must be at least 3" >&2; exit 2; }
 read -r -a variants <<<"${VARIANTS:-bare full nolog plpgsql floor floor2}"
 
-make -s >/dev/null
+# Clusters and a private install of edgesync (the system is left untouched).
 source scripts/cluster.sh
-trap 'set +e; cluster_stop_all' EXIT
-source scripts/private-install.sh
-private_install "$CLUSTER_ROOT/install"
-PG_BINDIR=$PRIVATE_BINDIR
+cluster_setup
 
-# The cluster needs no TCP port (everything connects by its unix socket),
-# and another job may take the one cluster_start found free, for a client
-# connection even: then start it without one.
-if ! cluster_start bench 2>/dev/null; then
-	echo "listen_addresses = ''" | as_cluster_user tee -a "$CLUSTER_ROOT/bench/postgresql.conf" >/dev/null
-	as_cluster_user "$PG_BINDIR/pg_ctl" -D "$CLUSTER_ROOT/bench" -l "$CLUSTER_ROOT/bench.log" -w start >/dev/null
-	bench_PORT=$(sed -n 's/^port = //p' "$CLUSTER_ROOT/bench/postgresql.conf" | tail -1)
-fi
+cluster_start bench
 cluster_psql bench -d postgres <<'SQL' >/dev/null
 ALTER SYSTEM SET shared_buffers = '512MB';
 ALTER SYSTEM SET max_wal_size = '8GB';
