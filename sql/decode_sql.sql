@@ -63,9 +63,9 @@ INSERT INTO beds (ward_id, label) VALUES (1, 'C1');
 -- What the stream looks like (LSNs and timestamps masked).
 SELECT regexp_replace(regexp_replace(regexp_replace(regexp_replace(data,
          '''[0-9A-F]+/[0-9A-F]+''', '''…''', 'g'),
-         '''\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[.0-9]*[+-]\d\d''', '''…''', 'g'),
-         '''[0-9a-f]{64}''', '''…hmac''', 'g'),
-         '''(long note ){3}[^'']*''', '''long note …''', 'g') AS stream
+         '([''"])\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[.0-9]*[+-]\d\d([''"])', '\1…\2', 'g'),
+         '([''"])[0-9a-f]{64}([''"])', '\1…hmac\2', 'g'),
+         '([''"])(long note ){3}[^''"]*([''"])', '\1long note …\3', 'g') AS stream
   FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql', 'source', 'regress-source');
 
 -- One statement per line: line breaks inside values are escaped.
@@ -196,9 +196,103 @@ SELECT string_agg(format('%s/%s/%s/%s/%s', id, b, i, s, version), ', ' ORDER BY 
   FROM extremes \gset
 SELECT :'replica_extremes' AS replica_extremes, :'source_extremes' = :'replica_extremes' AS same;
 
+-- Runs: consecutive changes of one table and kind are written as one
+-- multi-row statement.  A run ends at another table or kind, at a key already
+-- in it, at a truncate, at batch-rows or batch-bytes, and at commit.
+\set runtables 'CREATE TABLE r1 (id int PRIMARY KEY, v text); CREATE TABLE r2 (id int PRIMARY KEY, v text); CREATE TABLE r3 (id int PRIMARY KEY); CREATE TABLE rfull (id int PRIMARY KEY, v text); ALTER TABLE rfull REPLICA IDENTITY FULL; CREATE TABLE rnum (id numeric PRIMARY KEY, v text); CREATE TABLE rarr (id int PRIMARY KEY, tags text[]); SELECT count(edgesync.track(t)) AS tracked FROM unnest(ARRAY[''r1'', ''r2'', ''r3'', ''rfull'', ''rnum'', ''rarr'']) AS t;'
+:runtables
+\c :source_db
+SET edgesync.hash_key = 'regress-secret';
+:runtables
+SELECT count(*) >= 0 AS consumed FROM pg_logical_slot_get_changes('q', NULL, NULL);
+BEGIN;
+INSERT INTO r1 VALUES (1, 'a'), (2, 'b'), (3, 'c');
+UPDATE r1 SET v = 'a2' WHERE id = 1;          -- key 1 already in the run
+INSERT INTO r1 VALUES (4, 'd');
+INSERT INTO r2 VALUES (10, 'x');              -- alternating tables
+INSERT INTO r1 VALUES (11, 'y');
+INSERT INTO r2 VALUES (12, 'z');
+DELETE FROM r1 WHERE id = 2;                  -- a delete between upserts
+INSERT INTO r1 VALUES (20, 'e'), (21, 'f');
+INSERT INTO r3 VALUES (1), (2);
+TRUNCATE r3;                                  -- a truncate inside a run
+INSERT INTO r3 VALUES (3), (4);
+UPDATE r1 SET id = 100 WHERE id = 3;          -- a key change: delete, then upsert
+DELETE FROM r1 WHERE id IN (4, 11, 20);       -- one delete statement
+INSERT INTO rfull VALUES (1, 'p'), (2, 'q'), (3, 'r');
+DELETE FROM rfull WHERE id < 3;               -- guarded by the deleted versions
+INSERT INTO rnum VALUES (1.0, 'n'), (2, 'm'); -- numeric keys: one row per statement
+INSERT INTO rarr VALUES (1, '{a,"b,c"}'), (2, NULL), (3, '{}'); -- an array column: VALUES
+COMMIT;
+INSERT INTO r2 SELECT g, repeat('w', 300) FROM generate_series(100, 106) g;
+SELECT left(data, 38) AS statement,
+       CASE WHEN data LIKE '%ROWS FROM%'
+            THEN cardinality(string_to_array(substring(data from 'unnest\(''\{([^}]*)\}'), ','))
+            WHEN data LIKE '%(VALUES %' THEN (length(data) - length(replace(data, '), (', ''))) / 4 + 1 END AS rows_in_run
+  FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql')
+ WHERE data NOT LIKE 'SELECT edgesync.apply_begin%';
+SELECT data FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql')
+ WHERE data LIKE 'DELETE FROM "public"."r%' AND data LIKE '%USING%';
+-- The limits: batch-rows (7 rows in runs of 3) and batch-bytes (each ~350-byte row
+-- takes a run of two past 1024 bytes).
+SELECT left(data, 38) AS statement,
+       CASE WHEN data LIKE '%ROWS FROM%'
+            THEN cardinality(string_to_array(substring(data from 'unnest\(''\{([^}]*)\}'), ','))
+            WHEN data LIKE '%(VALUES %' THEN (length(data) - length(replace(data, '), (', ''))) / 4 + 1 END AS rows_in_run
+  FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql', 'batch-rows', '3')
+ WHERE data LIKE 'INSERT INTO "public"."r2"%';
+SELECT count(*) AS statements
+  FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql', 'batch-bytes', '1024')
+ WHERE data LIKE 'INSERT INTO "public"."r2"%';
+SELECT count(*) AS statements
+  FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql', 'batch-rows', '1')
+ WHERE data LIKE 'INSERT%' OR data LIKE 'DELETE%';
+SELECT * FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql', 'batch-rows', '0');
+SELECT * FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql', 'batch-bytes', '1k');
+SELECT string_agg(data, E'\n' ORDER BY n) AS stream
+  FROM pg_logical_slot_get_changes('q', NULL, NULL, 'format', 'sql', 'source', 'regress-source')
+       WITH ORDINALITY AS c(lsn, xid, data, n) \gset
+\set runsum 'SELECT (SELECT string_agg(format(''%s:%s:%s'', id, v, version), '','' ORDER BY id) FROM r1) AS r1, (SELECT md5(string_agg(format(''%s:%s:%s'', id, v, version), '','' ORDER BY id)) FROM r2) AS r2, (SELECT string_agg(id::text, '','' ORDER BY id) FROM r3) AS r3, (SELECT string_agg(format(''%s:%s'', id, v), '','' ORDER BY id) FROM rfull) AS rfull, (SELECT string_agg(format(''%s:%s'', id, v), '','' ORDER BY id) FROM rnum) AS rnum, (SELECT string_agg(format(''%s:%s'', id, tags), '','' ORDER BY id) FROM rarr) AS rarr'
+:runsum \gset source_
+\c decode_replica
+\o /dev/null
+:stream
+\o
+:runsum \gset replica_
+SELECT :'source_r1' AS r1, :'source_r1' = :'replica_r1' AND :'source_r2' = :'replica_r2'
+       AND :'source_r3' = :'replica_r3' AND :'source_rfull' = :'replica_rfull'
+       AND :'source_rnum' = :'replica_rnum' AND :'source_rarr' = :'replica_rarr' AS same;
+SELECT lsn AS applied_lsn FROM edgesync.applied_lsn WHERE source = 'regress-source' \gset
+\o /dev/null
+:stream
+\o
+:runsum \gset again_
+SELECT :'replica_r1' = :'again_r1' AND :'replica_r2' = :'again_r2' AND :'replica_r3' = :'again_r3'
+       AND :'replica_rfull' = :'again_rfull' AND :'replica_rnum' = :'again_rnum'
+       AND :'replica_rarr' = :'again_rarr' AS unchanged,
+       (SELECT lsn FROM edgesync.applied_lsn WHERE source = 'regress-source') = :'applied_lsn' AS lsn_unchanged;
+DROP TABLE r1, r2, r3, rfull, rnum, rarr;
+
+-- A column's type changed inside a transaction ends the run (its arrays are
+-- cast to the column's type).
+\c :source_db
+SET edgesync.hash_key = 'regress-secret';
+CREATE TABLE rtype (id int PRIMARY KEY, v int);
+SELECT edgesync.track('rtype');
+SELECT count(*) >= 0 AS consumed FROM pg_logical_slot_get_changes('q', NULL, NULL);
+BEGIN;
+INSERT INTO rtype VALUES (1, 1), (2, 2);
+ALTER TABLE rtype ALTER COLUMN v TYPE text;
+INSERT INTO rtype VALUES (3, 'x'), (4, 'y');
+COMMIT;
+SELECT (SELECT string_agg(m[1], ' ') FROM regexp_matches(data, '''(::[a-z_. ]+\[\])\)', 'g') m) AS casts
+  FROM pg_logical_slot_get_changes('q', NULL, NULL, 'format', 'sql')
+ WHERE data LIKE 'INSERT%';
+\c decode_replica
+
 \c :source_db
 SET edgesync.hash_key = 'regress-secret';
 SELECT pg_drop_replication_slot('q');
 DROP DATABASE decode_replica;
-DROP TABLE patients, "Odd ""Table""", doses, stays, wards, beds, extremes;
+DROP TABLE patients, "Odd ""Table""", doses, stays, wards, beds, extremes, r1, r2, r3, rfull, rnum, rarr, rtype;
 DROP EXTENSION edgesync;

@@ -70,6 +70,25 @@ INSERT INTO vals (id, t) SELECT 100, string_agg(md5(g::text), '') FROM generate_
 SELECT length(d->'row'->>'t') AS len, md5(d->'row'->>'t') = (SELECT md5(t) FROM vals WHERE id = 100) AS same
   FROM pg_logical_slot_get_changes('v', NULL, NULL) AS c, LATERAL (SELECT c.data::jsonb) AS x(d);
 
+-- Domains as their base type (a domain over int is a number, over jsonb
+-- embedded JSON); composite, enum, array and range values as their text.
+CREATE DOMAIN posint AS int CHECK (VALUE > 0);
+CREATE DOMAIN doc AS jsonb;
+CREATE TYPE dose AS (mg numeric, unit text);
+CREATE TYPE triage AS ENUM ('green', 'Red "1"');
+CREATE TABLE kinds (id posint PRIMARY KEY, d doc, c dose, cs dose[], e triage, es triage[], r int4range);
+SELECT edgesync.track('kinds');
+INSERT INTO kinds VALUES (1, '{"a": null}', '(2.5,"m""g")', ARRAY['(1,x)'::dose, NULL], 'Red "1"',
+  '{green,"Red \"1\""}', '[1,5)');
+SELECT d->'pk' AS pk, d->'row'->'d' AS d, d->'row'->>'c' AS c, d->'row'->>'cs' AS cs,
+       d->'row'->>'e' AS e, d->'row'->>'es' AS es, d->'row'->>'r' AS r,
+       (d->'row'->>'c')::dose = (SELECT c FROM kinds) AS c_same,
+       (d->'row'->>'es')::triage[] = (SELECT es FROM kinds) AS es_same
+  FROM pg_logical_slot_get_changes('v', NULL, NULL) AS c, LATERAL (SELECT c.data::jsonb) AS x(d);
+DROP TABLE kinds;
+DROP TYPE dose, triage;
+DROP DOMAIN posint, doc;
+
 -- Two readers with different session settings get the same bytes: every
 -- setting an output function reads is pinned for the decoding (timestamptz in
 -- UTC, hex bytea, ISO dates, postgres intervals, shortest-exact floats, C

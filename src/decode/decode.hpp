@@ -3,8 +3,9 @@
  *
  * The plugin (plugin.cpp) keeps one DecodeState per decoding session and
  * one RelInfo per relation (relinfo.cpp, a cache invalidated by relcache
- * callbacks).  The writers (json_writer.cpp, sql_writer.cpp) turn a Change
- * into text; values.cpp writes one column value under its policy.
+ * callbacks).  The writers (json_writer.cpp; sql_writer.cpp with its runs
+ * in sql_runs.cpp) turn a Change into text; values.cpp writes one column
+ * value under its policy.
  *
  * Functions here are plain C-style code: they may ereport(ERROR) and own no
  * C++ objects, so they are called from the callbacks directly.
@@ -53,6 +54,7 @@ enum class ValueKind : char {
 enum class Policy : char { kReplicate, kHash, kRedact };
 
 struct RelInfo;
+struct SqlRun;
 
 struct ColumnInfo {
 	const RelInfo *rel; /* the relation it belongs to (for messages) */
@@ -60,6 +62,7 @@ struct ColumnInfo {
 	bool generated;		/* stored generated: json only */
 	bool is_key;		/* primary key column */
 	bool is_identity;	/* replica identity index column */
+	bool in_array;		/* sql: values can be sent as elements of an array of its type */
 	ValueKind kind;
 	Policy policy;
 	Oid typid;
@@ -80,6 +83,7 @@ struct RelInfo {
 	bool tracked;		   /* root is in edgesync.tracked_tables */
 	bool selected;		   /* tracked and allowed by the "tables" option */
 	bool has_policy;	   /* some column is hashed or redacted */
+	bool names_objects;	   /* some column's text may name objects (regclass...) */
 	const char *schema;	   /* the tracked table's names */
 	const char *table;
 	const char *json_names; /* "schema":"s","table":"t" */
@@ -91,6 +95,7 @@ struct RelInfo {
 	int nidentity;
 	AttrNumber identity[INDEX_MAX_KEYS]; /* replica identity index attnums */
 	AttrNumber version_attnum;			 /* 0 if none */
+	bool keys_text_exact;				 /* primary key values are equal iff their literals are */
 };
 
 /* Per-session plugin state (ctx->output_plugin_private). */
@@ -103,11 +108,16 @@ struct DecodeState {
 	int ntables; /* "tables" option, or -1 for all */
 	char **table_schemas;
 	char **table_names;
-	char *source; /* sql: this source's name on the replica */
+	char *source;			   /* sql: this source's name on the replica */
+	int batch_rows;			   /* sql: most changes in one statement */
+	int batch_bytes;		   /* sql: statement size after which a run ends */
+	MemoryContext run_context; /* sql: the run being buffered, reset per run */
+	struct SqlRun *run;		   /* sql_runs.cpp */
 
 	/* The transaction being decoded. */
 	ReorderBufferTXN *txn;
 	bool begin_written;
+	bool search_path_pinned;
 	uint64 seq;
 	char commit_lsn[32];
 	char commit_time[64];
@@ -133,10 +143,21 @@ const RelInfo *relinfo_get(DecodeState *state, Relation rel);
 void relinfo_invalidate_all();
 void relinfo_purge();
 
+/*
+ * plugin.cpp: the output settings the plugin writes values under (UTC,
+ * ISO dates, hex bytea, ... see docs/output-format.md), set LOCAL to the
+ * current transaction.  The decoding callbacks set them themselves; code that
+ * calls the writers outside decoding (a resync) calls this first, in a
+ * transaction, so that its values read the same as the stream's.
+ */
+void pin_output_settings_for_writers();
+
 /* values.cpp: one value under its column's policy (raw_columns: none). */
 void append_json_value(StringInfo out, const DecodeState *state, const ColumnInfo *col, Datum value,
 					   bool *json_null);
 void append_sql_value(StringInfo out, const DecodeState *state, const ColumnInfo *col, Datum value);
+void append_sql_array_element(StringInfo out, const DecodeState *state, const ColumnInfo *col,
+							  bool isnull, Datum value);
 Policy effective_policy(const DecodeState *state, const ColumnInfo *col);
 bool value_is_unchanged_toast(const ColumnInfo *col, Datum value);
 

@@ -13,7 +13,8 @@ namespace edgesync::decode {
 namespace {
 
 constexpr const char *kOptionNames[] = {
-	"format", "include-transaction", "tables", "skip-origins", "columns", "source"};
+	"format", "include-transaction", "tables",	   "skip-origins", "columns",
+	"source", "batch-rows",			 "batch-bytes"};
 
 std::string
 lower(std::string_view s)
@@ -94,6 +95,24 @@ read_identifier(std::string_view text, size_t &pos)
 	return lower(out);
 }
 
+/* A whole number in [min, max], written in decimal digits. */
+int
+int_option(const RawOption &opt, int min, int max)
+{
+	const std::string &v = required_value(opt);
+	long long n = 0;
+	bool ok = !v.empty() && v.size() <= 10;
+	for (char c : v) {
+		ok &= c >= '0' && c <= '9';
+		if (ok)
+			n = n * 10 + (c - '0');
+	}
+	if (!ok || n < min || n > max)
+		throw bad_value(opt.first, opt.second,
+						format("The value must be a whole number from %d to %d.", min, max));
+	return static_cast<int>(n);
+}
+
 } // namespace
 
 std::optional<bool>
@@ -147,7 +166,7 @@ parse_options(const std::vector<RawOption> &raw)
 			std::end(kOptionNames))
 			throw Error("42704", format("unrecognized edgesync option \"%s\"", name.c_str()))
 				.hint("Valid options are format, include-transaction, tables, skip-origins, "
-					  "columns and source.");
+					  "columns, source, batch-rows and batch-bytes.");
 		if (std::find(seen.begin(), seen.end(), name) != seen.end())
 			throw Error("42601", format("option \"%s\" given more than once", name.c_str()));
 		seen.push_back(name);
@@ -180,6 +199,10 @@ parse_options(const std::vector<RawOption> &raw)
 			if (v.empty() || v.size() > 200)
 				throw bad_value(name, opt.second, "A source name has 1 to 200 characters.");
 			opts.source = v;
+		} else if (name == "batch-rows") {
+			opts.batch_rows = int_option(opt, 1, kMaxBatchRows);
+		} else if (name == "batch-bytes") {
+			opts.batch_bytes = int_option(opt, kMinBatchBytes, kMaxBatchBytes);
 		}
 	}
 	return opts;

@@ -31,14 +31,23 @@ struct QualifiedName {
 	bool operator==(const QualifiedName &) const = default;
 };
 
+/* sql format: consecutive changes written as one statement (docs/output-format.md). */
+constexpr int kDefaultBatchRows = 1000;
+constexpr int kMaxBatchRows = 100000;
+constexpr int kDefaultBatchBytes = 1 << 20;
+constexpr int kMinBatchBytes = 1024;
+constexpr int kMaxBatchBytes = 256 << 20;
+
 struct Options {
 	Format format = Format::kJson;
 	bool include_transaction = false;
 	bool skip_origins = false;
 	ColumnsMode columns = ColumnsMode::kPolicy;
-	bool has_tables = false;		   /* "tables" given: only these */
-	std::vector<QualifiedName> tables; /* when has_tables */
-	std::optional<std::string> source; /* sql format: the name of this source */
+	bool has_tables = false;			  /* "tables" given: only these */
+	std::vector<QualifiedName> tables;	  /* when has_tables */
+	std::optional<std::string> source;	  /* sql format: the name of this source */
+	int batch_rows = kDefaultBatchRows;	  /* sql format: most changes per statement */
+	int batch_bytes = kDefaultBatchBytes; /* sql format: a statement's size cap */
 };
 
 using RawOption = std::pair<std::string, std::optional<std::string>>;

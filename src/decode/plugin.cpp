@@ -73,6 +73,8 @@ store_options(DecodeState *state, const Options &opts)
 			});
 		}
 	}
+	state->batch_rows = opts.batch_rows;
+	state->batch_bytes = opts.batch_bytes;
 	if (opts.source)
 		pg_call([&] { state->source = pstrdup(opts.source->c_str()); });
 }
@@ -156,6 +158,8 @@ startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 	DecodeState *state = static_cast<DecodeState *>(palloc0(sizeof(DecodeState)));
 	state->change_context =
 		AllocSetContextCreate(ctx->context, "edgesync change", ALLOCSET_DEFAULT_SIZES);
+	state->run_context =
+		AllocSetContextCreate(ctx->context, "edgesync sql run", ALLOCSET_DEFAULT_SIZES);
 	state->ntables = -1;
 	parse_plugin_options(state, ctx->output_plugin_options);
 	MemoryContextSwitchTo(old);
@@ -185,15 +189,32 @@ shutdown(LogicalDecodingContext *ctx)
  * on TimeZone, dates on DateStyle, intervals on IntervalStyle, floats on
  * extra_float_digits, bytea on bytea_output, money on lc_monetary, and
  * regclass/regtype/regproc values on search_path (with only pg_catalog,
- * every other name is schema-qualified) and quote_all_identifiers, which
- * also shapes the names the writers quote with quote_identifier().  Each is set only when it
- * differs, which is the cheap common case.
+ * every other name is schema-qualified; see pin_search_path) and on
+ * quote_all_identifiers, which also shapes the names the writers quote with
+ * quote_identifier().  Each is set only when it would change the output (a zone with a fixed zero
+ * offset such as Debian's default Etc/UTC prints as UTC does; C.UTF-8 formats money as C does):
+ * setting one costs about a microsecond per transaction, which single-row transactions notice.
  */
 void
 pin_setting(const char *name, const char *value)
 {
 	(void) set_config_option(name, value, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
 							 false);
+}
+
+/* A zone that prints every instant as UTC does (Etc/UTC, GMT, ...). */
+bool
+is_utc(const pg_tz *tz)
+{
+	long offset;
+	return pg_get_timezone_offset(tz, &offset) && offset == 0;
+}
+
+/* The C locale's monetary conventions, under any of its names. */
+bool
+is_c_locale(const char *name)
+{
+	return strcmp(name, "C") == 0 || strcmp(name, "POSIX") == 0 || strncmp(name, "C.", 2) == 0;
 }
 
 void
@@ -207,15 +228,40 @@ pin_output_settings()
 		pin_setting("extra_float_digits", "1");
 	if (bytea_output != BYTEA_OUTPUT_HEX)
 		pin_setting("bytea_output", "hex");
-	if (strcmp(pg_get_timezone_name(session_timezone), "UTC") != 0)
+	if (!is_utc(session_timezone))
 		pin_setting("timezone", "UTC");
-	if (strcmp(locale_monetary, "C") != 0)
+	if (!is_c_locale(locale_monetary))
 		pin_setting("lc_monetary", "C");
-	if (strcmp(namespace_search_path, "pg_catalog") != 0)
-		pin_setting("search_path", "pg_catalog");
 	if (quote_all_identifiers)
 		pin_setting("quote_all_identifiers", "off");
 }
+
+/*
+ * search_path shapes only regclass, regtype, ... values, and the default
+ * ("$user", public) differs from what is pinned: set it only in transactions
+ * that write a relation with such a column, not in every one.
+ */
+void
+pin_search_path(DecodeState *state)
+{
+	if (state->search_path_pinned)
+		return;
+	state->search_path_pinned = true;
+	if (strcmp(namespace_search_path, "pg_catalog") != 0)
+		pin_setting("search_path", "pg_catalog");
+}
+
+} // namespace
+
+void
+pin_output_settings_for_writers()
+{
+	pin_output_settings();
+	if (strcmp(namespace_search_path, "pg_catalog") != 0)
+		pin_setting("search_path", "pg_catalog");
+}
+
+namespace {
 
 /* ISO 8601 with zone offset: 2026-11-28T20:13:08.123456+00:00 */
 void
@@ -241,6 +287,7 @@ begin_txn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 	relinfo_purge();
 	state->txn = txn;
 	state->begin_written = false;
+	state->search_path_pinned = false;
 	state->seq = 0;
 	/* Before commit_time is formatted: it is written in UTC too. */
 	pin_output_settings();
@@ -301,6 +348,8 @@ change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation relation,
 	const RelInfo *rel = relinfo_get(state, relation);
 	if (!rel->selected)
 		return;
+	if (rel->names_objects)
+		pin_search_path(state);
 
 	MemoryContext old = MemoryContextSwitchTo(state->change_context);
 	TupleDesc desc = RelationGetDescr(relation);

@@ -121,11 +121,41 @@ kind_of(Oid typid)
 	case JSONBOID:
 		return ValueKind::kJsonb;
 	case TEXTOID:
-	case VARCHAROID:
-	case BPCHAROID:
+	case VARCHAROID: /* not bpchar: 'a' = 'a ' */
 		return ValueKind::kText;
 	default:
 		return ValueKind::kOther;
+	}
+}
+
+/*
+ * True if a value of the type may print names that depend on search_path
+ * (regclass, regtype, ... or, to be safe, a composite or range that could
+ * hold one), so that the plugin pins search_path before writing it.
+ */
+bool
+may_name_objects(Oid typid)
+{
+	Oid base = getBaseType(typid);
+	Oid element = get_element_type(base);
+	if (OidIsValid(element))
+		base = getBaseType(element);
+	switch (base) {
+	case REGCLASSOID:
+	case REGTYPEOID:
+	case REGPROCOID:
+	case REGPROCEDUREOID:
+	case REGOPEROID:
+	case REGOPERATOROID:
+	case REGCONFIGOID:
+	case REGDICTIONARYOID:
+	case REGCOLLATIONOID:
+		return true;
+	default: {
+		char typtype = get_typtype(base);
+		return typtype == TYPTYPE_COMPOSITE || typtype == TYPTYPE_RANGE ||
+			   typtype == TYPTYPE_MULTIRANGE;
+	}
 	}
 }
 
@@ -219,6 +249,35 @@ index_attnums(Oid indexid, AttrNumber *out)
 	return n;
 }
 
+/*
+ * True if two values of this key column are equal exactly when their text
+ * outputs are: the sql writer then tells "a key already in this run" by
+ * comparing the written literals (numeric 1.0 = 1.00, float -0 = 0, citext
+ * and nondeterministic collations are not).
+ */
+bool
+key_text_is_exact(Form_pg_attribute att)
+{
+	switch (att->atttypid) {
+	case INT2OID:
+	case INT4OID:
+	case INT8OID:
+	case OIDOID:
+	case BOOLOID:
+	case UUIDOID:
+	case DATEOID:
+	case TIMESTAMPOID:
+	case TIMESTAMPTZOID:
+	case BYTEAOID:
+		return true;
+	case TEXTOID:
+	case VARCHAROID: /* not bpchar: 'a' = 'a ' */
+		return !OidIsValid(att->attcollation) || get_collation_isdeterministic(att->attcollation);
+	default:
+		return false;
+	}
+}
+
 void
 build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext context)
 {
@@ -265,6 +324,12 @@ build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext conte
 		col->typlen = att->attlen;
 		col->type_hash = GetSysCacheHashValue1(TYPEOID, ObjectIdGetDatum(att->atttypid));
 		col->kind = kind_of(att->atttypid);
+		/* Not an array itself (unnest would flatten it), and has an array type. */
+		col->in_array = !OidIsValid(get_element_type(getBaseType(att->atttypid))) &&
+						getBaseType(att->atttypid) != BOXOID && /* its arrays use ';' */
+						OidIsValid(get_array_type(att->atttypid));
+		if (col->kind == ValueKind::kOther)
+			info->names_objects |= may_name_objects(att->atttypid);
 		col->policy = Policy::kReplicate;
 		col->name = pstrdup(NameStr(att->attname));
 		initStringInfo(&buf);
@@ -286,8 +351,11 @@ build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext conte
 
 	info->nkeys = index_attnums(RelationGetPrimaryKeyIndex(rel), info->keys);
 	info->nidentity = index_attnums(RelationGetReplicaIndex(rel), info->identity);
-	for (int k = 0; k < info->nkeys; k++)
+	info->keys_text_exact = info->nkeys > 0;
+	for (int k = 0; k < info->nkeys; k++) {
 		info->columns[info->keys[k] - 1].is_key = true;
+		info->keys_text_exact &= key_text_is_exact(TupleDescAttr(desc, info->keys[k] - 1));
+	}
 	for (int k = 0; k < info->nidentity; k++)
 		info->columns[info->identity[k] - 1].is_identity = true;
 

@@ -19,20 +19,20 @@
  * Columns left out: generated (cannot be written), redacted (the replica
  * keeps its own), and TOASTed values the WAL did not carry (unchanged); an
  * update with such a column becomes a plain UPDATE of the columns it has.
+ *
+ * This file writes the statements of one change each; runs of changes
+ * written as one multi-row statement are in sql_runs.cpp (what the two
+ * share: sql_writer_internal.hpp).
  */
-#include "decode/decode.hpp"
+#include "decode/sql_writer_internal.hpp"
 
-namespace edgesync::decode {
+extern "C" {
+#include "common/hashfn.h"
+}
+
+namespace edgesync::decode::sql {
 
 namespace {
-
-bool
-in_column_list(const DecodeState *state, const Change *c, int i)
-{
-	const ColumnInfo *col = &c->rel->columns[i];
-	return !col->dropped && !col->generated && effective_policy(state, col) != Policy::kRedact &&
-		   (c->unchanged == nullptr || !c->unchanged[i]);
-}
 
 void
 append_value_or_null(StringInfo out, const DecodeState *state, const ColumnInfo *col, bool isnull,
@@ -95,74 +95,6 @@ append_version_guard(StringInfo out, const Change *c, const char *op, bool use_o
 					 DatumGetInt64(values[v - 1]));
 }
 
-void
-write_delete(LogicalDecodingContext *ctx, DecodeState *state, const Change *c, const char *op,
-			 bool guard_with_old)
-{
-	OutputPluginPrepareWrite(ctx, true);
-	StringInfo out = ctx->out;
-	appendStringInfo(out, "DELETE FROM %s AS target WHERE ", c->rel->sql_name);
-	append_key_condition(out, state, c, true);
-	append_version_guard(out, c, op, guard_with_old);
-	appendStringInfoString(out, " AND edgesync.applying();");
-	OutputPluginWrite(ctx, true);
-}
-
-void
-write_upsert(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
-{
-	const RelInfo *rel = c->rel;
-	OutputPluginPrepareWrite(ctx, true);
-	StringInfo out = ctx->out;
-	bool first;
-
-	appendStringInfo(out, "INSERT INTO %s AS target (", rel->sql_name);
-	first = true;
-	for (int i = 0; i < rel->natts; i++) {
-		if (!in_column_list(state, c, i))
-			continue;
-		if (!first)
-			appendStringInfoChar(out, ',');
-		first = false;
-		appendStringInfoString(out, rel->columns[i].sql_ident);
-	}
-	appendStringInfoString(out, ") SELECT ");
-	first = true;
-	for (int i = 0; i < rel->natts; i++) {
-		if (!in_column_list(state, c, i))
-			continue;
-		if (!first)
-			appendStringInfoString(out, ", ");
-		first = false;
-		append_value_or_null(out, state, &rel->columns[i], c->new_nulls[i], c->new_values[i]);
-	}
-	appendStringInfoString(out, " WHERE edgesync.applying()");
-	if (rel->nkeys > 0) {
-		appendStringInfoString(out, " ON CONFLICT (");
-		for (int k = 0; k < rel->nkeys; k++) {
-			if (k > 0)
-				appendStringInfoChar(out, ',');
-			appendStringInfoString(out, rel->columns[rel->keys[k] - 1].sql_ident);
-		}
-		appendStringInfoString(out, ") DO ");
-		first = true;
-		for (int i = 0; i < rel->natts; i++) {
-			if (!in_column_list(state, c, i) || rel->columns[i].is_key)
-				continue;
-			appendStringInfoString(out, first ? "UPDATE SET " : ", ");
-			first = false;
-			appendStringInfo(out, "%s = EXCLUDED.%s", rel->columns[i].sql_ident,
-							 rel->columns[i].sql_ident);
-		}
-		if (first)
-			appendStringInfoString(out, "NOTHING");
-		else if (rel->version_attnum > 0 && in_column_list(state, c, rel->version_attnum - 1))
-			appendStringInfoString(out, " WHERE target.\"version\" < EXCLUDED.\"version\"");
-	}
-	appendStringInfoChar(out, ';');
-	OutputPluginWrite(ctx, true);
-}
-
 /* An update whose row is incomplete (unchanged TOAST): only the columns it has. */
 void
 write_update(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
@@ -191,9 +123,139 @@ write_update(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
 
 } // namespace
 
+bool
+in_column_list(const DecodeState *state, const Change *c, int i)
+{
+	const ColumnInfo *col = &c->rel->columns[i];
+	return !col->dropped && !col->generated && effective_policy(state, col) != Policy::kRedact &&
+		   (c->unchanged == nullptr || !c->unchanged[i]);
+}
+
+/* The single-row DELETE of a change (op and guard: see sql_write_change). */
+void
+build_delete(StringInfo out, DecodeState *state, const Change *c, const char *op,
+			 bool guard_with_old)
+{
+	appendStringInfo(out, "DELETE FROM %s AS target WHERE ", c->rel->sql_name);
+	append_key_condition(out, state, c, true);
+	append_version_guard(out, c, op, guard_with_old);
+	appendStringInfoString(out, " AND edgesync.applying();");
+}
+
+void
+write_delete(LogicalDecodingContext *ctx, DecodeState *state, const Change *c, const char *op,
+			 bool guard_with_old)
+{
+	OutputPluginPrepareWrite(ctx, true);
+	build_delete(ctx->out, state, c, op, guard_with_old);
+	OutputPluginWrite(ctx, true);
+}
+
+/* INSERT INTO "s"."t" AS target ("c1","c2") */
+void
+append_upsert_head(StringInfo out, const DecodeState *state, const Change *c)
+{
+	const RelInfo *rel = c->rel;
+	bool first = true;
+
+	appendStringInfo(out, "INSERT INTO %s AS target (", rel->sql_name);
+	for (int i = 0; i < rel->natts; i++) {
+		if (!in_column_list(state, c, i))
+			continue;
+		if (!first)
+			appendStringInfoChar(out, ',');
+		first = false;
+		appendStringInfoString(out, rel->columns[i].sql_ident);
+	}
+	appendStringInfoChar(out, ')');
+}
+
+/*
+ * v1, v2: the new row's values.  Returns a hash of the primary key's
+ * literals (a run holds a key at most once, see add_upsert).
+ */
+uint64
+append_upsert_values(StringInfo out, const DecodeState *state, const Change *c)
+{
+	const RelInfo *rel = c->rel;
+	bool first = true;
+	uint64 key_hash = 0;
+
+	for (int i = 0; i < rel->natts; i++) {
+		if (!in_column_list(state, c, i))
+			continue;
+		if (!first)
+			appendStringInfoString(out, ", ");
+		first = false;
+		int start = out->len;
+		append_value_or_null(out, state, &rel->columns[i], c->new_nulls[i], c->new_values[i]);
+		if (rel->columns[i].is_key)
+			key_hash =
+				hash_bytes_extended(reinterpret_cast<const unsigned char *>(out->data) + start,
+									out->len - start, key_hash + 1);
+	}
+	return key_hash;
+}
+
+/* ON CONFLICT ("k") DO UPDATE SET ... WHERE target."version" < EXCLUDED."version"; */
+void
+append_upsert_tail(StringInfo out, const DecodeState *state, const Change *c)
+{
+	const RelInfo *rel = c->rel;
+	bool first;
+
+	if (rel->nkeys > 0) {
+		appendStringInfoString(out, " ON CONFLICT (");
+		for (int k = 0; k < rel->nkeys; k++) {
+			if (k > 0)
+				appendStringInfoChar(out, ',');
+			appendStringInfoString(out, rel->columns[rel->keys[k] - 1].sql_ident);
+		}
+		appendStringInfoString(out, ") DO ");
+		first = true;
+		for (int i = 0; i < rel->natts; i++) {
+			if (!in_column_list(state, c, i) || rel->columns[i].is_key)
+				continue;
+			appendStringInfoString(out, first ? "UPDATE SET " : ", ");
+			first = false;
+			appendStringInfo(out, "%s = EXCLUDED.%s", rel->columns[i].sql_ident,
+							 rel->columns[i].sql_ident);
+		}
+		if (first)
+			appendStringInfoString(out, "NOTHING");
+		else if (rel->version_attnum > 0 && in_column_list(state, c, rel->version_attnum - 1))
+			appendStringInfoString(out, " WHERE target.\"version\" < EXCLUDED.\"version\"");
+	}
+	appendStringInfoChar(out, ';');
+}
+
+/* One change's upsert as its own statement. */
+void
+build_upsert(StringInfo out, const DecodeState *state, const Change *c)
+{
+	append_upsert_head(out, state, c);
+	appendStringInfoString(out, " SELECT ");
+	(void) append_upsert_values(out, state, c);
+	appendStringInfoString(out, " WHERE edgesync.applying()");
+	append_upsert_tail(out, state, c);
+}
+
+void
+write_upsert(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
+{
+	OutputPluginPrepareWrite(ctx, true);
+	build_upsert(ctx->out, state, c);
+	OutputPluginWrite(ctx, true);
+}
+
+} // namespace edgesync::decode::sql
+
+namespace edgesync::decode {
+
 void
 sql_write_begin(LogicalDecodingContext *ctx, DecodeState *state)
 {
+	sql::run_discard(state); /* left over from a transaction that failed */
 	OutputPluginPrepareWrite(ctx, true);
 	appendStringInfoString(ctx->out, "BEGIN;");
 	OutputPluginWrite(ctx, true);
@@ -209,6 +271,7 @@ sql_write_begin(LogicalDecodingContext *ctx, DecodeState *state)
 void
 sql_write_commit(LogicalDecodingContext *ctx, DecodeState *state)
 {
+	sql::run_flush(ctx, state);
 	OutputPluginPrepareWrite(ctx, true);
 	appendStringInfoString(ctx->out, "COMMIT;");
 	OutputPluginWrite(ctx, true);
@@ -219,25 +282,27 @@ sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *
 {
 	switch (c->action) {
 	case REORDER_BUFFER_CHANGE_INSERT:
-		write_upsert(ctx, state, c);
+		sql::add_upsert(ctx, state, c);
 		return;
 	case REORDER_BUFFER_CHANGE_UPDATE: {
 		bool complete = true;
 		for (int i = 0; i < c->natts; i++)
 			complete &= !c->unchanged[i];
 		if (!complete) {
-			write_update(ctx, state, c);
+			sql::run_flush(ctx, state);
+			sql::write_update(ctx, state, c);
 			return;
 		}
 		/* A new key: the row under the old key goes, unless it is newer. */
 		if (c->key_changed)
-			write_delete(ctx, state, c, "<", false);
-		write_upsert(ctx, state, c);
+			sql::add_delete(ctx, state, c, "<", false);
+		sql::add_upsert(ctx, state, c);
 		return;
 	}
 	case REORDER_BUFFER_CHANGE_DELETE:
 		if (c->old_values == nullptr) {
 			/* REPLICA IDENTITY NOTHING: no key to delete by; say so in the stream. */
+			sql::run_flush(ctx, state);
 			OutputPluginPrepareWrite(ctx, true);
 			appendStringInfo(ctx->out,
 							 "-- edgesync: a delete from %s cannot be applied: the table has "
@@ -246,7 +311,7 @@ sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *
 			OutputPluginWrite(ctx, true);
 			return;
 		}
-		write_delete(ctx, state, c, "<=", true);
+		sql::add_delete(ctx, state, c, "<=", true);
 		return;
 	default:
 		return;
@@ -257,6 +322,7 @@ void
 sql_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n, const char **schemas,
 				   const char **tables, const char *relkinds, bool cascade, bool restart_identity)
 {
+	sql::run_flush(ctx, state);
 	OutputPluginPrepareWrite(ctx, true);
 	StringInfo out = ctx->out;
 	StringInfoSink sink{out};

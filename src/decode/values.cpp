@@ -214,4 +214,46 @@ append_sql_value(StringInfo out, const DecodeState *state, const ColumnInfo *col
 	}
 }
 
+/*
+ * The value as an element of an array literal (the sql writer's multi-row
+ * upserts send a column's values as one array): NULL, or the text in double
+ * quotes with " and \ escaped.  The caller quotes the whole array as SQL.
+ */
+void
+append_sql_array_element(StringInfo out, const DecodeState *state, const ColumnInfo *col,
+						 bool isnull, Datum value)
+{
+	if (isnull) {
+		appendStringInfoString(out, "NULL");
+		return;
+	}
+	size_t len;
+	const char *text = value_text(col, value, &len);
+	appendStringInfoChar(out, '"');
+	if (effective_policy(state, col) == Policy::kHash)
+		append_hmac_hex(out, text, len);
+	else if (col->kind == ValueKind::kInt)
+		appendBinaryStringInfo(out, text, static_cast<int>(len));
+	else {
+		/* Worst case every byte escaped, and twice that once quoted as SQL. */
+		if (static_cast<size_t>(out->len) + 4 * len + 16 >= MaxAllocSize)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("value of column \"%s\" of relation \"%s.%s\" is too large for the "
+							"sql format",
+							col->name, col->rel->schema, col->rel->table)));
+		const char *run = text;
+		const char *end = text + len;
+		for (const char *p = text; p < end; p++) {
+			if (*p != '"' && *p != '\\')
+				continue;
+			appendBinaryStringInfo(out, run, static_cast<int>(p - run));
+			appendStringInfoChar(out, '\\');
+			run = p;
+		}
+		appendBinaryStringInfo(out, run, static_cast<int>(end - run));
+	}
+	appendStringInfoChar(out, '"');
+}
+
 } // namespace edgesync::decode

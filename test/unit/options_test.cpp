@@ -89,6 +89,22 @@ TEST(Options, Errors)
 	EXPECT_EQ(sqlstate_of({{"format", "json"}, {"format", "sql"}}), "42601");
 }
 
+TEST(Options, BatchLimits)
+{
+	Options d = parse({});
+	EXPECT_EQ(d.batch_rows, kDefaultBatchRows);
+	EXPECT_EQ(d.batch_bytes, kDefaultBatchBytes);
+	Options o = parse({{"batch-rows", "1"}, {"batch-bytes", "1024"}});
+	EXPECT_EQ(o.batch_rows, 1);
+	EXPECT_EQ(o.batch_bytes, 1024);
+	EXPECT_EQ(parse({{"batch-rows", "100000"}}).batch_rows, 100000);
+	for (const char *bad : {"0", "-1", "100001", "1e3", " 5", "", "99999999999"})
+		EXPECT_EQ(sqlstate_of({{"batch-rows", bad}}), "22023") << bad;
+	EXPECT_EQ(sqlstate_of({{"batch-rows", std::nullopt}}), "22023");
+	EXPECT_EQ(sqlstate_of({{"batch-bytes", "1023"}}), "22023");
+	EXPECT_EQ(sqlstate_of({{"batch-bytes", "268435457"}}), "22023");
+}
+
 TEST(Options, ErrorNamesTheOption)
 {
 	try {

@@ -99,6 +99,13 @@ TEST(Batch, CutsOnlyAtTransactionEnds)
 					 {9, "INSERT 1;"},
 					 {9, "COMMIT;"}});
 	EXPECT_EQ(count_changes(sql, 4), 1);
+	auto runs = rows({{9, "BEGIN;"},
+					  {9, "SELECT edgesync.apply_begin('s', '0/1');"},
+					  {9, "INSERT ... ; /* 250 changes */"},
+					  {9, "DELETE ... 'x /* 7 changes */';"},
+					  {9, "INSERT ... ; /* changes */"},
+					  {9, "COMMIT;"}});
+	EXPECT_EQ(count_changes(runs, 6), 252);
 }
 
 TEST(Batch, IdempotencyKeyFromCommitLsnAndSeq)
