@@ -328,15 +328,17 @@ record_failure(const TargetConfig &c, const std::string &error, uint64_t pending
 	return redacted;
 }
 
-void
+std::string
 record_error(const std::string &target, const std::string &error)
 {
+	std::string redacted = error;
 	with_spi(true, [&] {
 		TargetConfig config;
 		bool enabled;
 		if (load_target(target, config, enabled))
-			record_failure(config, error, config.pending_end);
+			redacted = record_failure(config, error, config.pending_end);
 	});
+	return redacted;
 }
 
 static ShipResult ship_locked(TargetConfig &config, int max_batches, bool own_transactions);

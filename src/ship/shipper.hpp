@@ -26,8 +26,9 @@ struct ShipResult {
 ShipResult ship_target(const std::string &target, int max_batches, bool own_transactions);
 
 /* Records a failure of target that happened outside ship_target's own
- * bookkeeping (a PostgreSQL error), in a transaction of its own. */
-void record_error(const std::string &target, const std::string &error);
+ * bookkeeping (an exception), in a transaction of its own; returns the error
+ * with the target's secrets removed. */
+std::string record_error(const std::string &target, const std::string &error);
 
 /* Settings (worker.cpp defines them). */
 extern int retry_min_ms;

@@ -190,19 +190,15 @@ due_targets(TimestampTz &next_wake)
 	return out;
 }
 
-/* Aborts the current transaction after a PostgreSQL error and logs it. */
-std::string
-recover(PgException &e)
+/*
+ * Cleans up after a round that failed with an exception (a PostgreSQL error
+ * that came through pg_call, or a C++ one), as PostgresMain's error recovery
+ * does for a backend: the slot, the transaction, the targets' session locks.
+ */
+void
+abort_round()
 {
-	std::string message = e.what();
-	pg_call([&] {
-		ErrorData *data = e.data();
-		ereport(WARNING,
-				(errcode(data->sqlerrcode), errmsg("edgesync shipper: %s", data->message)));
-	});
-	e.discard();
 	pg_call([] {
-		/* What PostgresMain's error recovery does for a backend. */
 		if (MyReplicationSlot != nullptr)
 			ReplicationSlotRelease();
 		ReplicationSlotCleanup();
@@ -212,7 +208,64 @@ recover(PgException &e)
 		DirectFunctionCall1(pg_advisory_unlock_all, (Datum) 0);
 		CommitTransactionCommand();
 	});
-	return message;
+}
+
+/*
+ * After abort_round(): records the failure in target_state (secrets removed,
+ * next retry after backoff) and logs the same redacted text.  target empty:
+ * a failure outside any target's round.
+ */
+void
+report_failure(const std::string &target, const std::string &message, const char *sqlstate)
+{
+	std::string text = message;
+	if (!target.empty()) {
+		try {
+			text = record_error(target, message);
+		} catch (PgException &again) {
+			again.discard();
+			abort_round();
+			text = "(error text withheld: it could not be recorded with secrets removed)";
+		} catch (const std::exception &) {
+			abort_round();
+			text = "(error text withheld: it could not be recorded with secrets removed)";
+		}
+	}
+	int code = MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2], sqlstate[3], sqlstate[4]);
+	pg_call([&] {
+		if (target.empty())
+			ereport(WARNING, (errcode(code), errmsg("edgesync shipper: %s", text.c_str())));
+		else
+			ereport(WARNING, (errcode(code), errmsg("edgesync shipper: target \"%s\": %s",
+													target.c_str(), text.c_str())));
+	});
+}
+
+/* Runs one step of the loop; an exception fails it (and target's round) only. */
+template <typename Fn>
+void
+isolated(const std::string &target, Fn &&step)
+{
+	std::string message;
+	char sqlstate[6] = "XX000";
+	try {
+		step();
+		return;
+	} catch (PgException &e) {
+		message = e.what();
+		strlcpy(sqlstate, unpack_sql_state(e.data()->sqlerrcode), sizeof sqlstate);
+		e.discard();
+	} catch (const Error &e) {
+		message = e.what();
+		strlcpy(sqlstate, e.sqlstate(), sizeof sqlstate);
+	} catch (const std::bad_alloc &) {
+		message = "out of memory";
+		strlcpy(sqlstate, "53200", sizeof sqlstate);
+	} catch (const std::exception &e) {
+		message = std::string("internal error in edgesync: ") + e.what();
+	}
+	abort_round();
+	report_failure(target, message, sqlstate);
 }
 
 void
@@ -229,25 +282,14 @@ worker_loop()
 		TimestampTz next_wake = 0;
 		bool more = false;
 		std::vector<std::string> targets;
-		try {
-			targets = due_targets(next_wake);
-		} catch (PgException &e) {
-			recover(e);
-		}
+		isolated(std::string(), [&] { targets = due_targets(next_wake); });
 		for (const std::string &target : targets) {
 			pg_call([&] { pgstat_report_activity(STATE_RUNNING, "edgesync: shipping"); });
-			try {
+			isolated(target, [&] {
 				ShipResult r = ship_target(target, round_batches, true);
 				if (r.more && !r.failed)
 					more = true;
-			} catch (PgException &e) {
-				std::string message = recover(e);
-				try {
-					record_error(target, message);
-				} catch (PgException &again) {
-					recover(again);
-				}
-			}
+			});
 		}
 		pg_call([] { pgstat_report_activity(STATE_IDLE, nullptr); });
 		if (more)

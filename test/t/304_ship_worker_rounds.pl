@@ -1,0 +1,108 @@
+# The background shipper over hundreds of failing rounds: a target whose
+# round raises a PostgreSQL error every time (its slot belongs to another
+# output plugin, which rejects edgesync's options), and one whose round throws
+# a C++ exception (a stored URL the shipper cannot parse), are recorded and
+# retried; neither takes the worker or the good target down, and the worker's
+# private memory (RssAnon: shared buffers it touches do not count) grows by
+# less than 1 MB.  (Measured: about 200 bytes per failed round of the first
+# kind, a leak not found yet; see docs/shipping.md.)
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(sleep time);
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use EdgesyncTest;
+use EdgesyncReceiver;
+
+my $receiver = EdgesyncReceiver->new;
+my $node = edgesync_node('hospital', extra_conf => q{
+edgesync.ship_databases = 'postgres'
+edgesync.ship_naptime = 10ms
+edgesync.ship_retry_min = 1ms
+edgesync.ship_retry_max = 5ms
+log_statement = none
+});
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION edgesync;
+	CREATE TABLE hospital_patients (id int PRIMARY KEY, n int NOT NULL);
+	SELECT edgesync.track('hospital_patients');
+});
+$node->safe_psql('postgres',
+	"SELECT edgesync.add_target('good', '" . $receiver->url . "', batch_changes => 50)");
+$node->safe_psql('postgres', q{
+	SELECT edgesync.add_target('broken', 'http://127.0.0.1:9/in');
+	SELECT pg_create_logical_replication_slot('foreign_plugin', 'test_decoding');
+	UPDATE edgesync.targets SET slot_name = 'foreign_plugin' WHERE name = 'broken';
+	SELECT edgesync.add_target('bad_url', 'http://127.0.0.1:9/in');
+	UPDATE edgesync.targets SET url = 'gopher://127.0.0.1/in' WHERE name = 'bad_url';
+});
+
+sub worker_pid
+{
+	return $node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'edgesync shipper'");
+}
+
+sub rss_anon_kb
+{
+	my ($pid) = @_;
+	my $status = slurp_file("/proc/$pid/status");
+	return $status =~ /^RssAnon:\s+(\d+) kB/m ? $1 : die "no RssAnon for $pid";
+}
+
+# Writes a row per transaction for the given number of seconds.
+my $rows = 0;
+sub write_for
+{
+	my ($seconds) = @_;
+	my $until = time() + $seconds;
+	while (time() < $until)
+	{
+		my $sql = '';
+		for (1 .. 20)
+		{
+			$rows++;
+			$sql .= "INSERT INTO hospital_patients VALUES ($rows, 0);\n";
+		}
+		$node->safe_psql('postgres', $sql);
+		sleep(0.1);
+	}
+}
+
+write_for(5);
+my $pid = worker_pid();
+like($pid, qr/^\d+$/, 'the shipper runs');
+my $before = rss_anon_kb($pid);
+my $failures_before = $node->safe_psql('postgres',
+	"SELECT consecutive_failures FROM edgesync.target_status WHERE name = 'broken'");
+write_for(20);
+my $after = rss_anon_kb($pid);
+my $failures = $node->safe_psql('postgres',
+	"SELECT consecutive_failures FROM edgesync.target_status WHERE name = 'broken'");
+note("RssAnon $before kB -> $after kB; broken target failed rounds $failures_before -> $failures");
+
+cmp_ok($failures - $failures_before, '>', 200, 'the broken target failed round after round');
+like($node->safe_psql('postgres', "SELECT last_error FROM edgesync.target_status WHERE name = 'broken'"),
+	qr/format/, 'its PostgreSQL error is recorded');
+like($node->safe_psql('postgres', "SELECT consecutive_failures || ' ' || last_error FROM edgesync.target_status WHERE name = 'bad_url'"),
+	qr/^[1-9]\d* unsupported target URL scheme/, 'a C++ exception in a round is recorded for its target');
+is(worker_pid(), $pid, 'the same worker still runs (no crash, no restart)');
+ok($node->poll_query_until('postgres',
+		"SELECT changes_shipped = $rows FROM edgesync.target_status WHERE name = 'good'"),
+	'the good target got every change meanwhile');
+cmp_ok($after - $before, '<', 1024, 'worker private memory flat over the rounds (< 1 MB growth)');
+
+$node->safe_psql('postgres', q{
+	UPDATE edgesync.targets SET slot_name = 'edgesync_broken' WHERE name = 'broken';
+	SELECT edgesync.drop_target('broken');
+	SELECT edgesync.drop_target('bad_url');
+	SELECT edgesync.drop_target('good');
+	SELECT pg_drop_replication_slot('foreign_plugin');
+});
+$node->stop;
+$receiver->stop;
+done_testing();
