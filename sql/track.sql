@@ -131,6 +131,29 @@ SELECT edgesync.track_schema('pg_catalog');
 DROP SCHEMA ward CASCADE;
 SELECT count(*) AS schemas_left FROM edgesync.tracked_schemas;
 
+-- The catalog writes run as the catalog's owner: an operator the caller put
+-- on their search_path must not run with those rights (track(), and the
+-- internal _register() called directly).
+CREATE ROLE regress_track_owner;
+CREATE SCHEMA regress_trap AUTHORIZATION regress_track_owner;
+SET ROLE regress_track_owner;
+CREATE TABLE regress_trap.mine (id int PRIMARY KEY);
+CREATE FUNCTION regress_trap.trap_eq(regclass, regclass) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE NOTICE 'trap operator ran as %', current_user;
+  RETURN $1::oid OPERATOR(pg_catalog.=) $2::oid;
+END $$;
+CREATE OPERATOR regress_trap.= (LEFTARG = regclass, RIGHTARG = regclass,
+                                FUNCTION = regress_trap.trap_eq);
+SET search_path = regress_trap, pg_catalog;
+SELECT edgesync.track('mine');
+SELECT edgesync._register('mine', true, true);
+SELECT edgesync.untrack('mine');
+RESET search_path;
+RESET ROLE;
+DROP SCHEMA regress_trap CASCADE;
+DROP ROLE regress_track_owner;
+
 DROP FOREIGN TABLE remote_patients;
 DROP SERVER dummy_server;
 DROP FOREIGN DATA WRAPPER dummy_fdw;

@@ -18,6 +18,7 @@
  *       has already written.  The caller must own the table; the write runs
  *       as the catalog's owner.
  */
+#include "core/catalog_owner.hpp"
 #include "core/guard.hpp"
 #include "decode/decode.hpp"
 
@@ -46,42 +47,6 @@ namespace edgesync::decode {
 namespace {
 
 char *hash_key = nullptr;
-
-/*
- * Runs sql with args as the owner of edgesync.column_policies (usually a
- * superuser), with search_path = pg_catalog, pg_temp: the caller's
- * search_path must not pick the operators and functions the statement runs,
- * or a table owner could put their own "=" in front of pg_catalog's and have
- * it run with the catalog owner's rights.  The statements also name every
- * operator and function with its schema.
- */
-void
-run_as_catalog_owner(const char *sql, int nargs, Oid *types, Datum *values)
-{
-	Oid catalog = get_relname_relid("column_policies", get_namespace_oid("edgesync", false));
-	Oid owner = InvalidOid;
-	HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(catalog));
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", catalog);
-	owner = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
-
-	Oid saved_user;
-	int saved_context;
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(owner, saved_context | SECURITY_LOCAL_USERID_CHANGE |
-									  SECURITY_RESTRICTED_OPERATION);
-	int nest_level = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	SPI_connect();
-	int rc = SPI_execute_with_args(sql, nargs, types, values, nullptr, false, 0);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
-	SPI_finish();
-	AtEOXact_GUC(true, nest_level);
-	SetUserIdAndSecContext(saved_user, saved_context);
-}
 
 } // namespace
 
@@ -226,13 +191,15 @@ edgesync_set_column_policy(PG_FUNCTION_ARGS)
 	Oid types[3] = {OIDOID, INT2OID, TEXTOID};
 	Datum values[3] = {ObjectIdGetDatum(relid), Int16GetDatum(attnum), CStringGetTextDatum(policy)};
 	if (strcmp(policy, "replicate") == 0)
-		run_as_catalog_owner("DELETE FROM edgesync.column_policies"
-							 " WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
-							 "   AND attnum OPERATOR(pg_catalog.=) $2",
-							 2, types, values);
+		edgesync::run_as_catalog_owner("column_policies",
+									   "DELETE FROM edgesync.column_policies"
+									   " WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
+									   "   AND attnum OPERATOR(pg_catalog.=) $2",
+									   2, types, values);
 	else
 		/* No ON CONFLICT: PostgreSQL does not allow it on user catalog tables. */
-		run_as_catalog_owner(
+		edgesync::run_as_catalog_owner(
+			"column_policies",
 			"WITH updated AS ("
 			"  UPDATE edgesync.column_policies SET policy = $3, set_at = pg_catalog.now()"
 			"   WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"

@@ -12,6 +12,7 @@
  *   edgesync._cursor_parse(cursor, scope) / _cursor_make(scope, ...)
  *       The text form of cursors (cursor.hpp), tied to this database.
  */
+#include "core/catalog_owner.hpp"
 #include "core/guard.hpp"
 #include "track/cursor.hpp"
 
@@ -46,30 +47,6 @@ require_table_owner(Oid relid)
 {
 	if (!pg_class_ownercheck(relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(relid));
-}
-
-/* Runs sql with args as the owner of edgesync.tracked_tables. */
-void
-run_as_catalog_owner(const char *sql, int nargs, Oid *types, Datum *values)
-{
-	Oid catalog = get_relname_relid("tracked_tables", get_namespace_oid("edgesync", false));
-	HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(catalog));
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", catalog);
-	Oid owner = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
-
-	Oid saved_user;
-	int saved_context;
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(owner, saved_context | SECURITY_LOCAL_USERID_CHANGE |
-									  SECURITY_RESTRICTED_OPERATION);
-	SPI_connect();
-	int rc = SPI_execute_with_args(sql, nargs, types, values, nullptr, false, 0);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
-	SPI_finish();
-	SetUserIdAndSecContext(saved_user, saved_context);
 }
 
 /* What a cursor scope is for, in the user's words. */
@@ -109,10 +86,11 @@ edgesync_register(PG_FUNCTION_ARGS)
 
 	require_table_owner(relid);
 	/* No ON CONFLICT: PostgreSQL does not allow it on user catalog tables. */
-	run_as_catalog_owner(
+	edgesync::run_as_catalog_owner(
+		"tracked_tables",
 		"WITH updated AS ("
 		"  UPDATE edgesync.tracked_tables SET log_changes = $2, skip_unchanged = $3"
-		"   WHERE relid = $1::pg_catalog.regclass RETURNING 1)"
+		"   WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass RETURNING 1)"
 		" INSERT INTO edgesync.tracked_tables (relid, log_changes, skip_unchanged)"
 		" SELECT $1::pg_catalog.regclass, $2, $3 WHERE NOT EXISTS (SELECT FROM updated)",
 		3, types, values);
@@ -129,9 +107,11 @@ edgesync_unregister(PG_FUNCTION_ARGS)
 	Datum values[1] = {ObjectIdGetDatum(relid)};
 
 	require_table_owner(relid);
-	run_as_catalog_owner(
-		"DELETE FROM edgesync.tracked_tables WHERE relid = $1::pg_catalog.regclass", 1, types,
-		values);
+	edgesync::run_as_catalog_owner(
+		"tracked_tables",
+		"DELETE FROM edgesync.tracked_tables WHERE relid OPERATOR(pg_catalog.=) "
+		"$1::pg_catalog.regclass",
+		1, types, values);
 	CacheInvalidateRelcacheByRelid(relid);
 	PG_RETURN_VOID();
 }
@@ -145,7 +125,8 @@ edgesync_register_schema(PG_FUNCTION_ARGS)
 
 	if (!pg_namespace_ownercheck(nspid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_SCHEMA, get_namespace_name(nspid));
-	run_as_catalog_owner(
+	edgesync::run_as_catalog_owner(
+		"tracked_tables",
 		"INSERT INTO edgesync.tracked_schemas (nspid) VALUES ($1::pg_catalog.regnamespace)"
 		" ON CONFLICT (nspid) DO NOTHING",
 		1, types, values);

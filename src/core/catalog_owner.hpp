@@ -1,0 +1,26 @@
+/*
+ * catalog_owner.hpp — write one of edgesync's catalog tables with its owner's
+ * rights, on behalf of a caller whose own rights were checked first.
+ *
+ * track()/untrack(), track_schema() and set_column_policy() are SECURITY
+ * INVOKER (the caller must own the table) but write catalogs that PUBLIC may
+ * not write.  The statement runs as the catalog's owner under
+ * SECURITY_RESTRICTED_OPERATION and with search_path pinned to pg_catalog,
+ * so nothing the caller put on their search_path (an operator, a function)
+ * can run with the owner's rights.  Callers still name every operator with
+ * its schema.
+ *
+ * Plain PostgreSQL code: call it from frames without destructors, or through
+ * pg_call().
+ */
+#pragma once
+
+#include "core/postgres.hpp"
+
+namespace edgesync {
+
+/* Runs sql (SPI, with nargs parameters) as the owner of edgesync.<catalog>. */
+void run_as_catalog_owner(const char *catalog, const char *sql, int nargs, Oid *types,
+						  Datum *values);
+
+} // namespace edgesync
