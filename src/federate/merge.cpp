@@ -286,19 +286,33 @@ ask_hospital(FederatedScan *s, HTAB *keys, List *replica_rows, Datum *param_valu
 		*why = psprintf("The hospital's table %s has changed.", s->remote_table);
 		return false;
 	}
-	int n = PQntuples(res);
-	for (int r = 0; r < n; r++) {
-		CHECK_FOR_INTERRUPTS();
-		Row *row = live_row(s, res, r);
-		row->key = key_text(s, row->values, row->nulls);
-		row->entry = lookup(keys, row->key);
-		row->entry->live_known = true;
-		row->entry->live_version = row->version;
-		if (strcmp(PQgetvalue(res, r, s->ncols), "t") == 0) {
-			row->entry->live = row;
-			*live_rows = lappend(*live_rows, row);
+	/*
+	 * A cancel or a value the type's input function rejects raises an error
+	 * here: the result (malloc'd by libpq, unknown to any memory context)
+	 * must be freed on the way out.
+	 */
+	PG_TRY();
+	{
+		int n = PQntuples(res);
+		for (int r = 0; r < n; r++) {
+			CHECK_FOR_INTERRUPTS();
+			Row *row = live_row(s, res, r);
+			row->key = key_text(s, row->values, row->nulls);
+			row->entry = lookup(keys, row->key);
+			row->entry->live_known = true;
+			row->entry->live_version = row->version;
+			if (strcmp(PQgetvalue(res, r, s->ncols), "t") == 0) {
+				row->entry->live = row;
+				*live_rows = lappend(*live_rows, row);
+			}
 		}
 	}
+	PG_CATCH();
+	{
+		PQclear(res);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	PQclear(res);
 	return true;
 }

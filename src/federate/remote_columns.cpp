@@ -57,14 +57,24 @@ edgesync_remote_columns(PG_FUNCTION_ARGS)
 									   "\"%s\"",
 									   values[0], values[1], server),
 								errdetail_internal("%s", why)));
-			for (int r = 0; r < PQntuples(res); r++) {
-				Datum out[3];
-				bool nulls[3] = {false, false, false};
-				out[0] = CStringGetTextDatum(PQgetvalue(res, r, 0));
-				out[1] = CStringGetTextDatum(PQgetvalue(res, r, 1));
-				out[2] = BoolGetDatum(strcmp(PQgetvalue(res, r, 2), "t") == 0);
-				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
+			/* libpq's result is malloc'd: freed on an error (out of memory) too. */
+			PG_TRY();
+			{
+				for (int r = 0; r < PQntuples(res); r++) {
+					Datum out[3];
+					bool nulls[3] = {false, false, false};
+					out[0] = CStringGetTextDatum(PQgetvalue(res, r, 0));
+					out[1] = CStringGetTextDatum(PQgetvalue(res, r, 1));
+					out[2] = BoolGetDatum(strcmp(PQgetvalue(res, r, 2), "t") == 0);
+					tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
+				}
 			}
+			PG_CATCH();
+			{
+				PQclear(res);
+				PG_RE_THROW();
+			}
+			PG_END_TRY();
 			PQclear(res);
 			return Datum(0);
 		});
