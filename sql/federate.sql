@@ -111,6 +111,15 @@ SELECT id, ward FROM hospital_patients_federated WHERE id = 1;
 \echo :LAST_ERROR_SQLSTATE
 ALTER TABLE clinic.hospital_patients RENAME COLUMN unit TO ward;
 
+-- A changed user mapping is used at once, not after the cached connection dies.
+SELECT id, _source FROM hospital_patients_federated WHERE id = 1;
+ALTER USER MAPPING FOR CURRENT_USER SERVER hospital OPTIONS (ADD user 'regress_no_such_role');
+\set VERBOSITY terse
+SELECT id, _source FROM hospital_patients_federated WHERE id = 1;
+\set VERBOSITY default
+ALTER USER MAPPING FOR CURRENT_USER SERVER hospital OPTIONS (DROP user);
+SELECT id, _source FROM hospital_patients_federated WHERE id = 1;
+
 -- Rights: a reader needs SELECT on the view only, no user mapping of its own
 -- (the hospital is reached with the view owner's).
 CREATE ROLE regress_reader;
@@ -125,6 +134,9 @@ GRANT edgesync_admin TO regress_owner;
 GRANT SELECT ON hospital_patients TO regress_owner;
 ALTER FOREIGN TABLE hospital_patients_federated_scan OWNER TO regress_owner;
 ALTER VIEW hospital_patients_federated OWNER TO regress_owner;
+SELECT count(*) FROM hospital_patients_federated;   -- no USAGE on the postgres_fdw server
+\echo :LAST_ERROR_SQLSTATE
+GRANT USAGE ON FOREIGN SERVER hospital TO regress_owner;
 SELECT count(*) FROM hospital_patients_federated;
 CREATE USER MAPPING FOR regress_owner SERVER hospital;
 SELECT count(*) FROM hospital_patients_federated;

@@ -28,7 +28,10 @@ extern "C" {
 #include "mb/pg_wchar.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "utils/acl.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 }
@@ -49,6 +52,7 @@ struct CachedConn {
 	LocalTransactionId failed_lxid;
 	TimestampTz failed_stmt;
 	bool warned; /* the failure was reported to the user */
+	bool stale;	 /* a server or user mapping changed since it connected */
 };
 constexpr int max_cached = 16;
 CachedConn cache[max_cached];
@@ -77,7 +81,7 @@ cache_entry(Oid serverid, Oid userid, bool create)
 			free_slot = &cache[0];
 		}
 	}
-	*free_slot = CachedConn{serverid, userid, nullptr, InvalidLocalTransactionId, 0, false};
+	*free_slot = CachedConn{serverid, userid, nullptr, InvalidLocalTransactionId, 0, false, false};
 	return free_slot;
 }
 
@@ -158,6 +162,19 @@ xact_callback(XactEvent event, void *)
 		}
 }
 
+/*
+ * A server's options or a user mapping changed (a password, a user, a host,
+ * or a mapping dropped): connections made with the old ones must not be
+ * reused.  Any change marks every connection, as postgres_fdw's callback
+ * does for the ones it cannot match; they are closed at their next use.
+ */
+void
+options_changed(Datum, int, uint32)
+{
+	for (auto &c : cache)
+		c.stale = true;
+}
+
 } // namespace
 
 void
@@ -176,6 +193,8 @@ define_settings()
 		nullptr, &query_timeout_ms, 30000, 1, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr,
 		nullptr);
 	RegisterXactCallback(xact_callback, nullptr);
+	CacheRegisterSyscacheCallback(FOREIGNSERVEROID, options_changed, 0);
+	CacheRegisterSyscacheCallback(USERMAPPINGOID, options_changed, 0);
 }
 
 bool
@@ -209,6 +228,14 @@ PGconn *
 remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 {
 	ForeignServer *server = GetForeignServerByName(server_name, false);
+	/*
+	 * The server is named by a table option, not used by CREATE FOREIGN
+	 * TABLE, so its USAGE right is checked here, for the role whose mapping
+	 * is used: a role without it must not borrow the server's mappings.
+	 */
+	AclResult acl = pg_foreign_server_aclcheck(server->serverid, userid, ACL_USAGE);
+	if (acl != ACLCHECK_OK)
+		aclcheck_error(acl, OBJECT_FOREIGN_SERVER, server->servername);
 	UserMapping *mapping = GetUserMapping(userid, server->serverid);
 	CachedConn *entry = cache_entry(server->serverid, userid, true);
 
@@ -217,7 +244,7 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 		 * A hospital that restarted has closed this connection: read what is
 		 * waiting on the socket (no round trip) to notice it before use.
 		 */
-		bool alive = !fresh && PQstatus(entry->conn) == CONNECTION_OK &&
+		bool alive = !fresh && !entry->stale && PQstatus(entry->conn) == CONNECTION_OK &&
 					 PQtransactionStatus(entry->conn) == PQTRANS_IDLE;
 		for (int i = 0; alive && i < 2; i++)
 			alive = PQconsumeInput(entry->conn) && PQstatus(entry->conn) == CONNECTION_OK;
@@ -279,6 +306,7 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 								  server_name)));
 
 	PGconn *conn = PQconnectStartParams(keywords, values, false);
+	entry->stale = false;
 	entry->conn = conn; /* owned by the cache from here, whatever happens */
 	if (conn == nullptr || PQstatus(conn) == CONNECTION_BAD) {
 		*why = reason(conn ? PQerrorMessage(conn) : "out of memory");
