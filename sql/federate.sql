@@ -98,6 +98,17 @@ SELECT edgesync.federate('hospital_queues', 'hospital', 'clinic');
 SELECT ward, ticket, status, version, _source FROM hospital_queues_federated ORDER BY 1, 2;
 SELECT ward, ticket, _source FROM hospital_queues_federated WHERE status = 'waiting' ORDER BY 1, 2;
 SELECT ward, ticket, status, _source FROM hospital_queues_federated WHERE ward = 'C''s' AND ticket >= 3;
+-- The replica is read as the view's owner: a caller's own "=" found first on
+-- its search_path must not run there (the key lookup uses IN).
+CREATE SCHEMA regress_evil;
+CREATE FUNCTION regress_evil.eq(int4, int4) RETURNS bool LANGUAGE plpgsql AS
+$$BEGIN RAISE NOTICE 'regress_evil.= ran'; RETURN $1 OPERATOR(pg_catalog.=) $2; END$$;
+CREATE OPERATOR regress_evil.= (LEFTARG = int4, RIGHTARG = int4, FUNCTION = regress_evil.eq);
+SET search_path = regress_evil, public, pg_catalog;
+SELECT id, _source FROM hospital_patients_federated ORDER BY id;
+SELECT ward, ticket, _source FROM hospital_queues_federated ORDER BY 1, 2;
+RESET search_path;
+DROP SCHEMA regress_evil CASCADE;
 SELECT edgesync.unfederate('hospital_queues_federated');
 
 -- The hospital's table changed under the view: an error, not an outage.

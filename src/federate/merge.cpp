@@ -40,6 +40,7 @@ extern "C" {
 #include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 }
@@ -134,7 +135,17 @@ replica_query(FederatedScan *s, const char *sql, int nargs, Oid *types, Datum *v
 	int saved_context;
 	GetUserIdAndSecContext(&saved_user, &saved_context);
 	SetUserIdAndSecContext(s->userid, saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	/*
+	 * The SQL names its tables, types and functions with their schemas, but
+	 * the IN of the key lookup finds "=" by name: on the caller's search_path
+	 * it could run the caller's own operator with the owner's rights.  An
+	 * error unwinds both settings with the (sub)transaction.
+	 */
+	int nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	int rc = SPI_execute_with_args(sql, nargs, types, values, nulls, true, 0);
+	AtEOXact_GUC(true, nest);
 	SetUserIdAndSecContext(saved_user, saved_context);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "reading the replica failed: %s", SPI_result_code_string(rc));
