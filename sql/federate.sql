@@ -152,7 +152,10 @@ SELECT count(*) FROM hospital_patients_federated;
 CREATE USER MAPPING FOR regress_owner SERVER hospital;
 SELECT count(*) FROM hospital_patients_federated;
 \echo :LAST_ERROR_SQLSTATE
-ALTER USER MAPPING FOR regress_owner SERVER hospital OPTIONS (ADD password 'secret');
+ALTER USER MAPPING FOR regress_owner SERVER hospital OPTIONS (ADD password '');
+SELECT count(*) FROM hospital_patients_federated;   -- an empty password is none
+\echo :LAST_ERROR_SQLSTATE
+ALTER USER MAPPING FOR regress_owner SERVER hospital OPTIONS (SET password 'secret');
 SELECT count(*) FROM hospital_patients_federated;   -- this server does not ask for it
 ALTER VIEW hospital_patients_federated OWNER TO CURRENT_USER;
 ALTER FOREIGN TABLE hospital_patients_federated_scan OWNER TO CURRENT_USER;

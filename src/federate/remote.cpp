@@ -271,8 +271,8 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 			password_required = defGetBoolean(d);
 		if (!is_libpq_option(d->defname))
 			continue;
-		if (strcmp(d->defname, "password") == 0)
-			has_password = true;
+		if (strcmp(d->defname, "password") == 0 && defGetString(d)[0] != '\0')
+			has_password = true; /* an empty one is none, as for postgres_fdw */
 		if (strcmp(d->defname, "connect_timeout") == 0) {
 			/* libpq applies it only to blocking connects: we do, in ms. */
 			int seconds = atoi(defGetString(d));
