@@ -54,6 +54,37 @@ is($cloud->safe_psql('postgres', q{SELECT edgesync.federate('hospital_patients',
 is($cloud->safe_psql('postgres', q{SELECT edgesync.federate('hospital_patients', 'hospital')}),
 	'hospital_patients_federated', 'federate() again replaces it');
 
+# A user mapping's password never shows: not in the error, its DETAIL, a
+# WARNING, nor the cloud's server log (libpq's reason names host and port only).
+{
+	my $secret = 'sekrit-7f3a9c';
+	$cloud->safe_psql('postgres', qq{
+		CREATE ROLE regress_secret_owner;
+		GRANT edgesync_admin TO regress_secret_owner;
+		CREATE SERVER regress_secret FOREIGN DATA WRAPPER postgres_fdw
+		  OPTIONS (host '$host', port '$port', dbname 'postgres');
+		GRANT USAGE ON FOREIGN SERVER regress_secret TO regress_secret_owner;
+		CREATE USER MAPPING FOR regress_secret_owner SERVER regress_secret
+		  OPTIONS (user 'regress_no_such_role', password '$secret');
+	});
+	# (log_statement shows the CREATE USER MAPPING above: read the log after it.)
+	my $log_offset = -s $cloud->logfile;
+	my ($ret, $out, $err) = $cloud->psql('postgres', q{
+		SET ROLE regress_secret_owner;
+		SELECT * FROM edgesync._remote_columns('regress_secret', 'public', 'hospital_patients');
+	}, extra_params => ['-v', 'VERBOSITY=verbose']);
+	like($err, qr/could not read the hospital's table/, 'a refused mapping is an error');
+	like($err, qr/regress_no_such_role/, "its detail gives libpq's reason");
+	unlike($err, qr/\Q$secret\E/, 'the error does not show the password');
+	my $log = slurp_file($cloud->logfile, $log_offset);
+	unlike($log, qr/\Q$secret\E/, 'the server log does not show the password');
+	$cloud->safe_psql('postgres', q{
+		DROP SERVER regress_secret CASCADE;
+		DROP OWNED BY regress_secret_owner;
+		DROP ROLE regress_secret_owner;
+	});
+}
+
 # Changes on both sides since the replica was copied.
 $hospital->safe_psql('postgres', q{
 	UPDATE hospital_patients SET ward = 'ICU' WHERE id = 1;             -- hospital fresher
