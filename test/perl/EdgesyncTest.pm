@@ -14,7 +14,7 @@ use File::Spec;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
-our @EXPORT = qw(edgesync_node edgesync_selftest_functions);
+our @EXPORT = qw(edgesync_node edgesync_selftest_functions edgesync_apply_audit);
 
 my $conf_file = File::Spec->catfile(dirname(__FILE__), '..', 'edgesync.conf');
 
@@ -42,6 +42,30 @@ sub edgesync_selftest_functions
 		  AS 'edgesync', 'edgesync_selftest_pg_error_under_cpp' LANGUAGE C STRICT;
 		CREATE OR REPLACE FUNCTION selftest.live_objects() RETURNS bigint
 		  AS 'edgesync', 'edgesync_selftest_live_objects' LANGUAGE C STRICT;
+	};
+}
+
+# SQL for a replica: every row write to table TABLE (key column id, and
+# version) is recorded in table "applied" (op, id, version), also for rows
+# applied in replica mode, so that a change applied twice shows.  SECURITY
+# DEFINER: the applying role need not write "applied".
+sub edgesync_apply_audit
+{
+	my ($table) = @_;
+	return qq{
+		CREATE TABLE applied (op text, id int, version bigint);
+		CREATE FUNCTION record_apply() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS \$\$
+		BEGIN
+			IF TG_OP = 'DELETE' THEN
+				INSERT INTO applied VALUES (TG_OP, OLD.id, OLD.version);
+			ELSE
+				INSERT INTO applied VALUES (TG_OP, NEW.id, NEW.version);
+			END IF;
+			RETURN NULL;
+		END \$\$;
+		CREATE TRIGGER record_apply AFTER INSERT OR UPDATE OR DELETE ON $table
+			FOR EACH ROW EXECUTE FUNCTION record_apply();
+		ALTER TABLE $table ENABLE ALWAYS TRIGGER record_apply;
 	};
 }
 

@@ -33,21 +33,9 @@ $replica->safe_psql('hospital', q{
 	ALTER TABLE patients ADD COLUMN version bigint NOT NULL DEFAULT 1,
 	                     ADD COLUMN created_at timestamptz NOT NULL DEFAULT now(),
 	                     ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now();
-	-- Every row write on the replica, so that a change applied twice shows.
-	CREATE TABLE applied (op text, id int, version bigint);
-	CREATE FUNCTION record_apply() RETURNS trigger LANGUAGE plpgsql AS $$
-	BEGIN
-		IF TG_OP = 'DELETE' THEN
-			INSERT INTO applied VALUES (TG_OP, OLD.id, OLD.version);
-		ELSE
-			INSERT INTO applied VALUES (TG_OP, NEW.id, NEW.version);
-		END IF;
-		RETURN NULL;
-	END $$;
-	CREATE TRIGGER record_apply AFTER INSERT OR UPDATE OR DELETE ON patients
-		FOR EACH ROW EXECUTE FUNCTION record_apply();
-	ALTER TABLE patients ENABLE ALWAYS TRIGGER record_apply;
 });
+# Every row write on the replica, so that a change applied twice shows.
+$replica->safe_psql('hospital', edgesync_apply_audit('patients'));
 
 my ($out, $err);
 IPC::Run::run([ 'pg_recvlogical', '--dbname', $source->connstr('hospital'), '-S', 'cloud',

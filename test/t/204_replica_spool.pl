@@ -48,21 +48,9 @@ $replica->safe_psql('hospital', q{
 	CREATE ROLE hospital_feed LOGIN;
 	GRANT edgesync_applier TO hospital_feed;
 	GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON patients TO hospital_feed;
-	-- Every row write, so that a change applied twice shows.
-	CREATE TABLE applied (op text, id int, version bigint);
-	CREATE FUNCTION record_apply() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
-	BEGIN
-		IF TG_OP = 'DELETE' THEN
-			INSERT INTO applied VALUES (TG_OP, OLD.id, OLD.version);
-		ELSE
-			INSERT INTO applied VALUES (TG_OP, NEW.id, NEW.version);
-		END IF;
-		RETURN NULL;
-	END $$;
-	CREATE TRIGGER record_apply AFTER INSERT OR UPDATE OR DELETE ON patients
-		FOR EACH ROW EXECUTE FUNCTION record_apply();
-	ALTER TABLE patients ENABLE ALWAYS TRIGGER record_apply;
 });
+# Every row write, so that a change applied twice shows.
+$replica->safe_psql('hospital', edgesync_apply_audit('patients'));
 
 my $feed_conn = $source->connstr('hospital') . ' user=cloud_feed';
 IPC::Run::run([ 'pg_recvlogical', '-d', $feed_conn, '-S', 'cloud', '--create-slot',
