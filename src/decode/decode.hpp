@@ -152,6 +152,15 @@ void relinfo_purge();
  */
 void pin_output_settings_for_writers();
 
+/*
+ * plugin.cpp: what every line of a transaction carries (commit LSN and time,
+ * xid, the json tail), formatted under the pinned output settings; seq
+ * restarts.  begin_txn calls it for each decoded transaction, a resync for
+ * each transaction it makes up.
+ */
+void start_transaction_output(DecodeState *state, TransactionId xid, XLogRecPtr commit_lsn,
+							  TimestampTz commit_time);
+
 /* values.cpp: one value under its column's policy (raw_columns: none). */
 void append_json_value(StringInfo out, const DecodeState *state, const ColumnInfo *col, Datum value,
 					   bool *json_null);

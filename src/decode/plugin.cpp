@@ -280,6 +280,27 @@ format_iso8601(TimestampTz ts, char *buf)
 		strlcpy(buf, "invalid", MAXDATELEN + 1);
 }
 
+} // namespace
+
+void
+start_transaction_output(DecodeState *state, TransactionId xid, XLogRecPtr commit_lsn,
+						 TimestampTz commit_time)
+{
+	state->seq = 0;
+	/* Before commit_time is formatted: it is written in UTC too. */
+	pin_output_settings();
+	snprintf(state->commit_lsn, sizeof(state->commit_lsn), "%X/%X",
+			 static_cast<uint32>(commit_lsn >> 32), static_cast<uint32>(commit_lsn));
+	char buf[MAXDATELEN + 1];
+	format_iso8601(commit_time, buf);
+	strlcpy(state->commit_time, buf, sizeof(state->commit_time));
+	state->json_tail_len = snprintf(state->json_tail, sizeof(state->json_tail),
+									",\"xid\":%u,\"commit_lsn\":\"%s\",\"commit_time\":\"%s\"}",
+									xid, state->commit_lsn, state->commit_time);
+}
+
+namespace {
+
 void
 begin_txn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 {
@@ -288,17 +309,7 @@ begin_txn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 	state->txn = txn;
 	state->begin_written = false;
 	state->search_path_pinned = false;
-	state->seq = 0;
-	/* Before commit_time is formatted: it is written in UTC too. */
-	pin_output_settings();
-	snprintf(state->commit_lsn, sizeof(state->commit_lsn), "%X/%X",
-			 static_cast<uint32>((txn->final_lsn) >> 32), static_cast<uint32>(txn->final_lsn));
-	char buf[MAXDATELEN + 1];
-	format_iso8601(txn->xact_time.commit_time, buf);
-	strlcpy(state->commit_time, buf, sizeof(state->commit_time));
-	state->json_tail_len = snprintf(state->json_tail, sizeof(state->json_tail),
-									",\"xid\":%u,\"commit_lsn\":\"%s\",\"commit_time\":\"%s\"}",
-									txn->xid, state->commit_lsn, state->commit_time);
+	start_transaction_output(state, txn->xid, txn->final_lsn, txn->xact_time.commit_time);
 }
 
 /* Writes the deferred BEGIN before the transaction's first output. */

@@ -32,6 +32,7 @@ extern "C" {
 #include "access/detoast.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/pg_inherits.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
@@ -102,20 +103,14 @@ class Resender {
 	{
 		pg_call([&] {
 			/* The settings the plugin writes every value under. */
-			SPI_execute("SELECT pg_catalog.set_config('datestyle', 'ISO', true),"
-						" pg_catalog.set_config('intervalstyle', 'postgres', true)",
-						false, 0);
-			SPI_execute("SELECT pg_catalog.to_json(pg_catalog.now()) #>> '{}',"
-						" pg_catalog.pg_current_wal_insert_lsn() - '0/0'::pg_catalog.pg_lsn",
+			decode::pin_output_settings_for_writers();
+			SPI_execute("SELECT pg_catalog.pg_current_wal_insert_lsn() - '0/0'::pg_catalog.pg_lsn",
 						true, 0);
 		});
-		std::string now, source;
+		std::string source;
 		{
-			char *t = pg_call(
-				[] { return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1); });
-			now = t;
 			char *l = pg_call(
-				[] { return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2); });
+				[] { return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1); });
 			first_lsn_ = std::stoull(l);
 		}
 		pg_call([&] {
@@ -143,7 +138,6 @@ class Resender {
 			state_->ntables = -1;
 			state_->source = pstrdup(source.c_str());
 			state_->txn = static_cast<ReorderBufferTXN *>(palloc0(sizeof(ReorderBufferTXN)));
-			strlcpy(state_->commit_time, now.c_str(), sizeof(state_->commit_time));
 			ctx_ = static_cast<LogicalDecodingContext *>(palloc0(sizeof(LogicalDecodingContext)));
 			ctx_->context = context_;
 			ctx_->out = makeStringInfo();
@@ -211,14 +205,9 @@ class Resender {
 	{
 		MemoryContext old = MemoryContextSwitchTo(state_->change_context);
 		if (!begun_) {
-			snprintf(state_->commit_lsn, sizeof(state_->commit_lsn), "%X/%X",
-					 static_cast<uint32>(next_lsn() >> 32), static_cast<uint32>(next_lsn()));
-			state_->seq = 0;
-			/* What begin_txn() of plugin.cpp prepares for the json writer. */
-			state_->json_tail_len =
-				snprintf(state_->json_tail, sizeof(state_->json_tail),
-						 ",\"xid\":0,\"commit_lsn\":\"%s\",\"commit_time\":\"%s\"}",
-						 state_->commit_lsn, state_->commit_time);
+			/* A made-up transaction: the time of this resync, an increasing LSN. */
+			decode::start_transaction_output(state_, InvalidTransactionId, next_lsn(),
+											 GetCurrentTransactionStartTimestamp());
 			if (state_->format == static_cast<int>(decode::Format::kSql))
 				decode::sql_write_begin(ctx_, state_);
 			else
