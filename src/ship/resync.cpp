@@ -16,8 +16,33 @@
  * already has in the same or a newer version are left alone; over HTTP,
  * json insert lines framed by begin/commit.  Rows changed after the new slot
  * was created arrive again through the stream: the version guard makes the
- * overlap harmless.  Rows deleted while the slot was lost are not deleted on
- * the receiver (docs/shipping.md says how to handle that).
+ * overlap harmless.
+ *
+ * Rows deleted while the slot was lost: the rows of one tracked table (a
+ * partitioned one with all its leaves) are sent as a whole, and the receiver
+ * learns where that whole begins and ends.
+ *
+ *   - Replica ("mark and sweep"): the first batch of a table creates a
+ *     temporary table on the replica, named for this resync and table, with
+ *     the replica's key columns; each batch also inserts the keys of its rows
+ *     there (as the plugin writes them: a hashed key as its hash).  The batch
+ *     with the table's last rows then checks that the temporary table holds
+ *     exactly as many keys as were sent, deletes the replica's rows whose key
+ *     is not among them, and drops it, all in that batch's transaction.  The
+ *     keys travel with the rows, so memory stays bounded by a batch.  A
+ *     failure before that batch commits deletes nothing: the temporary table
+ *     goes with the failed session (the transport reconnects after any
+ *     failure), and the next attempt starts over under another name.  A key
+ *     count that does not match (another session, a lost batch) fails the
+ *     batch rather than delete.
+ *   - HTTP: a {"op":"resync_begin"} line before the table's first row and a
+ *     {"op":"resync_end","rows":N} line after its last one; a receiver may
+ *     drop, on resync_end, the rows of that table it did not get in between
+ *     (docs/shipping.md).
+ *
+ * Deleting what the snapshot lacks is right because the stream from the new
+ * slot (everything committed after it) is delivered only after the re-send:
+ * a row the replica has but the snapshot lacks was deleted at the source.
  *
  * The scan runs in one snapshot; a failed delivery leaves resync_pending
  * set, and the next attempt starts the re-send again.
@@ -39,6 +64,7 @@ extern "C" {
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 }
 
 namespace edgesync::ship {
@@ -63,11 +89,17 @@ collect_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bo
 		collected->emplace_back(ctx->out->data, static_cast<size_t>(ctx->out->len));
 }
 
-/* The relations to scan: tracked tables, or the leaves of partitioned ones. */
-std::vector<Oid>
-tables_to_scan()
+/* A tracked table: its rows are in itself, or in the leaves of a partitioned one. */
+struct TrackedTable {
+	Oid root;
+	std::vector<Oid> leaves;
+};
+
+/* The tracked tables, by oid. */
+std::vector<TrackedTable>
+tracked_tables()
 {
-	std::vector<Oid> out;
+	std::vector<TrackedTable> out;
 	pg_call([] {
 		if (SPI_execute("SELECT relid::oid FROM edgesync.tracked_tables ORDER BY relid::oid", true,
 						0) != SPI_OK_SELECT)
@@ -80,9 +112,10 @@ tables_to_scan()
 			SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)));
 	}
 	for (Oid root : roots) {
+		out.push_back(TrackedTable{root, {}});
 		char kind = pg_call([&] { return get_rel_relkind(root); });
 		if (kind != RELKIND_PARTITIONED_TABLE) {
-			out.push_back(root);
+			out.back().leaves.push_back(root);
 			continue;
 		}
 		List *all = pg_call([&] { return find_all_inheritors(root, AccessShareLock, nullptr); });
@@ -90,11 +123,20 @@ tables_to_scan()
 		foreach (lc, all) {
 			Oid leaf = lfirst_oid(lc);
 			if (pg_call([&] { return get_rel_relkind(leaf); }) == RELKIND_RELATION)
-				out.push_back(leaf);
+				out.back().leaves.push_back(leaf);
 		}
 	}
 	return out;
 }
+
+/* What a table's markers and sweep need: copied, since a RelInfo may be rebuilt. */
+struct TableFacts {
+	bool selected = false;
+	std::string json_names;							/* "schema":"s","table":"t" */
+	std::string sql_name;							/* "s"."t" */
+	std::vector<std::string> keys;					/* primary key columns, quoted */
+	bool complete() const { return !keys.empty(); } /* rows can be told apart */
+};
 
 class Resender {
   public:
@@ -108,6 +150,7 @@ class Resender {
 						true, 0);
 		});
 		std::string source;
+		started_ = pg_call([] { return GetCurrentTimestamp(); });
 		{
 			char *l = pg_call(
 				[] { return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1); });
@@ -145,6 +188,7 @@ class Resender {
 			ctx_->write = collect_write;
 			ctx_->accept_writes = true;
 			ctx_->output_plugin_private = state_;
+			keys_ = makeStringInfo();
 			MemoryContextSwitchTo(old);
 		});
 	}
@@ -163,57 +207,201 @@ class Resender {
 		/* Facts cached by a peek in this backend were read under historic snapshots. */
 		pg_call([] { decode::relinfo_invalidate_all(); });
 		collected = &rows_;
-		for (Oid relid : tables_to_scan())
-			if (!send_table(relid, error, changes))
+		for (const TrackedTable &table : tracked_tables())
+			if (!send_table(table, error, changes))
 				return false;
 		return flush(error, changes);
 	}
 
   private:
-	bool send_table(Oid relid, std::string &error, int64_t &changes)
+	bool sql() const { return state_->format == static_cast<int>(decode::Format::kSql); }
+
+	/* The rows of one tracked table, between its markers (sql: staged keys, then the sweep). */
+	bool send_table(const TrackedTable &table, std::string &error, int64_t &changes)
+	{
+		TableFacts facts = table_facts(table.root);
+		if (!facts.selected)
+			return true;
+		pg_call([&] { resetStringInfo(keys_); });
+		keys_table_.clear();
+		sweeping_ = facts.complete();
+		table_rows_ = 0;
+		if (sweeping_ && !begin_table(facts, error, changes))
+			return false;
+		for (Oid leaf : table.leaves)
+			if (!send_rows(leaf, facts, error, changes))
+				return false;
+		return !sweeping_ || end_table(facts, error, changes);
+	}
+
+	/* The root's names and key, read once; the lock is kept until the end of the transaction. */
+	TableFacts table_facts(Oid root)
+	{
+		TableFacts facts;
+		Relation rel = pg_call([&] { return table_open(root, AccessShareLock); });
+		const decode::RelInfo *info = pg_call([&] { return decode::relinfo_get(state_, rel); });
+		facts.selected = info->selected;
+		if (facts.selected) {
+			facts.json_names = info->json_names;
+			facts.sql_name = info->sql_name;
+			for (int k = 0; k < info->nkeys; k++)
+				facts.keys.emplace_back(info->columns[info->keys[k] - 1].sql_ident);
+		}
+		pg_call([&] { table_close(rel, NoLock); });
+		return facts;
+	}
+
+	bool send_rows(Oid relid, const TableFacts &facts, std::string &error, int64_t &changes)
 	{
 		Relation rel = pg_call([&] { return table_open(relid, AccessShareLock); });
 		const decode::RelInfo *info = pg_call([&] { return decode::relinfo_get(state_, rel); });
-		if (!info->selected) {
-			pg_call([&] { table_close(rel, AccessShareLock); });
-			return true;
-		}
+		/* (A partition has its partitioned table's key: anything else, and nothing is swept.) */
+		if (sweeping_ && static_cast<size_t>(info->nkeys) != facts.keys.size())
+			sweeping_ = false;
 		TableScanDesc scan =
 			pg_call([&] { return table_beginscan(rel, GetActiveSnapshot(), 0, nullptr); });
 		TupleTableSlot *slot = pg_call([&] { return table_slot_create(rel, nullptr); });
 		bool ok = true;
 		while (pg_call([&] { return table_scan_getnextslot(scan, ForwardScanDirection, slot); })) {
-			if (batch_rows_ >= config_.batch_changes - 2 || batch_bytes_ >= config_.batch_bytes) {
-				ok = flush(error, changes);
-				if (!ok)
-					break;
-			}
+			ok = make_room(error, changes);
+			if (!ok)
+				break;
+			begin_batch();
+			size_t keys_before = static_cast<size_t>(keys_->len);
 			pg_call([&] { write_row(info, rel, slot); });
 			batch_rows_++;
-			batch_bytes_ += static_cast<int64_t>(rows_.empty() ? 0 : rows_.back().size());
+			batch_changes_++;
+			table_rows_++;
+			batch_bytes_ += static_cast<int64_t>(rows_.empty() ? 0 : rows_.back().size()) +
+							static_cast<int64_t>(static_cast<size_t>(keys_->len) - keys_before);
 		}
 		pg_call([&] {
 			ExecDropSingleTupleTableSlot(slot);
 			table_endscan(scan);
-			table_close(rel, AccessShareLock);
+			table_close(rel, NoLock);
 		});
 		return ok;
 	}
 
-	/* One row as the plugin writes an insert (plain C-style: may ereport). */
-	void write_row(const decode::RelInfo *info, Relation rel, TupleTableSlot *slot)
+	/* Flushes the open batch if the next row would not fit in it. */
+	bool make_room(std::string &error, int64_t &changes)
 	{
-		MemoryContext old = MemoryContextSwitchTo(state_->change_context);
-		if (!begun_) {
-			/* A made-up transaction: the time of this resync, an increasing LSN. */
+		if (batch_rows_ >= config_.batch_changes - 2 || batch_bytes_ >= config_.batch_bytes)
+			return flush(error, changes);
+		return true;
+	}
+
+	/* Opens a batch: a made-up transaction, the time of this resync, an increasing LSN. */
+	void begin_batch()
+	{
+		if (begun_)
+			return;
+		pg_call([&] {
 			decode::start_transaction_output(state_, InvalidTransactionId, next_lsn(),
 											 GetCurrentTransactionStartTimestamp());
-			if (state_->format == static_cast<int>(decode::Format::kSql))
+			if (sql())
 				decode::sql_write_begin(ctx_, state_);
 			else
 				decode::json_write_begin(ctx_, state_);
-			begun_ = true;
+		});
+		begun_ = true;
+	}
+
+	/* A line of the open batch that is not a row: a marker or a statement of the sweep. */
+	void add_line(std::string line)
+	{
+		batch_bytes_ += static_cast<int64_t>(line.size());
+		batch_rows_++;
+		rows_.push_back(std::move(line));
+	}
+
+	/* json: {"op":"resync_begin",...} or _end, with the transaction's tail. */
+	std::string marker(const char *op, const TableFacts &facts, const std::string &extra)
+	{
+		state_->seq++;
+		return std::string("{\"op\":\"") + op + "\"," + facts.json_names + extra +
+			   ",\"seq\":" + std::to_string(state_->seq) +
+			   std::string(state_->json_tail, static_cast<size_t>(state_->json_tail_len));
+	}
+
+	bool begin_table(const TableFacts &facts, std::string &error, int64_t &changes)
+	{
+		if (!make_room(error, changes))
+			return false;
+		begin_batch();
+		if (!sql()) {
+			add_line(marker("resync_begin", facts, ""));
+			return true;
 		}
+		/* Named for this resync and table: never one left by an earlier attempt. */
+		keys_table_ = "pg_temp.\"edgesync_resync_" + std::to_string(started_) + "_" +
+					  std::to_string(tables_++) + "\"";
+		std::string columns;
+		for (const std::string &k : facts.keys)
+			columns += (columns.empty() ? "" : ",") + k;
+		add_line("CREATE TEMPORARY TABLE " + keys_table_ + " AS SELECT " + columns + " FROM " +
+				 facts.sql_name + " WITH NO DATA;");
+		return true;
+	}
+
+	bool end_table(const TableFacts &facts, std::string &error, int64_t &changes)
+	{
+		if (!sql()) {
+			if (!make_room(error, changes))
+				return false;
+			begin_batch();
+			add_line(marker("resync_end", facts, ",\"rows\":" + std::to_string(table_rows_)));
+			return true;
+		}
+		/*
+		 * In the transaction of the table's last rows (a table without rows:
+		 * of its CREATE, or a batch of its own).  The key count guards against
+		 * a temporary table that missed a batch: then nothing is deleted.
+		 */
+		begin_batch();
+		add_staged_keys();
+		std::string match;
+		for (const std::string &k : facts.keys)
+			match += (match.empty() ? "" : " AND ") + ("k." + k) + " = target." + k;
+		std::string name;
+		text::append_sql_literal(name, facts.sql_name);
+		std::string body =
+			"BEGIN IF (SELECT pg_catalog.count(*) FROM " + keys_table_ + ") <> " +
+			std::to_string(table_rows_) +
+			" THEN RAISE EXCEPTION 'resync of table % is incomplete on the replica', " + name +
+			" USING DETAIL = 'Not every key sent reached this session.', " +
+			"ERRCODE = 'object_not_in_prerequisite_state'; END IF; END";
+		std::string tag = "$edgesync$";
+		for (int i = 0; body.find(tag) != std::string::npos; i++)
+			tag = "$edgesync" + std::to_string(i) + "$";
+		add_line("DO " + tag + body + tag + ";");
+		add_line("ANALYZE " + keys_table_ + ";");
+		add_line("DELETE FROM " + facts.sql_name + " AS target WHERE NOT EXISTS (SELECT FROM " +
+				 keys_table_ + " AS k WHERE " + match + ");");
+		add_line("DROP TABLE " + keys_table_ + ";");
+		keys_table_.clear();
+		return true;
+	}
+
+	/* sql: the keys of this batch's rows of the current table, into its temporary table. */
+	void add_staged_keys()
+	{
+		if (keys_->len == 0)
+			return;
+		std::string insert = "INSERT INTO " + keys_table_ + " VALUES ";
+		insert.append(keys_->data, static_cast<size_t>(keys_->len));
+		insert.push_back(';');
+		pg_call([&] { resetStringInfo(keys_); });
+		add_line(std::move(insert));
+	}
+
+	/*
+	 * One row as the plugin writes an insert, and its key for the sweep
+	 * (plain C-style: may ereport).
+	 */
+	void write_row(const decode::RelInfo *info, Relation rel, TupleTableSlot *slot)
+	{
+		MemoryContext old = MemoryContextSwitchTo(state_->change_context);
 		slot_getallattrs(slot);
 		TupleDesc desc = RelationGetDescr(rel);
 		decode::Change c;
@@ -239,6 +427,16 @@ class Resender {
 			decode::sql_write_change(ctx_, state_, &c);
 		else
 			decode::json_write_change(ctx_, state_, &c);
+		if (sweeping_ && state_->format == static_cast<int>(decode::Format::kSql)) {
+			appendStringInfoString(keys_, keys_->len == 0 ? "(" : ", (");
+			for (int k = 0; k < info->nkeys; k++) {
+				int i = info->keys[k] - 1;
+				if (k > 0)
+					appendStringInfoString(keys_, ", ");
+				decode::append_sql_value(keys_, state_, &info->columns[i], c.new_values[i]);
+			}
+			appendStringInfoChar(keys_, ')');
+		}
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(state_->change_context);
 	}
@@ -250,6 +448,8 @@ class Resender {
 	{
 		if (!begun_)
 			return true;
+		if (sweeping_ && !keys_table_.empty())
+			add_staged_keys();
 		pg_call([&] {
 			if (state_->format == static_cast<int>(decode::Format::kSql))
 				decode::sql_write_commit(ctx_, state_);
@@ -274,13 +474,13 @@ class Resender {
 		for (const std::string &r : rows_)
 			framed.push_back(Row{next_lsn(), 0, r});
 		std::string key = "resync-" + idempotency_key(framed, framed.size());
-		int64_t n = count_changes(framed, framed.size());
 		if (!transport_.deliver(body, key, error))
 			return false;
-		changes += n;
+		changes += batch_changes_;
 		rows_.clear();
 		begun_ = false;
 		batch_rows_ = 0;
+		batch_changes_ = 0;
 		batch_bytes_ = 0;
 		batches_++;
 		return true;
@@ -293,10 +493,17 @@ class Resender {
 	LogicalDecodingContext *ctx_ = nullptr;
 	std::vector<std::string> rows_;
 	bool begun_ = false;
-	int64_t batch_rows_ = 0;
+	int64_t batch_rows_ = 0;	/* lines, framing aside */
+	int64_t batch_changes_ = 0; /* rows */
 	int64_t batch_bytes_ = 0;
 	uint64_t batches_ = 0;
 	uint64_t first_lsn_ = 0;
+	TimestampTz started_ = 0;
+	StringInfo keys_ = nullptr; /* sql: keys of this batch's rows of the current table */
+	std::string keys_table_;	/* sql: the current table's temporary table on the replica */
+	int tables_ = 0;			/* tables begun, for keys_table_ */
+	bool sweeping_ = false;		/* the current table's rows are marked: it ends with a sweep */
+	int64_t table_rows_ = 0;	/* rows of the current table sent */
 };
 
 } // namespace

@@ -237,22 +237,40 @@ my %keys;
 $keys{ $_->{key} }++ for $receiver->deliveries;
 note('batches delivered twice: ' . scalar(grep { $_ > 1 } values %keys));
 
-# A lost slot: resync() sends every current row again, then streams on.
+# A lost slot, and rows deleted meanwhile: resync() sends every current row
+# again, between a resync_begin and a resync_end line for the table (which
+# tell the receiver that these are all its rows), then streams on.
 $node->safe_psql('postgres', q{SELECT edgesync._drop_target_slot('edgesync_cloud_api')});
+$node->safe_psql('postgres', q{DELETE FROM hospital_patients WHERE id % 5 = 0});
 $node->safe_psql('postgres', q{SELECT edgesync.resync('cloud_api')});
-my %resent;
-for (1 .. 300)
+$node->poll_query_until('postgres',
+	"SELECT NOT resync_pending FROM edgesync.target_status WHERE name = 'cloud_api'")
+  or die 'resync not done';
+my @resync_lines = map { @{ $_->{lines} } } grep { $_->{key} =~ /^resync-/ } $receiver->deliveries;
+my (@begins, @ends, %resent, $inside, $outside);
+for my $l (@resync_lines)
 {
-	%resent = ();
-	for my $b (grep { $_->{key} =~ /^resync-/ } $receiver->deliveries)
+	if ($l =~ /^\{"op":"resync_begin","schema":"public","table":"hospital_patients","seq":\d+,"xid":\d+,"commit_lsn":"[^"]+","commit_time":"[^"]+"\}$/)
 	{
-		/"op":"insert".*"pk":\{"id":(\d+)\}/ and $resent{$1} = 1 for @{ $b->{lines} };
+		push @begins, $l;
+		$inside = 1;
 	}
-	last if scalar(keys %resent) >= $next_id - 1
-	  && $node->safe_psql('postgres', 'SELECT NOT resync_pending FROM edgesync.target_status') eq 't';
-	sleep(0.1);
+	elsif ($l =~ /^\{"op":"resync_end","schema":"public","table":"hospital_patients","rows":(\d+),"seq":\d+,/)
+	{
+		push @ends, $1;
+		$inside = 0;
+	}
+	elsif ($l =~ /"op":"insert".*"pk":\{"id":(\d+)\}/)
+	{
+		$inside ? ($resent{$1} = 1) : $outside++;
+	}
 }
-is(scalar(keys %resent), $next_id - 1, 'resync: every current row sent again');
+is(scalar(@begins) . '/' . scalar(@ends), '1/1', 'resync: one resync_begin and one resync_end line');
+is($outside // 0, 0, 'resync: every row between the markers');
+my @current = split /\n/, $node->safe_psql('postgres', 'SELECT id FROM hospital_patients ORDER BY id');
+is(join(',', sort { $a <=> $b } keys %resent), join(',', @current),
+	'resync: the rows between the markers are exactly the current rows (deleted ones absent)');
+is($ends[0], scalar(@current), 'resync: resync_end counts the rows');
 workload(2);
 wait_all_delivered('streaming after resync');
 

@@ -2,7 +2,11 @@
 # the replica converges to the source (ordered row checksums) after a steady
 # workload, an immediate shutdown of the hospital mid-batch, an immediate
 # shutdown of the replica mid-apply, the replica down for a while, and a
-# resync after the target's slot was lost.
+# resync after the target's slot was lost: rows deleted on the hospital while
+# the slot was lost are deleted on the replica too (a plain table, one left
+# without rows, a partitioned one, one with a hashed key), a resync that
+# fails half-way deletes nothing the source still has, and a second resync
+# changes nothing.
 use strict;
 use warnings;
 
@@ -16,6 +20,7 @@ use EdgesyncTest;
 
 my $cloud = edgesync_node('cloud');
 my $hospital = edgesync_node('hospital', extra_conf => q{
+edgesync.hash_key = 'tap-302-key'
 edgesync.ship_databases = 'postgres'
 edgesync.ship_naptime = 50ms
 edgesync.ship_retry_min = 50ms
@@ -27,12 +32,29 @@ my $schema = q{
 	CREATE EXTENSION edgesync;
 	CREATE TABLE hospital_patients (id int PRIMARY KEY, name text NOT NULL, ward text, notes text);
 	SELECT edgesync.track('hospital_patients');
+	CREATE TABLE hospital_wards (id int PRIMARY KEY, name text NOT NULL);
+	SELECT edgesync.track('hospital_wards');
+	CREATE TABLE hospital_stays (id int, ward text, PRIMARY KEY (id)) PARTITION BY RANGE (id);
+	CREATE TABLE hospital_stays_1 PARTITION OF hospital_stays FOR VALUES FROM (0) TO (100);
+	CREATE TABLE hospital_stays_2 PARTITION OF hospital_stays FOR VALUES FROM (100) TO (1000);
+	SELECT edgesync.track('hospital_stays');
+	CREATE TABLE hospital_mrns (mrn text PRIMARY KEY, n int NOT NULL);
+	SELECT edgesync.track('hospital_mrns');
 };
 $hospital->safe_psql('postgres', $schema);
 $cloud->safe_psql('postgres', $schema);
+# The replica holds the mrn's HMAC (the column policy): the same text column.
+$hospital->safe_psql('postgres', q{SELECT edgesync.set_column_policy('hospital_mrns', 'mrn', 'hash')});
 $cloud->safe_psql('postgres', q{
 	CREATE ROLE cloud_applier LOGIN PASSWORD 'pw-SECRET-42' IN ROLE edgesync_applier;
-	GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON hospital_patients TO cloud_applier;
+	GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE
+	   ON hospital_patients, hospital_wards, hospital_stays, hospital_mrns TO cloud_applier;
+});
+$cloud->safe_psql('postgres', edgesync_apply_audit('hospital_patients'));
+$cloud->safe_psql('postgres', q{
+	CREATE TRIGGER record_apply AFTER INSERT OR UPDATE OR DELETE ON hospital_wards
+		FOR EACH ROW EXECUTE FUNCTION record_apply();
+	ALTER TABLE hospital_wards ENABLE ALWAYS TRIGGER record_apply;
 });
 my $url = 'postgresql://cloud_applier:pw-SECRET-42@/postgres?host=' . $cloud->host . '&port=' . $cloud->port;
 $hospital->safe_psql('postgres',
@@ -62,17 +84,41 @@ my $checksum = q{SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, ',' 
 
 sub wait_converged
 {
-	my ($what) = @_;
+	my ($what, $sql) = @_;
+	$sql //= $checksum;
 	my ($source, $replica);
 	for (1 .. 900)
 	{
-		$source = $hospital->safe_psql('postgres', $checksum);
-		my ($rc, $out) = $cloud->psql('postgres', $checksum);
+		$source = $hospital->safe_psql('postgres', $sql);
+		my ($rc, $out) = $cloud->psql('postgres', $sql);
 		$replica = $out // '';
 		last if $source eq $replica;
 		sleep(0.1);
 	}
 	is($replica, $source, "$what: replica equals source");
+}
+
+# The other tables: rows in key order (hospital_mrns: its hashed keys differ
+# between the two sides, its n are unique).
+my %table_checksum = (
+	hospital_wards => q{SELECT count(*) || ':' || coalesce(md5(string_agg(id || '/' || name, ',' ORDER BY id)), '')
+	                      FROM hospital_wards},
+	hospital_stays => q{SELECT count(*) || ':' || coalesce(md5(string_agg(id || '/' || ward, ',' ORDER BY id)), '')
+	                      FROM hospital_stays},
+	hospital_mrns => q{SELECT count(*) || ':' || count(DISTINCT mrn) || ':' || coalesce(md5(string_agg(n::text, ',' ORDER BY n)), '')
+	                     FROM hospital_mrns},);
+
+sub wait_all_converged
+{
+	my ($what) = @_;
+	wait_converged("$what: hospital_patients");
+	wait_converged("$what: $_", $table_checksum{$_}) for sort keys %table_checksum;
+}
+
+sub ids
+{
+	my ($node, $table) = @_;
+	return map { $_ => 1 } split /\n/, $node->safe_psql('postgres', "SELECT id FROM $table");
 }
 
 sub status
@@ -81,8 +127,13 @@ sub status
 		"SELECT consecutive_failures || '|' || coalesce(last_error, '') FROM edgesync.target_status");
 }
 
+$hospital->safe_psql('postgres', q{
+	INSERT INTO hospital_wards SELECT g, 'ward ' || g FROM generate_series(1, 30) g;
+	INSERT INTO hospital_stays SELECT g, 'W' || (g % 5) FROM generate_series(1, 300) g;
+	INSERT INTO hospital_mrns SELECT 'MRN-' || g, g FROM generate_series(1, 200) g;
+});
 workload(20, 50);
-wait_converged('steady workload');
+wait_all_converged('steady workload');
 is($cloud->safe_psql('postgres', 'SELECT count(*) FROM edgesync.applied_lsn'), '1',
 	'the replica records the source\'s applied commit LSN');
 
@@ -122,15 +173,74 @@ $hospital->safe_psql('postgres', q{SELECT edgesync.ship('cloud_db')});
 like(status(), qr/does not exist.*resync/, 'lost slot: status points to resync');
 is($hospital->safe_psql('postgres', 'SELECT slot_exists FROM edgesync.target_status'), 'f',
 	'lost slot: slot_exists is false');
+
+# While the slot is lost, rows the replica has are deleted and changed; one
+# table is left without rows.
+my %patients_before = ids($cloud, 'hospital_patients');
+my %stays_before = ids($cloud, 'hospital_stays');
+$hospital->safe_psql('postgres', q{
+	DELETE FROM hospital_patients WHERE id % 7 = 3 AND id < 3000;
+	UPDATE hospital_patients SET ward = 'C' WHERE id % 13 = 5 AND id < 3000;
+	DELETE FROM hospital_wards;
+	DELETE FROM hospital_stays WHERE id % 4 = 1;
+	UPDATE hospital_stays SET ward = 'moved' WHERE id % 10 = 2;
+	DELETE FROM hospital_mrns WHERE n % 3 = 0;
+	INSERT INTO hospital_mrns SELECT 'MRN-' || g, g FROM generate_series(1000, 1010) g;
+});
+my %patients_source = ids($hospital, 'hospital_patients');
+my %stays_source = ids($hospital, 'hospital_stays');
+my $gone = grep { !$patients_source{$_} } keys %patients_before;
+ok($gone > 50, "lost slot: $gone rows the replica has were deleted on the hospital");
+
+# A resync that fails half-way (the replica refuses one row of the middle of
+# the table) deletes nothing the source still has, in any table.
+my $refused = $hospital->safe_psql('postgres', q{
+	SELECT id FROM hospital_patients ORDER BY ctid OFFSET (SELECT count(*) / 2 FROM hospital_patients) LIMIT 1});
+$cloud->safe_psql('postgres', qq{
+	CREATE FUNCTION refuse_row() RETURNS trigger LANGUAGE plpgsql AS \$\$
+	BEGIN
+		IF NEW.id = $refused THEN RAISE EXCEPTION 'replica refuses row $refused'; END IF;
+		RETURN NEW;
+	END \$\$;
+	CREATE TRIGGER refuse_row BEFORE INSERT ON hospital_patients FOR EACH ROW EXECUTE FUNCTION refuse_row();
+	ALTER TABLE hospital_patients ENABLE ALWAYS TRIGGER refuse_row;
+});
+$hospital->safe_psql('postgres', q{SELECT edgesync.alter_target('cloud_db', batch_changes => 40)});
 $hospital->safe_psql('postgres', q{SELECT edgesync.resync('cloud_db')});
 $hospital->safe_psql('postgres', q{
 	ALTER SYSTEM RESET edgesync.ship_databases;
 	SELECT pg_reload_conf();
 });
+for (1 .. 600)
+{
+	last if status() =~ /^[1-9]\d*\|.*replica refuses row/;
+	sleep(0.1);
+}
+like(status(), qr/^[1-9]\d*\|.*replica refuses row $refused/, 'resync failing half-way: failure recorded');
+my %patients_now = ids($cloud, 'hospital_patients');
+my %stays_now = ids($cloud, 'hospital_stays');
+my @wrong = grep { $patients_source{$_} && !$patients_now{$_} } keys %patients_before;
+push @wrong, grep { $stays_source{$_} && !$stays_now{$_} } keys %stays_before;
+is(scalar(@wrong), 0, 'resync failing half-way: no row the source has was deleted');
+ok((grep { !$patients_source{$_} && $patients_now{$_} } keys %patients_before) > 0,
+	'resync failing half-way: the table was not swept');
+$cloud->safe_psql('postgres', 'DROP TRIGGER refuse_row ON hospital_patients');
 workload(3, 10);
-wait_converged('after resync');
+wait_all_converged('after resync');
+$hospital->poll_query_until('postgres', 'SELECT NOT resync_pending FROM edgesync.target_status')
+  or die 'resync not done';
 is($hospital->safe_psql('postgres', 'SELECT resync_pending FROM edgesync.target_status'), 'f',
 	'resync done');
+
+# A second resync changes nothing: no row written on the replica.
+my $applied = $cloud->safe_psql('postgres', 'SELECT count(*) FROM applied');
+$hospital->safe_psql('postgres', q{SELECT edgesync.resync('cloud_db')});
+$hospital->poll_query_until('postgres', 'SELECT NOT resync_pending FROM edgesync.target_status')
+  or die 'second resync not done';
+is($cloud->safe_psql('postgres', 'SELECT count(*) FROM applied'), $applied,
+	'a second resync writes no row on the replica');
+wait_all_converged('after a second resync');
+$hospital->safe_psql('postgres', q{SELECT edgesync.alter_target('cloud_db', batch_changes => 500)});
 
 # SIGTERM while the replica hangs (a lock holds the batch's apply): the
 # worker is gone within about a second, not at its 5 s timeout; the batch
