@@ -355,8 +355,13 @@ class Resender {
 		}
 		/*
 		 * In the transaction of the table's last rows (a table without rows:
-		 * of its CREATE, or a batch of its own).  The key count guards against
-		 * a temporary table that missed a batch: then nothing is deleted.
+		 * that of its CREATE).  The key count guards against a temporary
+		 * table that missed a batch: then the batch fails and nothing is
+		 * deleted.  Unlike the upserts, the statements do not depend on
+		 * edgesync.applying(): whether or not the replica counts this made-up
+		 * LSN as new, deleting the keys the snapshot lacks is right (see the
+		 * top of this file), and the replica role apply_begin() set either way
+		 * keeps the replica's triggers out of it.
 		 */
 		begin_batch();
 		add_staged_keys();
