@@ -226,7 +226,7 @@ INSERT INTO rarr VALUES (1, '{a,"b,c"}'), (2, NULL), (3, '{}'); -- an array colu
 COMMIT;
 INSERT INTO r2 SELECT g, repeat('w', 300) FROM generate_series(100, 106) g;
 SELECT left(data, 38) AS statement,
-       CASE WHEN data LIKE '%ROWS FROM%'
+       CASE WHEN data LIKE '%SELECT pg_catalog.unnest(%'
             THEN cardinality(string_to_array(substring(data from 'unnest\(''\{([^}]*)\}'), ','))
             WHEN data LIKE '%(VALUES %' THEN (length(data) - length(replace(data, '), (', ''))) / 4 + 1 END AS rows_in_run
   FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql')
@@ -236,7 +236,7 @@ SELECT data FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql')
 -- The limits: batch-rows (7 rows in runs of 3) and batch-bytes (each ~350-byte row
 -- takes a run of two past 1024 bytes).
 SELECT left(data, 38) AS statement,
-       CASE WHEN data LIKE '%ROWS FROM%'
+       CASE WHEN data LIKE '%SELECT pg_catalog.unnest(%'
             THEN cardinality(string_to_array(substring(data from 'unnest\(''\{([^}]*)\}'), ','))
             WHEN data LIKE '%(VALUES %' THEN (length(data) - length(replace(data, '), (', ''))) / 4 + 1 END AS rows_in_run
   FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql', 'batch-rows', '3')
