@@ -108,6 +108,9 @@ SELECT edgesync.apply_begin('regress-source', '0/1') AS fresh, edgesync.applying
        current_setting('session_replication_role') AS role;
 ROLLBACK;
 SELECT current_setting('session_replication_role') AS role_after;
+-- Both arguments are required.
+SELECT edgesync.apply_begin(NULL, '0/1');
+SELECT edgesync.apply_begin('regress-source', NULL);
 
 -- A newer row on the replica is not overwritten by an older change.
 SET session_replication_role = replica;
