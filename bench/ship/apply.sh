@@ -12,26 +12,36 @@
 # transaction, all of a batch sent as ONE simple query (psql's \; joins the
 # statements into one request).  Each variant is applied REPEATS times, the
 # variants interleaved, into a fresh database copied from a template (the
-# extension, the table with its edgesync triggers): the figure is the
-# server's time for the batches (psql \timing, so psql's own lexing of the
-# file is left out), split into the insert batches and the update batches.
-# Every variant must leave the replica equal to the source (row checksum).
+# extension, the table with its edgesync triggers).  Two figures per batch
+# kind (the stream holds all the inserts, then all the updates): the
+# backend's CPU time (/proc/self/schedstat read by the backend before and
+# after each batch: what the apply costs, little disturbed by other jobs on a
+# shared machine) and the wall time of the batches (psql \timing: server time
+# plus the round trip, without psql's own lexing of the file).  Every variant
+# that writes rows must leave the replica equal to the source (row checksum).
 #
-#   current   the stream as the plugin writes it
-#   replay    the same stream applied a second time on top of current: every
+#   current   the stream as this build of the plugin writes it
+#   before    the same rows in the format and with the apply_begin() of
+#             commit c742f6a: upsert runs as SELECT * FROM ROWS FROM
+#             (unnest(..), ..) AS v, apply_begin() in PL/pgSQL (a copy in
+#             schema edgesync_bench of the template)
+#   replay    current applied a second time on top of itself: every
 #             transaction recognised by apply_begin() and skipped (what
 #             parsing, planning and the array literals cost)
-#   begin     only the SELECT edgesync.apply_begin(...) statements (what the
-#             per-transaction bookkeeping costs; rows not applied, no check)
-#   floor     native-like: INSERT ... SELECT unnest and UPDATE ... FROM
-#             unnest of the same arrays, no guard, no ON CONFLICT, no
-#             apply_begin, session_replication_role = replica for the session
+#   begin     only the SELECT edgesync.apply_begin(...) statements of current
+#             (the per-transaction bookkeeping; no rows, no check)
+#   begin-before  the same calls to the PL/pgSQL copy
+#   floor     native-like: INSERT ... SELECT unnest(..) and UPDATE ... FROM
+#             ROWS FROM (unnest(..)) of the same arrays, no guard, no ON
+#             CONFLICT, no apply_begin, session_replication_role = replica
+#             for the session
 #
 # A benchmark prints a table; it is not a test and exits 0 whatever it finds.
 #
 # Usage: bench/ship/apply.sh
 # Environment: INSERTS (50000), ROWS_PER_TXN (100), TXNS_PER_BATCH (250),
-#              REPEATS (5), VARIANTS ("current replay begin floor"),
+#              REPEATS (5),
+#              VARIANTS ("before current replay begin begin-before floor"),
 #              STREAM_OPTS (extra plugin options, e.g. "'batch-rows', '1000'").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -40,7 +50,7 @@ INSERTS=${INSERTS:-50000}
 ROWS_PER_TXN=${ROWS_PER_TXN:-100}
 TXNS_PER_BATCH=${TXNS_PER_BATCH:-250}
 REPEATS=${REPEATS:-5}
-read -r -a variants <<<"${VARIANTS:-current replay begin floor}"
+read -r -a variants <<<"${VARIANTS:-before current replay begin begin-before floor}"
 if [ $# -gt 0 ]; then
 	sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
 	exit 2
@@ -90,12 +100,36 @@ sq -d src -c "DO \$\$
 want=$(sq -d src -At -c "$checksum")
 
 # The template of every replica: the extension and the tracked table
-# (version and timestamps included, triggers on, as the replica has them).
+# (version and timestamps included, triggers on, as the replica has them),
+# and for variant before the PL/pgSQL apply_begin() of commit c742f6a.
 as_cluster_user "$PG_BINDIR/pg_dump" -h "$CLUSTER_ROOT" -p "$bench_PORT" -U postgres -d src \
 	--schema-only -t bench_patients >"$work/ddl.sql"
 sq -d postgres -c 'CREATE DATABASE replica_template' >/dev/null
 sq -d replica_template -c 'CREATE EXTENSION edgesync' >/dev/null
 sq -d replica_template -f "$work/ddl.sql" >/dev/null
+sq -d replica_template <<'SQL' >/dev/null
+CREATE SCHEMA edgesync_bench;
+CREATE FUNCTION edgesync_bench.apply_begin(source text, commit_lsn pg_lsn) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    fresh boolean;
+BEGIN
+    IF $1 IS NULL OR $2 IS NULL THEN
+        RAISE EXCEPTION 'edgesync.apply_begin() arguments must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    INSERT INTO edgesync.applied_lsn AS a (source, lsn) VALUES ($1, $2)
+    ON CONFLICT (source) DO UPDATE SET lsn = EXCLUDED.lsn, applied_at = now()
+        WHERE a.lsn < EXCLUDED.lsn
+    RETURNING true INTO fresh;
+    fresh := coalesce(fresh, false);
+    PERFORM set_config('edgesync_internal.apply_skip', CASE WHEN fresh THEN 'off' ELSE 'on' END, true);
+    PERFORM set_config('session_replication_role', 'replica', true);
+    RETURN fresh;
+END
+$$;
+SQL
 
 log "reading the sql stream"
 start=$(date +%s.%N)
@@ -106,34 +140,41 @@ stream_bytes=$(wc -c <"$work/stream.sql")
 stream_lines=$(wc -l <"$work/stream.sql")
 
 # Batch bodies the shipper's way, one psql request each: every statement of a
-# batch joined by \; so psql sends them as one simple query.  The header line
-# of each batch names its kind (insert/update: the stream holds all the
-# inserts, then all the updates).
+# batch joined by \; so psql sends them as one simple query.  Before each
+# batch, and at the end, the backend reports its CPU time so far
+# ("cpu|<ns>"); "\echo batch <kind>" names the kind of the batch that
+# follows.  A batch holds transactions of one kind (insert or update).
 batches() { # variant -> psql script on stdout
 	perl -e '
 		use strict; use warnings;
 		my ($variant, $per) = @ARGV[0, 1];
-		my (@batch, $txns, $kind);
+		my $cpu = "SELECT \x27cpu\x27, pg_catalog.split_part(pg_catalog.pg_read_file(\x27/proc/self/schedstat\x27), \x27 \x27, 1);\n";
+		my (@batch, @txn, $txns, $kind, $txn_kind);
 		sub flush {
 			return unless @batch;
-			print "\\echo batch $kind\n";
+			print $cpu, "\\echo batch $kind\n";
 			print "BEGIN \\;\n", map({ "$_ \\;\n" } @batch), "COMMIT;\n";
 			@batch = (); $txns = 0;
 		}
+		my $run = qr/^INSERT INTO (\S+) AS target \(([^)]*)\) SELECT (pg_catalog\.unnest\(.*\)) WHERE edgesync\.applying\(\) ON CONFLICT \(([^)]*)\) DO UPDATE SET (.*) WHERE target\."version" < EXCLUDED\."version"$/;
 		# floor: the upsert of a run without guard nor ON CONFLICT; an update
 		# run as UPDATE ... FROM the same arrays.
 		sub floor_stmt {
 			my ($s, $k) = @_;
-			$s =~ /^INSERT INTO (\S+) AS target \(([^)]*)\) SELECT \* FROM ROWS FROM \((.*)\) AS v WHERE edgesync\.applying\(\) ON CONFLICT \(([^)]*)\) DO UPDATE SET (.*) WHERE target\."version" < EXCLUDED\."version"$/
-				or die "unexpected statement: " . substr($s, 0, 200);
+			$s =~ $run or die "unexpected statement: " . substr($s, 0, 200);
 			my ($t, $cols, $arrays, $key, $set) = ($1, $2, $3, $4, $5);
-			return "INSERT INTO $t ($cols) SELECT * FROM ROWS FROM ($arrays) AS v" if $k eq "insert";
+			return "INSERT INTO $t ($cols) SELECT $arrays" if $k eq "insert";
 			$set =~ s/EXCLUDED\./v./g;
 			return "UPDATE $t AS target SET $set FROM ROWS FROM ($arrays) AS v($cols) WHERE target.$key = v.$key";
 		}
-		# A transaction is buffered whole: its kind (insert/update) is known
-		# from its rows, and a batch holds transactions of one kind.
-		my (@txn, $txn_kind);
+		# before: the shape of commit c742f6a and its PL/pgSQL apply_begin().
+		sub before_stmt {
+			my ($s) = @_;
+			$s =~ s/^SELECT edgesync\.apply_begin\(/SELECT edgesync_bench.apply_begin(/;
+			$s =~ s/^(INSERT INTO \S+ AS target \([^)]*\)) SELECT (pg_catalog\.unnest\(.*\)) WHERE edgesync\.applying\(\) (ON CONFLICT .*)$/$1 SELECT * FROM ROWS FROM ($2) AS v WHERE edgesync.applying() $3/;
+			return $s;
+		}
+		# A transaction is buffered whole: its kind is known from its rows.
 		$txns = 0; $kind = "insert"; $txn_kind = "insert";
 		while (my $line = <STDIN>) {
 			chomp $line;
@@ -150,25 +191,29 @@ batches() { # variant -> psql script on stdout
 			$line =~ s/;$//;
 			my $k = $line =~ /^SELECT edgesync\.apply_begin/ ? "begin" : "row";
 			$txn_kind = $line =~ /ward \d+\+/ ? "update" : "insert" if $k eq "row";
-			if ($variant eq "begin") { push @txn, $line if $k eq "begin"; next; }
-			if ($variant eq "floor") { push @txn, floor_stmt($line, $txn_kind) if $k eq "row"; next; }
-			push @txn, $line;
+			if ($variant =~ /^begin/) {
+				push @txn, $variant eq "begin" ? $line : before_stmt($line) if $k eq "begin";
+			} elsif ($variant eq "floor") {
+				push @txn, floor_stmt($line, $txn_kind) if $k eq "row";
+			} elsif ($variant eq "before") {
+				push @txn, before_stmt($line);
+			} else {
+				push @txn, $line;
+			}
 		}
 		flush();
+		print $cpu;
 	' "$1" "$TXNS_PER_BATCH" <"$work/stream.sql"
 }
-for v in "${variants[@]}"; do
-	case $v in
-		replay) ;;
-		*) batches "$v" >"$work/$v.psql" ;;
-	esac
+for v in "${variants[@]}" current; do
+	[ "$v" = replay ] || batches "$v" >"$work/$v.psql"
 done
-[ -e "$work/current.psql" ] || batches current >"$work/current.psql"
 chmod 644 "$work"/*.psql
 
-# Applies one variant into a fresh database; prints "insert_ms update_ms".
+# Applies one variant into a fresh database; prints "insert_wall update_wall
+# insert_cpu update_cpu" in ms.
 apply_once() { # variant repeat
-	local v=$1 db=r_$1_$2 file=$v.psql opts=
+	local v=$1 db=r_${1//-/_}_$2 file=$1.psql opts= got
 	sq -d postgres -c "CREATE DATABASE $db TEMPLATE replica_template" >/dev/null
 	[ "$v" = floor ] && opts="-c session_replication_role=replica"
 	if [ "$v" = replay ]; then
@@ -176,38 +221,43 @@ apply_once() { # variant repeat
 		sq -d "$db" -f "$work/$file" >/dev/null
 	fi
 	sq -d "$db" -c 'CHECKPOINT' >/dev/null
-	PGOPTIONS=$opts sq -d "$db" -c '\timing on' -f "$work/$file" >"$work/out" 2>&1 ||
+	PGOPTIONS=$opts sq -d "$db" -At -c '\timing on' -f "$work/$file" >"$work/out" 2>&1 ||
 		{ cat "$work/out" >&2; return 1; }
-	if [ "$v" != begin ]; then
+	case $v in begin*) ;; *)
 		got=$(sq -d "$db" -At -c "$checksum")
-		[ "$got" = "$want" ] || log "variant $v: replica differs from the source ($got vs $want)"
-	fi
-	awk '/^batch / {k = $2} /^Time: / && k {t[k] += $2} /^Time: / {k = ""}
-	     END {printf "%.1f %.1f\n", t["insert"], t["update"]}' "$work/out"
+		[ "$got" = "$want" ] || log "variant $v: replica differs from the source ($got vs $want)" ;;
+	esac
+	awk '/^batch / {k = $2; next}
+	     /^Time: / {if (k != "") {t[k] += $2; done = k}; k = ""; next}
+	     /^cpu\|/ {split($0, a, "|"); if (last != "" && done != "") c[done] += (a[2] - last) / 1e6
+	               last = a[2]; done = ""; next}
+	     END {printf "%.1f %.1f %.1f %.1f\n", t["insert"], t["update"], c["insert"], c["update"]}' "$work/out"
 	sq -d postgres -c "DROP DATABASE $db" >/dev/null
 }
 
-declare -A ins upd
+declare -A wi wu ci cu
+loads=()
 for r in $(seq "$REPEATS"); do
+	loads+=("$(cut -d' ' -f1 /proc/loadavg)")
 	for v in "${variants[@]}"; do
 		log "repeat $r: $v"
-		read -r i u < <(apply_once "$v" "$r")
-		ins[$v]+="$i "
-		upd[$v]+="$u "
+		read -r a b c d < <(apply_once "$v" "$r")
+		wi[$v]+="$a " wu[$v]+="$b " ci[$v]+="$c " cu[$v]+="$d "
 	done
 done
+med() { for x in $1; do echo "$x"; done | median; }
 
-echo "edgesync replica apply benchmark: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "stream: $stream_lines lines, $stream_bytes bytes, decoded in ${decode_s} s (one peek);" \
-	"$INSERTS inserts + $INSERTS updates, $ROWS_PER_TXN rows per source transaction," \
-	"$TXNS_PER_BATCH transactions per replica transaction; medians of $REPEATS"
-base=$(for x in ${ins[current]:-0}; do echo "$x"; done | median)
-baseu=$(for x in ${upd[current]:-0}; do echo "$x"; done | median)
-printf '| %-8s | %10s | %10s | %10s | %12s |\n' variant "insert ms" "update ms" "total ms" "vs current"
-printf '| %-8s | %10s | %10s | %10s | %12s |\n' --- ---: ---: ---: ---:
+echo "edgesync replica apply benchmark: $(nproc) cores, load average at each repeat: ${loads[*]}; now $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "stream: $stream_lines lines, $stream_bytes bytes, decoded in ${decode_s} s (one peek); $INSERTS inserts +" \
+	"$INSERTS updates, $ROWS_PER_TXN rows per source transaction, $TXNS_PER_BATCH source transactions per" \
+	"replica transaction; medians of $REPEATS; ms"
+base=$(awk "BEGIN {print $(med "${ci[current]:-0}") + $(med "${cu[current]:-0}")}")
+printf '| %-12s | %9s | %9s | %9s | %10s | %9s | %9s | %9s |\n' variant "cpu ins" "cpu upd" "cpu total" \
+	"vs current" "wall ins" "wall upd" "wall total"
+printf '| %-12s | %9s | %9s | %9s | %10s | %9s | %9s | %9s |\n' --- ---: ---: ---: ---: ---: ---: ---:
 for v in "${variants[@]}"; do
-	i=$(for x in ${ins[$v]}; do echo "$x"; done | median)
-	u=$(for x in ${upd[$v]}; do echo "$x"; done | median)
-	printf '| %-8s | %10.0f | %10.0f | %10.0f | %11.2fx |\n' "$v" "$i" "$u" "$(awk "BEGIN {print $i + $u}")" \
-		"$(awk "BEGIN {b = $base + $baseu; print (b > 0 ? ($i + $u) / b : 0)}")"
+	a=$(med "${ci[$v]}") b=$(med "${cu[$v]}") c=$(med "${wi[$v]}") d=$(med "${wu[$v]}")
+	printf '| %-12s | %9.0f | %9.0f | %9.0f | %9.2fx | %9.0f | %9.0f | %9.0f |\n' "$v" "$a" "$b" \
+		"$(awk "BEGIN {print $a + $b}")" "$(awk "BEGIN {print ($base > 0 ? ($a + $b) / $base : 0)}")" \
+		"$c" "$d" "$(awk "BEGIN {print $c + $d}")"
 done
