@@ -21,6 +21,7 @@
 extern "C" {
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "access/xlogutils.h"
 #include "nodes/makefuncs.h"
 #include "replication/decode.h"
@@ -41,6 +42,27 @@ cleanup_step(void (*step)(void *), void *arg) noexcept
 	ErrorData *error = guard_detail::run_catching_pg_error(step, arg);
 	if (error != nullptr)
 		FreeErrorData(error);
+}
+
+/*
+ * Where WAL ends now, flushed.  The flush position alone will not do: it may
+ * lie inside a record (the WAL writer flushes whole pages), and reading that
+ * record would wait until someone flushes the rest, which may be a long time
+ * when the record is this transaction's own.  The insert position is where
+ * the next record will start, so every record that starts before it ends at
+ * or before it; it is flushed, and moved back over a page header so that it
+ * is where the last record ends.
+ */
+XLogRecPtr
+end_of_complete_wal()
+{
+	XLogRecPtr end = GetXLogInsertRecPtr();
+	if (XLogSegmentOffset(end, wal_segment_size) == SizeOfXLogLongPHD)
+		end -= SizeOfXLogLongPHD;
+	else if (end % XLOG_BLCKSZ == SizeOfXLogShortPHD)
+		end -= SizeOfXLogShortPHD;
+	XLogFlush(end);
+	return end;
 }
 
 } // namespace
@@ -126,7 +148,7 @@ bool
 SlotReader::fill(size_t min_rows, int64_t min_bytes, uint64_t stop_at)
 {
 	return pg_call([&] {
-		XLogRecPtr end_of_wal = GetFlushRecPtr(nullptr);
+		XLogRecPtr end_of_wal = end_of_complete_wal();
 		XLogReaderState *reader = ctx_->reader;
 		/* The WAL reader keeps buffers it allocates here: the reader's lifetime. */
 		MemoryContext caller = MemoryContextSwitchTo(context_);
