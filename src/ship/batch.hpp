@@ -1,7 +1,7 @@
 /*
  * batch.hpp — cutting the slot's output into batches, and naming them.
  *
- * The shipper peeks at its slot (slot_reader.cpp) and gets rows of (lsn,
+ * The shipper decodes its slot (slot_reader.cpp) and gets rows of (lsn,
  * xid, data), every transaction framed by the plugin's begin and commit rows
  * (include-transaction): consecutive rows with the same xid are one
  * transaction, and the last row of each, the commit, carries the LSN just
@@ -36,10 +36,9 @@ struct BatchLimits {
 
 /*
  * How many leading rows form whole transactions within limits: at least the
- * first transaction; 0 only when rows is empty.  A transaction is complete
- * only if a row of another transaction follows it or input_complete says the
- * peek ended on a transaction boundary (it always does: decoding returns
- * whole transactions).
+ * first transaction; 0 only when rows is empty.  A transaction ends where a
+ * row of another transaction follows or the rows end (decoding returns whole
+ * transactions).
  */
 size_t cut_batch(const std::vector<Row> &rows, const BatchLimits &limits);
 

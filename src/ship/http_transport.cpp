@@ -77,7 +77,10 @@ class HttpTransport : public Transport {
 			curl_multi_cleanup(multi_);
 	}
 
-	bool deliver(const std::string &body, const std::string &key, std::string &error) override
+	/* The whole exchange: HTTP has nothing to do while waiting for the next batch. */
+	bool finish(std::string &) override { return true; }
+
+	bool start(const std::string &body, const std::string &key, std::string &error) override
 	{
 		std::string response;
 		char curl_error[CURL_ERROR_SIZE] = "";

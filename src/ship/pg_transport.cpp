@@ -5,7 +5,9 @@
  * and COMMIT; (batch.hpp), sent as one simple query: PostgreSQL runs a
  * multi-statement query string as one transaction, so the batch, including
  * each transaction's statement that records the source's applied commit LSN,
- * commits on the replica as a whole or not at all.  The batch counts as
+ * commits on the replica as a whole or not at all.  start() returns once the
+ * query string is sent, and the replica executes it while the shipper decodes
+ * the next batch; finish() reads the results.  The batch counts as
  * acknowledged once every result is good and the query string is done: the
  * replica has committed it.
  *
@@ -50,12 +52,26 @@ class PgTransport : public Transport {
 	explicit PgTransport(const TargetConfig &config) : config_(config) {}
 	~PgTransport() override { disconnect(); }
 
-	bool deliver(const std::string &body, const std::string &key, std::string &error) override
+	bool start(const std::string &body, const std::string &, std::string &error) override
 	{
 		deadline_ = Clock::now() + std::chrono::milliseconds(config_.timeout_ms);
 		if (conn_ == nullptr && !connect(error))
 			return false;
-		bool ok = apply(body, error);
+		bool ok = send(body, error);
+		if (!ok)
+			disconnect();
+		return ok;
+	}
+
+	bool finish(std::string &error) override
+	{
+		if (conn_ == nullptr) {
+			error = "no batch was sent to the replica";
+			return false;
+		}
+		/* The timeout counts from here: the time spent decoding meanwhile is ours. */
+		deadline_ = Clock::now() + std::chrono::milliseconds(config_.timeout_ms);
+		bool ok = collect_results(error);
 		if (!ok)
 			disconnect();
 		return ok;
@@ -147,7 +163,8 @@ class PgTransport : public Transport {
 		return true;
 	}
 
-	bool apply(const std::string &body, std::string &error)
+	/* Sends the batch as one query string: the replica runs it while we go on. */
+	bool send(const std::string &body, std::string &error)
 	{
 		if (!PQsendQuery(conn_, body.c_str())) {
 			error = "could not send batch to replica: " + conn_error();
@@ -168,6 +185,12 @@ class PgTransport : public Transport {
 				return false;
 			}
 		}
+		return true;
+	}
+
+	/* Reads every result of the query string: all good means the replica committed it. */
+	bool collect_results(std::string &error)
+	{
 		std::string first_error;
 		for (;;) {
 			while (PQisBusy(conn_)) {

@@ -350,7 +350,7 @@ CREATE FUNCTION edgesync._ship(target text, max_batches integer) RETURNS bigint
 REVOKE ALL ON FUNCTION edgesync._ship(text, integer) FROM PUBLIC;
 CREATE FUNCTION edgesync.ship(target text, max_batches integer DEFAULT 100) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-SET log_min_messages = warning  -- each peek logs "starting logical decoding" at LOG
+SET log_min_messages = warning  -- decoding the slot logs "starting logical decoding" at LOG
 AS $$
 BEGIN
     PERFORM edgesync._require_target(target);

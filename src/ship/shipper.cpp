@@ -1,24 +1,24 @@
 /*
- * shipper.cpp — one target's delivery loop: peek, deliver, then advance.
+ * shipper.cpp — one target's delivery loop: decode, deliver, then confirm.
  *
- * For each batch:
- *   1. peek at the target's slot (pg_logical_slot_peek_changes, which leaves
- *      the slot where it is) for at most batch_changes rows, and keep the
- *      leading whole transactions that fit the target's limits (batch.hpp);
- *   2. deliver them (transport.hpp) and wait for the receiver's
- *      acknowledgement;
- *   3. only then advance the slot (pg_replication_slot_advance) to the end of
- *      the last delivered transaction's commit record, and count the batch in
- *      edgesync.target_state.
+ * The target's slot is decoded in this process (slot_reader.hpp), and for
+ * each batch:
+ *   1. take the leading whole transactions that fit the target's limits
+ *      (batch.hpp) from what was decoded;
+ *   2. send them (transport.hpp), and decode the next batch while the
+ *      receiver takes them;
+ *   3. wait for the receiver's acknowledgement, and only then count the
+ *      batch in edgesync.target_state (acked_lsn) and move the slot's
+ *      confirmed position to the end of its last transaction's commit record.
  * A crash or a failure anywhere before 3 leaves the slot where it was, so the
  * batch is delivered again: at least once.  After a failed delivery the end
- * of the batch is remembered (target_state.pending_end) and the retry peeks
+ * of the batch is remembered (target_state.pending_end) and the retry decodes
  * up to exactly that point, so it sends the same transactions under the same
  * Idempotency-Key.
  *
- * When the peek finds nothing, every transaction committed before the WAL
- * flush position read just before it produced no output (untracked tables),
- * and the slot is advanced there so that it holds back no WAL.
+ * When decoding reaches the end of WAL with nothing to ship, every
+ * transaction committed before that point produced no output (untracked
+ * tables), and the slot is confirmed there so that it holds back no WAL.
  *
  * One process ships a target at a time (an advisory lock on the target's
  * name).  Failures are recorded with secrets removed (url.hpp redact()), and
@@ -28,6 +28,7 @@
 #include "ship/batch.hpp"
 #include "ship/resync.hpp"
 #include "ship/shipper.hpp"
+#include "ship/slot_reader.hpp"
 #include "ship/transport.hpp"
 #include "ship/url.hpp"
 
@@ -48,10 +49,10 @@ namespace {
 
 constexpr int kLockClass = 1700000005; /* advisory lock space of targets */
 
-/* Runs body in a transaction of its own (worker) or in the caller's, with SPI. */
+/* Runs body in a transaction of its own (worker) or in the caller's. */
 template <typename Fn>
 void
-with_spi(bool own_transaction, Fn &&body)
+with_transaction(bool own_transaction, Fn &&body)
 {
 	if (own_transaction)
 		pg_call([] {
@@ -59,26 +60,36 @@ with_spi(bool own_transaction, Fn &&body)
 			StartTransactionCommand();
 			PushActiveSnapshot(GetTransactionSnapshot());
 		});
-	pg_call([] {
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-	});
-	struct Finish {
-		bool done = false;
-		~Finish()
-		{
-			if (!done)
-				SPI_finish();
-		}
-	} finish;
 	body();
-	finish.done = true;
-	pg_call([] { SPI_finish(); });
 	if (own_transaction)
 		pg_call([] {
 			PopActiveSnapshot();
 			CommitTransactionCommand();
 		});
+}
+
+/* with_transaction(), connected to SPI. */
+template <typename Fn>
+void
+with_spi(bool own_transaction, Fn &&body)
+{
+	with_transaction(own_transaction, [&] {
+		pg_call([] {
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "SPI_connect failed");
+		});
+		struct Finish {
+			bool done = false;
+			~Finish()
+			{
+				if (!done)
+					SPI_finish();
+			}
+		} finish;
+		body();
+		finish.done = true;
+		pg_call([] { SPI_finish(); });
+	});
 }
 
 /* A parameter of an SPI query. */
@@ -228,47 +239,6 @@ slot_position(const TargetConfig &c, uint64_t &confirmed, uint64_t &flush)
 	return true;
 }
 
-/* Peeks at the slot: whole transactions, at most about batch_changes rows. */
-/*
- * Peeks at the slot for up to `batches` batches' worth of rows, so that one
- * decoding pass serves several batches (each peek decodes again from the
- * slot's restart_lsn).  Rows are kept up to about that many batches' bytes,
- * always ending with a whole transaction.
- */
-std::vector<Row>
-peek(const TargetConfig &c, uint64_t upto_lsn, int batches, bool &full)
-{
-	const char *sql =
-		"SELECT lsn, xid, data FROM pg_catalog.pg_logical_slot_peek_changes($1, $2, $3,"
-		" 'format', $4, 'include-transaction', 'on', 'columns', $5)";
-	int64_t limit_rows =
-		std::min<int64_t>(static_cast<int64_t>(c.batch_changes) * batches, INT32_MAX);
-	int64_t limit_bytes = std::min<int64_t>(c.batch_bytes * batches, int64_t{64} << 20);
-	spi_run(sql,
-			{text_param(c.slot),
-			 lsn_param(upto_lsn),
-			 {INT4OID, Int32GetDatum(static_cast<int32>(limit_rows)), ' '},
-			 text_param(c.kind == "http" ? "json" : "sql"),
-			 text_param(c.columns)},
-			true);
-	std::vector<Row> rows;
-	rows.reserve(SPI_processed);
-	int64_t bytes = 0;
-	full = static_cast<int64_t>(SPI_processed) >= limit_rows;
-	for (uint64_t i = 0; i < SPI_processed; i++) {
-		bool isnull;
-		Datum xid = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
-		TransactionId x = isnull ? 0 : DatumGetTransactionId(xid);
-		if (bytes > limit_bytes && !rows.empty() && rows.back().xid != x) {
-			full = true;
-			break; /* enough, and at a transaction boundary */
-		}
-		rows.push_back(Row{static_cast<uint64_t>(get_int(i, 1)), x, get_text(i, 3)});
-		bytes += static_cast<int64_t>(rows.back().data.size());
-	}
-	return rows;
-}
-
 void
 advance(const TargetConfig &c, uint64_t to)
 {
@@ -408,63 +378,116 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 		config.failures = 0;
 	}
 
-	std::vector<Row> rows; /* peeked, not yet delivered */
-	uint64_t confirmed = 0;
-	bool peek_was_full = false;
+	/*
+	 * The slot's position reaches disk only at checkpoints: after a crash it
+	 * may be behind what the receiver acknowledged, which target_state
+	 * (WAL-logged) remembers.  Catch up before decoding, so that nothing
+	 * acknowledged is sent again.
+	 */
+	bool slot_found = false, idle = false;
+	with_spi(own_transactions, [&] {
+		uint64_t confirmed = 0, flush = 0;
+		slot_found = slot_position(config, confirmed, flush);
+		if (!slot_found) {
+			result.error = record_failure(
+				config,
+				format("replication slot \"%s\" of target \"%s\" does not exist; "
+					   "call edgesync.resync('%s')",
+					   config.slot.c_str(), config.name.c_str(), config.name.c_str()),
+				0);
+			return;
+		}
+		if (config.acked_lsn > confirmed) {
+			advance(config, config.acked_lsn);
+			confirmed = config.acked_lsn;
+		}
+		if (config.pending_end != 0 && config.pending_end <= confirmed)
+			config.pending_end = 0;
+		idle = flush <= confirmed && config.pending_end == 0; /* no new WAL */
+	});
+	if (!slot_found) {
+		result.failed = true;
+		return result;
+	}
+	if (idle)
+		return result;
+
+	std::unique_ptr<SlotReader> reader;
+	with_transaction(own_transactions, [&] {
+		reader = std::make_unique<SlotReader>(config.slot, config.kind == "http" ? "json" : "sql",
+											  config.columns);
+	});
+
+	/*
+	 * Batch k is sent, batch k+1 decoded while the receiver takes k, then k
+	 * acknowledged (recorded, slot confirmed) before k+1 is sent: one batch in
+	 * flight at a time, so a failure still names exactly one batch to retry.
+	 */
+	struct Flight {
+		bool active = false;
+		uint64_t end = 0;
+		int64_t changes = 0;
+		int64_t bytes = 0;
+	} flight;
+	auto acknowledge = [&]() -> bool {
+		std::string error;
+		bool ok = transport->finish(error);
+		with_spi(own_transactions, [&] {
+			if (ok)
+				record_success(config, flight.changes, flight.bytes, flight.end);
+			else
+				result.error = record_failure(config, error, flight.end);
+		});
+		flight.active = false;
+		if (!ok) {
+			result.failed = true;
+			return false;
+		}
+		reader->confirm(flight.end);
+		config.acked_lsn = flight.end;
+		config.failures = 0;
+		config.pending_end = 0;
+		result.batches++;
+		result.changes += flight.changes;
+		return true;
+	};
+
+	bool wal_left = true;
 	for (int b = 0; b < max_batches; b++) {
-		if (rows.empty()) {
-			uint64_t flush = 0;
-			bool slot_found = false, idle = false;
-			with_spi(own_transactions, [&] {
-				slot_found = slot_position(config, confirmed, flush);
-				if (!slot_found) {
-					result.error = record_failure(
-						config,
-						format("replication slot \"%s\" of target \"%s\" does not exist; "
-							   "call edgesync.resync('%s')",
-							   config.slot.c_str(), config.name.c_str(), config.name.c_str()),
-						0);
-					return;
-				}
-				/*
-				 * The slot's position reaches disk only at checkpoints: after
-				 * a crash it may be behind what the receiver acknowledged,
-				 * which target_state (WAL-logged) remembers.  Catch up before
-				 * peeking, so that nothing acknowledged is sent again.
-				 */
-				if (config.acked_lsn > confirmed) {
-					advance(config, config.acked_lsn);
-					confirmed = config.acked_lsn;
-				}
-				if (config.pending_end != 0 && config.pending_end <= confirmed)
-					config.pending_end = 0;
-				if (flush <= confirmed && config.pending_end == 0) {
-					idle = true; /* no new WAL: nothing to decode */
-					return;
-				}
-				/* A batch that was not acknowledged goes again, exactly. */
-				int batches =
-					config.pending_end != 0 ? 1 : std::max(1, std::min(max_batches - b, 50));
-				bool full = false;
-				rows = peek(config, config.pending_end, batches, full);
-				peek_was_full = full && config.pending_end == 0;
-				/*
-				 * Nothing to ship: every transaction that committed before the
-				 * flush position read above produced no output (untracked
-				 * tables), so the slot may move there and hold no WAL back.
-				 */
-				if (rows.empty() && config.pending_end == 0)
-					advance(config, flush);
-			});
-			if (!slot_found) {
-				result.failed = true;
+		std::vector<Row> &rows = reader->rows();
+		/*
+		 * A batch that was not acknowledged (pending_end, before anything is
+		 * in flight) goes again, exactly: everything decoded up to its end.
+		 */
+		uint64_t retry_end = flight.active ? 0 : config.pending_end;
+		with_transaction(own_transactions, [&] {
+			if (retry_end != 0)
+				wal_left = reader->fill(SIZE_MAX, INT64_MAX, retry_end);
+			else
+				wal_left =
+					reader->fill(static_cast<size_t>(config.batch_changes), config.batch_bytes, 0);
+		});
+		size_t n = 0;
+		if (retry_end != 0) {
+			while (n < rows.size() && rows[n].lsn <= retry_end)
+				n++;
+			if (n == 0)
+				config.pending_end = 0; /* it has no output any more: start afresh */
+		} else
+			n = cut_batch(rows, {config.batch_changes, config.batch_bytes});
+		if (n == 0) {
+			if (flight.active && !acknowledge())
 				return result;
-			}
-			if (idle || rows.empty())
-				return result;
+			/*
+			 * Nothing more to ship: every transaction that committed before
+			 * the point decoded produced no output (untracked tables), so the
+			 * slot may move there and hold no WAL back.
+			 */
+			if (!wal_left && config.pending_end == 0)
+				reader->confirm(reader->decoded_up_to());
+			break;
 		}
 
-		size_t n = cut_batch(rows, {config.batch_changes, config.batch_bytes});
 		std::string body;
 		int64_t changes = count_changes(rows, n);
 		if (config.kind == "http") {
@@ -487,6 +510,9 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 		std::string key = idempotency_key(rows, n);
 		uint64_t end = rows[n - 1].lsn;
 
+		if (flight.active && !acknowledge())
+			return result;
+
 		/*
 		 * Remember the batch before sending it: if this process dies before
 		 * the acknowledgement is recorded, the next attempt sends the same
@@ -501,45 +527,19 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 		config.pending_end = end;
 
 		std::string error;
-		bool ok = transport->deliver(body, key, error);
-
-		/*
-		 * The acknowledgement is recorded (acked_lsn) with the batch; the slot
-		 * itself is moved when the peeked rows are used up, or when this call
-		 * ends: each move decodes again from restart_lsn, and acked_lsn keeps
-		 * the position safe in between.
-		 */
-		with_spi(own_transactions, [&] {
-			if (ok) {
-				record_success(config, changes, static_cast<int64_t>(body.size()), end);
-				if (rows.size() == n && end > confirmed) {
-					advance(config, end);
-					confirmed = end;
-				}
-			} else {
-				result.error = record_failure(config, error, end);
-				if (config.acked_lsn > confirmed) {
-					advance(config, config.acked_lsn);
-					confirmed = config.acked_lsn;
-				}
-			}
-		});
-		if (!ok) {
+		if (!transport->start(body, key, error)) {
+			with_spi(own_transactions, [&] { result.error = record_failure(config, error, end); });
 			result.failed = true;
 			return result;
 		}
-		config.acked_lsn = end;
-		config.failures = 0;
-		config.pending_end = 0;
-		result.batches++;
-		result.changes += changes;
-		rows.erase(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(n));
-		result.more = !rows.empty() || peek_was_full;
-		if (!result.more)
-			break;
+		flight = {true, end, changes, static_cast<int64_t>(body.size())};
+		reader->take(n);
 	}
-	if (config.acked_lsn > confirmed)
-		with_spi(own_transactions, [&] { advance(config, config.acked_lsn); });
+	if (flight.active && !acknowledge())
+		return result;
+	result.more = !reader->rows().empty() || wal_left;
+	/* Freed in a transaction: it clears the caches decoding filled. */
+	with_transaction(own_transactions, [&] { reader.reset(); });
 	return result;
 }
 

@@ -6,9 +6,14 @@
  *   pg_transport.cpp     the sql format applied on a replica with libpq
  *
  * deliver() returns true only when the receiver acknowledged the batch (an
- * HTTP 2xx; the replica's COMMIT), false with a message otherwise.  Waiting is
- * interruptible: it checks for interrupts (query cancel, SIGTERM) at least
- * every 100 ms, and an interrupt leaves deliver() as a PgException.
+ * HTTP 2xx; the replica's COMMIT), false with a message otherwise.  It is
+ * start() then finish(): start() hands the batch over, finish() waits for the
+ * acknowledgement, and the shipper decodes the next batch in between.  The
+ * replica transport returns from start() once the batch is on the wire, so
+ * the replica applies it meanwhile; the HTTP transport does the whole
+ * exchange in start().  Waiting is interruptible: it checks for interrupts
+ * (query cancel, SIGTERM) at least every 100 ms, and an interrupt leaves as a
+ * PgException.
  */
 #pragma once
 
@@ -45,8 +50,17 @@ struct TargetConfig {
 class Transport {
   public:
 	virtual ~Transport() = default;
-	virtual bool deliver(const std::string &body, const std::string &idempotency_key,
-						 std::string &error) = 0;
+
+	/* Sends the batch; false (with error) when that already failed. */
+	virtual bool start(const std::string &body, const std::string &idempotency_key,
+					   std::string &error) = 0;
+	/* Waits for the acknowledgement of the batch start() sent. */
+	virtual bool finish(std::string &error) = 0;
+
+	bool deliver(const std::string &body, const std::string &idempotency_key, std::string &error)
+	{
+		return start(body, idempotency_key, error) && finish(error);
+	}
 };
 
 std::unique_ptr<Transport> make_http_transport(const TargetConfig &config);

@@ -367,7 +367,7 @@ edgesync_ship_worker_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(db, nullptr, 0);
 	pgstat_report_appname("edgesync shipper");
-	/* Every peek at a slot logs "starting logical decoding" lines at LOG. */
+	/* Every round that decodes a slot logs "starting logical decoding" lines at LOG. */
 	SetConfigOption("log_min_messages", "warning", PGC_SUSET, PGC_S_OVERRIDE);
 	edgesync::guarded([] { edgesync::ship::worker_loop(); });
 }

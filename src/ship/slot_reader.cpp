@@ -1,0 +1,198 @@
+/*
+ * slot_reader.cpp — a target's slot decoded in the shipper's own process
+ * (slot_reader.hpp).
+ *
+ * This is what pg_logical_slot_peek_changes() does, kept open across
+ * batches: acquire the slot, create a decoding context for the edgesync
+ * plugin, read WAL from restart_lsn with read_local_xlog_page, and collect
+ * the plugin's writes.  Catalog caches filled while decoding hold entries read
+ * under historic snapshots, and the shipper runs ordinary queries between
+ * fills, so every fill starts and ends with InvalidateSystemCaches(), as the
+ * SQL functions do around their decoding.  The caller runs each fill inside a
+ * transaction (the plugin's commit callbacks then use subtransactions).
+ *
+ * Nothing here owns C++ resources across a PostgreSQL call: errors leave
+ * fill() and confirm() as PgException, and the destructor frees the decoding
+ * context, releases the slot and clears the caches on every path.
+ */
+#include "core/guard.hpp"
+#include "ship/slot_reader.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlog_internal.h"
+#include "access/xlogutils.h"
+#include "nodes/makefuncs.h"
+#include "replication/decode.h"
+#include "replication/logical.h"
+#include "replication/slot.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+}
+
+namespace edgesync::ship {
+
+namespace {
+
+/* Runs a cleanup step that may raise a PostgreSQL error, dropping the error. */
+void
+cleanup_step(void (*step)(void *), void *arg) noexcept
+{
+	ErrorData *error = guard_detail::run_catching_pg_error(step, arg);
+	if (error != nullptr)
+		FreeErrorData(error);
+}
+
+/*
+ * Where WAL ends now, flushed.  The flush position alone will not do: it may
+ * lie inside a record (the WAL writer flushes whole pages), and reading that
+ * record would wait until someone flushes the rest, which may be a long time
+ * when the record is this transaction's own.  The insert position is where
+ * the next record will start, so every record that starts before it ends at
+ * or before it; it is flushed, and moved back over a page header so that it
+ * is where the last record ends.
+ */
+XLogRecPtr
+end_of_complete_wal()
+{
+	XLogRecPtr end = GetXLogInsertRecPtr();
+	if (XLogSegmentOffset(end, wal_segment_size) == SizeOfXLogLongPHD)
+		end -= SizeOfXLogLongPHD;
+	else if (end % XLOG_BLCKSZ == SizeOfXLogShortPHD)
+		end -= SizeOfXLogShortPHD;
+	XLogFlush(end);
+	return end;
+}
+
+} // namespace
+
+SlotReader::SlotReader(const std::string &slot, const std::string &format,
+					   const std::string &columns)
+{
+	try {
+		pg_call([&] {
+			CheckSlotPermissions();
+			CheckLogicalDecodingRequirements();
+			ReplicationSlotAcquire(slot.c_str(), true);
+		});
+		acquired_ = true;
+		context_ = pg_call([] {
+			return AllocSetContextCreate(TopMemoryContext, "edgesync slot reader",
+										 ALLOCSET_DEFAULT_SIZES);
+		});
+		pg_call([&] {
+			MemoryContext caller = MemoryContextSwitchTo(context_);
+			List *options = list_make3(
+				makeDefElem(pstrdup("format"), (Node *) makeString(pstrdup(format.c_str())), -1),
+				makeDefElem(pstrdup("include-transaction"), (Node *) makeString(pstrdup("on")), -1),
+				makeDefElem(pstrdup("columns"), (Node *) makeString(pstrdup(columns.c_str())), -1));
+			XLogReaderRoutine wal_reading = {};
+			wal_reading.page_read = read_local_xlog_page;
+			wal_reading.segment_open = wal_segment_open;
+			wal_reading.segment_close = wal_segment_close;
+			ctx_ = CreateDecodingContext(InvalidXLogRecPtr, options, false, &wal_reading,
+										 prepare_write, write, nullptr);
+			MemoryContextSwitchTo(caller);
+			ctx_->output_writer_private = this;
+			/* Every transaction committed after confirmed_flush is decoded from here. */
+			XLogBeginRead(ctx_->reader, MyReplicationSlot->data.restart_lsn);
+		});
+	} catch (...) {
+		release();
+		throw;
+	}
+}
+
+SlotReader::~SlotReader()
+{
+	release();
+}
+
+void
+SlotReader::release() noexcept
+{
+	if (ctx_ != nullptr)
+		cleanup_step(
+			[](void *ctx) { FreeDecodingContext(static_cast<LogicalDecodingContext *>(ctx)); },
+			ctx_);
+	ctx_ = nullptr;
+	if (context_ != nullptr)
+		MemoryContextDelete(context_);
+	context_ = nullptr;
+	if (acquired_ && MyReplicationSlot != nullptr)
+		cleanup_step([](void *) { ReplicationSlotRelease(); }, nullptr);
+	acquired_ = false;
+	/* Drop what was read under historic snapshots (in a transaction, as the caches need). */
+	if (IsTransactionState())
+		cleanup_step([](void *) { InvalidateSystemCaches(); }, nullptr);
+}
+
+void
+SlotReader::prepare_write(LogicalDecodingContext *ctx, XLogRecPtr, TransactionId, bool)
+{
+	resetStringInfo(ctx->out);
+}
+
+void
+SlotReader::write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bool)
+{
+	SlotReader *self = static_cast<SlotReader *>(ctx->output_writer_private);
+	guarded([&] {
+		self->rows_.push_back(Row{lsn, xid, std::string(ctx->out->data, ctx->out->len)});
+		self->buffered_bytes_ += ctx->out->len;
+	});
+}
+
+bool
+SlotReader::fill(size_t min_rows, int64_t min_bytes, uint64_t stop_at)
+{
+	return pg_call([&] {
+		XLogRecPtr end_of_wal = end_of_complete_wal();
+		XLogReaderState *reader = ctx_->reader;
+		/* The WAL reader keeps buffers it allocates here: the reader's lifetime. */
+		MemoryContext caller = MemoryContextSwitchTo(context_);
+		InvalidateSystemCaches();
+		while (reader->EndRecPtr < end_of_wal && rows_.size() < min_rows &&
+			   buffered_bytes_ < min_bytes && (stop_at == 0 || reader->EndRecPtr < stop_at)) {
+			char *message = nullptr;
+			XLogRecord *record = XLogReadRecord(reader, &message);
+			if (message != nullptr)
+				elog(ERROR, "could not find record for logical decoding: %s", message);
+			if (record != nullptr)
+				LogicalDecodingProcessRecord(ctx_, reader);
+			CHECK_FOR_INTERRUPTS();
+		}
+		InvalidateSystemCaches();
+		MemoryContextSwitchTo(caller);
+		return reader->EndRecPtr < end_of_wal;
+	});
+}
+
+void
+SlotReader::take(size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		buffered_bytes_ -= static_cast<int64_t>(rows_[i].data.size());
+	rows_.erase(rows_.begin(), rows_.begin() + static_cast<std::ptrdiff_t>(n));
+}
+
+uint64_t
+SlotReader::decoded_up_to() const
+{
+	return ctx_->reader->EndRecPtr;
+}
+
+void
+SlotReader::confirm(uint64_t lsn)
+{
+	pg_call([&] {
+		if (lsn <= MyReplicationSlot->data.confirmed_flush)
+			return;
+		LogicalConfirmReceivedLocation(lsn);
+		/* Written out at the next checkpoint; target_state.acked_lsn covers a crash before. */
+		ReplicationSlotMarkDirty();
+	});
+}
+
+} // namespace edgesync::ship

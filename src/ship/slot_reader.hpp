@@ -1,0 +1,75 @@
+/*
+ * slot_reader.hpp — decoding a target's slot in the shipper's own process.
+ *
+ * The shipper used to read its slot with pg_logical_slot_peek_changes().
+ * Every such call decodes from the slot's restart_lsn again and returns only
+ * when it has decoded everything it was asked for, so decoding and delivery
+ * took turns.  A SlotReader keeps one decoding context (the edgesync plugin,
+ * as a walsender would run it) open for a whole round: it decodes a batch
+ * while the previous one is on the wire, never decodes the same WAL twice in
+ * a round, and moves the slot's confirmed position only when told to, after
+ * the receiver's acknowledgement.
+ *
+ * Rows are the plugin's output lines, as the SQL functions return them: the
+ * LSN (just past the commit record for a commit line), the xid, and the text.
+ * Decoding returns whole transactions, so after every fill() the buffered rows
+ * end on a transaction boundary.
+ */
+#pragma once
+
+#include "core/postgres.hpp"
+#include "ship/batch.hpp"
+
+#include <vector>
+
+extern "C" {
+#include "access/xlogdefs.h"
+}
+#include <string>
+
+struct LogicalDecodingContext;
+
+namespace edgesync::ship {
+
+class SlotReader {
+  public:
+	/* Acquires the slot and starts decoding at its restart_lsn. */
+	SlotReader(const std::string &slot, const std::string &format, const std::string &columns);
+	/* Frees the decoding context and releases the slot, also while unwinding an error. */
+	~SlotReader();
+	SlotReader(const SlotReader &) = delete;
+	SlotReader &operator=(const SlotReader &) = delete;
+
+	/*
+	 * Decodes until the buffer holds at least min_rows rows or min_bytes
+	 * bytes, the reader has passed stop_at (0: no such point), or it has
+	 * reached the WAL flushed when the call began.  Returns whether WAL was
+	 * left undecoded.
+	 */
+	bool fill(size_t min_rows, int64_t min_bytes, uint64_t stop_at);
+
+	/* Decoded rows not yet taken, oldest first. */
+	std::vector<Row> &rows() { return rows_; }
+	int64_t buffered_bytes() const { return buffered_bytes_; }
+	void take(size_t n);
+
+	/* Where decoding stands: every transaction committed before it is in rows(). */
+	uint64_t decoded_up_to() const;
+
+	/* Moves the slot's confirmed position (the receiver has everything before lsn). */
+	void confirm(uint64_t lsn);
+
+  private:
+	static void prepare_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
+							  bool last);
+	static void write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bool last);
+	void release() noexcept;
+
+	MemoryContext context_ = nullptr; /* the decoding context and the WAL reader's buffers */
+	LogicalDecodingContext *ctx_ = nullptr;
+	std::vector<Row> rows_;
+	int64_t buffered_bytes_ = 0;
+	bool acquired_ = false;
+};
+
+} // namespace edgesync::ship
