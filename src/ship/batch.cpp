@@ -14,18 +14,23 @@ namespace edgesync::ship {
 
 namespace {
 
+/* Whether data starts with prefix (lower case), ignoring the case of data. */
+bool
+starts_with_nocase(std::string_view data, std::string_view prefix)
+{
+	if (data.size() < prefix.size())
+		return false;
+	for (size_t i = 0; i < prefix.size(); i++)
+		if (std::tolower(static_cast<unsigned char>(data[i])) != prefix[i])
+			return false;
+	return true;
+}
+
 bool
 is_frame_row(std::string_view data)
 {
 	/* json: {"op":"begin"... / {"op":"commit"...; sql: BEGIN; / COMMIT; */
-	auto starts = [&](std::string_view p) {
-		if (data.size() < p.size())
-			return false;
-		for (size_t i = 0; i < p.size(); i++)
-			if (std::tolower(static_cast<unsigned char>(data[i])) != p[i])
-				return false;
-		return true;
-	};
+	auto starts = [&](std::string_view p) { return starts_with_nocase(data, p); };
 	if (starts("{\"op\":\"begin\"") || starts("{\"op\":\"commit\"") ||
 		starts("select edgesync.apply_begin("))
 		return true;
@@ -175,6 +180,30 @@ strip_transaction(std::string_view sql)
 		sql.remove_suffix(7);
 	trim(sql);
 	return sql;
+}
+
+std::string
+replica_batch_body(const std::vector<Row> &rows, size_t n)
+{
+	constexpr std::string_view guard_prefix = "select edgesync.apply_begin(";
+	std::string statements;
+	std::string_view guard;
+	for (size_t i = 0; i < n && i < rows.size(); i++) {
+		std::string_view data = rows[i].data;
+		if (starts_with_nocase(data, guard_prefix)) {
+			guard = data;
+			continue;
+		}
+		if (is_frame_row(data))
+			continue; /* BEGIN; / COMMIT; */
+		statements.append(data);
+		statements.push_back('\n');
+	}
+	if (guard.empty())
+		return statements;
+	std::string body(guard);
+	body.push_back('\n');
+	return body + statements;
 }
 
 int64_t

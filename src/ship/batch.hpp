@@ -59,6 +59,18 @@ std::string idempotency_key(const std::vector<Row> &rows, size_t n);
 std::string_view strip_transaction(std::string_view sql);
 
 /*
+ * The body of a replica batch made of the sql-format transactions in
+ * rows[0, n): their statements, without each transaction's BEGIN;, COMMIT;
+ * and apply_begin() rows, after one apply_begin() for the whole batch, the
+ * last transaction's.  The replica applies the batch as one transaction, so
+ * one guard decides it: skipped whole when the last transaction was applied
+ * before, applied whole otherwise (see docs/shipping.md for why re-applying
+ * an already applied first part is harmless).  Rows without an apply_begin()
+ * keep none.
+ */
+std::string replica_batch_body(const std::vector<Row> &rows, size_t n);
+
+/*
  * Milliseconds to wait after `failures` consecutive failures (>= 1):
  * min_ms * 2^(failures-1), capped at max_ms, then jittered into [d/2, d]
  * with random01 in [0, 1).

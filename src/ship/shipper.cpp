@@ -495,18 +495,8 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 				body += rows[i].data;
 				body.push_back('\n');
 			}
-		} else {
-			std::string txn;
-			for (size_t i = 0; i < n; i++) {
-				txn += rows[i].data;
-				txn.push_back('\n');
-				if (i + 1 == n || rows[i + 1].xid != rows[i].xid) {
-					body += strip_transaction(txn);
-					body.push_back('\n');
-					txn.clear();
-				}
-			}
-		}
+		} else
+			body = replica_batch_body(rows, n);
 		std::string key = idempotency_key(rows, n);
 		uint64_t end = rows[n - 1].lsn;
 

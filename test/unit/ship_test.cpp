@@ -127,6 +127,24 @@ TEST(Batch, StripTransaction)
 	EXPECT_EQ(strip_transaction("x;"), "x;");
 }
 
+TEST(Batch, ReplicaBodyHasOneGuardTheLastTransactions)
+{
+	auto r = rows({{9, "BEGIN;"},
+				   {9, "SELECT edgesync.apply_begin('s', '0/10');"},
+				   {9, "INSERT 1;"},
+				   {9, "COMMIT;"},
+				   {10, "BEGIN;"},
+				   {10, "SELECT edgesync.apply_begin('s', '0/20');"},
+				   {10, "DELETE 2;"},
+				   {10, "INSERT 3;"},
+				   {10, "COMMIT;"}});
+	EXPECT_EQ(replica_batch_body(r, 9),
+			  "SELECT edgesync.apply_begin('s', '0/20');\nINSERT 1;\nDELETE 2;\nINSERT 3;\n");
+	EXPECT_EQ(replica_batch_body(r, 4), "SELECT edgesync.apply_begin('s', '0/10');\nINSERT 1;\n");
+	auto unguarded = rows({{9, "BEGIN;"}, {9, "INSERT 1;"}, {9, "COMMIT;"}});
+	EXPECT_EQ(replica_batch_body(unguarded, 3), "INSERT 1;\n");
+}
+
 TEST(Batch, RetryDelayDoublesCapsAndJitters)
 {
 	EXPECT_EQ(retry_delay_ms(1, 1000, 60000, 0.999999), 999);
