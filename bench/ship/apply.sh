@@ -57,6 +57,7 @@ if [ $# -gt 0 ]; then
 fi
 
 source scripts/cluster.sh
+source bench/ship/workload.sh
 cluster_setup
 
 log() { printf '%s  %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -76,28 +77,12 @@ CREATE DATABASE src;
 SQL
 as_cluster_user "$PG_BINDIR/pg_ctl" -D "$CLUSTER_ROOT/bench" -l "$CLUSTER_ROOT/bench.log" -w restart >/dev/null
 
-TABLE_DDL="CREATE TABLE bench_patients (id bigint PRIMARY KEY, name text NOT NULL, ward text,
-                                        admitted date, note text)"
-checksum="SELECT count(*) || ':' || md5(string_agg(t::text, ',' ORDER BY id)) FROM bench_patients t"
 
 log "workload: $INSERTS inserts, $INSERTS updates, $ROWS_PER_TXN rows per transaction"
-sq -d src -c 'CREATE EXTENSION edgesync' -c "$TABLE_DDL" -c "SELECT edgesync.track('bench_patients')" \
+sq -d src -c 'CREATE EXTENSION edgesync' -c "$SHIP_TABLE_DDL" -c "SELECT edgesync.track('bench_patients')" \
 	-c "SELECT pg_create_logical_replication_slot('apply', 'edgesync')" >/dev/null
-sq -d src -c "DO \$\$
-	BEGIN
-	  FOR i IN 0 .. ($INSERTS - 1) / $ROWS_PER_TXN LOOP
-	    INSERT INTO bench_patients (id, name, ward, admitted, note)
-	    SELECT g, 'patient ' || g, 'ward ' || (g % 20), date '2026-01-01' + (g % 300), repeat('n', 60 + g % 40)
-	      FROM generate_series(i * $ROWS_PER_TXN + 1, least((i + 1) * $ROWS_PER_TXN, $INSERTS)) g;
-	    COMMIT;
-	  END LOOP;
-	  FOR i IN 0 .. ($INSERTS - 1) / $ROWS_PER_TXN LOOP
-	    UPDATE bench_patients SET ward = ward || '+'
-	     WHERE id BETWEEN i * $ROWS_PER_TXN + 1 AND (i + 1) * $ROWS_PER_TXN;
-	    COMMIT;
-	  END LOOP;
-	END \$\$" >/dev/null
-want=$(sq -d src -At -c "$checksum")
+sq -d src -c "$(ship_workload_sql)" >/dev/null
+want=$(sq -d src -At -c "$SHIP_CHECKSUM")
 
 # The template of every replica: the extension and the tracked table
 # (version and timestamps included, triggers on, as the replica has them),
@@ -224,7 +209,7 @@ apply_once() { # variant repeat
 	PGOPTIONS=$opts sq -d "$db" -At -c '\timing on' -f "$work/$file" >"$work/out" 2>&1 ||
 		{ cat "$work/out" >&2; return 1; }
 	case $v in begin*) ;; *)
-		got=$(sq -d "$db" -At -c "$checksum")
+		got=$(sq -d "$db" -At -c "$SHIP_CHECKSUM")
 		[ "$got" = "$want" ] || log "variant $v: replica differs from the source ($got vs $want)" ;;
 	esac
 	awk '/^batch / {k = $2; next}

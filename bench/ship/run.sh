@@ -33,7 +33,8 @@
 # Usage: bench/ship/run.sh [--no-throughput] [--no-latency] [--no-tps]
 # Environment: INSERTS (50000), ROWS_PER_TXN (100), RATE_CHANGES (1000),
 #              LATENCY_SECONDS (20), PGBENCH_SECONDS (15), PGBENCH_CLIENTS (2), REPEATS (3),
-#              BATCH_CHANGES (target batch_changes, 1000).
+#              BATCH_CHANGES (target batch_changes, 1000),
+#              WORK_MEM (the hospital's logical_decoding_work_mem, 64MB, PostgreSQL's default).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -45,6 +46,7 @@ PGBENCH_SECONDS=${PGBENCH_SECONDS:-15}
 PGBENCH_CLIENTS=${PGBENCH_CLIENTS:-2}
 REPEATS=${REPEATS:-3}
 BATCH_CHANGES=${BATCH_CHANGES:-1000}
+WORK_MEM=${WORK_MEM:-64MB}
 run_throughput=1
 run_latency=1
 run_tps=1
@@ -58,6 +60,7 @@ while [ $# -gt 0 ]; do
 done
 
 source scripts/cluster.sh
+source bench/ship/workload.sh
 cluster_setup
 receiver_pid=
 stop_all() {
@@ -70,6 +73,8 @@ cluster_start hospital
 cluster_start cloud
 hsql() { cluster_psql hospital -d "$@"; }
 csql() { cluster_psql cloud -d "$@"; }
+# The test clusters' 64kB makes every transaction spill; measure with a real setting.
+hsql postgres -c "ALTER SYSTEM SET logical_decoding_work_mem = '$WORK_MEM'" -c 'SELECT pg_reload_conf()' >/dev/null
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 calc() { awk "BEGIN { printf \"%.4f\", $1 }"; }
@@ -82,16 +87,13 @@ start_receiver() { # FILE [stamp]
 }
 stop_receiver() { kill "$receiver_pid" 2>/dev/null; wait "$receiver_pid" 2>/dev/null || true; receiver_pid=; }
 
-TABLE_DDL="CREATE TABLE bench_patients (id bigint PRIMARY KEY, name text NOT NULL, ward text,
-                                        admitted date, note text)"
-checksum="SELECT count(*) || ':' || md5(string_agg(t::text, ',' ORDER BY id)) FROM bench_patients t"
 
-echo "edgesync shipper benchmark: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "edgesync shipper benchmark: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), logical_decoding_work_mem $WORK_MEM"
 
 if [ "$run_throughput" = 1 ]; then
 	hsql postgres -c 'CREATE DATABASE bench'
 	csql postgres -c 'CREATE DATABASE edge' -c 'CREATE DATABASE native'
-	hsql bench -c 'CREATE EXTENSION edgesync' -c "$TABLE_DDL" -c "SELECT edgesync.track('bench_patients')" >/dev/null
+	hsql bench -c 'CREATE EXTENSION edgesync' -c "$SHIP_TABLE_DDL" -c "SELECT edgesync.track('bench_patients')" >/dev/null
 	# The replicas get the tracked table's definition (version and timestamps included).
 	as_cluster_user "$PG_BINDIR/pg_dump" -h "$CLUSTER_ROOT" -p "$hospital_PORT" -U postgres -d bench \
 		--schema-only -t bench_patients >"$CLUSTER_ROOT/ddl.sql"
@@ -108,22 +110,9 @@ if [ "$run_throughput" = 1 ]; then
 	csql native -c "CREATE SUBSCRIPTION bench_sub CONNECTION 'host=$CLUSTER_ROOT port=$hospital_PORT dbname=bench user=postgres'
 	                PUBLICATION bench_pub WITH (copy_data = false, enabled = false)" >/dev/null
 
-	hsql bench -c "DO \$\$
-		BEGIN
-		  FOR i IN 0 .. ($INSERTS - 1) / $ROWS_PER_TXN LOOP
-		    INSERT INTO bench_patients (id, name, ward, admitted, note)
-		    SELECT g, 'patient ' || g, 'ward ' || (g % 20), date '2026-01-01' + (g % 300), repeat('n', 60 + g % 40)
-		      FROM generate_series(i * $ROWS_PER_TXN + 1, least((i + 1) * $ROWS_PER_TXN, $INSERTS)) g;
-		    COMMIT;
-		  END LOOP;
-		  FOR i IN 0 .. ($INSERTS - 1) / $ROWS_PER_TXN LOOP
-		    UPDATE bench_patients SET ward = ward || '+'
-		     WHERE id BETWEEN i * $ROWS_PER_TXN + 1 AND (i + 1) * $ROWS_PER_TXN;
-		    COMMIT;
-		  END LOOP;
-		END \$\$" >/dev/null
+	hsql bench -c "$(ship_workload_sql)" >/dev/null
 	changes=$((INSERTS * 2))
-	source_sum=$(hsql bench -At -c "$checksum")
+	source_sum=$(hsql bench -At -c "$SHIP_CHECKSUM")
 
 	declare -A seconds
 	for target in http replica; do
@@ -133,7 +122,7 @@ if [ "$run_throughput" = 1 ]; then
 		seconds[$target]=$(elapsed "$t0" "$t1")
 		echo "edgesync $target: $shipped changes in ${seconds[$target]} s"
 	done
-	[ "$(csql edge -At -c "$checksum")" = "$source_sum" ] && replica_ok=yes || replica_ok=NO
+	[ "$(csql edge -At -c "$SHIP_CHECKSUM")" = "$source_sum" ] && replica_ok=yes || replica_ok=NO
 	http_lines=$(grep -c '"op":"\(insert\|update\)"' "$CLUSTER_ROOT/http.ndjson" || true)
 
 	t0=$(now)
@@ -144,7 +133,7 @@ if [ "$run_throughput" = 1 ]; then
 	done
 	t1=$(now)
 	seconds[native]=$(elapsed "$t0" "$t1")
-	[ "$(csql native -At -c "$checksum")" = "$source_sum" ] && native_ok=yes || native_ok=NO
+	[ "$(csql native -At -c "$SHIP_CHECKSUM")" = "$source_sum" ] && native_ok=yes || native_ok=NO
 	echo "native logical replication: ${seconds[native]} s"
 	stop_receiver
 
@@ -169,7 +158,7 @@ fi
 
 if [ "$run_latency" = 1 ]; then
 	hsql postgres -c 'CREATE DATABASE lat'
-	hsql lat -c 'CREATE EXTENSION edgesync' -c 'CREATE SEQUENCE ids' -c "$TABLE_DDL" \
+	hsql lat -c 'CREATE EXTENSION edgesync' -c 'CREATE SEQUENCE ids' -c "$SHIP_TABLE_DDL" \
 		-c "SELECT edgesync.track('bench_patients')" >/dev/null
 	cat >"$CLUSTER_ROOT/insert10.sql" <<-'SQL'
 		INSERT INTO bench_patients (id, name, ward, note)
