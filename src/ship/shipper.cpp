@@ -452,9 +452,20 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 		return true;
 	};
 
+	/*
+	 * Slow start: the first batch of a round is a sixteenth of the target's
+	 * limits and each next one twice the last, up to the limits, so that the
+	 * receiver starts early and every later batch is decoded while it takes
+	 * the one before (decoding is faster than applying).
+	 */
+	BatchLimits limits = {std::max<int64_t>(1, config.batch_changes / 16),
+						  std::max<int64_t>(1, config.batch_bytes / 16)};
 	bool wal_left = true;
 	for (int b = 0; b < max_batches; b++) {
 		std::vector<Row> &rows = reader->rows();
+		if (b > 0)
+			limits = {std::min<int64_t>(config.batch_changes, limits.max_changes * 2),
+					  std::min<int64_t>(config.batch_bytes, limits.max_bytes * 2)};
 		/*
 		 * A batch that was not acknowledged (pending_end, before anything is
 		 * in flight) goes again, exactly: everything decoded up to its end.
@@ -465,7 +476,7 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 				wal_left = reader->fill(SIZE_MAX, INT64_MAX, retry_end);
 			else
 				wal_left =
-					reader->fill(static_cast<size_t>(config.batch_changes), config.batch_bytes, 0);
+					reader->fill(static_cast<size_t>(limits.max_changes), limits.max_bytes, 0);
 		});
 		size_t n = 0;
 		if (retry_end != 0) {
@@ -474,7 +485,7 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 			if (n == 0)
 				config.pending_end = 0; /* it has no output any more: start afresh */
 		} else
-			n = cut_batch(rows, {config.batch_changes, config.batch_bytes});
+			n = cut_batch(rows, limits);
 		if (n == 0) {
 			if (flight.active && !acknowledge())
 				return result;
