@@ -111,6 +111,24 @@ SELECT current_setting('session_replication_role') AS role_after;
 -- Both arguments are required.
 SELECT edgesync.apply_begin(NULL, '0/1');
 SELECT edgesync.apply_begin('regress-source', NULL);
+-- A batch of a full re-send (resync): apply mode whatever applied_lsn says
+-- for the source, and nothing recorded.
+SELECT lsn AS applied_before FROM edgesync.applied_lsn WHERE source = 'regress-source' \gset
+BEGIN;
+SELECT edgesync.apply_resync('regress-source');
+SELECT edgesync.applying() AS applying, current_setting('session_replication_role') AS role;
+COMMIT;
+SELECT current_setting('session_replication_role') AS role_after,
+       (SELECT lsn FROM edgesync.applied_lsn WHERE source = 'regress-source') = :'applied_before'
+         AS lsn_unchanged,
+       (SELECT count(*) FROM edgesync.applied_lsn WHERE source LIKE 'regress-source%') AS sources;
+-- In a transaction found applied before, it makes the statements apply again.
+BEGIN;
+SELECT edgesync.apply_begin('regress-source', '0/1') AS fresh, edgesync.applying() AS applying;
+SELECT edgesync.apply_resync('regress-source');
+SELECT edgesync.applying() AS applying;
+ROLLBACK;
+SELECT edgesync.apply_resync(NULL);
 
 -- A newer row on the replica is not overwritten by an older change.
 SET session_replication_role = replica;
@@ -153,6 +171,8 @@ DROP SCHEMA regress_trap CASCADE;
 CREATE ROLE regress_nobody;
 SET ROLE regress_nobody;
 SELECT edgesync.apply_begin('x', '0/1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT edgesync.apply_resync('x');
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 DROP ROLE regress_nobody;

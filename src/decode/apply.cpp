@@ -1,7 +1,9 @@
 /*
  * apply.cpp — edgesync.apply_begin(source text, commit_lsn pg_lsn), run on a
  * replica as the first statement of every transaction of the sql format
- * (docs/output-format.md, "What the replica provides").
+ * (docs/output-format.md, "What the replica provides"), and
+ * edgesync.apply_resync(source text), the first statement of every batch of
+ * a shipper's full re-send (src/ship/resync.cpp).
  *
  * It records commit_lsn for source in edgesync.applied_lsn if it is beyond
  * the recorded one and returns true; otherwise the transaction was applied
@@ -10,7 +12,15 @@
  * way the rest of the transaction runs with session_replication_role =
  * replica, as a logical replication worker does.
  *
- * Declared SECURITY DEFINER with search_path pinned to pg_catalog, pg_temp
+ * apply_resync() enters the same apply mode (applying() true, replica role)
+ * and records nothing: a re-send's batches are not transactions of the
+ * stream and have no commit LSN of their own.  Had they recorded one, the
+ * stream's first transactions could be judged "applied before" against it,
+ * and so could the batches of a later re-send (docs/shipping.md, "A target
+ * that stays down").  Re-applying them is harmless: their upserts are
+ * version-guarded.
+ *
+ * Both are declared SECURITY DEFINER with search_path pinned to pg_catalog, pg_temp
  * (decode.sql), as the PL/pgSQL function it replaces was: the write to
  * applied_lsn and the superuser-only setting are done with the owner's
  * rights, and only edgesync_applier and edgesync_admin may call it.  It is C
@@ -32,6 +42,7 @@ extern "C" {
 #include "utils/guc.h"
 
 PG_FUNCTION_INFO_V1(edgesync_apply_begin);
+PG_FUNCTION_INFO_V1(edgesync_apply_resync);
 }
 
 namespace {
@@ -43,6 +54,22 @@ constexpr const char *kRecordSql =
 	"WHERE a.lsn OPERATOR(pg_catalog.<) EXCLUDED.lsn RETURNING true";
 
 SPIPlanPtr record_plan = nullptr;
+
+/*
+ * The apply mode, for the rest of the transaction (GUC_ACTION_LOCAL outlives
+ * the calling function: its own SET clause covers search_path only):
+ * edgesync.applying() is !skip, and session_replication_role is replica.
+ * The context is the one set_config() would use for the function's owner.
+ */
+void
+enter_apply_mode(bool skip)
+{
+	GucContext context = superuser() ? PGC_SUSET : PGC_USERSET;
+	(void) set_config_option("edgesync_internal.apply_skip", skip ? "on" : "off", context,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	(void) set_config_option("session_replication_role", "replica", context, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+}
 
 } // namespace
 
@@ -70,15 +97,22 @@ edgesync_apply_begin(PG_FUNCTION_ARGS)
 	bool fresh = SPI_processed > 0;
 	SPI_finish();
 
-	/*
-	 * For the rest of the transaction (GUC_ACTION_LOCAL outlives this call:
-	 * the function's own SET clause covers search_path only).  The context
-	 * is the one set_config() would use for the function's owner.
-	 */
-	GucContext context = superuser() ? PGC_SUSET : PGC_USERSET;
-	(void) set_config_option("edgesync_internal.apply_skip", fresh ? "off" : "on", context,
-							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-	(void) set_config_option("session_replication_role", "replica", context, PGC_S_SESSION,
-							 GUC_ACTION_LOCAL, true, 0, false);
+	enter_apply_mode(!fresh);
 	PG_RETURN_BOOL(fresh);
+}
+
+/*
+ * apply_resync(source): apply mode for a batch of a full re-send, whatever
+ * edgesync.applied_lsn holds for source, which it neither reads nor moves.
+ * source names the hospital stream being re-sent (for the statement's
+ * readers: logs, pg_stat_activity); it must be given, as apply_begin's.
+ */
+extern "C" Datum
+edgesync_apply_resync(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("edgesync.apply_resync() argument must not be null")));
+	enter_apply_mode(false);
+	PG_RETURN_VOID();
 }

@@ -79,6 +79,20 @@ CREATE FUNCTION edgesync.apply_begin(source text, commit_lsn pg_lsn) RETURNS boo
 COMMENT ON FUNCTION edgesync.apply_begin(text, pg_lsn) IS
     'edgesync replica: start applying a source''s transaction; false if it was applied before';
 
+-- apply_resync(source): the first statement of every batch of the shipper's
+-- full re-send (edgesync.resync() on the hospital).  The same apply mode as
+-- apply_begin() (applying() true, session_replication_role = replica for
+-- the rest of the transaction), but nothing is read from or recorded in
+-- applied_lsn: a re-send's batches are not transactions of the stream, and
+-- a commit LSN recorded for them could make the replica skip the stream's
+-- next transactions, or the batches of a later re-send, as applied before.
+-- Re-applying a batch is harmless: its upserts are version-guarded.
+CREATE FUNCTION edgesync.apply_resync(source text) RETURNS void
+    AS 'MODULE_PATHNAME', 'edgesync_apply_resync'
+    LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION edgesync.apply_resync(text) IS
+    'edgesync replica: start applying a batch of a source''s full re-send; records no LSN';
+
 -- False in a transaction whose apply_begin() found it applied before.  It
 -- runs under the applying session's search_path (no SET clause, so that it
 -- stays inlinable in every statement of the stream): its operator is named
@@ -107,7 +121,7 @@ $$;
 COMMENT ON FUNCTION edgesync.apply_truncate(regclass[], boolean, boolean) IS
     'edgesync replica: TRUNCATE from the sql format, unless the transaction was applied before';
 
-REVOKE ALL ON FUNCTION edgesync.apply_begin(text, pg_lsn),
+REVOKE ALL ON FUNCTION edgesync.apply_begin(text, pg_lsn), edgesync.apply_resync(text),
     edgesync.apply_truncate(regclass[], boolean, boolean) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION edgesync.apply_begin(text, pg_lsn),
+GRANT EXECUTE ON FUNCTION edgesync.apply_begin(text, pg_lsn), edgesync.apply_resync(text),
     edgesync.apply_truncate(regclass[], boolean, boolean) TO edgesync_applier, edgesync_admin;

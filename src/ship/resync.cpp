@@ -11,12 +11,23 @@
  * handing it to a slot.
  *
  * Each batch is one transaction in the target's format: for a replica an
- * apply_begin() under the source name "<source>/resync" with a made-up,
- * increasing commit LSN, then version-guarded upserts, so rows the replica
- * already has in the same or a newer version are left alone; over HTTP,
- * json insert lines framed by begin/commit.  Rows changed after the new slot
- * was created arrive again through the stream: the version guard makes the
- * overlap harmless.
+ * apply_resync() (apply mode, no applied LSN read or recorded), then
+ * version-guarded upserts, so rows the replica already has in the same or a
+ * newer version are left alone; over HTTP, json insert lines framed by
+ * begin/commit.  Rows changed after the new slot was created arrive again
+ * through the stream: the version guard makes the overlap harmless.
+ *
+ * Commit LSNs: the stream from the new slot carries every transaction whose
+ * commit record starts at or after the slot's confirmed position (its
+ * consistent point S, where resync() created it); transactions the receiver
+ * got from the old slot committed before S.  So the re-send must not claim
+ * an LSN at or beyond S, or a receiver that skips transactions not newer
+ * than the last one it applied would skip streamed ones (the replica's
+ * apply_begin() does exactly that).  Every line of a re-send carries
+ * commit_lsn S - 1 and xid 0; on a replica nothing is recorded at all, so a
+ * later re-send (a retry, or another resync) is never taken for a replay.
+ * Idempotency-Keys name the slot, the attempt (its start time) and the
+ * batch: "resync-<S>-<attempt>-<batch>", never reused by another attempt.
  *
  * Rows deleted while the slot was lost: the rows of one tracked table (a
  * partitioned one with all its leaves) are sent as a whole, and the receiver
@@ -143,28 +154,19 @@ class Resender {
 	Resender(const TargetConfig &config, Transport &transport)
 		: config_(config), transport_(transport)
 	{
-		pg_call([&] {
-			/* The settings the plugin writes every value under. */
-			decode::pin_output_settings_for_writers();
-			SPI_execute("SELECT pg_catalog.pg_current_wal_insert_lsn() - '0/0'::pg_catalog.pg_lsn",
-						true, 0);
-		});
-		std::string source;
+		/* The settings the plugin writes every value under. */
+		pg_call([] { decode::pin_output_settings_for_writers(); });
 		started_ = pg_call([] { return GetCurrentTimestamp(); });
-		{
-			char *l = pg_call(
-				[] { return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1); });
-			first_lsn_ = std::stoull(l);
-		}
+		/* The stream's source name (plugin.cpp): what apply_resync() is told. */
 		pg_call([&] {
 			Oid types[1] = {TEXTOID};
 			Datum values[1] = {CStringGetTextDatum(config_.slot.c_str())};
-			SPI_execute_with_args("SELECT pg_catalog.format('%s/%s/%s/resync', system_identifier,"
+			SPI_execute_with_args("SELECT pg_catalog.format('%s/%s/%s', system_identifier,"
 								  " pg_catalog.current_database(), $1)"
 								  "  FROM pg_catalog.pg_control_system()",
 								  1, types, values, nullptr, true, 0);
 		});
-		source =
+		source_ =
 			pg_call([] { return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1); });
 
 		pg_call([&] {
@@ -179,7 +181,7 @@ class Resender {
 			state_->include_transaction = true;
 			state_->raw_columns = config_.columns == "raw";
 			state_->ntables = -1;
-			state_->source = pstrdup(source.c_str());
+			state_->source = pstrdup(source_.c_str());
 			state_->txn = static_cast<ReorderBufferTXN *>(palloc0(sizeof(ReorderBufferTXN)));
 			ctx_ = static_cast<LogicalDecodingContext *>(palloc0(sizeof(LogicalDecodingContext)));
 			ctx_->context = context_;
@@ -201,9 +203,11 @@ class Resender {
 			MemoryContextDelete(context_);
 	}
 
-	/* Sends every row; false (with error) when a delivery failed. */
+	/* Sends every row; false (with error) when a delivery failed or the slot is gone. */
 	bool run(std::string &error, int64_t &changes)
 	{
+		if (!read_slot_start(error))
+			return false;
 		/* Facts cached by a peek in this backend were read under historic snapshots. */
 		pg_call([] { decode::relinfo_invalidate_all(); });
 		collected = &rows_;
@@ -214,6 +218,40 @@ class Resender {
 	}
 
   private:
+	/*
+	 * The new slot's confirmed position, where the stream after the re-send
+	 * starts (it only moves forward: a lower bound of every commit streamed
+	 * after the re-send).  False, with error, when the slot is gone.
+	 */
+	bool read_slot_start(std::string &error)
+	{
+		bool found = pg_call([&] {
+			Oid types[1] = {TEXTOID};
+			Datum values[1] = {CStringGetTextDatum(config_.slot.c_str())};
+			if (SPI_execute_with_args(
+					"SELECT confirmed_flush_lsn OPERATOR(pg_catalog.-) '0/0'::pg_catalog.pg_lsn"
+					"  FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+					1, types, values, nullptr, true, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not read replication slot \"%s\"", config_.slot.c_str());
+			return SPI_processed == 1;
+		});
+		char *start = nullptr;
+		if (found)
+			start = pg_call(
+				[] { return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1); });
+		if (start == nullptr || std::stoull(start) == 0) {
+			error = "replication slot \"" + config_.slot + "\" of target \"" + config_.name +
+					"\" does not exist; call edgesync.resync('" + config_.name + "')";
+			return false;
+		}
+		slot_start_ = std::stoull(start);
+		char lsn[32];
+		snprintf(lsn, sizeof(lsn), "%X/%X", static_cast<uint32>(slot_start_ >> 32),
+				 static_cast<uint32>(slot_start_));
+		key_prefix_ = std::string("resync-") + lsn + "-" + std::to_string(started_) + "-";
+		return true;
+	}
+
 	bool sql() const { return state_->format == static_cast<int>(decode::Format::kSql); }
 
 	/* The rows of one tracked table, between its markers (sql: staged keys, then the sweep). */
@@ -291,19 +329,28 @@ class Resender {
 		return true;
 	}
 
-	/* Opens a batch: a made-up transaction, the time of this resync, an increasing LSN. */
+	/*
+	 * Opens a batch: a made-up transaction, the time of this resync, commit
+	 * LSN just below the new slot's start (see the top of this file).  sql:
+	 * apply_resync() instead of the stream's apply_begin().
+	 */
 	void begin_batch()
 	{
 		if (begun_)
 			return;
 		pg_call([&] {
-			decode::start_transaction_output(state_, InvalidTransactionId, next_lsn(),
+			decode::start_transaction_output(state_, InvalidTransactionId, slot_start_ - 1,
 											 GetCurrentTransactionStartTimestamp());
-			if (sql())
-				decode::sql_write_begin(ctx_, state_);
-			else
+			if (!sql())
 				decode::json_write_begin(ctx_, state_);
 		});
+		if (sql()) {
+			std::string begin = "SELECT edgesync.apply_resync(";
+			text::append_sql_literal_one_line(begin, source_);
+			begin += ");";
+			rows_.emplace_back("BEGIN;");
+			rows_.push_back(std::move(begin));
+		}
 		begun_ = true;
 	}
 
@@ -357,11 +404,11 @@ class Resender {
 		 * In the transaction of the table's last rows (a table without rows:
 		 * that of its CREATE).  The key count guards against a temporary
 		 * table that missed a batch: then the batch fails and nothing is
-		 * deleted.  Unlike the upserts, the statements do not depend on
-		 * edgesync.applying(): whether or not the replica counts this made-up
-		 * LSN as new, deleting the keys the snapshot lacks is right (see the
-		 * top of this file), and the replica role apply_begin() set either way
-		 * keeps the replica's triggers out of it.
+		 * deleted.  The statements do not test edgesync.applying() (always
+		 * true after apply_resync()): deleting the keys the snapshot lacks is
+		 * right whenever this batch arrives (see the top of this file), and
+		 * the replica role apply_resync() set keeps the replica's triggers
+		 * out of it.
 		 */
 		begin_batch();
 		add_staged_keys();
@@ -446,8 +493,6 @@ class Resender {
 		MemoryContextReset(state_->change_context);
 	}
 
-	uint64_t next_lsn() const { return first_lsn_ + batches_; }
-
 	/* Closes the open batch and delivers it. */
 	bool flush(std::string &error, int64_t &changes)
 	{
@@ -475,10 +520,7 @@ class Resender {
 			}
 			body = std::string(strip_transaction(txn)) + "\n";
 		}
-		std::vector<Row> framed;
-		for (const std::string &r : rows_)
-			framed.push_back(Row{next_lsn(), 0, r});
-		std::string key = "resync-" + idempotency_key(framed, framed.size());
+		std::string key = key_prefix_ + std::to_string(batches_ + 1);
 		if (!transport_.deliver(body, key, error))
 			return false;
 		changes += batch_changes_;
@@ -502,8 +544,10 @@ class Resender {
 	int64_t batch_changes_ = 0; /* rows */
 	int64_t batch_bytes_ = 0;
 	uint64_t batches_ = 0;
-	uint64_t first_lsn_ = 0;
-	TimestampTz started_ = 0;
+	uint64_t slot_start_ = 0;	/* the new slot's confirmed position */
+	std::string key_prefix_;	/* "resync-<slot start>-<attempt>-" */
+	std::string source_;		/* the stream's source name */
+	TimestampTz started_ = 0;	/* this attempt */
 	StringInfo keys_ = nullptr; /* sql: keys of this batch's rows of the current table */
 	std::string keys_table_;	/* sql: the current table's temporary table on the replica */
 	int tables_ = 0;			/* tables begun, for keys_table_ */

@@ -274,6 +274,63 @@ is($ends[0], scalar(@current), 'resync: resync_end counts the rows');
 workload(2);
 wait_all_delivered('streaming after resync');
 
+# A second resync, with a transaction committed after the new slot was
+# created but before the re-send (the target is disabled meanwhile and
+# shipped by hand): the re-send's lines carry a commit_lsn below the new
+# slot's start, so a receiver that skips every transaction whose commit_lsn
+# is not above the highest it applied (resync lines included) still applies
+# every transaction the new slot streams.  Idempotency-Keys of re-send
+# batches are never reused by another re-send.
+my @resync_keys_before = map { $_->{key} } grep { $_->{key} =~ /^resync-/ } $receiver->deliveries;
+my $delivered_before = scalar($receiver->deliveries);
+$node->safe_psql('postgres', q{SELECT edgesync.alter_target('cloud_api', enabled => false)});
+$node->safe_psql('postgres', q{SELECT edgesync.resync('cloud_api')});
+my $slot_start = lsn_num($node->safe_psql('postgres',
+	"SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'edgesync_cloud_api'"));
+workload(1);
+for (1 .. 100)
+{
+	$node->safe_psql('postgres', q{SELECT edgesync.ship('cloud_api')});
+	last if $node->safe_psql('postgres',
+		"SELECT NOT resync_pending FROM edgesync.target_status WHERE name = 'cloud_api'") eq 't';
+	sleep(0.1);
+}
+$node->safe_psql('postgres', q{SELECT edgesync.alter_target('cloud_api', enabled => true)});
+workload(1);
+wait_all_delivered('streaming after a resync with a commit before the re-send');
+my (%accepted, %streamed, %resync_key_seen, @resync_lsns);
+my $highest = -1;
+my $reused_keys = 0;
+my %before = map { $_ => 1 } @resync_keys_before;
+for my $b (($receiver->deliveries)[ $delivered_before .. scalar($receiver->deliveries) - 1 ])
+{
+	my $resync = $b->{key} =~ /^resync-/;
+	$reused_keys++ if $resync && $before{ $b->{key} } && !$resync_key_seen{ $b->{key} }++;
+	for my $l (@{ $b->{lines} })
+	{
+		next unless $l =~ /^\{"op":"begin","xid":\d+,"commit_lsn":"([0-9A-F]+\/[0-9A-F]+)"/;
+		my $lsn = lsn_num($1);
+		if ($resync)
+		{
+			push @resync_lsns, $lsn;
+		}
+		else
+		{
+			$streamed{$lsn} = 1;
+			$accepted{$lsn} = 1 if $lsn > $highest;
+		}
+		$highest = $lsn if $lsn > $highest;
+	}
+}
+ok(@resync_lsns > 0, 'second resync: the re-send was delivered');
+is(scalar(grep { $_ >= $slot_start } @resync_lsns), 0,
+	'second resync: every re-send line has a commit_lsn below the new slot\'s start');
+my @dropped = grep { !$accepted{$_} } keys %streamed;
+ok(keys(%streamed) >= 2, 'second resync: streamed transactions delivered after the re-send');
+is(scalar(@dropped), 0,
+	'second resync: a receiver skipping commit_lsn not above the highest applied drops no streamed transaction');
+is($reused_keys, 0, 'second resync: no Idempotency-Key of the first re-send used again');
+
 # Status and the log: no secret anywhere.
 my $status = $node->safe_psql('postgres', 'SELECT s::text FROM edgesync.target_status s');
 unlike($status, qr/SECRET/, 'no secret in target_status');
