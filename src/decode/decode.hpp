@@ -113,6 +113,7 @@ struct DecodeState {
 	int batch_bytes;		   /* sql: statement size after which a run ends */
 	MemoryContext run_context; /* sql: the run being buffered, reset per run */
 	struct SqlRun *run;		   /* sql_runs.cpp */
+	bool runs_span_commits;	   /* sql: hold_runs_across_commits() was called */
 
 	/* The transaction being decoded. */
 	ReorderBufferTXN *txn;
@@ -160,6 +161,18 @@ void pin_output_settings_for_writers();
  */
 void start_transaction_output(DecodeState *state, TransactionId xid, XLogRecPtr commit_lsn,
 							  TimestampTz commit_time);
+
+/*
+ * sql_runs.cpp, for the shipper, which decodes in its own process and applies
+ * a batch of transactions under one guard (src/ship/slot_reader.cpp): a run
+ * no longer ends at commit, so consecutive transactions' changes of one table
+ * share a statement, until flush_open_run() writes it (as one more message of
+ * the last transaction decoded).  Not an output option: a consumer that
+ * cannot flush would lose the last run, and one that applies each
+ * transaction under its own guard would apply changes under the wrong one.
+ */
+void hold_runs_across_commits(LogicalDecodingContext *ctx);
+void flush_open_run(LogicalDecodingContext *ctx);
 
 /* values.cpp: one value under its column's policy (raw_columns: none). */
 void append_json_value(StringInfo out, const DecodeState *state, const ColumnInfo *col, Datum value,

@@ -24,8 +24,9 @@
  * change that does not fit it, at an upsert whose key is already in it (ON
  * CONFLICT cannot touch a row twice in one statement), at batch_rows changes
  * or batch_bytes of values, before a truncate or a statement written alone,
- * and at commit.  Only the current run is buffered, in run_context, which is
- * reset when the run is written.
+ * and at commit (for the shipper, at flush_open_run() instead: decode.hpp).
+ * Only the current run is buffered, in run_context, which is reset when the
+ * run is written.
  */
 #include "decode/sql_writer_internal.hpp"
 
@@ -469,5 +470,31 @@ add_delete(LogicalDecodingContext *ctx, DecodeState *state, const Change *c, con
 }
 
 } // namespace sql
+
+void
+hold_runs_across_commits(LogicalDecodingContext *ctx)
+{
+	static_cast<DecodeState *>(ctx->output_plugin_private)->runs_span_commits = true;
+}
+
+/* Called between decoded records, where the context takes no writes: it does for this one. */
+void
+flush_open_run(LogicalDecodingContext *ctx)
+{
+	DecodeState *state = static_cast<DecodeState *>(ctx->output_plugin_private);
+	if (state->run == nullptr || state->run->nrows == 0)
+		return;
+	bool accept_writes = ctx->accept_writes;
+	ctx->accept_writes = true;
+	PG_TRY();
+	{
+		sql::run_flush(ctx, state);
+	}
+	PG_FINALLY();
+	{
+		ctx->accept_writes = accept_writes;
+	}
+	PG_END_TRY();
+}
 
 } // namespace edgesync::decode

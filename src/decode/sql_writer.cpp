@@ -255,7 +255,9 @@ namespace edgesync::decode {
 void
 sql_write_begin(LogicalDecodingContext *ctx, DecodeState *state)
 {
-	sql::run_discard(state); /* left over from a transaction that failed */
+	/* Left over from a transaction that failed (held across commits: the one before). */
+	if (!state->runs_span_commits)
+		sql::run_discard(state);
 	OutputPluginPrepareWrite(ctx, true);
 	appendStringInfoString(ctx->out, "BEGIN;");
 	OutputPluginWrite(ctx, true);
@@ -271,7 +273,8 @@ sql_write_begin(LogicalDecodingContext *ctx, DecodeState *state)
 void
 sql_write_commit(LogicalDecodingContext *ctx, DecodeState *state)
 {
-	sql::run_flush(ctx, state);
+	if (!state->runs_span_commits)
+		sql::run_flush(ctx, state);
 	OutputPluginPrepareWrite(ctx, true);
 	appendStringInfoString(ctx->out, "COMMIT;");
 	OutputPluginWrite(ctx, true);

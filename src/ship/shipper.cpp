@@ -477,6 +477,8 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 			else
 				wal_left =
 					reader->fill(static_cast<size_t>(limits.max_changes), limits.max_bytes, 0);
+			if (config.kind != "http")
+				reader->take_held_run();
 		});
 		size_t n = 0;
 		if (retry_end != 0) {
@@ -484,8 +486,10 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 				n++;
 			if (n == 0)
 				config.pending_end = 0; /* it has no output any more: start afresh */
-		} else
+		} else if (config.kind == "http")
 			n = cut_batch(rows, limits);
+		else
+			n = rows.size(); /* the held run was written for exactly these transactions */
 		if (n == 0) {
 			if (flight.active && !acknowledge())
 				return result;

@@ -16,6 +16,7 @@
  * context, releases the slot and clears the caches on every path.
  */
 #include "core/guard.hpp"
+#include "decode/decode.hpp"
 #include "ship/slot_reader.hpp"
 
 extern "C" {
@@ -95,6 +96,8 @@ SlotReader::SlotReader(const std::string &slot, const std::string &format,
 										 prepare_write, write, nullptr);
 			MemoryContextSwitchTo(caller);
 			ctx_->output_writer_private = this;
+			if (format == "sql")
+				decode::hold_runs_across_commits(ctx_);
 			/* Every transaction committed after confirmed_flush is decoded from here. */
 			XLogBeginRead(ctx_->reader, MyReplicationSlot->data.restart_lsn);
 		});
@@ -175,6 +178,17 @@ SlotReader::take(size_t n)
 	for (size_t i = 0; i < n; i++)
 		buffered_bytes_ -= static_cast<int64_t>(rows_[i].data.size());
 	rows_.erase(rows_.begin(), rows_.begin() + static_cast<std::ptrdiff_t>(n));
+}
+
+void
+SlotReader::take_held_run()
+{
+	size_t before = rows_.size();
+	pg_call([&] { decode::flush_open_run(ctx_); });
+	if (rows_.size() > before && before > 0) {
+		rows_.back().lsn = rows_[before - 1].lsn;
+		rows_.back().xid = rows_[before - 1].xid;
+	}
 }
 
 uint64_t

@@ -33,7 +33,11 @@ namespace edgesync::ship {
 
 class SlotReader {
   public:
-	/* Acquires the slot and starts decoding at its restart_lsn. */
+	/*
+	 * Acquires the slot and starts decoding at its restart_lsn.  For the sql
+	 * format, runs of changes continue across transactions (decode.hpp:
+	 * hold_runs_across_commits) until take_held_run().
+	 */
 	SlotReader(const std::string &slot, const std::string &format, const std::string &columns);
 	/* Frees the decoding context and releases the slot, also while unwinding an error. */
 	~SlotReader();
@@ -52,6 +56,13 @@ class SlotReader {
 	std::vector<Row> &rows() { return rows_; }
 	int64_t buffered_bytes() const { return buffered_bytes_; }
 	void take(size_t n);
+
+	/*
+	 * Writes the sql format's run still held, if any, as the last row, with
+	 * the LSN and xid of the commit row before it: every change decoded so far
+	 * is then in rows().
+	 */
+	void take_held_run();
 
 	/* Where decoding stands: every transaction committed before it is in rows(). */
 	uint64_t decoded_up_to() const;
