@@ -78,6 +78,17 @@ SlotReader::SlotReader(const std::string &slot, const std::string &format,
 			ReplicationSlotAcquire(slot.c_str(), true);
 		});
 		acquired_ = true;
+		/* The plugin's state is ours to reach into (hold_runs_across_commits). */
+		pg_call([&] {
+			const char *plugin = NameStr(MyReplicationSlot->data.plugin);
+			if (strcmp(plugin, "edgesync") != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("replication slot \"%s\" uses output plugin \"%s\", not edgesync",
+								slot.c_str(), plugin),
+						 errhint("A target's slot is made by edgesync.add_target() or "
+								 "edgesync.resync().")));
+		});
 		context_ = pg_call([] {
 			return AllocSetContextCreate(TopMemoryContext, "edgesync slot reader",
 										 ALLOCSET_DEFAULT_SIZES);

@@ -1,6 +1,6 @@
 # The background shipper over hundreds of failing rounds: a target whose
 # round raises a PostgreSQL error every time (its slot belongs to another
-# output plugin, which rejects edgesync's options), and one whose round throws
+# output plugin, which the shipper refuses to decode), and one whose round throws
 # a C++ exception (a stored URL the shipper cannot parse), are recorded and
 # retried; neither takes the worker or the good target down, and the worker's
 # private memory (RssAnon: shared buffers it touches do not count) grows by
@@ -87,7 +87,7 @@ note("RssAnon $before kB -> $after kB; broken target failed rounds $failures_bef
 
 cmp_ok($failures - $failures_before, '>', 200, 'the broken target failed round after round');
 like($node->safe_psql('postgres', "SELECT last_error FROM edgesync.target_status WHERE name = 'broken'"),
-	qr/format/, 'its PostgreSQL error is recorded');
+	qr/uses output plugin "test_decoding", not edgesync/, 'its PostgreSQL error is recorded');
 like($node->safe_psql('postgres', "SELECT consecutive_failures || ' ' || last_error FROM edgesync.target_status WHERE name = 'bad_url'"),
 	qr/^[1-9]\d* unsupported target URL scheme/, 'a C++ exception in a round is recorded for its target');
 is(worker_pid(), $pid, 'the same worker still runs (no crash, no restart)');
