@@ -130,6 +130,31 @@ wait_socket(PGconn *conn, bool for_write, TimestampTz deadline)
 	}
 }
 
+/*
+ * Has the hospital check, every second, that this connection is still there
+ * while it runs a query (client_connection_check_interval, PostgreSQL 14 and
+ * later).  A local cancel or error drops a busy connection instead of
+ * sending a cancel request (which in libpq 15 blocks, on a hospital that may
+ * be dead); with the check, the hospital ends the abandoned query within
+ * about a second instead of at its statement_timeout.  A hospital whose
+ * platform cannot check refuses the setting, which is then ignored.  False
+ * only when the hospital does not answer before deadline.
+ */
+bool
+ask_for_connection_checks(PGconn *conn, TimestampTz deadline)
+{
+	if (PQserverVersion(conn) < 140000)
+		return true;
+	if (!PQsendQuery(conn, "SET client_connection_check_interval = 1000"))
+		return false;
+	while (PQisBusy(conn))
+		if (!wait_socket(conn, false, deadline) || !PQconsumeInput(conn))
+			return false;
+	for (PGresult *res; (res = PQgetResult(conn)) != nullptr;)
+		PQclear(res);
+	return true;
+}
+
 /* Is keyword a libpq connection option a user may set (as postgres_fdw decides)? */
 bool
 is_libpq_option(const char *keyword)
@@ -329,6 +354,11 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 			return nullptr;
 		}
 		state = PQconnectPoll(conn);
+	}
+	if (!ask_for_connection_checks(conn, deadline)) {
+		*why = psprintf("no answer within %d ms after connecting", timeout_ms);
+		mark_failed(entry);
+		return nullptr;
 	}
 	entry->failed_lxid = InvalidLocalTransactionId; /* it answers again */
 	if (must_use_password && !PQconnectionUsedPassword(conn)) {

@@ -235,6 +235,18 @@ cmp_ok($elapsed, '<', 5, 'after the query timeout');
 	$elapsed = time - $t0;
 	like($s->{stderr}, qr/canceling statement due to user request/, 'a cancel stops the wait for the hospital');
 	cmp_ok($elapsed, '<', 5, 'at once');
+	# The abandoned query ends at the hospital too (it checks its client every
+	# second), long before its 30 s statement_timeout or its 60 s sleep.
+	my $ended = 0;
+	for (1 .. 100)
+	{
+		$ended = $hospital->safe_psql('postgres', q{
+			SELECT count(*) = 0 FROM pg_stat_activity
+			 WHERE application_name = 'edgesync_federate' AND wait_event = 'PgSleep'}) eq 't';
+		last if $ended;
+		sleep(0.1);
+	}
+	ok($ended, 'the hospital ends the abandoned query within 10 s');
 	$s->{stderr} = '';
 	is($s->query_safe(q{SELECT ward || '/' || _source FROM hospital_patients_federated WHERE id = 1}),
 		"ICU/hospital", 'the session then reads the hospital again');
