@@ -355,11 +355,6 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 		}
 		state = PQconnectPoll(conn);
 	}
-	if (!ask_for_connection_checks(conn, deadline)) {
-		*why = psprintf("no answer within %d ms after connecting", timeout_ms);
-		mark_failed(entry);
-		return nullptr;
-	}
 	entry->failed_lxid = InvalidLocalTransactionId; /* it answers again */
 	if (must_use_password && !PQconnectionUsedPassword(conn)) {
 		PQfinish(conn);
@@ -370,6 +365,12 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 								  "mapping.",
 								  server_name),
 						errhint("Non-superusers must connect with a password.")));
+	}
+	/* Only once the connection is known to be allowed: no query before that. */
+	if (!ask_for_connection_checks(conn, deadline)) {
+		*why = psprintf("no answer within %d ms after connecting", timeout_ms);
+		mark_failed(entry);
+		return nullptr;
 	}
 	return conn;
 }
