@@ -21,12 +21,24 @@ PgException::what() const noexcept
 void
 PgException::discard() noexcept
 {
-	if (data_ != nullptr)
-		FreeErrorData(data_);
+	guard_detail::free_error(data_);
 	data_ = nullptr;
 }
 
 namespace guard_detail {
+
+/*
+ * Frees an error copied by run_catching_pg_error(): all of its memory context.
+ * FreeErrorData() alone is not enough: current minor releases' CopyErrorData()
+ * also copies filename, funcname, domain, context_domain and message_id, which
+ * FreeErrorData() does not free (about 200 bytes an error).
+ */
+void
+free_error(ErrorData *error) noexcept
+{
+	if (error != nullptr)
+		MemoryContextDelete(error->assoc_context);
+}
 
 /* malloc, not palloc: we are inside a catch block and must not longjmp. */
 static char *
@@ -79,20 +91,38 @@ adopt_text(char *text)
 	return copy;
 }
 
+/* A string that lives as long as the error being raised. */
+static const char *
+error_lifetime_copy(const char *text)
+{
+	return text != nullptr ? MemoryContextStrdup(ErrorContext, text) : nullptr;
+}
+
 void
 raise(PendingError &pending)
 {
 	if (pending.pg_error != nullptr) {
 		ErrorData *volatile saved = pending.pg_error;
 
-		/* ReThrowError copies the data onto the error stack; free ours after. */
+		/*
+		 * ReThrowError copies the data onto the error stack, and then ours is
+		 * freed; but it copies only the strings FreeErrorData frees, and keeps
+		 * the others as pointers: give it copies that live as long as the
+		 * error (in ErrorContext, reset once the error is handled).
+		 */
 		PG_TRY();
 		{
-			ReThrowError(saved);
+			ErrorData *e = saved;
+			e->filename = error_lifetime_copy(e->filename);
+			e->funcname = error_lifetime_copy(e->funcname);
+			e->domain = error_lifetime_copy(e->domain);
+			e->context_domain = error_lifetime_copy(e->context_domain);
+			e->message_id = error_lifetime_copy(e->message_id);
+			ReThrowError(e);
 		}
 		PG_CATCH();
 		{
-			FreeErrorData(saved);
+			free_error(saved);
 			PG_RE_THROW();
 		}
 		PG_END_TRY();
@@ -110,9 +140,10 @@ raise(PendingError &pending)
 }
 
 /*
- * Runs body under PG_TRY.  Returns nullptr, or a copy (in TopMemoryContext,
- * so that no memory context reset during C++ unwinding can free it) of the
- * error it raised, with PostgreSQL's error state flushed.
+ * Runs body under PG_TRY.  Returns nullptr, or a copy of the error it raised,
+ * with PostgreSQL's error state flushed.  The copy has a memory context of
+ * its own under TopMemoryContext (no memory context reset during C++
+ * unwinding can free it), which free_error() deletes.
  */
 ErrorData *
 run_catching_pg_error(void (*body)(void *), void *arg) noexcept
@@ -126,7 +157,8 @@ run_catching_pg_error(void (*body)(void *), void *arg) noexcept
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextSwitchTo(
+			AllocSetContextCreate(TopMemoryContext, "edgesync error", ALLOCSET_SMALL_SIZES));
 		copied = CopyErrorData();
 		MemoryContextSwitchTo(caller_context);
 		FlushErrorState();

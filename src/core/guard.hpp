@@ -48,7 +48,7 @@ class PgException : public std::exception {
 	void discard() noexcept;
 
   private:
-	ErrorData *data_; /* in TopMemoryContext, freed when re-raised */
+	ErrorData *data_; /* in a context of its own, freed when re-raised */
 };
 
 namespace guard_detail {
@@ -65,6 +65,8 @@ struct PendingError {
 void capture_current_exception(PendingError &pending) noexcept;
 [[noreturn]] void raise(PendingError &pending);
 ErrorData *run_catching_pg_error(void (*body)(void *), void *arg) noexcept;
+/* Frees what run_catching_pg_error() returned (not FreeErrorData: it leaks). */
+void free_error(ErrorData *error) noexcept;
 
 template <typename Fn, typename Result>
 bool

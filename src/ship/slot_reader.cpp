@@ -40,9 +40,7 @@ namespace {
 void
 cleanup_step(void (*step)(void *), void *arg) noexcept
 {
-	ErrorData *error = guard_detail::run_catching_pg_error(step, arg);
-	if (error != nullptr)
-		FreeErrorData(error);
+	guard_detail::free_error(guard_detail::run_catching_pg_error(step, arg));
 }
 
 /*
