@@ -14,9 +14,12 @@
  *
  * SIGHUP reloads the settings; SIGTERM ends the workers at the next
  * interrupt check (die(), as for any backend), including in the middle of a
- * network wait.  Both kinds of worker have a restart time: after a crash the
- * postmaster starts them again, and a batch that was in flight is delivered
- * again (the slot had not moved).
+ * network wait.  The postmaster restarts the launcher (after a crash, too);
+ * the launcher restarts a database's worker that ended, at most once every
+ * kWorkerRestartSeconds.  The workers themselves are never restarted by the
+ * postmaster: after a crash it would start them again beside the ones the
+ * restarted launcher starts, two workers for one database.  A batch that was
+ * in flight is delivered again (the slot had not moved).
  */
 #include "core/guard.hpp"
 #include "ship/shipper.hpp"
@@ -80,13 +83,15 @@ configured_databases()
 	return out;
 }
 
+constexpr int kWorkerRestartSeconds = 5;
+
 bool
 start_worker(const std::string &db, BackgroundWorkerHandle **handle)
 {
 	BackgroundWorker w = {};
 	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	w.bgw_restart_time = 5;
+	w.bgw_restart_time = BGW_NEVER_RESTART; /* the launcher does (see above) */
 	snprintf(w.bgw_library_name, BGW_MAXLEN, "edgesync");
 	snprintf(w.bgw_function_name, BGW_MAXLEN, "edgesync_ship_worker_main");
 	snprintf(w.bgw_name, BGW_MAXLEN, "edgesync shipper for database %s", db.c_str());
@@ -101,6 +106,7 @@ void
 launcher_loop()
 {
 	std::map<std::string, BackgroundWorkerHandle *> workers;
+	std::map<std::string, TimestampTz> started; /* when each database's worker last started */
 
 	for (;;) {
 		if (ConfigReloadPending) {
@@ -120,18 +126,31 @@ launcher_loop()
 			} else
 				++it;
 		}
+		long timeout = 10000L;
+		TimestampTz now = GetCurrentTimestamp();
 		for (const std::string &db : wanted) {
 			if (workers.count(db))
 				continue;
+			/* A worker that keeps failing (say, its database is gone) restarts slowly. */
+			auto last = started.find(db);
+			if (last != started.end()) {
+				TimestampTz allowed =
+					TimestampTzPlusMilliseconds(last->second, kWorkerRestartSeconds * 1000);
+				if (now < allowed) {
+					timeout = std::min(timeout, TimestampDifferenceMilliseconds(now, allowed) + 1);
+					continue;
+				}
+			}
 			BackgroundWorkerHandle *handle = nullptr;
-			if (start_worker(db, &handle))
+			if (start_worker(db, &handle)) {
 				workers[db] = handle;
-			else
+				started[db] = now;
+			} else
 				ereport(WARNING,
 						(errmsg("could not start edgesync shipper for database \"%s\"", db.c_str()),
 						 errhint("Raise max_worker_processes.")));
 		}
-		int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10000L,
+		int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout,
 						   PG_WAIT_EXTENSION);
 		if (rc & WL_LATCH_SET)
 			ResetLatch(MyLatch);

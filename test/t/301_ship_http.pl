@@ -225,6 +225,12 @@ sleep(1);
 $node->poll_query_until('postgres', 'SELECT true') or die 'server did not come back';
 workload(2);
 wait_all_delivered('after the worker crashed');
+# One worker for the database after the crash restart, not the one the
+# postmaster would restart beside the one the restarted launcher starts.
+sleep(6);    # past the restart delays
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'edgesync shipper'"),
+	'1', 'after the crash restart: one shipper for the database');
 
 like($node->safe_psql('postgres',
 		"SELECT consecutive_failures > 3 AND next_retry IS NOT NULL FROM edgesync.target_status WHERE name = 'dead_one'"),
