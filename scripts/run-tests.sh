@@ -15,6 +15,7 @@
 # Options: --only LAYER (unit, regress, isolation, tap; repeatable).
 # To run some tests of a layer, name them in the environment as the Makefile
 # does: REGRESS="track sync", ISOLATION="cursor-rule", PROVE_TESTS="test/t/010_track_crash.pl".
+# KEEP_RESULTS=DIR keeps a failing regress/isolation run's outputs in DIR.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -124,6 +125,10 @@ for layer in "${layers[@]}"; do
 		if [ "$rc" != 0 ] && [ "$failed" -eq 0 ]; then failed=1; cat "$log"; fi
 		if [ -f "$testdir/$outdir/regression.diffs" ] && [ "$failed" -gt 0 ]; then
 			cat "$testdir/$outdir/regression.diffs"
+			# KEEP_RESULTS=DIR keeps the outputs, to review and copy into expected/.
+			if [ -n "${KEEP_RESULTS:-}" ]; then
+				mkdir -p "$KEEP_RESULTS/$layer" && cp -r "$testdir/$outdir/results/." "$KEEP_RESULTS/$layer/"
+			fi
 		fi
 		record "$layer" "$passed" "$failed"
 		;;

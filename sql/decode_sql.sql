@@ -218,6 +218,29 @@ SELECT string_agg(format('%s/%s/%s/%s/%s', id, b, i, s, version), ', ' ORDER BY 
 SELECT string_agg(format('%s/%s/%s/%s/%s', id, b, i, s, version), ', ' ORDER BY id) AS replica_extremes
   FROM extremes \gset
 SELECT :'replica_extremes' AS replica_extremes, :'source_extremes' = :'replica_extremes' AS same;
+-- The stream names its operators with their schema: applied again from
+-- scratch with bigint's "=", "<" and "<=" of another schema put before
+-- pg_catalog's in the search_path, none of them runs (no NOTICE).
+CREATE SCHEMA regress_trap2;
+CREATE FUNCTION regress_trap2.eq(bigint, bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN RAISE NOTICE 'trap = ran'; RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
+CREATE FUNCTION regress_trap2.lt(bigint, bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN RAISE NOTICE 'trap < ran'; RETURN $1 OPERATOR(pg_catalog.<) $2; END $$;
+CREATE FUNCTION regress_trap2.le(bigint, bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN RAISE NOTICE 'trap <= ran'; RETURN $1 OPERATOR(pg_catalog.<=) $2; END $$;
+CREATE OPERATOR regress_trap2.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = regress_trap2.eq);
+CREATE OPERATOR regress_trap2.< (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = regress_trap2.lt);
+CREATE OPERATOR regress_trap2.<= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = regress_trap2.le);
+DELETE FROM extremes;
+DELETE FROM edgesync.applied_lsn;
+SET search_path = regress_trap2, pg_catalog, public;
+\o /dev/null
+:stream
+\o
+RESET search_path;
+SELECT string_agg(format('%s/%s/%s/%s/%s', id, b, i, s, version), ', ' ORDER BY id)
+       = :'source_extremes' AS same_again FROM extremes;
+DROP SCHEMA regress_trap2 CASCADE;
 
 -- Runs: consecutive changes of one table and kind are written as one
 -- multi-row statement.  A run ends at another table or kind, at a key already

@@ -72,6 +72,7 @@ struct ColumnInfo {
 	const char *json_key;  /* "name": pre-escaped */
 	const char *sql_ident; /* "name" quoted */
 	const char *sql_type;  /* qualified type name for a cast */
+	const char *sql_eq;	   /* key and identity columns: OPERATOR(schema.=) of the type */
 	FmgrInfo output;
 };
 
@@ -174,6 +175,14 @@ void start_transaction_output(DecodeState *state, TransactionId xid, XLogRecPtr 
 void hold_runs_across_commits(LogicalDecodingContext *ctx);
 void flush_open_run(LogicalDecodingContext *ctx);
 
+/*
+ * The sql format's version guards, with their schema: every operator the
+ * format writes is, so that an object in a schema on the applying role's
+ * search_path cannot stand in for it.
+ */
+constexpr const char *kVersionLess = "OPERATOR(pg_catalog.<)";
+constexpr const char *kVersionAtMost = "OPERATOR(pg_catalog.<=)";
+
 /* values.cpp: one value under its column's policy (raw_columns: none). */
 void append_json_value(StringInfo out, const DecodeState *state, const ColumnInfo *col, Datum value,
 					   bool *json_null);
@@ -181,6 +190,8 @@ void append_sql_value(StringInfo out, const DecodeState *state, const ColumnInfo
 void append_sql_array_element(StringInfo out, const DecodeState *state, const ColumnInfo *col,
 							  bool isnull, Datum value);
 Policy effective_policy(const DecodeState *state, const ColumnInfo *col);
+/* The operator a key column is compared with on the replica: its type's, or text's when hashed. */
+const char *key_equality(const DecodeState *state, const ColumnInfo *col);
 bool value_is_unchanged_toast(const ColumnInfo *col, Datum value);
 
 /* policy.cpp */

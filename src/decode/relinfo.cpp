@@ -30,6 +30,7 @@ extern "C" {
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
+#include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "nodes/bitmapset.h"
 #include "utils/builtins.h"
@@ -39,11 +40,34 @@ extern "C" {
 #include "utils/lsyscache.h"
 #include "utils/relcache.h"
 #include "utils/syscache.h"
+#include "utils/typcache.h"
 }
 
 namespace edgesync::decode {
 
 namespace {
+
+/*
+ * OPERATOR(schema.=) naming the equality of typid's default btree opclass, as
+ * the key is compared with on the replica: "=" alone would be looked up in
+ * the applying role's search_path.
+ */
+const char *
+qualified_equality(Oid typid)
+{
+	TypeCacheEntry *type = lookup_type_cache(typid, TYPECACHE_EQ_OPR);
+	HeapTuple tuple = OidIsValid(type->eq_opr)
+						  ? SearchSysCache1(OPEROID, ObjectIdGetDatum(type->eq_opr))
+						  : nullptr;
+	if (!HeapTupleIsValid(tuple))
+		return "OPERATOR(pg_catalog.=)";
+	Form_pg_operator op = reinterpret_cast<Form_pg_operator>(GETSTRUCT(tuple));
+	const char *text =
+		psprintf("OPERATOR(%s.%s)", quote_identifier(get_namespace_name(op->oprnamespace)),
+				 NameStr(op->oprname));
+	ReleaseSysCache(tuple);
+	return text;
+}
 
 HTAB *cache = nullptr;
 uint64 invalidations = 0;
@@ -358,6 +382,9 @@ build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext conte
 	}
 	for (int k = 0; k < info->nidentity; k++)
 		info->columns[info->identity[k] - 1].is_identity = true;
+	for (int i = 0; i < info->natts; i++)
+		if (info->columns[i].is_key || info->columns[i].is_identity)
+			info->columns[i].sql_eq = qualified_equality(info->columns[i].typid);
 
 	load_policies(info);
 	MemoryContextSwitchTo(old);

@@ -434,8 +434,9 @@ add_delete(LogicalDecodingContext *ctx, DecodeState *state, const Change *c, con
 		appendStringInfo(&tail, "%sc%d", k > 0 ? ", " : "", k + 1);
 	appendStringInfoString(&tail, ") WHERE ");
 	for (int k = 0; k < rel->nkeys; k++)
-		appendStringInfo(&tail, "%starget.%s = v.c%d", k > 0 ? " AND " : "",
-						 rel->columns[rel->keys[k] - 1].sql_ident, k + 1);
+		appendStringInfo(&tail, "%starget.%s %s v.c%d", k > 0 ? " AND " : "",
+						 rel->columns[rel->keys[k] - 1].sql_ident,
+						 key_equality(state, &rel->columns[rel->keys[k] - 1]), k + 1);
 	if (versioned)
 		appendStringInfo(&tail, " AND target.\"version\" %s v.c%d", op, rel->nkeys + 1);
 	appendStringInfoString(&tail, " AND edgesync.applying();");

@@ -74,7 +74,9 @@ append_key_condition(StringInfo out, const DecodeState *state, const Change *c, 
 		if (nulls[i])
 			appendStringInfoString(out, " IS NULL");
 		else {
-			appendStringInfoString(out, " = ");
+			appendStringInfoChar(out, ' ');
+			appendStringInfoString(out, key_equality(state, col));
+			appendStringInfoChar(out, ' ');
 			append_sql_value(out, state, col, values[i]);
 		}
 	}
@@ -116,7 +118,7 @@ write_update(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
 	}
 	appendStringInfoString(out, " WHERE ");
 	append_key_condition(out, state, c, c->key_changed);
-	append_version_guard(out, c, "<", false);
+	append_version_guard(out, c, kVersionLess, false);
 	appendStringInfoString(out, " AND edgesync.applying();");
 	OutputPluginWrite(ctx, true);
 }
@@ -224,7 +226,8 @@ append_upsert_tail(StringInfo out, const DecodeState *state, const Change *c)
 		if (first)
 			appendStringInfoString(out, "NOTHING");
 		else if (rel->version_attnum > 0 && in_column_list(state, c, rel->version_attnum - 1))
-			appendStringInfoString(out, " WHERE target.\"version\" < EXCLUDED.\"version\"");
+			appendStringInfo(out, " WHERE target.\"version\" %s EXCLUDED.\"version\"",
+							 kVersionLess);
 	}
 	appendStringInfoChar(out, ';');
 }
@@ -298,7 +301,7 @@ sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *
 		}
 		/* A new key: the row under the old key goes, unless it is newer. */
 		if (c->key_changed)
-			sql::add_delete(ctx, state, c, "<", false);
+			sql::add_delete(ctx, state, c, kVersionLess, false);
 		sql::add_upsert(ctx, state, c);
 		return;
 	}
@@ -314,7 +317,7 @@ sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *
 			OutputPluginWrite(ctx, true);
 			return;
 		}
-		sql::add_delete(ctx, state, c, "<=", true);
+		sql::add_delete(ctx, state, c, kVersionAtMost, true);
 		return;
 	default:
 		return;

@@ -100,6 +100,15 @@ effective_policy(const DecodeState *state, const ColumnInfo *col)
 	return state->raw_columns ? Policy::kReplicate : col->policy;
 }
 
+const char *
+key_equality(const DecodeState *state, const ColumnInfo *col)
+{
+	/* A hashed value is hex text on the replica, whatever the column's type here. */
+	if (effective_policy(state, col) == Policy::kHash || col->sql_eq == nullptr)
+		return "OPERATOR(pg_catalog.=)";
+	return col->sql_eq;
+}
+
 bool
 value_is_unchanged_toast(const ColumnInfo *col, Datum value)
 {

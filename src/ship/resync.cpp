@@ -146,6 +146,7 @@ struct TableFacts {
 	std::string json_names;							/* "schema":"s","table":"t" */
 	std::string sql_name;							/* "s"."t" */
 	std::vector<std::string> keys;					/* primary key columns, quoted */
+	std::vector<std::string> key_equalities;		/* their OPERATOR(schema.=) */
 	bool complete() const { return !keys.empty(); } /* rows can be told apart */
 };
 
@@ -282,8 +283,11 @@ class Resender {
 		if (facts.selected) {
 			facts.json_names = info->json_names;
 			facts.sql_name = info->sql_name;
-			for (int k = 0; k < info->nkeys; k++)
+			for (int k = 0; k < info->nkeys; k++) {
 				facts.keys.emplace_back(info->columns[info->keys[k] - 1].sql_ident);
+				facts.key_equalities.emplace_back(
+					decode::key_equality(state_, &info->columns[info->keys[k] - 1]));
+			}
 		}
 		pg_call([&] { table_close(rel, NoLock); });
 		return facts;
@@ -413,13 +417,14 @@ class Resender {
 		begin_batch();
 		add_staged_keys();
 		std::string match;
-		for (const std::string &k : facts.keys)
-			match += (match.empty() ? "" : " AND ") + ("k." + k) + " = target." + k;
+		for (size_t i = 0; i < facts.keys.size(); i++)
+			match += (match.empty() ? "" : " AND ") + ("k." + facts.keys[i]) + " " +
+					 facts.key_equalities[i] + " target." + facts.keys[i];
 		std::string name;
 		text::append_sql_literal(name, facts.sql_name);
 		std::string body =
-			"BEGIN IF (SELECT pg_catalog.count(*) FROM " + keys_table_ + ") <> " +
-			std::to_string(table_rows_) +
+			"BEGIN IF (SELECT pg_catalog.count(*) FROM " + keys_table_ +
+			") OPERATOR(pg_catalog.<>) " + std::to_string(table_rows_) +
 			" THEN RAISE EXCEPTION 'resync of table % is incomplete on the replica', " + name +
 			" USING DETAIL = 'Not every key sent reached this session.', " +
 			"ERRCODE = 'object_not_in_prerequisite_state'; END IF; END";
