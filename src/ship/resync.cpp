@@ -93,11 +93,13 @@ collect_prepare(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, 
 	resetStringInfo(ctx->out);
 }
 
+/* Called by the plugin, under PostgreSQL frames: no exception may leave it. */
 void
 collect_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bool last)
 {
 	if (collected != nullptr)
-		collected->emplace_back(ctx->out->data, static_cast<size_t>(ctx->out->len));
+		guarded(
+			[&] { collected->emplace_back(ctx->out->data, static_cast<size_t>(ctx->out->len)); });
 }
 
 /* A tracked table: its rows are in itself, or in the leaves of a partitioned one. */

@@ -54,7 +54,6 @@ class SlotReader {
 
 	/* Decoded rows not yet taken, oldest first. */
 	std::vector<Row> &rows() { return rows_; }
-	int64_t buffered_bytes() const { return buffered_bytes_; }
 	void take(size_t n);
 
 	/*
