@@ -91,9 +91,10 @@ SELECT role, application_name FROM edgesync.sync_log WHERE pk = '{"id": 4}';
 -- The log's transaction and clock are those of the change.
 BEGIN;
 INSERT INTO hospital_patients (id, hospital_id, name) VALUES (5, 10, 'Eve');
-SELECT xid = pg_current_xact_id() AS same_xid, changed_at = now() AS same_clock
-  FROM edgesync.sync_log WHERE pk = '{"id": 5}';
+SELECT pg_current_xact_id() AS change_xid, now() AS change_clock \gset
 COMMIT;
+SELECT xid = :'change_xid'::xid8 AS same_xid, changed_at = :'change_clock'::timestamptz AS same_clock
+  FROM edgesync.sync_log WHERE pk = '{"id": 5}';
 
 -- Subtransactions: what a rolled-back savepoint wrote never reaches the log.
 BEGIN;
@@ -123,9 +124,8 @@ INSERT INTO hospital_patients (id, name) VALUES (12, 'aborted');
 ROLLBACK;
 SELECT count(*) AS aborted_rows FROM edgesync.sync_log WHERE pk = '{"id": 12}';
 
--- With no statement trigger to flush it, the buffer is written before
--- PREPARE TRANSACTION, and before COMMIT.
-ALTER TABLE hospital_patients DISABLE TRIGGER edgesync_log_statement;
+-- The buffer is written before PREPARE TRANSACTION, and before COMMIT: a
+-- transaction's changes are in the log once it commits, not before.
 BEGIN;
 INSERT INTO hospital_patients (id, name) VALUES (13, 'prepared');
 PREPARE TRANSACTION 'edgesync_2pc';
@@ -138,7 +138,6 @@ INSERT INTO hospital_patients (id, name) VALUES (14, 'flushed at commit');
 SELECT count(*) AS before_commit FROM edgesync.sync_log WHERE pk = '{"id": 14}';
 COMMIT;
 SELECT op, pk FROM edgesync.sync_log WHERE pk = '{"id": 14}';
-ALTER TABLE hospital_patients ENABLE TRIGGER edgesync_log_statement;
 
 -- Large statements are written in several batches, all of them.
 INSERT INTO hospital_patients (id, name) SELECT g, 'bulk ' || g FROM generate_series(100, 2599) g;
@@ -209,4 +208,15 @@ INSERT INTO wrong VALUES (2);
 
 DROP TABLE hospital_patients, visits, wrong;
 DROP ROLE regress_nurse;
-DROP EXTENSION edgesync;
+
+-- Tracked changes, then DROP EXTENSION in the same transaction: the log
+-- went with the extension, and COMMIT still succeeds.
+CREATE TABLE last_patients (id int PRIMARY KEY, name text);
+SELECT edgesync.track('last_patients');
+BEGIN;
+INSERT INTO last_patients (id, name) VALUES (1, 'last');
+SET LOCAL client_min_messages = warning;
+DROP EXTENSION edgesync CASCADE;
+COMMIT;
+SELECT id, name, version FROM last_patients;
+DROP TABLE last_patients;

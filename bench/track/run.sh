@@ -7,7 +7,9 @@
 #   bash bench/track/run.sh            (as root or as any user; ~8 minutes)
 #
 # Environment: ROWS (200000), REPEATS (5), PGBENCH_SECONDS (10),
-# PGBENCH_CLIENTS (2), VARIANTS ("bare full nolog plpgsql floor floor2").
+# PGBENCH_CLIENTS (2), VARIANTS ("bare full nolog plpgsql floor floor2"),
+# STEPS ("bulk pgbench": the bulk statements, then pgbench; either alone
+# leaves the other's columns as nan).
 #
 # One throwaway cluster (scripts/cluster.sh) from a private install
 # (scripts/private-install.sh), stopped on exit.  Variants are described in
@@ -33,6 +35,7 @@ PGBENCH_SECONDS=${PGBENCH_SECONDS:-10}
 PGBENCH_CLIENTS=${PGBENCH_CLIENTS:-2}
 [ "$PGBENCH_SECONDS" -ge 3 ] || { echo "PGBENCH_SECONDS must be at least 3" >&2; exit 2; }
 read -r -a variants <<<"${VARIANTS:-bare full nolog plpgsql floor floor2}"
+STEPS=" ${STEPS:-bulk pgbench} "
 
 # Clusters and a private install of edgesync (the system is left untouched).
 source scripts/cluster.sh
@@ -148,14 +151,21 @@ pgbench_run() {
 }
 
 nvar=${#variants[@]}
+# pgbench alone updates the rows a bulk step would have left.
+if [[ $STEPS != *" bulk "* ]]; then
+	for v in "${variants[@]}"; do
+		reset "$v"
+		sql -c "$(insert_sql "$v" 1)" -c "VACUUM (ANALYZE) bench.patients_$v" >/dev/null
+	done
+fi
 echo "tracking benchmark: $ROWS rows, $REPEATS repeats, pgbench ${PGBENCH_SECONDS}s x $PGBENCH_CLIENTS clients" >&2
 for ((r = 0; r < REPEATS; r++)); do
-	for ((i = 0; i < nvar; i++)); do
+	[[ $STEPS == *" bulk "* ]] && for ((i = 0; i < nvar; i++)); do
 		v=${variants[$(((i + r) % nvar))]}
 		bulk "$v"
 		echo "  repeat $((r + 1)) $v: $(awk -v v="$v" '$1 == v { x[$2] = $3 } END { printf "insert %s ms, update %s ms", x["insert"], x["update"] }' "$results")" >&2
 	done
-	for ((i = 0; i < nvar; i++)); do
+	[[ $STEPS == *" pgbench "* ]] && for ((i = 0; i < nvar; i++)); do
 		v=${variants[$(((i + r) % nvar))]}
 		pgbench_run "$v"
 		echo "  repeat $((r + 1)) $v: pgbench $(awk -v v="$v" '$1 == v && $2 == "pgbench" { x = $3 } END { print x }' "$results") tps" >&2

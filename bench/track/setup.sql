@@ -19,8 +19,8 @@
 --             queuing and firing an AFTER ROW trigger costs (contrib lo's
 --             lo_manage on the key column, which never changes: it reads
 --             the column's text of the old and new row and compares them).
---             There is no builtin C statement trigger that does nothing, so
---             edgesync's AFTER STATEMENT trigger has no counterpart here.
+--             What full adds to floor2 is edgesync's own work: the version
+--             logic, the key as JSON and the log tuple written at commit.
 \set ON_ERROR_STOP on
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS edgesync;

@@ -172,21 +172,30 @@ forget_buffer()
 		MemoryContextReset(buffer_context);
 }
 
-void
-lookup_log_relation()
+/* Finds the log table and its sequence; false if the extension is not there. */
+bool
+find_log_relation()
 {
 	Oid nsp = get_namespace_oid("edgesync", true);
 	Oid rel = OidIsValid(nsp) ? get_relname_relid("sync_log_data", nsp) : InvalidOid;
 	Oid seq = OidIsValid(nsp) ? get_relname_relid("sync_log_id_seq", nsp) : InvalidOid;
 	if (!OidIsValid(rel) || !OidIsValid(seq))
+		return false;
+	log_relid = rel;
+	log_seqid = seq;
+	return true;
+}
+
+void
+lookup_log_relation()
+{
+	if (!find_log_relation())
 		ereport(
 			ERROR,
 			(errcode(ERRCODE_UNDEFINED_TABLE),
 			 errmsg("edgesync.sync_log_data does not exist in this database"),
 			 errhint(
 				 "A table tracked by edgesync needs the extension: CREATE EXTENSION edgesync.")));
-	log_relid = rel;
-	log_seqid = seq;
 }
 
 void
@@ -216,9 +225,12 @@ insert_index_entries(const LogWriter &w, Relation rel, HeapTuple tuple, const Da
 			index_values[k] = values[attno - 1];
 			index_nulls[k] = nulls[attno - 1];
 		}
-		/* The access method's per-statement cache lives for this flush only. */
-		info->ii_AmCache = nullptr;
-		info->ii_Context = CurrentMemoryContext;
+		/*
+		 * The access method's cache (BRIN's BrinDesc) is kept with the
+		 * IndexInfo: it points into the index's relcache entry, and the
+		 * relcache callback drops both when that entry is invalidated.
+		 */
+		info->ii_Context = w.context;
 		Relation index = index_open(w.index_oids[i], RowExclusiveLock);
 		index_insert(index, index_values, index_nulls, &tuple->t_self, rel, UNIQUE_CHECK_NO, false,
 					 info);
@@ -387,10 +399,9 @@ log_trigger(FunctionCallInfo fcinfo)
 
 	Relation rel = td->tg_relation;
 	if (TRIGGER_FIRED_FOR_STATEMENT(td->tg_event)) {
-		/* A truncated partition is logged under its own name. */
+		/* AFTER TRUNCATE: a truncated partition is logged under its own name. */
 		if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
 			append(RelationGetRelid(rel), 'T', false, 0, nullptr);
-		flush();
 		return PointerGetDatum(nullptr);
 	}
 
@@ -416,8 +427,18 @@ on_xact_event(XactEvent event, void *)
 	case XACT_EVENT_PRE_COMMIT:
 	case XACT_EVENT_PARALLEL_PRE_COMMIT:
 	case XACT_EVENT_PRE_PREPARE:
-		if (nentries > 0)
-			guarded([] { flush(); });
+		if (nentries == 0)
+			break;
+		/*
+		 * DROP EXTENSION after tracked changes in the same transaction took
+		 * the log (and the tables' triggers) with it: nothing to write to.
+		 */
+		guarded([] {
+			if (!OidIsValid(log_relid) && !find_log_relation())
+				forget_buffer();
+			else
+				flush();
+		});
 		break;
 	case XACT_EVENT_COMMIT:
 	case XACT_EVENT_PARALLEL_COMMIT:
@@ -449,7 +470,10 @@ on_subxact_event(SubXactEvent event, SubTransactionId subxid, SubTransactionId, 
 void
 on_relcache_invalidation(Datum, Oid relid)
 {
-	if (relid == InvalidOid || relid == log_relid || relid == log_seqid) {
+	bool log_index = false;
+	for (int i = 0; writer.valid && i < writer.nindexes; i++)
+		log_index |= relid == writer.index_oids[i];
+	if (relid == InvalidOid || relid == log_relid || relid == log_seqid || log_index) {
 		log_relid = InvalidOid;
 		log_seqid = InvalidOid;
 		ids_left = 0;

@@ -3,10 +3,11 @@
  *
  * The AFTER ROW trigger does not insert a row per change.  It appends a small
  * entry to a per-transaction buffer; the buffer is written to the log table
- * as one tuple per batch at the end of each statement (the AFTER STATEMENT
- * trigger), when it holds kFlushAt entries, and before commit or prepare (for
- * statements that fire no statement trigger, e.g. DML aimed at a partition
- * directly).  Entries of an aborted subtransaction are dropped with it.
+ * as one tuple per batch before commit or prepare, and whenever it holds
+ * kFlushAt entries.  A one-statement transaction therefore costs one log
+ * tuple and no statement trigger; a transaction's changes are in the log
+ * once it commits (readers see only committed changes anyway).  Entries of
+ * an aborted subtransaction are dropped with it.
  */
 #pragma once
 

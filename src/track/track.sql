@@ -226,13 +226,14 @@ BEGIN
     IF log_changes THEN
         EXECUTE format('CREATE OR REPLACE TRIGGER edgesync_log AFTER INSERT OR UPDATE OR DELETE ON %s'
                        ' FOR EACH ROW EXECUTE FUNCTION edgesync.log_trigger()', tbl);
-        -- Statement triggers are not inherited by partitions: each gets its own.
+        -- Statement triggers are not inherited by partitions: each gets its own
+        -- (TRUNCATE of a partition is logged under the partition's name).
         FOR part IN SELECT tbl UNION SELECT relid FROM pg_catalog.pg_partition_tree(tbl) LOOP
-            PERFORM edgesync._add_statement_trigger(part);
+            PERFORM edgesync._add_truncate_trigger(part);
         END LOOP;
     ELSE
         EXECUTE format('DROP TRIGGER IF EXISTS edgesync_log ON %s', tbl);
-        PERFORM edgesync._drop_statement_triggers(tbl);
+        PERFORM edgesync._drop_truncate_triggers(tbl);
     END IF;
 
     PERFORM edgesync._register(tbl, log_changes, skip_unchanged);
@@ -243,30 +244,29 @@ COMMENT ON FUNCTION edgesync.track(regclass, boolean, boolean) IS
     'edgesync: version, time-stamp and change-log a table (idempotent)';
 
 -- Statement triggers are not inherited: every partition of a tracked table
--- gets its own (it flushes the log buffer and logs TRUNCATE of the partition).
-CREATE FUNCTION edgesync._add_statement_trigger(tbl regclass) RETURNS void
+-- gets its own AFTER TRUNCATE trigger.
+CREATE FUNCTION edgesync._add_truncate_trigger(tbl regclass) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF EXISTS (SELECT FROM pg_catalog.pg_trigger
-                WHERE tgrelid = tbl AND tgname = 'edgesync_log_statement') THEN
+                WHERE tgrelid = tbl AND tgname = 'edgesync_log_truncate') THEN
         RETURN;
     END IF;
-    EXECUTE format('CREATE OR REPLACE TRIGGER edgesync_log_statement'
-                   ' AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s'
+    EXECUTE format('CREATE OR REPLACE TRIGGER edgesync_log_truncate AFTER TRUNCATE ON %s'
                    ' FOR EACH STATEMENT EXECUTE FUNCTION edgesync.log_trigger()', tbl);
 END
 $$;
 
-CREATE FUNCTION edgesync._drop_statement_triggers(tbl regclass) RETURNS void
+CREATE FUNCTION edgesync._drop_truncate_triggers(tbl regclass) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     part regclass;
 BEGIN
     FOR part IN SELECT t.tgrelid FROM pg_catalog.pg_trigger t
-                 WHERE t.tgname = 'edgesync_log_statement'
+                 WHERE t.tgname = 'edgesync_log_truncate'
                    AND t.tgrelid IN (SELECT tbl UNION SELECT relid FROM pg_catalog.pg_partition_tree(tbl))
     LOOP
-        EXECUTE format('DROP TRIGGER edgesync_log_statement ON %s', part);
+        EXECUTE format('DROP TRIGGER edgesync_log_truncate ON %s', part);
     END LOOP;
 END
 $$;
@@ -278,7 +278,7 @@ BEGIN
     PERFORM edgesync._require_tracked(tbl);
     EXECUTE format('DROP TRIGGER IF EXISTS edgesync_version ON %s', tbl);
     EXECUTE format('DROP TRIGGER IF EXISTS edgesync_log ON %s', tbl);
-    PERFORM edgesync._drop_statement_triggers(tbl);
+    PERFORM edgesync._drop_truncate_triggers(tbl);
     PERFORM edgesync._unregister(tbl);
 END
 $$;
@@ -366,7 +366,7 @@ BEGIN
         IF EXISTS (SELECT FROM edgesync.tracked_tables WHERE relid = root AND log_changes) THEN
             -- New or attached partitions (ATTACH PARTITION reports the parent).
             FOR part IN SELECT relid FROM pg_catalog.pg_partition_tree(root) LOOP
-                PERFORM edgesync._add_statement_trigger(part);
+                PERFORM edgesync._add_truncate_trigger(part);
             END LOOP;
         ELSIF NOT rel.relispartition AND rel.relpersistence = 'p'
               AND EXISTS (SELECT FROM edgesync.tracked_schemas WHERE nspid = rel.relnamespace)
@@ -377,15 +377,15 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- A detached partition keeps no statement trigger of ours (PostgreSQL
+    -- A detached partition keeps no TRUNCATE trigger of ours (PostgreSQL
     -- removes the cloned row triggers itself).
     FOR part IN
         SELECT t.tgrelid::regclass FROM pg_catalog.pg_trigger t
-         WHERE t.tgname = 'edgesync_log_statement'
+         WHERE t.tgname = 'edgesync_log_truncate'
            AND NOT EXISTS (SELECT FROM edgesync.tracked_tables tt
                             WHERE tt.relid = coalesce(pg_catalog.pg_partition_root(t.tgrelid), t.tgrelid))
     LOOP
-        EXECUTE format('DROP TRIGGER edgesync_log_statement ON %s', part);
+        EXECUTE format('DROP TRIGGER edgesync_log_truncate ON %s', part);
     END LOOP;
 END
 $$;
