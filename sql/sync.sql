@@ -112,5 +112,36 @@ DROP INDEX edgesync.sync_log_data_relid, edgesync.sync_log_data_last_id;
 DELETE FROM hospital_patients WHERE id >= 100;
 SELECT op, pk FROM edgesync.sync_log ORDER BY id DESC LIMIT 2;
 
+-- prune() goes block range by block range; a range it empties is
+-- desummarized, so that VACUUM summarizes it afresh instead of leaving the
+-- old rows' times in the index for the new rows that will fill it.
+-- (Autosummarize and autovacuum off: nothing else summarizes meanwhile.)
+TRUNCATE edgesync.sync_log_data;
+ALTER TABLE edgesync.sync_log_data SET (autovacuum_enabled = off);
+ALTER INDEX edgesync.sync_log_data_xid_brin SET (autosummarize = off);
+CREATE TABLE prune_patients (id int PRIMARY KEY);
+SELECT edgesync.track('prune_patients');
+CREATE PROCEDURE one_row_transactions(first int, n int) LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN first .. first + n - 1 LOOP
+        INSERT INTO prune_patients VALUES (i);
+        COMMIT;
+    END LOOP;
+END
+$$;
+CALL one_row_transactions(1, 3000);
+SELECT pg_relation_size('edgesync.sync_log_data') / current_setting('block_size')::int > 32
+       AS spans_more_than_one_range;
+SELECT brin_summarize_new_values('edgesync.sync_log_data_xid_brin') >= 1 AS summarized;
+SELECT pg_sleep(2);
+CALL one_row_transactions(3001, 10);
+CALL edgesync.prune('1 second', batch_size => 500);
+SELECT count(*) AS changes_left, min((pk->>'id')::int) AS first_left FROM edgesync.sync_log;
+SELECT brin_summarize_range('edgesync.sync_log_data_xid_brin', 0) AS first_range_desummarized;
+ALTER TABLE edgesync.sync_log_data RESET (autovacuum_enabled);
+ALTER INDEX edgesync.sync_log_data_xid_brin SET (autosummarize = on);
+DROP PROCEDURE one_row_transactions(int, int);
+DROP TABLE prune_patients;
+
 DROP TABLE hospital_patients, untracked;
 DROP EXTENSION edgesync;

@@ -292,17 +292,56 @@ $$;
 COMMENT ON FUNCTION edgesync.push(regclass, jsonb) IS
     'edgesync: apply client changes based on known versions; stale ones come back as conflicts';
 
+-- The size of the log's BRIN block ranges (prune() works range by range;
+-- 32 if the index was dropped or replaced by hand).
+CREATE FUNCTION edgesync._log_pages_per_range() RETURNS bigint
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT COALESCE((SELECT o.option_value::bigint
+                       FROM pg_catalog.pg_class c,
+                            pg_catalog.pg_options_to_table(c.reloptions) o
+                      WHERE c.oid = to_regclass('edgesync.sync_log_data_xid_brin')
+                        AND o.option_name = 'pages_per_range'), 32)
+$$;
+
+-- Forgets the BRIN summary of the log's block range starting at first_block
+-- (prune() emptied it).  Harmless whoever calls it: an unsummarized range is
+-- always scanned, until VACUUM summarizes it.  Security definer because
+-- brin_desummarize_range() is for the index owner.
+CREATE FUNCTION edgesync._desummarize_log_range(first_block bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    log_brin regclass := to_regclass('edgesync.sync_log_data_xid_brin');
+BEGIN
+    IF log_brin IS NOT NULL THEN
+        PERFORM brin_desummarize_range(log_brin, first_block);
+    END IF;
+END
+$$;
+
 -- prune(): delete log rows older than older_than, in batches, committing
 -- after each so no lock or snapshot is held long.  CALL it outside a
 -- transaction block (it commits).  No SET clause: a procedure with one may
 -- not commit, so every name is schema-qualified instead.
+--
+-- It goes one block range (of the log's BRIN index) at a time: the ranges
+-- holding old rows are found once, through the index, and each is visited
+-- once.  Asking the whole table for "the next batch_size old rows" again and
+-- again would scan past every row already deleted, and past the new rows
+-- that VACUUM let into freed pages, once per batch.  A range left empty is
+-- desummarized, so that VACUUM summarizes it afresh and the index does not
+-- keep pointing prune at it once new rows fill it.
 CREATE PROCEDURE edgesync.prune(older_than interval, batch_size integer DEFAULT 100,
                                 INOUT deleted bigint DEFAULT 0)
 LANGUAGE plpgsql AS $$
 DECLARE
-    cutoff timestamptz;
-    n      bigint;
-    top    bigint;
+    cutoff    timestamptz;
+    per_range bigint;
+    ranges    bigint[];
+    r         bigint;
+    lo        tid;
+    hi        tid;
+    n         bigint;
+    top       bigint;
 BEGIN
     IF older_than IS NULL OR older_than < interval '0' THEN
         RAISE EXCEPTION 'older_than must be a positive interval'
@@ -313,22 +352,37 @@ BEGIN
     END IF;
     cutoff := pg_catalog.now() OPERATOR(pg_catalog.-) older_than;
     deleted := 0;
-    LOOP
-        -- batch_size counts log rows, each holding up to 1000 changes.
-        WITH victims AS (
-            SELECT d.ctid FROM edgesync.sync_log_data d
-             WHERE d.changed_at OPERATOR(pg_catalog.<) cutoff LIMIT batch_size
-        ), gone AS (
-            DELETE FROM edgesync.sync_log_data d USING victims v
-             WHERE d.ctid OPERATOR(pg_catalog.=) v.ctid
-            RETURNING d.xid, pg_catalog.cardinality(d.pks) AS changes
-        )
-        SELECT pg_catalog.sum(g.changes), pg_catalog.max(g.xid) INTO n, top FROM gone g;
-        n := COALESCE(n, 0);
-        EXIT WHEN n OPERATOR(pg_catalog.=) 0;
-        UPDATE edgesync.sync_log_state SET pruned_xid = pg_catalog.int8larger(pruned_xid, top);
-        deleted := deleted OPERATOR(pg_catalog.+) n;
-        COMMIT;
+    per_range := edgesync._log_pages_per_range();
+    SELECT pg_catalog.array_agg(DISTINCT ((d.ctid::text::point)[0]::bigint OPERATOR(pg_catalog./) per_range))
+      INTO ranges
+      FROM edgesync.sync_log_data d
+     WHERE d.changed_at OPERATOR(pg_catalog.<) cutoff;
+    FOREACH r IN ARRAY COALESCE(ranges, '{}') LOOP
+        lo := pg_catalog.format('(%s,0)', r OPERATOR(pg_catalog.*) per_range)::tid;
+        hi := pg_catalog.format('(%s,0)', (r OPERATOR(pg_catalog.+) 1) OPERATOR(pg_catalog.*) per_range)::tid;
+        LOOP
+            -- batch_size counts log rows, each holding up to 1000 changes.
+            WITH victims AS (
+                SELECT d.ctid FROM edgesync.sync_log_data d
+                 WHERE d.ctid OPERATOR(pg_catalog.>=) lo AND d.ctid OPERATOR(pg_catalog.<) hi
+                   AND d.changed_at OPERATOR(pg_catalog.<) cutoff
+                 LIMIT batch_size
+            ), gone AS (
+                DELETE FROM edgesync.sync_log_data d USING victims v
+                 WHERE d.ctid OPERATOR(pg_catalog.=) v.ctid
+                RETURNING d.xid, pg_catalog.cardinality(d.pks) AS changes
+            )
+            SELECT pg_catalog.sum(g.changes), pg_catalog.max(g.xid) INTO n, top FROM gone g;
+            EXIT WHEN n IS NULL;
+            UPDATE edgesync.sync_log_state SET pruned_xid = pg_catalog.int8larger(pruned_xid, top);
+            deleted := deleted OPERATOR(pg_catalog.+) n;
+            COMMIT;
+        END LOOP;
+        IF NOT EXISTS (SELECT FROM edgesync.sync_log_data d
+                        WHERE d.ctid OPERATOR(pg_catalog.>=) lo AND d.ctid OPERATOR(pg_catalog.<) hi) THEN
+            PERFORM edgesync._desummarize_log_range(r OPERATOR(pg_catalog.*) per_range);
+            COMMIT;
+        END IF;
     END LOOP;
 END
 $$;
@@ -348,4 +402,6 @@ GRANT EXECUTE ON FUNCTION edgesync._window(text, text, oid, integer), edgesync.c
     TO edgesync_reader;
 REVOKE ALL ON PROCEDURE edgesync.prune(interval, integer, bigint) FROM PUBLIC;
 GRANT EXECUTE ON PROCEDURE edgesync.prune(interval, integer, bigint) TO edgesync_admin;
+REVOKE ALL ON FUNCTION edgesync._desummarize_log_range(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION edgesync._desummarize_log_range(bigint) TO edgesync_admin;
 REVOKE ALL ON FUNCTION edgesync._on_ddl(), edgesync._on_drop() FROM PUBLIC;
