@@ -182,28 +182,50 @@ strip_transaction(std::string_view sql)
 	return sql;
 }
 
+/* Appends row's text and a newline to body, and frees the row's copy. */
+static void
+move_line(std::string &body, Row &row)
+{
+	body.append(row.data);
+	body.push_back('\n');
+	std::string().swap(row.data);
+}
+
 std::string
-replica_batch_body(const std::vector<Row> &rows, size_t n)
+replica_batch_body(std::vector<Row> &rows, size_t n)
 {
 	constexpr std::string_view guard_prefix = "select edgesync.apply_begin(";
-	std::string statements;
-	std::string_view guard;
-	for (size_t i = 0; i < n && i < rows.size(); i++) {
-		std::string_view data = rows[i].data;
-		if (starts_with_nocase(data, guard_prefix)) {
-			guard = data;
-			continue;
-		}
-		if (is_frame_row(data))
-			continue; /* BEGIN; / COMMIT; */
-		statements.append(data);
-		statements.push_back('\n');
+	n = std::min(n, rows.size());
+	size_t guard = n;
+	size_t size = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (starts_with_nocase(rows[i].data, guard_prefix))
+			guard = i;
+		else if (!is_frame_row(rows[i].data))
+			size += rows[i].data.size() + 1;
 	}
-	if (guard.empty())
-		return statements;
-	std::string body(guard);
-	body.push_back('\n');
-	return body + statements;
+	std::string body;
+	body.reserve(size + (guard < n ? rows[guard].data.size() + 1 : 0));
+	if (guard < n)
+		body.append(rows[guard].data).push_back('\n');
+	for (size_t i = 0; i < n; i++)
+		if (!is_frame_row(rows[i].data)) /* guards and BEGIN; / COMMIT; stay out */
+			move_line(body, rows[i]);
+	return body;
+}
+
+std::string
+http_batch_body(std::vector<Row> &rows, size_t n)
+{
+	n = std::min(n, rows.size());
+	size_t size = 0;
+	for (size_t i = 0; i < n; i++)
+		size += rows[i].data.size() + 1;
+	std::string body;
+	body.reserve(size);
+	for (size_t i = 0; i < n; i++)
+		move_line(body, rows[i]);
+	return body;
 }
 
 int64_t

@@ -67,8 +67,14 @@ std::string_view strip_transaction(std::string_view sql);
  * before, applied whole otherwise (see docs/shipping.md for why re-applying
  * an already applied first part is harmless).  Rows without an apply_begin()
  * keep none.
+ *
+ * Both bodies take the rows' text: each row's data is moved into the body
+ * and left empty, so that a large batch is not held in memory twice.
  */
-std::string replica_batch_body(const std::vector<Row> &rows, size_t n);
+std::string replica_batch_body(std::vector<Row> &rows, size_t n);
+
+/* The body of an HTTP batch: the text of rows[0, n), one line each. */
+std::string http_batch_body(std::vector<Row> &rows, size_t n);
 
 /*
  * Milliseconds to wait after `failures` consecutive failures (>= 1):

@@ -47,6 +47,9 @@ close_on_exit(int, Datum)
 	open_conn = nullptr;
 }
 
+/* Batches larger than this are sent on a connection closed afterwards. */
+constexpr size_t kKeepConnectionUpTo = 64 << 20;
+
 class PgTransport : public Transport {
   public:
 	explicit PgTransport(const TargetConfig &config) : config_(config) {}
@@ -57,6 +60,7 @@ class PgTransport : public Transport {
 		deadline_ = Clock::now() + std::chrono::milliseconds(config_.timeout_ms);
 		if (conn_ == nullptr && !connect(error))
 			return false;
+		sent_bytes_ = body.size();
 		bool ok = send(body, error);
 		if (!ok)
 			disconnect();
@@ -72,7 +76,12 @@ class PgTransport : public Transport {
 		/* The timeout counts from here: the time spent decoding meanwhile is ours. */
 		deadline_ = Clock::now() + std::chrono::milliseconds(config_.timeout_ms);
 		bool ok = collect_results(error);
-		if (!ok)
+		/*
+		 * libpq keeps its output buffer as large as the largest query string
+		 * sent: after a batch of a huge transaction, a new connection gives
+		 * that memory back.
+		 */
+		if (!ok || sent_bytes_ > kKeepConnectionUpTo)
 			disconnect();
 		return ok;
 	}
@@ -224,6 +233,7 @@ class PgTransport : public Transport {
 	const TargetConfig &config_;
 	PGconn *conn_ = nullptr;
 	Clock::time_point deadline_;
+	size_t sent_bytes_ = 0; /* of the batch in flight */
 };
 
 } // namespace

@@ -503,17 +503,12 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 			break;
 		}
 
-		std::string body;
 		int64_t changes = count_changes(rows, n);
-		if (config.kind == "http") {
-			for (size_t i = 0; i < n; i++) {
-				body += rows[i].data;
-				body.push_back('\n');
-			}
-		} else
-			body = replica_batch_body(rows, n);
 		std::string key = idempotency_key(rows, n);
 		uint64_t end = rows[n - 1].lsn;
+		/* Takes the rows' text (reader->take(n) below drops what is left of them). */
+		std::string body =
+			config.kind == "http" ? http_batch_body(rows, n) : replica_batch_body(rows, n);
 
 		if (flight.active && !acknowledge())
 			return result;

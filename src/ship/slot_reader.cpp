@@ -17,6 +17,7 @@
  */
 #include "core/guard.hpp"
 #include "decode/decode.hpp"
+#include "ship/shipper.hpp"
 #include "ship/slot_reader.hpp"
 
 extern "C" {
@@ -68,6 +69,7 @@ end_of_complete_wal()
 
 SlotReader::SlotReader(const std::string &slot, const std::string &format,
 					   const std::string &columns)
+	: slot_(slot)
 {
 	try {
 		pg_call([&] {
@@ -150,6 +152,21 @@ void
 SlotReader::write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bool)
 {
 	SlotReader *self = static_cast<SlotReader *>(ctx->output_writer_private);
+	if (xid != self->writing_xid_) {
+		self->writing_xid_ = xid;
+		self->writing_bytes_ = 0;
+	}
+	self->writing_bytes_ += ctx->out->len;
+	if (self->writing_bytes_ > static_cast<int64_t>(max_transaction_kb) * 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("transaction %u is too large to ship from replication slot \"%s\"", xid,
+						self->slot_.c_str()),
+				 errdetail("Its output passed edgesync.ship_max_transaction_size (%d kB), the most "
+						   "the shipper holds in memory for one transaction.",
+						   max_transaction_kb),
+				 errhint("Raise edgesync.ship_max_transaction_size, or call edgesync.resync() for "
+						 "the target to send the current rows instead.")));
 	guarded([&] {
 		self->rows_.push_back(Row{lsn, xid, std::string(ctx->out->data, ctx->out->len)});
 		self->buffered_bytes_ += ctx->out->len;
@@ -184,9 +201,11 @@ SlotReader::fill(size_t min_rows, int64_t min_bytes, uint64_t stop_at)
 void
 SlotReader::take(size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		buffered_bytes_ -= static_cast<int64_t>(rows_[i].data.size());
+	/* The taken rows' text may have been moved into a batch already: count what stays. */
 	rows_.erase(rows_.begin(), rows_.begin() + static_cast<std::ptrdiff_t>(n));
+	buffered_bytes_ = 0;
+	for (const Row &row : rows_)
+		buffered_bytes_ += static_cast<int64_t>(row.data.size());
 }
 
 void

@@ -13,7 +13,9 @@
  * Rows are the plugin's output lines, as the SQL functions return them: the
  * LSN (just past the commit record for a commit line), the xid, and the text.
  * Decoding returns whole transactions, so after every fill() the buffered rows
- * end on a transaction boundary.
+ * end on a transaction boundary.  A transaction whose output passes
+ * edgesync.ship_max_transaction_size fails the fill() with an error, before
+ * it can exhaust memory.
  */
 #pragma once
 
@@ -79,6 +81,10 @@ class SlotReader {
 	LogicalDecodingContext *ctx_ = nullptr;
 	std::vector<Row> rows_;
 	int64_t buffered_bytes_ = 0;
+	/* Output of the transaction being written (edgesync.ship_max_transaction_size). */
+	uint32_t writing_xid_ = 0;
+	int64_t writing_bytes_ = 0;
+	std::string slot_;
 	bool acquired_ = false;
 };
 

@@ -138,11 +138,23 @@ TEST(Batch, ReplicaBodyHasOneGuardTheLastTransactions)
 				   {10, "DELETE 2;"},
 				   {10, "INSERT 3;"},
 				   {10, "COMMIT;"}});
+	std::vector<Row> first_four = r;
 	EXPECT_EQ(replica_batch_body(r, 9),
 			  "SELECT edgesync.apply_begin('s', '0/20');\nINSERT 1;\nDELETE 2;\nINSERT 3;\n");
-	EXPECT_EQ(replica_batch_body(r, 4), "SELECT edgesync.apply_begin('s', '0/10');\nINSERT 1;\n");
+	EXPECT_EQ(replica_batch_body(first_four, 4),
+			  "SELECT edgesync.apply_begin('s', '0/10');\nINSERT 1;\n");
+	EXPECT_TRUE(r[2].data.empty() && first_four[2].data.empty()) << "the text is moved, not copied";
 	auto unguarded = rows({{9, "BEGIN;"}, {9, "INSERT 1;"}, {9, "COMMIT;"}});
 	EXPECT_EQ(replica_batch_body(unguarded, 3), "INSERT 1;\n");
+}
+
+TEST(Batch, HttpBodyIsTheRowsLines)
+{
+	auto r =
+		rows({{9, "{\"op\":\"begin\"}"}, {9, "{\"op\":\"insert\"}"}, {10, "{\"op\":\"begin\"}"}});
+	EXPECT_EQ(http_batch_body(r, 2), "{\"op\":\"begin\"}\n{\"op\":\"insert\"}\n");
+	EXPECT_TRUE(r[0].data.empty() && r[1].data.empty());
+	EXPECT_EQ(r[2].data, "{\"op\":\"begin\"}") << "rows past n are left alone";
 }
 
 TEST(Batch, RetryDelayDoublesCapsAndJitters)
