@@ -26,18 +26,6 @@ starts_with_nocase(std::string_view data, std::string_view prefix)
 	return true;
 }
 
-bool
-is_frame_row(std::string_view data)
-{
-	/* json: {"op":"begin"... / {"op":"commit"...; sql: BEGIN; / COMMIT; */
-	auto starts = [&](std::string_view p) { return starts_with_nocase(data, p); };
-	if (starts("{\"op\":\"begin\"") || starts("{\"op\":\"commit\"") ||
-		starts("select edgesync.apply_begin("))
-		return true;
-	/* the sql format's BEGIN; / COMMIT; rows */
-	return data.size() < 32 && (starts("begin") || starts("commit"));
-}
-
 /* The value after the last top-level "name": in a json line (see header). */
 bool
 json_field(std::string_view line, std::string_view name, std::string &value)
@@ -87,13 +75,43 @@ lsn_text(uint64_t lsn)
 
 } // namespace
 
+bool
+is_frame_row(std::string_view data)
+{
+	/* json: {"op":"begin"... / {"op":"commit"...; sql: BEGIN; / COMMIT; */
+	auto starts = [&](std::string_view p) { return starts_with_nocase(data, p); };
+	if (starts("{\"op\":\"begin\"") || starts("{\"op\":\"commit\"") ||
+		starts("select edgesync.apply_begin("))
+		return true;
+	/* the sql format's BEGIN; / COMMIT; rows */
+	return data.size() < 32 && (starts("begin") || starts("commit"));
+}
+
+uint64_t
+Body::size() const
+{
+	uint64_t n = 0;
+	for (const BodyPiece &p : pieces)
+		n += p.spill_bytes != 0 ? p.spill_bytes : p.text.size();
+	return n;
+}
+
+const std::string *
+Body::in_memory() const
+{
+	static const std::string empty;
+	if (pieces.empty())
+		return &empty;
+	return pieces.size() == 1 && pieces[0].spill_bytes == 0 ? &pieces[0].text : nullptr;
+}
+
 size_t
 cut_batch(const std::vector<Row> &rows, const BatchLimits &limits)
 {
 	size_t cut = 0; /* end of the last whole transaction that fits */
 	int64_t bytes = 0;
 	for (size_t i = 0; i < rows.size(); i++) {
-		bytes += static_cast<int64_t>(rows[i].data.size()) + 1;
+		bytes += static_cast<int64_t>(rows[i].body_bytes());
 		bool ends_txn = i + 1 == rows.size() || rows[i + 1].xid != rows[i].xid;
 		if (!ends_txn)
 			continue;
@@ -108,10 +126,10 @@ cut_batch(const std::vector<Row> &rows, const BatchLimits &limits)
 }
 
 /*
- * How many changes a row applies: a sql-format statement applying a run of
- * changes ends in a comment naming their number (docs/output-format.md).
+ * A sql-format statement applying a run of changes ends in a comment naming
+ * their number (docs/output-format.md).
  */
-static int64_t
+int64_t
 changes_in_row(std::string_view data)
 {
 	constexpr std::string_view suffix = " changes */";
@@ -131,7 +149,9 @@ count_changes(const std::vector<Row> &rows, size_t n)
 {
 	int64_t changes = 0;
 	for (size_t i = 0; i < n && i < rows.size(); i++)
-		if (!is_frame_row(rows[i].data))
+		if (rows[i].spilled())
+			changes += rows[i].spill_changes;
+		else if (!is_frame_row(rows[i].data))
 			changes += changes_in_row(rows[i].data);
 	return changes;
 }
@@ -182,49 +202,73 @@ strip_transaction(std::string_view sql)
 	return sql;
 }
 
-/* Appends row's text and a newline to body, and frees the row's copy. */
+/*
+ * Appends row to body: its text and a newline, moved (the row's copy is
+ * freed), or its spilled stretch as a piece of its own.
+ */
 static void
-move_line(std::string &body, Row &row)
+move_row(Body &body, Row &row)
 {
-	body.append(row.data);
-	body.push_back('\n');
+	if (row.spilled()) {
+		body.pieces.push_back(BodyPiece{std::string(), row.spill_offset, row.spill_bytes});
+		return;
+	}
+	if (body.pieces.empty() || body.pieces.back().spill_bytes != 0)
+		body.pieces.emplace_back();
+	std::string &text = body.pieces.back().text;
+	text.append(row.data);
+	text.push_back('\n');
 	std::string().swap(row.data);
 }
 
-std::string
+/* Room for the text of rows[from, n) up to the first spilled stretch. */
+static void
+reserve_text(Body &body, const std::vector<Row> &rows, size_t from, size_t n, bool frames)
+{
+	size_t size = 0;
+	for (size_t i = from; i < n && !rows[i].spilled(); i++)
+		if (frames || !is_frame_row(rows[i].data))
+			size += rows[i].data.size() + 1;
+	if (size == 0)
+		return;
+	if (body.pieces.empty() || body.pieces.back().spill_bytes != 0)
+		body.pieces.emplace_back();
+	body.pieces.back().text.reserve(body.pieces.back().text.size() + size);
+}
+
+Body
 replica_batch_body(std::vector<Row> &rows, size_t n)
 {
 	constexpr std::string_view guard_prefix = "select edgesync.apply_begin(";
 	n = std::min(n, rows.size());
 	size_t guard = n;
-	size_t size = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (starts_with_nocase(rows[i].data, guard_prefix))
-			guard = i;
-		else if (!is_frame_row(rows[i].data))
-			size += rows[i].data.size() + 1;
-	}
-	std::string body;
-	body.reserve(size + (guard < n ? rows[guard].data.size() + 1 : 0));
-	if (guard < n)
-		body.append(rows[guard].data).push_back('\n');
 	for (size_t i = 0; i < n; i++)
-		if (!is_frame_row(rows[i].data)) /* guards and BEGIN; / COMMIT; stay out */
-			move_line(body, rows[i]);
+		if (!rows[i].spilled() && starts_with_nocase(rows[i].data, guard_prefix))
+			guard = i;
+	Body body;
+	if (guard < n) {
+		body.pieces.emplace_back();
+		body.pieces.back().text.append(rows[guard].data).push_back('\n');
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (i == 0 || rows[i - 1].spilled())
+			reserve_text(body, rows, i, n, false);
+		if (rows[i].spilled() || !is_frame_row(rows[i].data)) /* no guards, BEGIN;, COMMIT; */
+			move_row(body, rows[i]);
+	}
 	return body;
 }
 
-std::string
+Body
 http_batch_body(std::vector<Row> &rows, size_t n)
 {
 	n = std::min(n, rows.size());
-	size_t size = 0;
-	for (size_t i = 0; i < n; i++)
-		size += rows[i].data.size() + 1;
-	std::string body;
-	body.reserve(size);
-	for (size_t i = 0; i < n; i++)
-		move_line(body, rows[i]);
+	Body body;
+	for (size_t i = 0; i < n; i++) {
+		if (i == 0 || rows[i - 1].spilled())
+			reserve_text(body, rows, i, n, true);
+		move_row(body, rows[i]);
+	}
 	return body;
 }
 

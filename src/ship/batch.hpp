@@ -23,10 +23,51 @@
 
 namespace edgesync::ship {
 
+/*
+ * One output row of the plugin, or a spilled stretch: consecutive rows of one
+ * transaction that the slot reader wrote to its spill file instead of keeping
+ * them in memory (edgesync.ship_transaction_memory), each followed by a
+ * newline.  A spilled stretch holds change rows only, never a begin, commit
+ * or apply_begin() row; its data is the text of its last row (for the
+ * Idempotency-Key) and its lsn that row's.
+ */
 struct Row {
 	uint64_t lsn;
 	uint32_t xid;
 	std::string data;
+	uint64_t spill_offset = 0;
+	uint64_t spill_bytes = 0; /* 0: an ordinary row */
+	int64_t spill_changes = 0;
+
+	bool spilled() const { return spill_bytes != 0; }
+	/* What the row adds to a body: its text and a newline, or the stretch. */
+	uint64_t body_bytes() const { return spilled() ? spill_bytes : data.size() + 1; }
+};
+
+/* Where a spilled stretch is read back from (the slot reader's spill file). */
+class SpillSource {
+  public:
+	virtual ~SpillSource() = default;
+	/* Copies len bytes at offset into buf; throws on failure. */
+	virtual void read(uint64_t offset, char *buf, size_t len) = 0;
+};
+
+/*
+ * A batch's body: text in memory and, between, stretches of the spill file,
+ * in order.  Most bodies are one text piece.
+ */
+struct BodyPiece {
+	std::string text;
+	uint64_t spill_offset = 0;
+	uint64_t spill_bytes = 0; /* > 0: this piece is in the spill file */
+};
+struct Body {
+	std::vector<BodyPiece> pieces;
+	SpillSource *spill = nullptr;
+
+	uint64_t size() const;
+	/* The body as one string in memory, if it has no spilled piece. */
+	const std::string *in_memory() const;
 };
 
 struct BatchLimits {
@@ -70,11 +111,18 @@ std::string_view strip_transaction(std::string_view sql);
  *
  * Both bodies take the rows' text: each row's data is moved into the body
  * and left empty, so that a large batch is not held in memory twice.
+ * Spilled stretches become spill pieces.
  */
-std::string replica_batch_body(std::vector<Row> &rows, size_t n);
+Body replica_batch_body(std::vector<Row> &rows, size_t n);
 
 /* The body of an HTTP batch: the text of rows[0, n), one line each. */
-std::string http_batch_body(std::vector<Row> &rows, size_t n);
+Body http_batch_body(std::vector<Row> &rows, size_t n);
+
+/* Whether a row is a begin, commit or apply_begin() row (never spilled). */
+bool is_frame_row(std::string_view data);
+
+/* How many changes a row applies (a sql run statement applies several). */
+int64_t changes_in_row(std::string_view data);
 
 /*
  * Milliseconds to wait after `failures` consecutive failures (>= 1):

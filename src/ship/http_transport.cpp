@@ -9,15 +9,18 @@
  * replaces the system's CA bundle.  Redirects are not followed: a 3xx is a
  * failure, so a batch cannot be acknowledged by some other server.
  *
- * The transfer runs on curl's multi interface, waiting at most 100 ms at a
- * time so that interrupts (query cancel, SIGTERM) are seen promptly; the
- * connection is kept for the next batch.
+ * A body with spilled pieces is read back from the spill file while it is
+ * sent (CURLOPT_READFUNCTION).  The transfer runs on curl's multi interface, waiting at most 100 ms
+ * at a time so that interrupts (query cancel, SIGTERM) are seen promptly; the connection is kept
+ * for the next batch.
  */
 #include "core/guard.hpp"
 #include "ship/transport.hpp"
 #include "ship/url.hpp"
 
+#include <cstring>
 #include <curl/curl.h>
+#include <exception>
 
 extern "C" {
 #include "storage/ipc.h"
@@ -54,6 +57,47 @@ collect_response(char *data, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
+/*
+ * Feeds libcurl a body with spilled pieces, reading the spill file as the
+ * request goes out.  An error reading it is kept and rethrown after the
+ * transfer: no exception may unwind through libcurl.
+ */
+struct BodyReader {
+	const Body &body;
+	size_t piece = 0;
+	uint64_t offset = 0; /* within the piece */
+	std::exception_ptr failure;
+};
+
+size_t
+read_body(char *buffer, size_t size, size_t nitems, void *userdata)
+{
+	BodyReader *r = static_cast<BodyReader *>(userdata);
+	size_t room = size * nitems;
+	size_t n = 0;
+	try {
+		while (n < room && r->piece < r->body.pieces.size()) {
+			const BodyPiece &p = r->body.pieces[r->piece];
+			uint64_t length = p.spill_bytes != 0 ? p.spill_bytes : p.text.size();
+			size_t chunk = static_cast<size_t>(std::min<uint64_t>(room - n, length - r->offset));
+			if (p.spill_bytes != 0)
+				r->body.spill->read(p.spill_offset + r->offset, buffer + n, chunk);
+			else
+				memcpy(buffer + n, p.text.data() + r->offset, chunk);
+			n += chunk;
+			r->offset += chunk;
+			if (r->offset == length) {
+				r->piece++;
+				r->offset = 0;
+			}
+		}
+	} catch (...) {
+		r->failure = std::current_exception();
+		return CURL_READFUNC_ABORT;
+	}
+	return n;
+}
+
 class HttpTransport : public Transport {
   public:
 	explicit HttpTransport(const TargetConfig &config) : config_(config)
@@ -80,7 +124,7 @@ class HttpTransport : public Transport {
 	/* The whole exchange: HTTP has nothing to do while waiting for the next batch. */
 	bool finish(std::string &) override { return true; }
 
-	bool start(const std::string &body, const std::string &key, std::string &error) override
+	bool start(const Body &body, const std::string &key, std::string &error) override
 	{
 		std::string response;
 		char curl_error[CURL_ERROR_SIZE] = "";
@@ -111,7 +155,13 @@ class HttpTransport : public Transport {
 		curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 		curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 		curl_easy_setopt(e, CURLOPT_POST, 1L);
-		curl_easy_setopt(e, CURLOPT_POSTFIELDS, body.data());
+		BodyReader reader{body};
+		if (const std::string *text = body.in_memory())
+			curl_easy_setopt(e, CURLOPT_POSTFIELDS, text->data());
+		else {
+			curl_easy_setopt(e, CURLOPT_READFUNCTION, read_body);
+			curl_easy_setopt(e, CURLOPT_READDATA, &reader);
+		}
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
 		curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
 		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(config_.timeout_ms));
@@ -156,6 +206,8 @@ class HttpTransport : public Transport {
 		while (CURLMsg *msg = curl_multi_info_read(multi_, &queued))
 			if (msg->msg == CURLMSG_DONE && msg->easy_handle == e)
 				result = msg->data.result;
+		if (reader.failure)
+			std::rethrow_exception(reader.failure);
 
 		if (result != CURLE_OK) {
 			error = format("HTTP request failed: %s",

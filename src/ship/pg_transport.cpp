@@ -5,7 +5,9 @@
  * and COMMIT; (batch.hpp), sent as one simple query: PostgreSQL runs a
  * multi-statement query string as one transaction, so the batch, including
  * each transaction's statement that records the source's applied commit LSN,
- * commits on the replica as a whole or not at all.  start() returns once the
+ * commits on the replica as a whole or not at all.  A batch with a spilled
+ * transaction in it goes as several query strings within BEGIN and COMMIT
+ * (send_in_chunks), with the same effect.  start() returns once the
  * query string is sent, and the replica executes it while the shipper decodes
  * the next batch; finish() reads the results.  The batch counts as
  * acknowledged once every result is good and the query string is done: the
@@ -49,19 +51,24 @@ close_on_exit(int, Datum)
 
 /* Batches larger than this are sent on a connection closed afterwards. */
 constexpr size_t kKeepConnectionUpTo = 64 << 20;
+/* The size of the query strings a body with spilled pieces is sent in. */
+constexpr size_t kChunkBytes = 4 << 20;
+/* ... filled from the spill file this much at a time. */
+constexpr size_t kReadBytes = 1 << 20;
 
 class PgTransport : public Transport {
   public:
 	explicit PgTransport(const TargetConfig &config) : config_(config) {}
 	~PgTransport() override { disconnect(); }
 
-	bool start(const std::string &body, const std::string &, std::string &error) override
+	bool start(const Body &body, const std::string &, std::string &error) override
 	{
 		deadline_ = Clock::now() + std::chrono::milliseconds(config_.timeout_ms);
 		if (conn_ == nullptr && !connect(error))
 			return false;
 		sent_bytes_ = body.size();
-		bool ok = send(body, error);
+		const std::string *text = body.in_memory();
+		bool ok = text != nullptr ? send(*text, error) : send_in_chunks(body, error);
 		if (!ok)
 			disconnect();
 		return ok;
@@ -195,6 +202,50 @@ class PgTransport : public Transport {
 			}
 		}
 		return true;
+	}
+
+	/*
+	 * A body with spilled pieces is sent as several query strings in one
+	 * explicit transaction, each about kChunkBytes: every one but the last is
+	 * sent and its results read here; the last, which ends with COMMIT, is
+	 * left for finish() as a whole batch is.  A chunk ends at a line end, and
+	 * the sql format writes one statement per line, so no statement is cut.
+	 */
+	bool send_in_chunks(const Body &body, std::string &error)
+	{
+		std::string chunk = "BEGIN;\n";
+		auto send_whole_lines = [&]() -> bool {
+			size_t end = chunk.rfind('\n');
+			if (chunk.size() < kChunkBytes || end == std::string::npos)
+				return true;
+			std::string rest = chunk.substr(end + 1);
+			chunk.resize(end + 1);
+			deadline_ = Clock::now() + std::chrono::milliseconds(config_.timeout_ms);
+			bool ok = send(chunk, error) && collect_results(error);
+			chunk = std::move(rest);
+			return ok;
+		};
+		for (const BodyPiece &piece : body.pieces) {
+			if (piece.spill_bytes == 0) {
+				chunk += piece.text;
+				if (!send_whole_lines())
+					return false;
+				continue;
+			}
+			for (uint64_t done = 0; done < piece.spill_bytes;) {
+				size_t n =
+					static_cast<size_t>(std::min<uint64_t>(kReadBytes, piece.spill_bytes - done));
+				size_t at = chunk.size();
+				chunk.resize(at + n);
+				body.spill->read(piece.spill_offset + done, chunk.data() + at, n);
+				done += n;
+				if (!send_whole_lines())
+					return false;
+			}
+		}
+		chunk += "COMMIT;\n";
+		deadline_ = Clock::now() + std::chrono::milliseconds(config_.timeout_ms);
+		return send(chunk, error);
 	}
 
 	/* Reads every result of the query string: all good means the replica committed it. */

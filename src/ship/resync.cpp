@@ -528,7 +528,7 @@ class Resender {
 			body = std::string(strip_transaction(txn)) + "\n";
 		}
 		std::string key = key_prefix_ + std::to_string(batches_ + 1);
-		if (!transport_.deliver(body, key, error))
+		if (!transport_.deliver(std::move(body), key, error))
 			return false;
 		changes += batch_changes_;
 		rows_.clear();

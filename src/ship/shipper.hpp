@@ -33,6 +33,6 @@ std::string record_error(const std::string &target, const std::string &error);
 /* Settings (worker.cpp defines them). */
 extern int retry_min_ms;
 extern int retry_max_ms;
-extern int max_transaction_kb; /* edgesync.ship_max_transaction_size */
+extern int transaction_memory_kb; /* edgesync.ship_transaction_memory */
 
 } // namespace edgesync::ship

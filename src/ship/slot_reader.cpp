@@ -29,6 +29,7 @@ extern "C" {
 #include "replication/decode.h"
 #include "replication/logical.h"
 #include "replication/slot.h"
+#include "storage/buffile.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
 }
@@ -69,7 +70,6 @@ end_of_complete_wal()
 
 SlotReader::SlotReader(const std::string &slot, const std::string &format,
 					   const std::string &columns)
-	: slot_(slot)
 {
 	try {
 		pg_call([&] {
@@ -126,6 +126,9 @@ SlotReader::~SlotReader()
 void
 SlotReader::release() noexcept
 {
+	if (spill_ != nullptr)
+		cleanup_step([](void *file) { BufFileClose(static_cast<BufFile *>(file)); }, spill_);
+	spill_ = nullptr;
 	if (ctx_ != nullptr)
 		cleanup_step(
 			[](void *ctx) { FreeDecodingContext(static_cast<LogicalDecodingContext *>(ctx)); },
@@ -157,19 +160,63 @@ SlotReader::write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid
 		self->writing_bytes_ = 0;
 	}
 	self->writing_bytes_ += ctx->out->len;
-	if (self->writing_bytes_ > static_cast<int64_t>(max_transaction_kb) * 1024)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("transaction %u is too large to ship from replication slot \"%s\"", xid,
-						self->slot_.c_str()),
-				 errdetail("Its output passed edgesync.ship_max_transaction_size (%d kB), the most "
-						   "the shipper holds in memory for one transaction.",
-						   max_transaction_kb),
-				 errhint("Raise edgesync.ship_max_transaction_size, or call edgesync.resync() for "
-						 "the target to send the current rows instead.")));
+	if (self->writing_bytes_ > static_cast<int64_t>(transaction_memory_kb) * 1024 &&
+		!is_frame_row(std::string_view(ctx->out->data, ctx->out->len))) {
+		spill(self, ctx, lsn, xid);
+		return;
+	}
 	guarded([&] {
 		self->rows_.push_back(Row{lsn, xid, std::string(ctx->out->data, ctx->out->len)});
 		self->buffered_bytes_ += ctx->out->len;
+	});
+}
+
+/*
+ * Appends the row being written to the spill file, and to the spilled
+ * stretch that ends the rows if it is this transaction's, or else as a new
+ * one.  (A frame row in between, like a commit, ends a stretch.)
+ */
+void
+SlotReader::spill(SlotReader *self, LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid)
+{
+	if (self->spill_ == nullptr) {
+		MemoryContext caller = MemoryContextSwitchTo(self->context_);
+		self->spill_ = BufFileCreateTemp(true); /* read after this transaction ends */
+		MemoryContextSwitchTo(caller);
+		self->spill_end_ = 0;
+	}
+	uint64_t offset = self->spill_end_;
+	if (BufFileSeek(self->spill_, 0, static_cast<off_t>(offset), SEEK_SET) != 0)
+		ereport(ERROR, (errcode_for_file_access(),
+						errmsg("could not seek in the shipper's spill file: %m")));
+	BufFileWrite(self->spill_, ctx->out->data, ctx->out->len);
+	BufFileWrite(self->spill_, const_cast<char *>("\n"), 1);
+	uint64_t bytes = static_cast<uint64_t>(ctx->out->len) + 1;
+	self->spill_end_ += bytes;
+	self->buffered_bytes_ += static_cast<int64_t>(bytes);
+	guarded([&] {
+		std::string_view text(ctx->out->data, ctx->out->len);
+		std::vector<Row> &rows = self->rows_;
+		if (rows.empty() || !rows.back().spilled() || rows.back().xid != xid ||
+			rows.back().spill_offset + rows.back().spill_bytes != offset)
+			rows.push_back(Row{lsn, xid, std::string(), offset, 0, 0});
+		Row &stretch = rows.back();
+		stretch.lsn = lsn;
+		stretch.data.assign(text); /* its last row, for the Idempotency-Key */
+		stretch.spill_bytes += bytes;
+		stretch.spill_changes += changes_in_row(text);
+	});
+}
+
+void
+SlotReader::read(uint64_t offset, char *buf, size_t len)
+{
+	pg_call([&] {
+		if (spill_ == nullptr ||
+			BufFileSeek(spill_, 0, static_cast<off_t>(offset), SEEK_SET) != 0 ||
+			BufFileRead(spill_, buf, len) != len)
+			ereport(ERROR, (errcode_for_file_access(),
+							errmsg("could not read the shipper's spill file: %m")));
 	});
 }
 
@@ -204,8 +251,17 @@ SlotReader::take(size_t n)
 	/* The taken rows' text may have been moved into a batch already: count what stays. */
 	rows_.erase(rows_.begin(), rows_.begin() + static_cast<std::ptrdiff_t>(n));
 	buffered_bytes_ = 0;
-	for (const Row &row : rows_)
-		buffered_bytes_ += static_cast<int64_t>(row.data.size());
+	bool spilled = false;
+	for (const Row &row : rows_) {
+		buffered_bytes_ += static_cast<int64_t>(row.spilled() ? row.spill_bytes : row.data.size());
+		spilled |= row.spilled();
+	}
+	/* Nothing left refers to the spill file: give its space back. */
+	if (spill_ != nullptr && !spilled) {
+		BufFile *file = spill_;
+		spill_ = nullptr;
+		pg_call([&] { BufFileClose(file); });
+	}
 }
 
 void

@@ -13,9 +13,10 @@
  * Rows are the plugin's output lines, as the SQL functions return them: the
  * LSN (just past the commit record for a commit line), the xid, and the text.
  * Decoding returns whole transactions, so after every fill() the buffered rows
- * end on a transaction boundary.  A transaction whose output passes
- * edgesync.ship_max_transaction_size fails the fill() with an error, before
- * it can exhaust memory.
+ * end on a transaction boundary.  Past edgesync.ship_transaction_memory of
+ * one transaction's output, its further change rows go to a temporary file
+ * (the spill file) as spilled stretches (batch.hpp), read back while the
+ * batch is sent: a bulk load is shipped whole without being held in memory.
  */
 #pragma once
 
@@ -30,10 +31,11 @@ extern "C" {
 #include <string>
 
 struct LogicalDecodingContext;
+struct BufFile;
 
 namespace edgesync::ship {
 
-class SlotReader {
+class SlotReader : public SpillSource {
   public:
 	/*
 	 * Acquires the slot and starts decoding at its restart_lsn.  For the sql
@@ -42,7 +44,7 @@ class SlotReader {
 	 */
 	SlotReader(const std::string &slot, const std::string &format, const std::string &columns);
 	/* Frees the decoding context and releases the slot, also while unwinding an error. */
-	~SlotReader();
+	~SlotReader() override;
 	SlotReader(const SlotReader &) = delete;
 	SlotReader &operator=(const SlotReader &) = delete;
 
@@ -71,20 +73,26 @@ class SlotReader {
 	/* Moves the slot's confirmed position (the receiver has everything before lsn). */
 	void confirm(uint64_t lsn);
 
+	/* Reads back a spilled stretch (SpillSource). */
+	void read(uint64_t offset, char *buf, size_t len) override;
+
   private:
 	static void prepare_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
 							  bool last);
 	static void write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bool last);
+	static void spill(SlotReader *self, LogicalDecodingContext *ctx, XLogRecPtr lsn,
+					  TransactionId xid);
 	void release() noexcept;
 
 	MemoryContext context_ = nullptr; /* the decoding context and the WAL reader's buffers */
 	LogicalDecodingContext *ctx_ = nullptr;
 	std::vector<Row> rows_;
 	int64_t buffered_bytes_ = 0;
-	/* Output of the transaction being written (edgesync.ship_max_transaction_size). */
+	/* Output of the transaction being written (edgesync.ship_transaction_memory). */
 	uint32_t writing_xid_ = 0;
 	int64_t writing_bytes_ = 0;
-	std::string slot_;
+	BufFile *spill_ = nullptr; /* created when first needed, closed when emptied */
+	uint64_t spill_end_ = 0;
 	bool acquired_ = false;
 };
 

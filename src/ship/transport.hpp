@@ -18,6 +18,7 @@
 #pragma once
 
 #include "core/postgres.hpp"
+#include "ship/batch.hpp"
 
 #include <memory>
 #include <string>
@@ -51,15 +52,21 @@ class Transport {
   public:
 	virtual ~Transport() = default;
 
-	/* Sends the batch; false (with error) when that already failed. */
-	virtual bool start(const std::string &body, const std::string &idempotency_key,
+	/*
+	 * Sends the batch; false (with error) when that already failed.  Spilled
+	 * pieces of the body are read back while it is sent, all within start():
+	 * the spill file may be reused once start() returns.
+	 */
+	virtual bool start(const Body &body, const std::string &idempotency_key,
 					   std::string &error) = 0;
 	/* Waits for the acknowledgement of the batch start() sent. */
 	virtual bool finish(std::string &error) = 0;
 
-	bool deliver(const std::string &body, const std::string &idempotency_key, std::string &error)
+	bool deliver(std::string &&body, const std::string &idempotency_key, std::string &error)
 	{
-		return start(body, idempotency_key, error) && finish(error);
+		Body b;
+		b.pieces.push_back(BodyPiece{std::move(body)});
+		return start(b, idempotency_key, error) && finish(error);
 	}
 };
 

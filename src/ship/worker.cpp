@@ -55,7 +55,7 @@ namespace edgesync::ship {
 
 int retry_min_ms = 1000;
 int retry_max_ms = 60000;
-int max_transaction_kb = 256 * 1024;
+int transaction_memory_kb = 16 * 1024;
 
 namespace {
 
@@ -347,12 +347,12 @@ init()
 		"Batches a target may ship before the shipper turns to the next target.", nullptr,
 		&round_batches, 50, 1, 1000000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable(
-		"edgesync.ship_max_transaction_size",
-		"Most output of one source transaction the shipper holds in memory.",
-		"A transaction is shipped as one batch, built in memory; a larger one stops its target "
-		"with an error instead of exhausting the server's memory.",
-		&max_transaction_kb, 256 * 1024, 16 * 1024, INT_MAX, PGC_SUSET, GUC_UNIT_KB, nullptr, nullptr,
-		nullptr);
+		"edgesync.ship_transaction_memory",
+		"Output of one source transaction the shipper keeps in memory.",
+		"A transaction is shipped as one batch; beyond this much of its output, the rest is "
+		"written to a temporary file and read back while the batch is sent.",
+		&transaction_memory_kb, 16 * 1024, 1024, INT_MAX / 2, PGC_SUSET, GUC_UNIT_KB, nullptr,
+		nullptr, nullptr);
 	DefineCustomIntVariable("edgesync.ship_retry_min", "First retry delay after a failed delivery.",
 							nullptr, &retry_min_ms, 1000, 1, 86400000, PGC_SIGHUP, GUC_UNIT_MS,
 							nullptr, nullptr, nullptr);

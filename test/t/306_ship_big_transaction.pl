@@ -1,13 +1,16 @@
-# A source transaction larger than edgesync.ship_max_transaction_size: the
-# shipper holds a transaction's output in memory to send it as one batch, so
-# past the limit it stops with an error instead of exhausting the server's
-# memory, ships nothing of that transaction or after it, and ships all of it
-# once the limit is raised.
+# A source transaction larger than edgesync.ship_transaction_memory, shipped
+# to a replica and to an HTTP receiver.  Past that much output the shipper
+# writes the transaction's further rows to a temporary file and reads them
+# back while the batch is sent, so:
 #
-# The shipper is run with edgesync.ship() (no background worker), under the
-# setting's smallest value, 16 MB, set in the session (the setting is
-# superuser-only, so a DBA can also push one big transaction through by hand
-# this way).
+#  - the transaction arrives whole, in one batch (one replica transaction,
+#    one HTTP request), and what follows it arrives too;
+#  - the process that ships grows by far less than the transaction's output
+#    (which, held in memory, it would hold about three times);
+#  - the temporary file is gone afterwards.
+#
+# The shipper is run with edgesync.ship() (no background worker), with the
+# setting at its smallest, 1 MB, set in the session: it is superuser-only.
 use strict;
 use warnings;
 
@@ -16,10 +19,12 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use FindBin;
 use lib "$FindBin::RealBin/../perl";
+use EdgesyncReceiver;
 use EdgesyncTest;
 
 my $cloud = edgesync_node('cloud');
 my $hospital = edgesync_node('hospital');
+my $receiver = EdgesyncReceiver->new;
 
 my $schema = q{
 	CREATE EXTENSION edgesync;
@@ -34,58 +39,81 @@ $cloud->safe_psql('postgres', q{
 });
 my $url = 'postgresql://cloud_applier@/postgres?host=' . $cloud->host . '&port=' . $cloud->port;
 $hospital->safe_psql('postgres', "SELECT edgesync.add_target('cloud_db', '$url')");
+$hospital->safe_psql('postgres',
+	"SELECT edgesync.add_target('api', '" . $receiver->url . "', timeout_ms => 60000)");
 
 my $checksum = q{SELECT count(*) || ':' || coalesce(md5(string_agg(id || '/' || notes || '/' || version, ',' ORDER BY id)), '')
                    FROM hospital_patients};
-my $limit = q{SET edgesync.ship_max_transaction_size = '16MB';};
 
-# A small transaction goes through under the limit.
+# Ships a target in a session with the smallest setting; returns how much the
+# session's peak resident memory grew while it did (kB) and the temporary
+# files left in the default tablespace afterwards.
+sub ship
+{
+	my ($target) = @_;
+	my $hwm = q{(regexp_match(pg_read_file('/proc/' || pg_backend_pid() || '/status'), 'VmHWM:\s+(\d+) kB'))[1]::bigint};
+	my $out = $hospital->safe_psql('postgres', qq{
+		SET edgesync.ship_transaction_memory = '1MB';
+		SELECT $hwm AS before \\gset
+		SELECT edgesync.ship('$target', 1000);
+		SELECT ($hwm - :before) || ' ' || (SELECT count(*) FROM pg_ls_tmpdir());
+	});
+	my @lines = split /\n/, $out;
+	is($hospital->safe_psql('postgres',
+			"SELECT consecutive_failures || '|' || coalesce(last_error, '') FROM edgesync.target_state WHERE name = '$target'"),
+		'0|', "$target: shipped without failure");
+	return split / /, $lines[-1];
+}
+
+# A small transaction first: nothing to spill.
 $hospital->safe_psql('postgres',
 	q{INSERT INTO hospital_patients SELECT g, 'small' FROM generate_series(1, 10) g});
-$hospital->safe_psql('postgres', $limit . q{SELECT edgesync.ship('cloud_db', 1000)});
-is($cloud->safe_psql('postgres', 'SELECT count(*) FROM hospital_patients'),
-	'10', 'a transaction under the limit is shipped');
+ship($_) for qw(cloud_db api);
 
-# About 25 MB of output in one transaction, then a small one behind it.
+# About 50 MB of sql output (80 MB of json) in one transaction, then a small
+# one behind it.
 $hospital->safe_psql('postgres', q{
-	INSERT INTO hospital_patients SELECT g, repeat('n', 200) FROM generate_series(11, 100010) g;
+	INSERT INTO hospital_patients SELECT g, repeat('n', 200) FROM generate_series(11, 200010) g;
 });
 $hospital->safe_psql('postgres',
-	q{INSERT INTO hospital_patients VALUES (200000, 'behind the big one')});
-my $acked_before = $hospital->safe_psql('postgres',
-	q{SELECT acked_lsn FROM edgesync.target_state WHERE name = 'cloud_db'});
+	q{INSERT INTO hospital_patients VALUES (300000, 'behind the big one')});
 
-my ($rc, $out, $err) = $hospital->psql('postgres',
-	q{\set VERBOSITY verbose
-	} . $limit . q{SELECT edgesync.ship('cloud_db', 1000)});
-isnt($rc, 0, 'ship() fails on a transaction over the limit');
-like($err, qr/54000: transaction \d+ is too large to ship from replication slot "edgesync_cloud_db"/,
-	'the error names the transaction and the slot, with SQLSTATE 54000');
-like($err, qr/DETAIL:  Its output passed edgesync.ship_max_transaction_size \(16384 kB\)/,
-	'the detail names the setting and its value');
-like($err, qr/HINT:  Raise edgesync.ship_max_transaction_size, or call edgesync.resync\(\)/,
-	'the hint says what to do');
-is($cloud->safe_psql('postgres', 'SELECT count(*) FROM hospital_patients'),
-	'10', 'nothing of the big transaction, nor of the one behind it, reached the replica');
-is($hospital->safe_psql('postgres',
-		q{SELECT acked_lsn FROM edgesync.target_state WHERE name = 'cloud_db'}),
-	$acked_before, 'nothing more is counted as acknowledged');
-
-# The default limit (256MB) lets it through: nothing was lost.
-$hospital->safe_psql('postgres', q{SELECT edgesync.ship('cloud_db', 1000)});
+my ($grown, $tmpfiles) = ship('cloud_db');
 is($cloud->safe_psql('postgres', $checksum),
 	$hospital->safe_psql('postgres', $checksum),
-	'with the limit raised, the replica equals the hospital');
-is($cloud->safe_psql('postgres', 'SELECT count(*) FROM hospital_patients'),
-	'100011', 'the big transaction and the one behind it arrived');
+	'replica: the big transaction and the one behind it arrived whole');
+cmp_ok($grown, '<', 64 * 1024,
+	"replica: the shipping session grew by $grown kB, far less than the transaction's output");
+is($tmpfiles, '0', 'replica: no temporary file is left');
+is($cloud->safe_psql('postgres',
+		q{SELECT count(DISTINCT xmin::text) FROM hospital_patients WHERE id BETWEEN 11 AND 200010}),
+	'1', 'replica: the big transaction was applied as one transaction');
 
-# Only a superuser may move the limit.
+($grown, $tmpfiles) = ship('api');
+cmp_ok($grown, '<', 64 * 1024, "http: the shipping session grew by $grown kB");
+is($tmpfiles, '0', 'http: no temporary file is left');
+my @batches = $receiver->deliveries;
+my ($big) = grep { @{ $_->{lines} } > 200000 } @batches;
+ok($big, 'http: the big transaction arrived in one request');
+my @inserts = $big ? grep { /"op":"insert"/ } @{ $big->{lines} } : ();
+is(scalar @inserts, 200000, 'http: with every one of its rows');
+like($big ? $big->{lines}[-1] : '', qr/^\{"op":"commit","changes":200000,/,
+	'http: ending with its commit line');
+my %ids;
+for my $b (@batches)
+{
+	$ids{$_}++ for map { /"op":"insert".*?"pk":\{"id":(\d+)\}/ ? $1 : () } @{ $b->{lines} };
+}
+is(scalar(keys %ids), 200011, 'http: every row arrived, the one behind the big transaction too');
+
+# Only a superuser may move the setting.
 $hospital->safe_psql('postgres', 'CREATE ROLE plain_user LOGIN');
-($rc, $out, $err) = $hospital->psql('postgres',
-	q{SET edgesync.ship_max_transaction_size = '4GB'}, extra_params => [ '-U', 'plain_user' ]);
-like($err, qr/permission denied to set parameter "edgesync.ship_max_transaction_size"/,
-	'a plain role cannot change the limit');
+my ($rc, $out, $err) = $hospital->psql('postgres',
+	q{SET edgesync.ship_transaction_memory = '4GB'}, extra_params => [ '-U', 'plain_user' ]);
+like($err, qr/permission denied to set parameter "edgesync.ship_transaction_memory"/,
+	'a plain role cannot change the setting');
 
+$receiver->stop;
 $hospital->stop;
 $cloud->stop;
 done_testing();

@@ -139,22 +139,57 @@ TEST(Batch, ReplicaBodyHasOneGuardTheLastTransactions)
 				   {10, "INSERT 3;"},
 				   {10, "COMMIT;"}});
 	std::vector<Row> first_four = r;
-	EXPECT_EQ(replica_batch_body(r, 9),
+	EXPECT_EQ(*replica_batch_body(r, 9).in_memory(),
 			  "SELECT edgesync.apply_begin('s', '0/20');\nINSERT 1;\nDELETE 2;\nINSERT 3;\n");
-	EXPECT_EQ(replica_batch_body(first_four, 4),
+	EXPECT_EQ(*replica_batch_body(first_four, 4).in_memory(),
 			  "SELECT edgesync.apply_begin('s', '0/10');\nINSERT 1;\n");
 	EXPECT_TRUE(r[2].data.empty() && first_four[2].data.empty()) << "the text is moved, not copied";
 	auto unguarded = rows({{9, "BEGIN;"}, {9, "INSERT 1;"}, {9, "COMMIT;"}});
-	EXPECT_EQ(replica_batch_body(unguarded, 3), "INSERT 1;\n");
+	EXPECT_EQ(*replica_batch_body(unguarded, 3).in_memory(), "INSERT 1;\n");
 }
 
 TEST(Batch, HttpBodyIsTheRowsLines)
 {
 	auto r =
 		rows({{9, "{\"op\":\"begin\"}"}, {9, "{\"op\":\"insert\"}"}, {10, "{\"op\":\"begin\"}"}});
-	EXPECT_EQ(http_batch_body(r, 2), "{\"op\":\"begin\"}\n{\"op\":\"insert\"}\n");
+	EXPECT_EQ(*http_batch_body(r, 2).in_memory(), "{\"op\":\"begin\"}\n{\"op\":\"insert\"}\n");
 	EXPECT_TRUE(r[0].data.empty() && r[1].data.empty());
 	EXPECT_EQ(r[2].data, "{\"op\":\"begin\"}") << "rows past n are left alone";
+}
+
+/* A transaction whose middle the slot reader spilled: 2 rows, 300 bytes, 5 changes. */
+static std::vector<Row>
+with_spilled_stretch(const char *begin, const char *first, const char *commit)
+{
+	auto r = rows({{9, begin}, {9, first}, {9, "last spilled"}, {9, commit}});
+	r[2].spill_offset = 1000;
+	r[2].spill_bytes = 300;
+	r[2].spill_changes = 5;
+	return r;
+}
+
+TEST(Batch, SpilledStretchesCountAndBecomePieces)
+{
+	auto r =
+		with_spilled_stretch("{\"op\":\"begin\"}", "{\"op\":\"insert\"}", "{\"op\":\"commit\"}");
+	EXPECT_EQ(count_changes(r, 4), 6);
+	EXPECT_EQ(cut_batch(r, {1000, 100}), 4u) << "the transaction is one batch, spilled or not";
+	Body body = http_batch_body(r, 4);
+	ASSERT_EQ(body.pieces.size(), 3u);
+	EXPECT_EQ(body.pieces[0].text, "{\"op\":\"begin\"}\n{\"op\":\"insert\"}\n");
+	EXPECT_EQ(body.pieces[1].spill_offset, 1000u);
+	EXPECT_EQ(body.pieces[1].spill_bytes, 300u);
+	EXPECT_EQ(body.pieces[2].text, "{\"op\":\"commit\"}\n");
+	EXPECT_EQ(body.size(), body.pieces[0].text.size() + 300u + body.pieces[2].text.size());
+	EXPECT_EQ(body.in_memory(), nullptr);
+
+	auto sql =
+		with_spilled_stretch("BEGIN;", "SELECT edgesync.apply_begin('s', '0/10');", "COMMIT;");
+	sql.insert(sql.begin() + 2, Row{0, 9, "INSERT 1;"});
+	Body replica = replica_batch_body(sql, sql.size());
+	ASSERT_EQ(replica.pieces.size(), 2u);
+	EXPECT_EQ(replica.pieces[0].text, "SELECT edgesync.apply_begin('s', '0/10');\nINSERT 1;\n");
+	EXPECT_EQ(replica.pieces[1].spill_bytes, 300u) << "COMMIT; after the stretch adds nothing";
 }
 
 TEST(Batch, RetryDelayDoublesCapsAndJitters)
