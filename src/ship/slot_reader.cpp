@@ -187,8 +187,8 @@ SlotReader::spill(SlotReader *self, LogicalDecodingContext *ctx, XLogRecPtr lsn,
 	}
 	uint64_t offset = self->spill_end_;
 	if (BufFileSeek(self->spill_, 0, static_cast<off_t>(offset), SEEK_SET) != 0)
-		ereport(ERROR, (errcode_for_file_access(),
-						errmsg("could not seek in the shipper's spill file: %m")));
+		elog(ERROR, "could not seek to offset " UINT64_FORMAT " of the shipper's spill file",
+			 offset);
 	BufFileWrite(self->spill_, ctx->out->data, ctx->out->len);
 	BufFileWrite(self->spill_, const_cast<char *>("\n"), 1);
 	uint64_t bytes = static_cast<uint64_t>(ctx->out->len) + 1;
@@ -212,11 +212,13 @@ void
 SlotReader::read(uint64_t offset, char *buf, size_t len)
 {
 	pg_call([&] {
+		/* (BufFileRead reports I/O errors itself; this is a file shorter than its rows.) */
 		if (spill_ == nullptr ||
 			BufFileSeek(spill_, 0, static_cast<off_t>(offset), SEEK_SET) != 0 ||
 			BufFileRead(spill_, buf, len) != len)
-			ereport(ERROR, (errcode_for_file_access(),
-							errmsg("could not read the shipper's spill file: %m")));
+			elog(ERROR,
+				 "could not read %zu bytes at offset " UINT64_FORMAT " of the shipper's spill file",
+				 len, offset);
 	});
 }
 
