@@ -10,8 +10,9 @@
 #    (which, held in memory, it would hold about three times);
 #  - the temporary file is gone afterwards.
 #
-# The shipper is run with edgesync.ship() (no background worker), with the
-# setting at its smallest, 1 MB, set in the session: it is superuser-only.
+# The shipper is run with edgesync.ship(), with the setting at its smallest,
+# 1 MB, set in the session (it is superuser-only), then as the background
+# worker with the setting in the configuration.
 use strict;
 use warnings;
 
@@ -120,6 +121,31 @@ for my $b (@batches)
 	$ids{$_}++ for map { /"op":"insert".*?"pk":\{"id":(\d+)\}/ ? $1 : () } @{ $b->{lines} };
 }
 is(scalar(keys %ids), 200011, 'http: every row arrived, the one behind the big transaction too');
+
+# The background worker, with the setting at 1MB in the configuration: it
+# reads the spill file back outside any transaction.  An UPDATE of every row
+# in one transaction reaches both targets.
+$hospital->append_conf('postgresql.conf', qq{
+edgesync.ship_transaction_memory = '1MB'
+edgesync.ship_databases = 'postgres'
+});
+$hospital->reload;
+$hospital->safe_psql('postgres', q{UPDATE hospital_patients SET notes = notes || 'x'});
+ok($hospital->poll_query_until('postgres',
+		q{SELECT bool_and(acked_lsn >= pg_current_wal_lsn() - 1024 * 1024 AND consecutive_failures = 0)
+		    FROM edgesync.target_state}),
+	'worker: both targets caught up with the big UPDATE');
+is($cloud->safe_psql('postgres', $checksum),
+	$hospital->safe_psql('postgres', $checksum),
+	'worker: the replica equals the hospital');
+my %versions;
+for my $b ($receiver->deliveries)
+{
+	$versions{$_}++ for map { /"op":"update".*?"version":(\d+)/ ? $1 : () } @{ $b->{lines} };
+}
+is($versions{2} // 0, 200011, 'worker: the HTTP receiver got every row\'s update');
+is($hospital->safe_psql('postgres', 'SELECT count(*) FROM pg_ls_tmpdir()'),
+	'0', 'worker: no temporary file is left');
 
 # Only a superuser may move the setting.
 $hospital->safe_psql('postgres', 'CREATE ROLE plain_user LOGIN');
