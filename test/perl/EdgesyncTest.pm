@@ -14,7 +14,8 @@ use File::Spec;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
-our @EXPORT = qw(edgesync_node edgesync_selftest_functions edgesync_apply_audit);
+our @EXPORT = qw(edgesync_node edgesync_selftest_functions edgesync_apply_audit
+  edgesync_applier_url);
 
 my $conf_file = File::Spec->catfile(dirname(__FILE__), '..', 'edgesync.conf');
 
@@ -29,6 +30,21 @@ sub edgesync_node
 	$node->append_conf('postgresql.conf', $opts{extra_conf}) if $opts{extra_conf};
 	$node->start unless defined $opts{start} && !$opts{start};
 	return $node;
+}
+
+# edgesync_applier_url(cloud, [tables]): creates the role cloud_applier on
+# node CLOUD (a member of edgesync_applier, with the table privileges
+# applying needs on TABLES) and returns the postgresql:// URL a target uses
+# to apply there as that role.
+sub edgesync_applier_url
+{
+	my ($cloud, $tables) = @_;
+	$cloud->safe_psql('postgres',
+		'CREATE ROLE cloud_applier LOGIN IN ROLE edgesync_applier;'
+		  . 'GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON '
+		  . join(', ', @$tables)
+		  . ' TO cloud_applier;');
+	return 'postgresql://cloud_applier@/postgres?host=' . $cloud->host . '&port=' . $cloud->port;
 }
 
 # SQL that declares the selftest entry points in schema selftest.

@@ -38,11 +38,7 @@ my $schema = q{
 };
 $hospital->safe_psql('postgres', $schema);
 $cloud->safe_psql('postgres', $schema);
-$cloud->safe_psql('postgres', q{
-	CREATE ROLE cloud_applier LOGIN IN ROLE edgesync_applier;
-	GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON hospital_patients, hospital_wards TO cloud_applier;
-});
-my $url = 'postgresql://cloud_applier@/postgres?host=' . $cloud->host . '&port=' . $cloud->port;
+my $url = edgesync_applier_url($cloud, [qw(hospital_patients hospital_wards)]);
 $hospital->safe_psql('postgres',
 	"SELECT edgesync.add_target('cloud_db', '$url', batch_changes => 1, timeout_ms => 20000)");
 

@@ -35,11 +35,7 @@ my $schema = q{
 };
 $hospital->safe_psql('postgres', $schema);
 $cloud->safe_psql('postgres', $schema);
-$cloud->safe_psql('postgres', q{
-	CREATE ROLE cloud_applier LOGIN IN ROLE edgesync_applier;
-	GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON hospital_patients TO cloud_applier;
-});
-my $url = 'postgresql://cloud_applier@/postgres?host=' . $cloud->host . '&port=' . $cloud->port;
+my $url = edgesync_applier_url($cloud, ['hospital_patients']);
 $hospital->safe_psql('postgres', "SELECT edgesync.add_target('cloud_db', '$url')");
 $hospital->safe_psql('postgres',
 	"SELECT edgesync.add_target('api', '" . $receiver->url . "', timeout_ms => 60000)");
