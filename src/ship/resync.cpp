@@ -482,11 +482,11 @@ class Resender {
 			c.new_values[i] = v;
 		}
 		state_->seq++;
-		if (state_->format == static_cast<int>(decode::Format::kSql))
+		if (sql())
 			decode::sql_write_change(ctx_, state_, &c);
 		else
 			decode::json_write_change(ctx_, state_, &c);
-		if (sweeping_ && state_->format == static_cast<int>(decode::Format::kSql)) {
+		if (sweeping_ && sql()) {
 			appendStringInfoString(keys_, keys_->len == 0 ? "(" : ", (");
 			for (int k = 0; k < info->nkeys; k++) {
 				int i = info->keys[k] - 1;
@@ -508,25 +508,19 @@ class Resender {
 		if (sweeping_ && !keys_table_.empty())
 			add_staged_keys();
 		pg_call([&] {
-			if (state_->format == static_cast<int>(decode::Format::kSql))
+			if (sql())
 				decode::sql_write_commit(ctx_, state_);
 			else
 				decode::json_write_commit(ctx_, state_);
 		});
 		std::string body;
-		if (config_.kind == "http") {
-			for (const std::string &r : rows_) {
-				body += r;
-				body.push_back('\n');
-			}
-		} else {
-			std::string txn;
-			for (const std::string &r : rows_) {
-				txn += r;
-				txn.push_back('\n');
-			}
-			body = std::string(strip_transaction(txn)) + "\n";
+		for (const std::string &r : rows_) {
+			body += r;
+			body.push_back('\n');
 		}
+		/* A replica applies the batch as one query string: no BEGIN; / COMMIT; of its own. */
+		if (sql())
+			body = std::string(strip_transaction(body)) + "\n";
 		std::string key = key_prefix_ + std::to_string(batches_ + 1);
 		if (!transport_.deliver(std::move(body), key, error))
 			return false;
