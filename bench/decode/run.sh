@@ -54,11 +54,11 @@ done
 
 # Clusters and a private install of edgesync (the system is left untouched).
 source scripts/cluster.sh
+source bench/lib.sh
 cluster_setup
 
 log() { printf '%s  %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 q() { PGOPTIONS="-c client_min_messages=warning" cluster_psql bench -d bench -At -v ON_ERROR_STOP=1 "$@"; }
-median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 # Every plugin under the name the tables use, with its options: SQL
 # interface argument list, and pg_recvlogical -o list.

@@ -30,6 +30,7 @@ PGBENCH_SECONDS=${PGBENCH_SECONDS:-10}
 
 # Clusters and a private install of edgesync (the system is left untouched).
 source scripts/cluster.sh
+source bench/lib.sh
 cluster_setup
 
 cluster_start hospital
@@ -96,11 +97,12 @@ echo "Federated view, $ROWS patients, medians of $REPEATS runs"
 echo
 echo "| query | replica | postgres_fdw | federated view | federated, hospital down |"
 echo "| --- | ---: | ---: | ---: | ---: |"
-median() { sort -n | awk '{a[NR] = $1} END {if (NR == 0) print "—"; else if (NR % 2) printf "%.2f", a[(NR + 1) / 2]; else printf "%.2f", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+# The median of the times on standard input, two decimals ("—" for none).
+median_ms() { median | awk '{ if ($1 == "nan") print "—"; else printf "%.2f", $1 }'; }
 for q in "one patient (ms)" "all rows, every column (ms)" "count(*) (ms)"; do
 	row="| $q"
 	for v in replica postgres_fdw federated "hospital down"; do
-		row+=" | $( (grep -F "$v|$q " "$results" || true) | awk '{print $NF}' | median)"
+		row+=" | $( (grep -F "$v|$q " "$results" || true) | awk '{print $NF}' | median_ms)"
 	done
 	echo "$row |"
 done

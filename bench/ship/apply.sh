@@ -57,12 +57,12 @@ if [ $# -gt 0 ]; then
 fi
 
 source scripts/cluster.sh
+source bench/lib.sh
 source bench/ship/workload.sh
 cluster_setup
 
 log() { printf '%s  %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 sq() { cluster_psql bench -v ON_ERROR_STOP=1 "$@"; }
-median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 work=$CLUSTER_ROOT/apply
 mkdir -p "$work"
 chmod 777 "$work"

@@ -60,6 +60,7 @@ while [ $# -gt 0 ]; do
 done
 
 source scripts/cluster.sh
+source bench/lib.sh
 source bench/ship/workload.sh
 cluster_setup
 receiver_pid=
@@ -221,9 +222,8 @@ if [ "$run_tps" = 1 ]; then
 			fi
 		done
 	done
-	median() { printf '%s\n' $1 | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-	none=$(median "${runs[none]}")
-	dead=$(median "${runs[dead]}")
+	none=$(printf '%s\n' ${runs[none]} | median)
+	dead=$(printf '%s\n' ${runs[dead]} | median)
 	echo
 	echo "## Hospital writes with a dead target: pgbench tpcb-like, scale 10, pgbench_accounts tracked, $PGBENCH_CLIENTS clients, ${PGBENCH_SECONDS} s, median of $REPEATS"
 	echo

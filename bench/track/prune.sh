@@ -25,6 +25,7 @@ BATCH=${BATCH:-100}
 REPEATS=${REPEATS:-3}
 
 source scripts/cluster.sh
+source bench/lib.sh
 cluster_setup
 cluster_start prune
 sql() { cluster_psql prune -At "$@"; }
@@ -103,17 +104,14 @@ for ((r = 0; r < REPEATS; r++)); do
 	done
 done
 
-median() { # variant metric
-	awk -v v="$1" -v m="$2" '$1 == v && $2 == m { print $3 }' "$results" | sort -g |
-		awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-naive_ms=$(median naive ms)
+median_of() { awk -v v="$1" -v m="$2" '$1 == v && $2 == m { print $3 }' "$results" | median; }
+naive_ms=$(median_of naive ms)
 printf '\nprune of %d log rows (%d kept, %d of them in front), batch_size %d; medians of %d repeats\n' \
 	"$OLD_ROWS" "$NEW_ROWS" "$kept_in_front" "$BATCH" "$REPEATS"
 printf '%-9s | %10s | %8s | %8s | %s\n' procedure 'ms' 'x naive' deleted 'rows left'
 for v in naive edgesync; do
-	ms=$(median "$v" ms)
+	ms=$(median_of "$v" ms)
 	printf '%-9s | %10.0f | %8s | %8s | %s\n' "$v" "$ms" \
 		"$(awk -v a="$ms" -v b="$naive_ms" 'BEGIN { printf "%.3f", a / b }')" \
-		"$(median "$v" deleted)" "$(median "$v" left)"
+		"$(median_of "$v" deleted)" "$(median_of "$v" left)"
 done

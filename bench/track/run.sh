@@ -39,6 +39,7 @@ STEPS=" ${STEPS:-bulk pgbench} "
 
 # Clusters and a private install of edgesync (the system is left untouched).
 source scripts/cluster.sh
+source bench/lib.sh
 cluster_setup
 
 cluster_start bench
@@ -173,14 +174,11 @@ for ((r = 0; r < REPEATS; r++)); do
 done
 
 # Medians, then the table.
-median() { # variant metric
-	awk -v v="$1" -v m="$2" '$1 == v && $2 == m { print $3 }' "$results" | sort -g |
-		awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
+median_of() { awk -v v="$1" -v m="$2" '$1 == v && $2 == m { print $3 }' "$results" | median; }
 declare -A med
 for v in "${variants[@]}"; do
 	for m in insert update pgbench insert_cpu update_cpu pgbench_cpu insert_wal update_wal pgbench_wal; do
-		med[$v.$m]=$(median "$v" "$m")
+		med[$v.$m]=$(median_of "$v" "$m")
 	done
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == "nan" || a == "nan" || b == 0) print "-"; else printf "%.2f", a / b }'; }
