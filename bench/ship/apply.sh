@@ -141,7 +141,7 @@ batches() { # variant -> psql script on stdout
 			print "BEGIN \\;\n", map({ "$_ \\;\n" } @batch), "COMMIT;\n";
 			@batch = (); $txns = 0;
 		}
-		my $run = qr/^INSERT INTO (\S+) AS target \(([^)]*)\) SELECT (pg_catalog\.unnest\(.*\)) WHERE edgesync\.applying\(\) ON CONFLICT \(([^)]*)\) DO UPDATE SET (.*) WHERE target\."version" < EXCLUDED\."version"$/;
+		my $run = qr/^INSERT INTO (\S+) AS target \(([^)]*)\) SELECT (pg_catalog\.unnest\(.*\)) WHERE edgesync\.applying\(\) ON CONFLICT \(([^)]*)\) DO UPDATE SET (.*) WHERE target\."version" OPERATOR\(pg_catalog\.<\) EXCLUDED\."version"$/;
 		# floor: the upsert of a run without guard nor ON CONFLICT; an update
 		# run as UPDATE ... FROM the same arrays.
 		sub floor_stmt {

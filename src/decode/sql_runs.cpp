@@ -18,7 +18,8 @@
  * (bench/ship/apply.sh).  A table with an array-typed column, which unnest
  * would flatten, gets SELECT * FROM (VALUES (..), (..)) AS v);
  *   DELETE FROM t AS target USING (VALUES (k, version), ...) AS v(c1, c2)
- *     WHERE target."k" = v.c1 AND target."version" <= v.c2 AND edgesync.applying();
+ *     WHERE target."k" OPERATOR(pg_catalog.=) v.c1
+ *       AND target."version" OPERATOR(pg_catalog.<=) v.c2 AND edgesync.applying();
  *
  * A run of one change is written in the single-row form.  A run ends at a
  * change that does not fit it, at an upsert whose key is already in it (ON

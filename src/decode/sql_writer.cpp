@@ -7,7 +7,7 @@
  *   INSERT INTO "public"."patients" AS target ("id","name","version")
  *     SELECT 1, 'Ann'::pg_catalog.text, 1::pg_catalog.int8 WHERE edgesync.applying()
  *     ON CONFLICT ("id") DO UPDATE SET "name" = EXCLUDED."name", "version" = EXCLUDED."version"
- *     WHERE target."version" < EXCLUDED."version";
+ *     WHERE target."version" OPERATOR(pg_catalog.<) EXCLUDED."version";
  *   COMMIT;
  *
  * (each statement on one line).  apply_begin() (src/decode/decode.sql)
@@ -199,7 +199,10 @@ append_upsert_values(StringInfo out, const DecodeState *state, const Change *c)
 	return key_hash;
 }
 
-/* ON CONFLICT ("k") DO UPDATE SET ... WHERE target."version" < EXCLUDED."version"; */
+/*
+ * ON CONFLICT ("k") DO UPDATE SET ...
+ *   WHERE target."version" OPERATOR(pg_catalog.<) EXCLUDED."version";
+ */
 void
 append_upsert_tail(StringInfo out, const DecodeState *state, const Change *c)
 {
