@@ -8,13 +8,14 @@ EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).
 MODULE_big = edgesync
 SRCS       = $(sort $(wildcard src/*.cpp src/*/*.cpp))
 OBJS       = $(SRCS:.cpp=.o)
-# The install script is built from each piece's SQL, in dependency order;
-# upgrade scripts (edgesync--A--B.sql) live in src/sql/ and are never edited
-# once released.
+# The install script is built from each piece's SQL, in dependency order.
+# src/sql/ holds what earlier releases need: their frozen install scripts
+# (edgesync--A.sql) and the upgrade scripts (edgesync--A--B.sql); a released
+# script is never edited (docs/upgrading.md).
 SQL_PARTS  = $(wildcard src/core/core.sql src/track/track.sql src/track/sync.sql src/decode/decode.sql \
                         src/ship/ship.sql src/federate/federate.sql)
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
-DATA       = $(wildcard src/sql/$(EXTENSION)--*--*.sql)
+DATA       = $(wildcard src/sql/$(EXTENSION)--*.sql)
 PGFILEDESC = "edgesync - versioned tables streamed from the edge to the cloud"
 
 PG_CONFIG ?= pg_config

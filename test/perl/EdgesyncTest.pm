@@ -15,7 +15,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
 our @EXPORT = qw(edgesync_node edgesync_selftest_functions edgesync_apply_audit
-  edgesync_applier_url);
+  edgesync_applier_url edgesync_catalog_fingerprint);
 
 my $conf_file = File::Spec->catfile(dirname(__FILE__), '..', 'edgesync.conf');
 
@@ -83,6 +83,87 @@ sub edgesync_apply_audit
 			FOR EACH ROW EXECUTE FUNCTION record_apply();
 		ALTER TABLE $table ENABLE ALWAYS TRIGGER record_apply;
 	};
+}
+
+# SQL that lists every object of the installed edgesync, one line each, with
+# what defines it (function bodies and settings, columns in order, defaults,
+# constraints, indexes, view queries, triggers, privileges, comments), and
+# the cluster's edgesync roles.  Two databases with equal lists have equal
+# extensions: an upgraded one and a fresh install, or one before and after a
+# dump and restore.
+sub edgesync_catalog_fingerprint
+{
+	return q{
+WITH members AS (
+  SELECT d.classid, d.objid FROM pg_depend d
+   WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+     AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'edgesync')
+), rels AS (
+  SELECT c.* FROM pg_class c JOIN members m ON m.classid = 'pg_class'::regclass AND m.objid = c.oid
+)
+SELECT line FROM (
+  SELECT 'member ' || pg_describe_object(m.classid, m.objid, 0) AS line FROM members m
+  UNION ALL
+  SELECT format('function %s acl=%s %s', p.oid::regprocedure, p.proacl,
+                CASE WHEN p.prokind <> 'a' THEN pg_get_functiondef(p.oid) END)
+    FROM pg_proc p JOIN members m ON m.classid = 'pg_proc'::regclass AND m.objid = p.oid
+  UNION ALL
+  SELECT format('relation %s kind=%s persistence=%s options=%s acl=%s', c.oid::regclass, c.relkind,
+                c.relpersistence, c.reloptions, c.relacl) FROM rels c
+  UNION ALL
+  SELECT format('column %s #%s %s %s notnull=%s default=%s identity=%s generated=%s compression=%s acl=%s',
+                a.attrelid::regclass,
+                row_number() OVER (PARTITION BY a.attrelid ORDER BY a.attnum), a.attname,
+                format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(ad.adbin, ad.adrelid),
+                a.attidentity, a.attgenerated, a.attcompression, a.attacl)
+    FROM pg_attribute a JOIN rels c ON c.oid = a.attrelid
+    LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+   WHERE a.attnum > 0 AND NOT a.attisdropped
+  UNION ALL
+  SELECT format('constraint %s on %s: %s', co.conname, co.conrelid::regclass, pg_get_constraintdef(co.oid))
+    FROM pg_constraint co JOIN rels c ON c.oid = co.conrelid
+  UNION ALL
+  SELECT 'index ' || pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN rels c ON c.oid = i.indrelid
+  UNION ALL
+  SELECT format('view %s: %s', c.oid::regclass, pg_get_viewdef(c.oid)) FROM rels c WHERE c.relkind = 'v'
+  UNION ALL
+  SELECT 'trigger ' || pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN rels c ON c.oid = t.tgrelid
+   WHERE NOT t.tgisinternal
+  UNION ALL
+  SELECT format('sequence %s increment=%s', s.seqrelid::regclass, s.seqincrement)
+    FROM pg_sequence s JOIN rels c ON c.oid = s.seqrelid
+  UNION ALL
+  SELECT format('event trigger %s on %s tags=%s function=%s enabled=%s', e.evtname, e.evtevent,
+                e.evttags, e.evtfoid::regproc, e.evtenabled)
+    FROM pg_event_trigger e JOIN members m ON m.classid = 'pg_event_trigger'::regclass AND m.objid = e.oid
+  UNION ALL
+  SELECT format('foreign-data wrapper %s handler=%s validator=%s acl=%s', w.fdwname, w.fdwhandler::regproc,
+                w.fdwvalidator::regproc, w.fdwacl)
+    FROM pg_foreign_data_wrapper w JOIN members m ON m.classid = 'pg_foreign_data_wrapper'::regclass AND m.objid = w.oid
+  UNION ALL
+  SELECT format('server %s options=%s acl=%s', s.srvname, s.srvoptions, s.srvacl)
+    FROM pg_foreign_server s JOIN members m ON m.classid = 'pg_foreign_server'::regclass AND m.objid = s.oid
+  UNION ALL
+  SELECT format('schema %s acl=%s', n.nspname, n.nspacl)
+    FROM pg_namespace n JOIN members m ON m.classid = 'pg_namespace'::regclass AND m.objid = n.oid
+  UNION ALL
+  SELECT format('configuration table %s condition=%s', c.relid::regclass, c.cond)
+    FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS c(relid, cond)
+   WHERE e.extname = 'edgesync'
+  UNION ALL
+  SELECT format('comment on %s: %s', pg_describe_object(d.classoid, d.objoid, d.objsubid), d.description)
+    FROM pg_description d JOIN members m ON m.classid = d.classoid AND m.objid = d.objoid
+  UNION ALL
+  SELECT format('role %s login=%s super=%s inherit=%s member of %s', r.rolname, r.rolcanlogin, r.rolsuper,
+                r.rolinherit,
+                (SELECT string_agg(g.rolname, ',' ORDER BY g.rolname)
+                   FROM pg_auth_members am JOIN pg_roles g ON g.oid = am.roleid WHERE am.member = r.oid))
+    FROM pg_roles r WHERE r.rolname LIKE 'edgesync%'
+  UNION ALL
+  SELECT format('comment on role %s: %s', r.rolname, shobj_description(r.oid, 'pg_authid'))
+    FROM pg_roles r WHERE r.rolname LIKE 'edgesync%'
+) lines ORDER BY line COLLATE "C";
+};
 }
 
 1;
