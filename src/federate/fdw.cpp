@@ -67,10 +67,11 @@ struct TableOptions {
 	char *table_name;
 	char *replica_schema;
 	char *replica_table;
+	bool visible_rows_only; /* optional */
 };
 
-const char *const table_option_names[] = {"server", "schema_name", "table_name", "replica_schema",
-										  "replica_table"};
+const char *const table_option_names[] = {"server",			"schema_name",	 "table_name",
+										  "replica_schema", "replica_table", "visible_rows_only"};
 
 TableOptions
 table_options(Oid relid)
@@ -91,6 +92,8 @@ table_options(Oid relid)
 			o.replica_schema = v;
 		else if (strcmp(d->defname, "replica_table") == 0)
 			o.replica_table = v;
+		else if (strcmp(d->defname, "visible_rows_only") == 0)
+			o.visible_rows_only = defGetBoolean(d);
 	}
 	if (!o.server || !o.schema_name || !o.table_name || !o.replica_schema || !o.replica_table)
 		ereport(ERROR, (errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
@@ -117,6 +120,7 @@ struct RelInfo {
 	char *server;
 	char *remote_table;	 /* quoted */
 	char *replica_table; /* quoted */
+	bool visible_rows_only;
 	Oid replica;		 /* InvalidOid: it does not exist */
 	List *key_names;	 /* the replica's primary key columns */
 };
@@ -163,6 +167,7 @@ rel_info(Oid relid)
 	r->server = pstrdup(o.server);
 	r->remote_table = pstrdup(quote_qualified_identifier(o.schema_name, o.table_name));
 	r->replica_table = pstrdup(quote_qualified_identifier(o.replica_schema, o.replica_table));
+	r->visible_rows_only = o.visible_rows_only;
 	r->replica = replica_relid(o);
 	r->key_names = NIL;
 	if (OidIsValid(r->replica)) {
@@ -342,6 +347,7 @@ begin_scan(ForeignScanState *node, int eflags)
 	s->server = pstrdup(info->server);
 	s->remote_table = pstrdup(info->remote_table);
 	s->replica_table = pstrdup(info->replica_table);
+	s->visible_rows_only = info->visible_rows_only;
 	s->tupdesc = RelationGetDescr(rel);
 
 	/* The primary key is the replica's. */
@@ -485,7 +491,10 @@ explain_scan(ForeignScanState *node, ExplainState *es)
 		ExplainPropertyText("Replica SQL", select_sql(s, s->replica_table), es);
 	}
 	if (es->analyze && s->built)
-		ExplainPropertyText("Answered By", s->reachable ? "hospital and replica" : "replica alone",
+		ExplainPropertyText("Answered By",
+							!s->reachable	  ? "replica alone"
+							: s->rows_hidden ? "hospital (rows it hides: replica) and replica"
+											 : "hospital and replica",
 							es);
 }
 

@@ -29,6 +29,16 @@ CREATE FUNCTION edgesync._remote_columns(server name, remote_schema name, remote
 REVOKE ALL ON FUNCTION edgesync._remote_columns(name, name, name) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION edgesync._remote_columns(name, name, name) TO edgesync_admin;
 
+-- Whether the user mapping's role sees all of the hospital's table: every
+-- row (row level security) and the given columns (column privileges).
+CREATE FUNCTION edgesync._remote_access(server name, remote_schema name, remote_table name,
+                                        columns text[], OUT remote_role text,
+                                        OUT rows_hidden boolean, OUT unreadable text)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'edgesync_remote_access' LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION edgesync._remote_access(name, name, name, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION edgesync._remote_access(name, name, name, text[]) TO edgesync_admin;
+
 -- The federated views, with what each one reads.
 CREATE TABLE edgesync.federations (
     view          regclass    PRIMARY KEY,  -- what users query
@@ -37,7 +47,8 @@ CREATE TABLE edgesync.federations (
     server        name        NOT NULL,     -- the postgres_fdw server of the hospital
     remote_schema name        NOT NULL,
     remote_table  name        NOT NULL,
-    created_at    timestamptz NOT NULL DEFAULT now()
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    visible_rows_only boolean NOT NULL DEFAULT false  -- rows hidden at the hospital: 'replica_unverified'
 );
 COMMENT ON TABLE edgesync.federations IS
     'edgesync: federated views (replica rows and live hospital rows, the freshest version wins)';
@@ -49,10 +60,13 @@ GRANT INSERT, DELETE ON edgesync.federations TO edgesync_admin;
 -- federate(): the view <table>_federated over replica table `local` and the
 -- hospital's remote_schema.remote_table on postgres_fdw server `server`.
 -- Idempotent: federating again replaces the view.  Checks everything
--- (table, key, version column, server, remote columns) before creating
--- anything.
+-- (table, key, version column, server, remote columns, and that the user
+-- mapping's role sees every row and column it needs) before creating
+-- anything.  visible_rows_only: accept a role that row level security
+-- limits; the rows it does not see come from the replica.
 CREATE FUNCTION edgesync.federate(local regclass, server name, remote_schema name DEFAULT 'public',
-                                  remote_table name DEFAULT NULL, view_name name DEFAULT NULL)
+                                  remote_table name DEFAULT NULL, view_name name DEFAULT NULL,
+                                  visible_rows_only boolean DEFAULT false)
 RETURNS regclass
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -69,6 +83,7 @@ DECLARE
     old      regclass;
     rnames   text[];
     rtypes   text[];
+    access   record;
     v        regclass;
 BEGIN
     SELECT * INTO rel FROM pg_catalog.pg_class WHERE oid = local;
@@ -145,6 +160,32 @@ BEGIN
                                           'Different types: ' || differ || '.');
     END IF;
 
+    -- A replica row that the hospital does not return is taken as deleted
+    -- there: only right if the mapped role sees every row, and every column
+    -- the view reads.
+    SELECT * INTO access
+      FROM edgesync._remote_access(server, remote_schema, rtable,
+                                   ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                                          WHERE a.attrelid = local AND a.attnum > 0 AND NOT a.attisdropped));
+    IF access.unreadable IS NOT NULL THEN
+        RAISE EXCEPTION 'role "%" on server "%" cannot read columns % of "%.%"',
+                        access.remote_role, server, access.unreadable, remote_schema, rtable
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'A federated view reads every column of the replica from the hospital.',
+                  HINT = format('At the hospital: GRANT SELECT (%s) ON %I.%I TO %I;',
+                                access.unreadable, remote_schema, rtable, access.remote_role);
+    END IF;
+    IF access.rows_hidden AND NOT visible_rows_only THEN
+        RAISE EXCEPTION 'row level security hides rows of "%.%" from role "%" on server "%"',
+                        remote_schema, rtable, access.remote_role, server
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'A federated view takes a replica row that the hospital does not return '
+                           'as deleted there: it would answer that rows the role cannot see do not exist.',
+                  HINT = 'Map a role that sees every row of the table (its owner, or a role with BYPASSRLS), '
+                         'or pass visible_rows_only => true for a view whose rows hidden from the role '
+                         'come from the replica.';
+    END IF;
+
     -- Federating again replaces the view; another relation of that name is an error.
     DELETE FROM edgesync.federations f
      WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = f.view);
@@ -169,8 +210,9 @@ BEGIN
       FROM pg_catalog.pg_attribute
      WHERE attrelid = local AND attnum > 0 AND NOT attisdropped;
     EXECUTE format('CREATE FOREIGN TABLE %I.%I (%s, _source text, _version bigint) SERVER edgesync_federate '
-                   'OPTIONS (server %L, schema_name %L, table_name %L, replica_schema %L, replica_table %L)',
-                   nsp, sname, cols, server, remote_schema, rtable, nsp, rel.relname);
+                   'OPTIONS (server %L, schema_name %L, table_name %L, replica_schema %L, replica_table %L%s)',
+                   nsp, sname, cols, server, remote_schema, rtable, nsp, rel.relname,
+                   CASE WHEN visible_rows_only THEN ', visible_rows_only ''true''' ELSE '' END);
     EXECUTE format('COMMENT ON FOREIGN TABLE %I.%I IS %L', nsp, sname,
                    format('edgesync: the scan under federated view %I.%I', nsp, vname));
     EXECUTE format('CREATE VIEW %I.%I AS SELECT %s, _source, _version FROM %I.%I', nsp, vname, names, nsp, sname);
@@ -178,12 +220,14 @@ BEGIN
     EXECUTE format('COMMENT ON VIEW %s IS %L', v,
                    format('edgesync: %s merged with %I.%I on server %I; the higher version wins',
                           local, remote_schema, rtable, server));
-    INSERT INTO edgesync.federations (view, scan, replica, server, remote_schema, remote_table)
-    VALUES (v, format('%I.%I', nsp, sname)::regclass, local, server, remote_schema, rtable);
+    INSERT INTO edgesync.federations (view, scan, replica, server, remote_schema, remote_table,
+                                      visible_rows_only)
+    VALUES (v, format('%I.%I', nsp, sname)::regclass, local, server, remote_schema, rtable,
+            visible_rows_only);
     RETURN v;
 END
 $$;
-COMMENT ON FUNCTION edgesync.federate(regclass, name, name, name, name) IS
+COMMENT ON FUNCTION edgesync.federate(regclass, name, name, name, name, boolean) IS
     'edgesync: create (or replace) a view of a replica merged with its live hospital table';
 
 -- unfederate(): drop a federated view and the foreign table under it.

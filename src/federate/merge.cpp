@@ -25,6 +25,13 @@
  * full before any row is returned (all or nothing), so a hospital dying in
  * the middle of a scan never yields half an answer.
  *
+ * "The hospital lacks it" means deleted only if the hospital shows the
+ * mapped role every row.  The same statement asks whether row level
+ * security limits that role on the table; if it does, the hospital's answer
+ * is dropped as if it had failed (WARNING, R alone), or, for a view made
+ * with visible_rows_only, the replica rows the hospital did not show are
+ * returned with _source 'replica_unverified'.
+ *
  * C-style code (no C++ objects): PostgreSQL errors may pass through it.
  */
 #include "federate/scan.hpp"
@@ -288,6 +295,12 @@ ask_hospital(FederatedScan *s, HTAB *keys, List *replica_rows, Datum *param_valu
 		/* s->where is " WHERE <filter>" */
 		appendStringInfo(&sql, ")) AND (%s) IS NOT TRUE", s->where + strlen(" WHERE "));
 	}
+	/* One row of NULLs if row level security limits the mapped role on the table. */
+	appendStringInfoString(&sql, " UNION ALL SELECT ");
+	for (int i = 0; i < s->ncols; i++)
+		appendStringInfoString(&sql, "NULL, ");
+	appendStringInfo(&sql, "NULL WHERE pg_catalog.row_security_active(%s::pg_catalog.regclass)",
+					 quote_literal_cstr(s->remote_table));
 
 	PGresult *res = remote_exec(conn, sql.data, nparams, texts, why);
 	if (res == nullptr)
@@ -307,6 +320,10 @@ ask_hospital(FederatedScan *s, HTAB *keys, List *replica_rows, Datum *param_valu
 		int n = PQntuples(res);
 		for (int r = 0; r < n; r++) {
 			CHECK_FOR_INTERRUPTS();
+			if (PQgetisnull(res, r, s->ncols)) {
+				s->rows_hidden = true;
+				continue;
+			}
 			Row *row = live_row(s, res, r);
 			row->key = key_text(s, row->values, row->nulls);
 			row->entry = lookup(keys, row->key);
@@ -329,7 +346,7 @@ ask_hospital(FederatedScan *s, HTAB *keys, List *replica_rows, Datum *param_valu
 }
 
 HeapTuple
-output_tuple(FederatedScan *s, Row *row, bool live)
+output_tuple(FederatedScan *s, Row *row, Datum source)
 {
 	static Datum *values = nullptr; /* scratch, sized for the widest table seen */
 	static bool *nulls = nullptr;
@@ -346,7 +363,7 @@ output_tuple(FederatedScan *s, Row *row, bool live)
 		values[s->cols[i] - 1] = row->values[i];
 		nulls[s->cols[i] - 1] = row->nulls[i];
 	}
-	values[s->source_attno - 1] = live ? s->hospital_text : s->replica_text;
+	values[s->source_attno - 1] = source;
 	nulls[s->source_attno - 1] = false;
 	values[s->version_attno - 1] = Int64GetDatum(row->version);
 	nulls[s->version_attno - 1] = false;
@@ -368,6 +385,7 @@ build_answer(FederatedScan *s, Datum *param_values, bool *param_nulls)
 	ctl.hcxt = s->cxt;
 	s->hospital_text = CStringGetTextDatum("hospital");
 	s->replica_text = CStringGetTextDatum("replica");
+	s->unverified_text = CStringGetTextDatum("replica_unverified");
 	HTAB *keys = hash_create("edgesync federated keys", 1024, &ctl,
 							 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 
@@ -406,12 +424,30 @@ build_answer(FederatedScan *s, Datum *param_values, bool *param_nulls)
 	/* L and L2: the hospital's rows and versions. */
 	List *live_rows = NIL;
 	char *why = nullptr;
+	s->rows_hidden = false;
 	s->reachable = ask_hospital(s, keys, replica_rows, param_values, param_nulls, &live_rows, &why);
 	MemoryContextSwitchTo(s->cxt);
 
 	ListCell *lc;
 	List *out = NIL;
-	if (!s->reachable) {
+	if (s->reachable && s->rows_hidden && !s->visible_rows_only) {
+		/* Rows the role cannot see would look deleted: the hospital's answer is not used. */
+		s->reachable = false;
+		remote_skip_this_statement(s->server, s->userid);
+		if (remote_should_warn(s->server))
+			ereport(WARNING,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("row level security hides rows of %s from the user mapping's role on "
+							"hospital server \"%s\": answering from the replica alone",
+							s->remote_table, s->server),
+					 errdetail("A federated view takes a replica row that the hospital does not "
+							   "return as deleted there."),
+					 errhint("Map a role that sees every row of the table (its owner, or a role "
+							 "with BYPASSRLS), or call edgesync.federate() again with "
+							 "visible_rows_only => true.")));
+		foreach (lc, replica_rows)
+			out = lappend(out, output_tuple(s, static_cast<Row *>(lfirst(lc)), s->replica_text));
+	} else if (!s->reachable) {
 		if (remote_should_warn(s->server))
 			ereport(
 				WARNING,
@@ -422,7 +458,7 @@ build_answer(FederatedScan *s, Datum *param_values, bool *param_nulls)
 				 errhint("Rows changed at the hospital since the replica last caught up are "
 						 "shown as the replica has them (_source is 'replica').")));
 		foreach (lc, replica_rows)
-			out = lappend(out, output_tuple(s, static_cast<Row *>(lfirst(lc)), false));
+			out = lappend(out, output_tuple(s, static_cast<Row *>(lfirst(lc)), s->replica_text));
 	} else {
 		/* R2: replica versions of live keys the filtered replica read did not return. */
 		List *unmatched = NIL;
@@ -472,13 +508,16 @@ build_answer(FederatedScan *s, Datum *param_values, bool *param_nulls)
 			Row *row = static_cast<Row *>(lfirst(lc));
 			KeyEntry *e = row->entry;
 			if (!e->replica_known || e->live_version >= e->replica_version)
-				out = lappend(out, output_tuple(s, row, true));
+				out = lappend(out, output_tuple(s, row, s->hospital_text));
 		}
 		foreach (lc, replica_rows) {
 			Row *row = static_cast<Row *>(lfirst(lc));
 			KeyEntry *e = row->entry;
 			if (e->live_known && e->replica_version > e->live_version)
-				out = lappend(out, output_tuple(s, row, false));
+				out = lappend(out, output_tuple(s, row, s->replica_text));
+			else if (!e->live_known && s->rows_hidden)
+				/* Hidden from the role, or deleted: the hospital cannot tell which. */
+				out = lappend(out, output_tuple(s, row, s->unverified_text));
 		}
 	}
 

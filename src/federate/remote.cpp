@@ -86,6 +86,14 @@ cache_entry(Oid serverid, Oid userid, bool create)
 }
 
 void
+mark_skipped(CachedConn *c)
+{
+	c->failed_lxid = MyProc->lxid;
+	c->failed_stmt = GetCurrentStatementStartTimestamp();
+	c->warned = false;
+}
+
+void
 mark_failed(CachedConn *c)
 {
 	if (c->conn != nullptr)
@@ -233,6 +241,15 @@ remote_failed_this_statement(const char *server_name)
 			c.failed_stmt == GetCurrentStatementStartTimestamp())
 			return true;
 	return false;
+}
+
+void
+remote_skip_this_statement(const char *server_name, Oid userid)
+{
+	ForeignServer *server = GetForeignServerByName(server_name, false);
+	CachedConn *entry = cache_entry(server->serverid, userid, false);
+	if (entry != nullptr)
+		mark_skipped(entry);
 }
 
 bool

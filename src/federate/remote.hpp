@@ -51,6 +51,13 @@ PGresult *remote_exec(PGconn *conn, const char *sql, int nparams, const char *co
 bool remote_failed_this_statement(const char *server_name);
 
 /*
+ * The hospital answered, but its answer cannot be used (row level security
+ * hid rows from the mapped role): the rest of the statement treats
+ * server_name as failed, without closing the connection.
+ */
+void remote_skip_this_statement(const char *server_name, Oid userid);
+
+/*
  * Should the failure of server_name be reported now?  True once per
  * statement, so that a nested loop over a dead hospital warns once.
  */

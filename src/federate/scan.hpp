@@ -19,6 +19,7 @@ struct FederatedScan {
 	char *server;		 /* the postgres_fdw server's name */
 	char *remote_table;	 /* schema-qualified and quoted */
 	char *replica_table; /* schema-qualified and quoted */
+	bool visible_rows_only; /* federate(visible_rows_only => true) */
 
 	Oid userid; /* whose user mapping and privileges (the view's owner) */
 	TupleDesc tupdesc;
@@ -49,8 +50,10 @@ struct FederatedScan {
 	int ntuples;
 	int next;
 	bool reachable;		 /* did the hospital answer? */
-	Datum hospital_text; /* the two values of _source */
+	bool rows_hidden;	 /* ... with row level security limiting the mapped role */
+	Datum hospital_text; /* the values of _source */
 	Datum replica_text;
+	Datum unverified_text;
 };
 
 /* Builds s->tuples: the merge of the hospital's rows and the replica's. */

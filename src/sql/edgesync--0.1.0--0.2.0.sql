@@ -17,3 +17,184 @@
 -- ship
 
 -- federate
+
+-- federate() checks that the user mapping's role sees every row and column
+-- (issue: a view answering "no such patient" under row level security).
+-- Whether the user mapping's role sees all of the hospital's table: every
+-- row (row level security) and the given columns (column privileges).
+CREATE FUNCTION edgesync._remote_access(server name, remote_schema name, remote_table name,
+                                        columns text[], OUT remote_role text,
+                                        OUT rows_hidden boolean, OUT unreadable text)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'edgesync_remote_access' LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION edgesync._remote_access(name, name, name, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION edgesync._remote_access(name, name, name, text[]) TO edgesync_admin;
+
+ALTER TABLE edgesync.federations ADD COLUMN visible_rows_only boolean NOT NULL DEFAULT false;
+
+DROP FUNCTION edgesync.federate(regclass, name, name, name, name);
+CREATE FUNCTION edgesync.federate(local regclass, server name, remote_schema name DEFAULT 'public',
+                                  remote_table name DEFAULT NULL, view_name name DEFAULT NULL,
+                                  visible_rows_only boolean DEFAULT false)
+RETURNS regclass
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rel      pg_catalog.pg_class;
+    nsp      name;
+    rtable   name;
+    vname    name;
+    sname    name;
+    fdw      name;
+    missing  text;
+    differ   text;
+    cols     text;
+    names    text;
+    old      regclass;
+    rnames   text[];
+    rtypes   text[];
+    access   record;
+    v        regclass;
+BEGIN
+    SELECT * INTO rel FROM pg_catalog.pg_class WHERE oid = local;
+    IF rel.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'cannot federate "%"', local
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = 'edgesync.federate() takes the replica table on the cloud.';
+    END IF;
+    nsp := rel.relnamespace::regnamespace::name;
+    rtable := coalesce(remote_table, rel.relname);
+    vname := coalesce(view_name, left(rel.relname, 53) || '_federated');
+    sname := left(vname, 58) || '_scan';
+
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_index WHERE indrelid = local AND indisprimary) THEN
+        RAISE EXCEPTION 'table "%" has no primary key', local
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'A federated view matches replica and hospital rows by primary key.',
+                  HINT = 'Give the replica the primary key of the hospital''s table.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute
+                    WHERE attrelid = local AND attname = 'version' AND NOT attisdropped
+                      AND atttypid = 'bigint'::regtype) THEN
+        RAISE EXCEPTION 'table "%" has no column "version" of type bigint', local
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'A federated view keeps, per primary key, the row with the higher version.',
+                  HINT = 'Federate the replica of a table tracked with edgesync.track() at the hospital.';
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_attribute
+                WHERE attrelid = local AND attname IN ('_source', '_version') AND NOT attisdropped) THEN
+        RAISE EXCEPTION 'table "%" has a column named _source or _version', local
+            USING ERRCODE = 'duplicate_column',
+                  DETAIL = 'A federated view adds these two columns.';
+    END IF;
+
+    SELECT w.fdwname INTO fdw
+      FROM pg_catalog.pg_foreign_server s
+      JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+     WHERE s.srvname = server;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'server "%" does not exist', server
+            USING ERRCODE = 'undefined_object',
+                  HINT = CASE WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'postgres_fdw')
+                         THEN 'Install postgres_fdw (CREATE EXTENSION postgres_fdw), then create the server with '
+                              'CREATE SERVER ... FOREIGN DATA WRAPPER postgres_fdw and a user mapping.'
+                         ELSE 'Create it with CREATE SERVER ... FOREIGN DATA WRAPPER postgres_fdw and a user mapping.'
+                         END;
+    END IF;
+    IF fdw <> 'postgres_fdw' THEN
+        RAISE EXCEPTION 'server "%" is not a postgres_fdw server', server
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = format('It uses the foreign-data wrapper %s.', fdw);
+    END IF;
+
+    -- The replica's columns must exist at the hospital with the same types.
+    SELECT array_agg(r.name ORDER BY r.name), array_agg(r.type ORDER BY r.name) INTO rnames, rtypes
+      FROM edgesync._remote_columns(server, remote_schema, rtable) r;
+    IF rnames IS NULL THEN
+        RAISE EXCEPTION 'table "%.%" does not exist on server "%"', remote_schema, rtable, server
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'Pass the hospital''s schema and table as remote_schema and remote_table.';
+    END IF;
+    SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) FILTER (WHERE r.name IS NULL),
+           string_agg(format('%I (%s here, %s at the hospital)', a.attname,
+                             pg_catalog.format_type(a.atttypid, a.atttypmod), r.type), ', ' ORDER BY a.attnum)
+               FILTER (WHERE r.type <> pg_catalog.format_type(a.atttypid, a.atttypmod))
+      INTO missing, differ
+      FROM pg_catalog.pg_attribute a
+      LEFT JOIN unnest(rnames, rtypes) AS r(name, type) ON r.name = a.attname
+     WHERE a.attrelid = local AND a.attnum > 0 AND NOT a.attisdropped;
+    IF missing IS NOT NULL OR differ IS NOT NULL THEN
+        RAISE EXCEPTION 'columns of "%" do not match the hospital''s table "%.%"', local, remote_schema, rtable
+            USING ERRCODE = 'datatype_mismatch',
+                  DETAIL = concat_ws(' ', 'Missing at the hospital: ' || missing || '.',
+                                          'Different types: ' || differ || '.');
+    END IF;
+
+    -- A replica row that the hospital does not return is taken as deleted
+    -- there: only right if the mapped role sees every row, and every column
+    -- the view reads.
+    SELECT * INTO access
+      FROM edgesync._remote_access(server, remote_schema, rtable,
+                                   ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                                          WHERE a.attrelid = local AND a.attnum > 0 AND NOT a.attisdropped));
+    IF access.unreadable IS NOT NULL THEN
+        RAISE EXCEPTION 'role "%" on server "%" cannot read columns % of "%.%"',
+                        access.remote_role, server, access.unreadable, remote_schema, rtable
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'A federated view reads every column of the replica from the hospital.',
+                  HINT = format('At the hospital: GRANT SELECT (%s) ON %I.%I TO %I;',
+                                access.unreadable, remote_schema, rtable, access.remote_role);
+    END IF;
+    IF access.rows_hidden AND NOT visible_rows_only THEN
+        RAISE EXCEPTION 'row level security hides rows of "%.%" from role "%" on server "%"',
+                        remote_schema, rtable, access.remote_role, server
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'A federated view takes a replica row that the hospital does not return '
+                           'as deleted there: it would answer that rows the role cannot see do not exist.',
+                  HINT = 'Map a role that sees every row of the table (its owner, or a role with BYPASSRLS), '
+                         'or pass visible_rows_only => true for a view whose rows hidden from the role '
+                         'come from the replica.';
+    END IF;
+
+    -- Federating again replaces the view; another relation of that name is an error.
+    DELETE FROM edgesync.federations f
+     WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = f.view);
+    old := to_regclass(format('%I.%I', nsp, vname));
+    IF old IS NOT NULL THEN
+        IF NOT EXISTS (SELECT FROM edgesync.federations f WHERE f.view = old) THEN
+            RAISE EXCEPTION 'relation "%" already exists', old
+                USING ERRCODE = 'duplicate_table',
+                      HINT = 'Pass another name as view_name.';
+        END IF;
+        PERFORM edgesync.unfederate(old);
+    END IF;
+    IF to_regclass(format('%I.%I', nsp, sname)) IS NOT NULL THEN
+        RAISE EXCEPTION 'relation "%.%" already exists', nsp, sname
+            USING ERRCODE = 'duplicate_table',
+                  HINT = 'Pass another name as view_name.';
+    END IF;
+
+    SELECT string_agg(format('%I %s', attname, pg_catalog.format_type(atttypid, atttypmod)), ', ' ORDER BY attnum),
+           string_agg(format('%I', attname), ', ' ORDER BY attnum)
+      INTO cols, names
+      FROM pg_catalog.pg_attribute
+     WHERE attrelid = local AND attnum > 0 AND NOT attisdropped;
+    EXECUTE format('CREATE FOREIGN TABLE %I.%I (%s, _source text, _version bigint) SERVER edgesync_federate '
+                   'OPTIONS (server %L, schema_name %L, table_name %L, replica_schema %L, replica_table %L%s)',
+                   nsp, sname, cols, server, remote_schema, rtable, nsp, rel.relname,
+                   CASE WHEN visible_rows_only THEN ', visible_rows_only ''true''' ELSE '' END);
+    EXECUTE format('COMMENT ON FOREIGN TABLE %I.%I IS %L', nsp, sname,
+                   format('edgesync: the scan under federated view %I.%I', nsp, vname));
+    EXECUTE format('CREATE VIEW %I.%I AS SELECT %s, _source, _version FROM %I.%I', nsp, vname, names, nsp, sname);
+    v := format('%I.%I', nsp, vname)::regclass;
+    EXECUTE format('COMMENT ON VIEW %s IS %L', v,
+                   format('edgesync: %s merged with %I.%I on server %I; the higher version wins',
+                          local, remote_schema, rtable, server));
+    INSERT INTO edgesync.federations (view, scan, replica, server, remote_schema, remote_table,
+                                      visible_rows_only)
+    VALUES (v, format('%I.%I', nsp, sname)::regclass, local, server, remote_schema, rtable,
+            visible_rows_only);
+    RETURN v;
+END
+$$;
+COMMENT ON FUNCTION edgesync.federate(regclass, name, name, name, name, boolean) IS
+    'edgesync: create (or replace) a view of a replica merged with its live hospital table';
