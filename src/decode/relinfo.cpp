@@ -311,7 +311,10 @@ build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext conte
 	info->relid = relid;
 	info->context = context;
 	info->root = rel->rd_rel->relispartition ? llast_oid(get_partition_ancestors(relid)) : relid;
-	info->tracked = is_tracked(info->root);
+	/* Only a table can be tracked: a registered relation that became something else is not. */
+	char root_kind = get_rel_relkind(info->root);
+	info->tracked = (root_kind == RELKIND_RELATION || root_kind == RELKIND_PARTITIONED_TABLE) &&
+					!get_rel_relispartition(info->root) && is_tracked(info->root);
 	if (!info->tracked) {
 		MemoryContextSwitchTo(old);
 		return; /* (the caller deletes the context it did not need) */

@@ -125,8 +125,25 @@ tracked_tables()
 			SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)));
 	}
 	for (Oid root : roots) {
-		out.push_back(TrackedTable{root, {}});
+		/*
+		 * Only what track() accepts is scanned: a registered relation that is
+		 * no longer a table (dropped, turned into a view, attached as a
+		 * partition while the DDL event trigger was disabled) is skipped with
+		 * a warning; it has no rows of its own to send.
+		 */
 		char kind = pg_call([&] { return get_rel_relkind(root); });
+		bool partition = pg_call([&] { return get_rel_relispartition(root); });
+		if ((kind != RELKIND_RELATION && kind != RELKIND_PARTITIONED_TABLE) || partition) {
+			pg_call([&] {
+				ereport(WARNING,
+						(errmsg("edgesync.tracked_tables lists relation %u, which is not a table "
+								"edgesync can track: its rows are not re-sent",
+								root),
+						 errhint("Its owner untracks it with edgesync.untrack().")));
+			});
+			continue;
+		}
+		out.push_back(TrackedTable{root, {}});
 		if (kind != RELKIND_PARTITIONED_TABLE) {
 			out.back().leaves.push_back(root);
 			continue;

@@ -10,6 +10,205 @@
 
 -- track
 
+-- track() and the catalog writers check everything themselves (issue 17);
+-- edgesync's triggers are recognised by what they are, not by name; the
+-- user-settable recursion guard edgesync_internal.in_track is gone; a
+-- tracked table cannot be turned into a view, made unlogged or attached as
+-- a partition (the DDL event trigger also wakes on CREATE RULE).
+
+CREATE FUNCTION edgesync._own_trigger(tbl regclass, tg name, fn regprocedure, strict boolean)
+RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t pg_catalog.pg_trigger;
+BEGIN
+    SELECT * INTO t FROM pg_catalog.pg_trigger WHERE tgrelid = tbl AND tgname = tg;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF t.tgfoid = fn AND t.tgparentid = 0 THEN
+        RETURN true;
+    END IF;
+    IF strict THEN
+        RAISE EXCEPTION 'table "%" has a trigger "%" that is not edgesync''s', tbl, tg
+            USING ERRCODE = 'duplicate_object',
+                  DETAIL = format('edgesync names its trigger on this table "%s"; it does not replace or drop triggers it did not create.', tg),
+                  HINT = 'Rename or drop that trigger, then call edgesync.track() again.';
+    END IF;
+    RAISE WARNING 'trigger "%" on table "%" is not edgesync''s; left alone', tg, tbl
+        USING DETAIL = 'TRUNCATE of this table is not logged until it is renamed and edgesync.track() is called again.';
+    RETURN false;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION edgesync.track(tbl regclass, log_changes boolean DEFAULT true,
+                               skip_unchanged boolean DEFAULT true)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    col        record;
+    part       regclass;
+BEGIN
+    PERFORM edgesync._register(tbl, log_changes, skip_unchanged);
+    -- A user's triggers named like ours are left alone, and the table is not tracked with them.
+    PERFORM edgesync._own_trigger(tbl, 'edgesync_version', 'edgesync.version_trigger()', true);
+    PERFORM edgesync._own_trigger(tbl, 'edgesync_log', 'edgesync.log_trigger()', true);
+
+    FOR col IN
+        SELECT c.name, c.decl
+          FROM (VALUES ('version', 'bigint NOT NULL DEFAULT 1'),
+                       ('created_at', 'timestamptz NOT NULL DEFAULT now()'),
+                       ('updated_at', 'timestamptz NOT NULL DEFAULT now()')) AS c(name, decl)
+         WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                            WHERE a.attrelid = tbl AND a.attname = c.name AND NOT a.attisdropped)
+    LOOP
+        EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', tbl, col.name, col.decl);
+    END LOOP;
+
+    EXECUTE format('CREATE OR REPLACE TRIGGER edgesync_version BEFORE INSERT OR UPDATE ON %s'
+                   ' FOR EACH ROW EXECUTE FUNCTION edgesync.version_trigger(%L)',
+                   tbl, skip_unchanged::text);
+    IF log_changes THEN
+        EXECUTE format('CREATE OR REPLACE TRIGGER edgesync_log AFTER INSERT OR UPDATE OR DELETE ON %s'
+                       ' FOR EACH ROW EXECUTE FUNCTION edgesync.log_trigger()', tbl);
+        -- Statement triggers are not inherited by partitions: each gets its own
+        -- (TRUNCATE of a partition is logged under the partition's name).
+        FOR part IN SELECT tbl UNION SELECT relid FROM pg_catalog.pg_partition_tree(tbl) LOOP
+            PERFORM edgesync._add_truncate_trigger(part, true);
+        END LOOP;
+    ELSE
+        IF edgesync._own_trigger(tbl, 'edgesync_log', 'edgesync.log_trigger()', true) THEN
+            EXECUTE format('DROP TRIGGER edgesync_log ON %s', tbl);
+        END IF;
+        PERFORM edgesync._drop_truncate_triggers(tbl);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION edgesync.track(regclass, boolean, boolean) IS
+    'edgesync: version, time-stamp and change-log a table (idempotent)';
+
+DROP FUNCTION edgesync._add_truncate_trigger(regclass);
+CREATE FUNCTION edgesync._add_truncate_trigger(tbl regclass, strict boolean) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF edgesync._own_trigger(tbl, 'edgesync_log_truncate', 'edgesync.log_trigger()', strict)
+       OR EXISTS (SELECT FROM pg_catalog.pg_trigger
+                   WHERE tgrelid = tbl AND tgname = 'edgesync_log_truncate') THEN
+        RETURN;
+    END IF;
+    EXECUTE format('CREATE TRIGGER edgesync_log_truncate AFTER TRUNCATE ON %s'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION edgesync.log_trigger()', tbl);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION edgesync._drop_truncate_triggers(tbl regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    part regclass;
+BEGIN
+    FOR part IN SELECT t.tgrelid FROM pg_catalog.pg_trigger t
+                 WHERE t.tgname = 'edgesync_log_truncate'
+                   AND t.tgfoid = 'edgesync.log_trigger()'::regprocedure AND t.tgparentid = 0
+                   AND t.tgrelid IN (SELECT tbl UNION SELECT relid FROM pg_catalog.pg_partition_tree(tbl))
+    LOOP
+        EXECUTE format('DROP TRIGGER edgesync_log_truncate ON %s', part);
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION edgesync.untrack(tbl regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM edgesync._require_tracked(tbl);
+    PERFORM edgesync._unregister(tbl);
+    -- Only edgesync's own triggers: one a user named like ours stays.
+    IF edgesync._own_trigger(tbl, 'edgesync_version', 'edgesync.version_trigger()', false) THEN
+        EXECUTE format('DROP TRIGGER edgesync_version ON %s', tbl);
+    END IF;
+    IF edgesync._own_trigger(tbl, 'edgesync_log', 'edgesync.log_trigger()', false) THEN
+        EXECUTE format('DROP TRIGGER edgesync_log ON %s', tbl);
+    END IF;
+    PERFORM edgesync._drop_truncate_triggers(tbl);
+END
+$$;
+COMMENT ON FUNCTION edgesync.untrack(regclass) IS
+    'edgesync: stop tracking a table; its data and columns stay';
+
+CREATE OR REPLACE FUNCTION edgesync._on_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cmd  record;
+    rel  pg_catalog.pg_class;
+    bad  record;
+    root regclass;
+    part regclass;
+BEGIN
+    FOR cmd IN SELECT * FROM pg_catalog.pg_event_trigger_ddl_commands()
+                WHERE object_type IN ('table', 'table column', 'table constraint', 'index', 'rule')
+    LOOP
+        SELECT c.* INTO rel FROM pg_catalog.pg_class c
+         WHERE c.oid = CASE cmd.object_type
+                         WHEN 'index' THEN (SELECT indrelid FROM pg_catalog.pg_index WHERE indexrelid = cmd.objid)
+                         WHEN 'rule' THEN (SELECT ev_class FROM pg_catalog.pg_rewrite WHERE oid = cmd.objid)
+                         ELSE cmd.objid END;
+        CONTINUE WHEN rel.oid IS NULL;
+        FOR bad IN
+            SELECT c.oid::regclass AS relid, c.relkind, c.relpersistence, c.relispartition
+              FROM edgesync.tracked_tables t JOIN pg_catalog.pg_class c ON c.oid = t.relid
+             WHERE t.relid IN (SELECT rel.oid UNION SELECT relid FROM pg_catalog.pg_partition_tree(rel.oid))
+               AND (c.relkind NOT IN ('r', 'p') OR c.relpersistence <> 'p' OR c.relispartition)
+        LOOP
+            RAISE EXCEPTION 'table "%" is tracked by edgesync', bad.relid
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = format('The command would make it %s; edgesync tracks only permanent tables that are not partitions.',
+                                      CASE WHEN bad.relkind = 'v' THEN 'a view'
+                                           WHEN bad.relkind NOT IN ('r', 'p') THEN 'something other than a table'
+                                           WHEN bad.relpersistence <> 'p' THEN 'unlogged'
+                                           ELSE 'a partition' END),
+                      HINT = format('Call edgesync.untrack(%L) first.', bad.relid::text);
+        END LOOP;
+        CONTINUE WHEN rel.relkind NOT IN ('r', 'p');
+        root := coalesce(pg_catalog.pg_partition_root(rel.oid), rel.oid);
+        IF EXISTS (SELECT FROM edgesync.tracked_tables WHERE relid = root AND log_changes) THEN
+            -- New or attached partitions (ATTACH PARTITION reports the parent).
+            FOR part IN SELECT relid FROM pg_catalog.pg_partition_tree(root) LOOP
+                PERFORM edgesync._add_truncate_trigger(part, false);
+            END LOOP;
+        ELSIF NOT rel.relispartition AND rel.relpersistence = 'p'
+              AND EXISTS (SELECT FROM edgesync.tracked_schemas WHERE nspid = rel.relnamespace)
+              AND NOT edgesync._is_tracked(rel.oid::regclass)
+              AND (cmd.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
+                   OR EXISTS (SELECT FROM pg_catalog.pg_index WHERE indrelid = rel.oid AND indisprimary)) THEN
+            PERFORM edgesync._track_if_possible(rel.oid::regclass);
+        END IF;
+    END LOOP;
+
+    -- A detached partition keeps no TRUNCATE trigger of ours (PostgreSQL
+    -- removes the cloned row triggers itself).  Ours only: a user's trigger
+    -- of that name, or the clone of one, is not touched.
+    FOR part IN
+        SELECT t.tgrelid::regclass FROM pg_catalog.pg_trigger t
+         WHERE t.tgname = 'edgesync_log_truncate'
+           AND t.tgfoid = 'edgesync.log_trigger()'::regprocedure AND t.tgparentid = 0
+           AND NOT EXISTS (SELECT FROM edgesync.tracked_tables tt
+                            WHERE tt.relid = coalesce(pg_catalog.pg_partition_root(t.tgrelid), t.tgrelid))
+    LOOP
+        BEGIN
+            EXECUTE format('DROP TRIGGER edgesync_log_truncate ON %s', part);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'could not drop edgesync''s TRUNCATE trigger on "%": %', part, SQLERRM;
+        END;
+    END LOOP;
+END
+$$;
+
+DROP EVENT TRIGGER edgesync_ddl;
+CREATE EVENT TRIGGER edgesync_ddl ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE', 'CREATE INDEX',
+                 'CREATE RULE')
+    EXECUTE FUNCTION edgesync._on_ddl();
+
+
 -- sync
 
 -- decode

@@ -3,11 +3,17 @@
  *
  *   edgesync._register(tbl, log_changes, skip_unchanged) / _unregister(tbl)
  *   edgesync._register_schema(nsp)
- *       Write the catalog of tracked tables (schemas).  The caller must own
- *       the table (schema), checked here against the calling role; the write
- *       itself runs as the catalog's owner, which is why these are C
- *       functions and not SECURITY DEFINER ones: a definer function cannot
- *       see who called it.
+ *       Write the catalog of tracked tables (schemas).  Each checks
+ *       everything itself, against the calling role, so it is safe whoever
+ *       calls it: _register() refuses what track() refuses (anything but a
+ *       permanent table or partitioned table that is not a partition, a table
+ *       without a primary key or with a managed column of another type, a
+ *       table the caller does not own), _register_schema() a system schema or
+ *       one the caller does not own.  They stay executable by PUBLIC because
+ *       track() and track_schema() run as their caller (they create triggers
+ *       and columns as the table's owner) and call them; the write itself runs
+ *       as the catalog's owner.  That is why these are C functions and not
+ *       SECURITY DEFINER ones: a definer function cannot see who called it.
  *
  *   edgesync._cursor_parse(cursor, scope) / _cursor_make(scope, ...)
  *       The text form of cursors (cursor.hpp), tied to this database.
@@ -20,9 +26,17 @@
 
 extern "C" {
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "access/xlog.h"
+#include "catalog/catalog.h"
 #include "catalog/namespace.h"
+#include "catalog/partition.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
+#include "storage/lmgr.h"
+#include "utils/rel.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "utils/acl.h"
@@ -47,6 +61,126 @@ require_table_owner(Oid relid)
 {
 	if (!pg_class_ownercheck(relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(relid));
+}
+
+/* relid as regclass prints it (schema-qualified unless on the search_path). */
+char *
+regclass_text(Oid relid)
+{
+	return DatumGetCString(DirectFunctionCall1(regclassout, ObjectIdGetDatum(relid)));
+}
+
+const char *
+relkind_words(char relkind)
+{
+	switch (relkind) {
+	case RELKIND_VIEW:
+		return "a view";
+	case RELKIND_MATVIEW:
+		return "a materialized view";
+	case RELKIND_FOREIGN_TABLE:
+		return "a foreign table";
+	case RELKIND_SEQUENCE:
+		return "a sequence";
+	case RELKIND_INDEX:
+	case RELKIND_PARTITIONED_INDEX:
+		return "an index";
+	case RELKIND_COMPOSITE_TYPE:
+		return "a composite type";
+	default:
+		return "not a table";
+	}
+}
+
+/*
+ * Raises track()'s error if relid is not a relation the calling role may
+ * track: an ordinary or partitioned table, permanent, not a partition, owned
+ * by the caller.  From pg_class only, so it can run before the lock is taken
+ * (and is run again after).
+ */
+void
+check_trackable_kind(Oid relid)
+{
+	HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+						errmsg("relation with OID %u does not exist", relid)));
+	Form_pg_class form = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple));
+	char relkind = form->relkind;
+	char persistence = form->relpersistence;
+	bool partition = form->relispartition;
+	ReleaseSysCache(tuple);
+
+	char *name = regclass_text(relid);
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE), errmsg("cannot track \"%s\"", name),
+						errdetail("\"%s\" is %s; only tables can be tracked.", name,
+								  relkind_words(relkind))));
+	if (persistence == RELPERSISTENCE_TEMP)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot track temporary table \"%s\"", name),
+				 errdetail("Temporary tables are private to one session and never replicated.")));
+	if (persistence == RELPERSISTENCE_UNLOGGED)
+		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						errmsg("cannot track unlogged table \"%s\"", name),
+						errdetail("Changes to unlogged tables are not written to the WAL, so they "
+								  "cannot be streamed."),
+						errhint("Make it logged first: ALTER TABLE %s SET LOGGED.", name)));
+	if (partition)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE), errmsg("cannot track partition \"%s\"", name),
+				 errdetail("A partitioned table is tracked as a whole, with all its partitions."),
+				 errhint("Track its partitioned table: SELECT edgesync.track(%s).",
+						 quote_literal_cstr(
+							 regclass_text(llast_oid(get_partition_ancestors(relid)))))));
+	require_table_owner(relid);
+}
+
+/*
+ * Everything track() requires of relid, checked for the calling role, with
+ * the relation locked against concurrent DDL until the end of the
+ * transaction: what is registered stays what was checked.
+ */
+void
+check_trackable(Oid relid)
+{
+	/* Checked before the lock too, so nobody can lock a table they may not track. */
+	check_trackable_kind(relid);
+	/* CREATE TRIGGER's lock: track() creates them next. */
+	LockRelationOid(relid, ShareRowExclusiveLock);
+	check_trackable_kind(relid);
+
+	Relation rel = relation_open(relid, NoLock);
+	Oid pk = RelationGetPrimaryKeyIndex(rel);
+	relation_close(rel, NoLock);
+	char *name = regclass_text(relid);
+	if (!OidIsValid(pk))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" has no primary key", name),
+				 errdetail("edgesync identifies the rows of tracked tables by their primary key."),
+				 errhint("Add one first, e.g. ALTER TABLE %s ADD PRIMARY KEY (id).", name)));
+
+	/* The columns track() maintains: missing is fine (it adds them), another type is not. */
+	static const struct {
+		const char *name;
+		Oid type;
+	} managed[] = {
+		{"version", INT8OID}, {"created_at", TIMESTAMPTZOID}, {"updated_at", TIMESTAMPTZOID}};
+	for (const auto &col : managed) {
+		AttrNumber attnum = get_attnum(relid, col.name);
+		if (attnum == InvalidAttrNumber)
+			continue;
+		Oid type = get_atttype(relid, attnum);
+		if (type != col.type)
+			ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+							errmsg("column \"%s\" of table \"%s\" has type %s, not %s", col.name,
+								   name, format_type_be(type), format_type_be(col.type)),
+							errdetail("edgesync keeps version (bigint), created_at and updated_at "
+									  "(timestamptz) in every tracked table."),
+							errhint("Rename or convert the column, then track the table again.")));
+	}
 }
 
 /* What a cursor scope is for, in the user's words. */
@@ -84,7 +218,7 @@ edgesync_register(PG_FUNCTION_ARGS)
 	Oid types[3] = {OIDOID, BOOLOID, BOOLOID};
 	Datum values[3] = {ObjectIdGetDatum(relid), PG_GETARG_DATUM(1), PG_GETARG_DATUM(2)};
 
-	require_table_owner(relid);
+	check_trackable(relid);
 	/* No ON CONFLICT: PostgreSQL does not allow it on user catalog tables. */
 	edgesync::run_as_catalog_owner(
 		"tracked_tables",
@@ -94,7 +228,7 @@ edgesync_register(PG_FUNCTION_ARGS)
 		" INSERT INTO edgesync.tracked_tables (relid, log_changes, skip_unchanged)"
 		" SELECT $1::pg_catalog.regclass, $2, $3 WHERE NOT EXISTS (SELECT FROM updated)",
 		3, types, values);
-	/* The output plugin's cache of the table is stale from this commit on. */
+	/* The output plugin's and the triggers' caches of the table are stale from this commit on. */
 	CacheInvalidateRelcacheByRelid(relid);
 	PG_RETURN_VOID();
 }
@@ -106,6 +240,10 @@ edgesync_unregister(PG_FUNCTION_ARGS)
 	Oid types[1] = {OIDOID};
 	Datum values[1] = {ObjectIdGetDatum(relid)};
 
+	/* Whatever the relation has become, its owner may take it out of the catalog. */
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+						errmsg("relation with OID %u does not exist", relid)));
 	require_table_owner(relid);
 	edgesync::run_as_catalog_owner(
 		"tracked_tables",
@@ -123,10 +261,20 @@ edgesync_register_schema(PG_FUNCTION_ARGS)
 	Oid types[1] = {OIDOID};
 	Datum values[1] = {ObjectIdGetDatum(nspid)};
 
+	char *name = get_namespace_name(nspid);
+	if (name == nullptr)
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_SCHEMA),
+						errmsg("schema with OID %u does not exist", nspid)));
+	if (IsCatalogNamespace(nspid) || IsToastNamespace(nspid) || isAnyTempNamespace(nspid) ||
+		strcmp(name, "information_schema") == 0 || strncmp(name, "pg_", 3) == 0 ||
+		nspid == get_namespace_oid("edgesync", true))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE), errmsg("cannot track schema \"%s\"", name),
+				 errdetail("System schemas cannot be tracked.")));
 	if (!pg_namespace_ownercheck(nspid, GetUserId()))
-		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_SCHEMA, get_namespace_name(nspid));
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_SCHEMA, name);
 	edgesync::run_as_catalog_owner(
-		"tracked_tables",
+		"tracked_schemas",
 		"INSERT INTO edgesync.tracked_schemas (nspid) VALUES ($1::pg_catalog.regnamespace)"
 		" ON CONFLICT (nspid) DO NOTHING",
 		1, types, values);

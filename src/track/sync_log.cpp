@@ -405,8 +405,10 @@ log_trigger(FunctionCallInfo fcinfo)
 	Relation rel = td->tg_relation;
 	if (TRIGGER_FIRED_FOR_STATEMENT(td->tg_event)) {
 		/* AFTER TRUNCATE: a truncated partition is logged under its own name. */
-		if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+		if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event)) {
+			require_tracked(rel);
 			append(RelationGetRelid(rel), 'T', false, 0, nullptr);
+		}
 		return PointerGetDatum(nullptr);
 	}
 

@@ -139,76 +139,57 @@ BEGIN
 END
 $$;
 
+-- edgesync's own trigger on a table, recognised by what it is, never by
+-- name alone: the trigger named tg on tbl that runs fn and is not the clone
+-- of a partitioned table's trigger.  True if it is there; false if there is
+-- no trigger of that name; a trigger of that name that is something else is
+-- a user's: an error if strict, else a warning (the DDL event trigger must
+-- not fail a user's DDL over it) and false.
+CREATE FUNCTION edgesync._own_trigger(tbl regclass, tg name, fn regprocedure, strict boolean)
+RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t pg_catalog.pg_trigger;
+BEGIN
+    SELECT * INTO t FROM pg_catalog.pg_trigger WHERE tgrelid = tbl AND tgname = tg;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF t.tgfoid = fn AND t.tgparentid = 0 THEN
+        RETURN true;
+    END IF;
+    IF strict THEN
+        RAISE EXCEPTION 'table "%" has a trigger "%" that is not edgesync''s', tbl, tg
+            USING ERRCODE = 'duplicate_object',
+                  DETAIL = format('edgesync names its trigger on this table "%s"; it does not replace or drop triggers it did not create.', tg),
+                  HINT = 'Rename or drop that trigger, then call edgesync.track() again.';
+    END IF;
+    RAISE WARNING 'trigger "%" on table "%" is not edgesync''s; left alone', tg, tbl
+        USING DETAIL = 'TRUNCATE of this table is not logged until it is renamed and edgesync.track() is called again.';
+    RETURN false;
+END
+$$;
+
 -- track(): make a table versioned, time-stamped and change-logged.
+--
+-- edgesync._register() checks everything first (kind, persistence,
+-- partition, owner, primary key, managed column types: it is safe whoever
+-- calls it) and registers the table before anything else changes, so that
+-- the DDL event trigger, woken by the ALTER TABLE below, sees a tracked
+-- table and does not track it a second time.
 CREATE FUNCTION edgesync.track(tbl regclass, log_changes boolean DEFAULT true,
                                skip_unchanged boolean DEFAULT true)
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    rel        pg_catalog.pg_class;
-    kind       text;
     col        record;
     part       regclass;
 BEGIN
-    SELECT * INTO rel FROM pg_catalog.pg_class WHERE oid = tbl;
-    IF rel.relkind NOT IN ('r', 'p') THEN
-        kind := CASE rel.relkind WHEN 'v' THEN 'a view' WHEN 'm' THEN 'a materialized view'
-                     WHEN 'f' THEN 'a foreign table' WHEN 'S' THEN 'a sequence'
-                     WHEN 'i' THEN 'an index' WHEN 'I' THEN 'an index'
-                     WHEN 'c' THEN 'a composite type' ELSE 'not a table' END;
-        RAISE EXCEPTION 'cannot track "%"', tbl
-            USING ERRCODE = 'wrong_object_type',
-                  DETAIL = format('"%s" is %s; only tables can be tracked.', tbl, kind);
-    END IF;
-    IF rel.relpersistence = 't' THEN
-        RAISE EXCEPTION 'cannot track temporary table "%"', tbl
-            USING ERRCODE = 'feature_not_supported',
-                  DETAIL = 'Temporary tables are private to one session and never replicated.';
-    END IF;
-    IF rel.relpersistence = 'u' THEN
-        RAISE EXCEPTION 'cannot track unlogged table "%"', tbl
-            USING ERRCODE = 'feature_not_supported',
-                  DETAIL = 'Changes to unlogged tables are not written to the WAL, so they cannot be streamed.',
-                  HINT = format('Make it logged first: ALTER TABLE %s SET LOGGED.', tbl);
-    END IF;
-    IF rel.relispartition THEN
-        RAISE EXCEPTION 'cannot track partition "%"', tbl
-            USING ERRCODE = 'wrong_object_type',
-                  DETAIL = 'A partitioned table is tracked as a whole, with all its partitions.',
-                  HINT = format('Track its partitioned table: SELECT edgesync.track(%L).',
-                                pg_catalog.pg_partition_root(tbl)::text);
-    END IF;
-    IF NOT pg_catalog.pg_has_role(current_user, rel.relowner, 'USAGE') THEN
-        RAISE EXCEPTION 'must be owner of table %', rel.relname
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_index WHERE indrelid = tbl AND indisprimary) THEN
-        RAISE EXCEPTION 'table "%" has no primary key', tbl
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = 'edgesync identifies the rows of tracked tables by their primary key.',
-                  HINT = format('Add one first, e.g. ALTER TABLE %s ADD PRIMARY KEY (id).', tbl);
-    END IF;
+    PERFORM edgesync._register(tbl, log_changes, skip_unchanged);
+    -- A user's triggers named like ours are left alone, and the table is not tracked with them.
+    PERFORM edgesync._own_trigger(tbl, 'edgesync_version', 'edgesync.version_trigger()', true);
+    PERFORM edgesync._own_trigger(tbl, 'edgesync_log', 'edgesync.log_trigger()', true);
 
-    -- Our own ALTER TABLE below must not wake the DDL event trigger.
-    PERFORM pg_catalog.set_config('edgesync_internal.in_track', 'on', true);
-
-    -- Check every column before changing anything.
-    FOR col IN
-        SELECT c.name, c.type, a.atttypid
-          FROM (VALUES ('version', 'bigint'::regtype),
-                       ('created_at', 'timestamptz'::regtype),
-                       ('updated_at', 'timestamptz'::regtype)) AS c(name, type)
-          LEFT JOIN pg_catalog.pg_attribute a
-                 ON a.attrelid = tbl AND a.attname = c.name AND NOT a.attisdropped
-    LOOP
-        IF col.atttypid IS NOT NULL AND col.atttypid <> col.type THEN
-            RAISE EXCEPTION 'column "%" of table "%" has type %, not %',
-                            col.name, tbl, col.atttypid::regtype, col.type
-                USING ERRCODE = 'datatype_mismatch',
-                      DETAIL = 'edgesync keeps version (bigint), created_at and updated_at (timestamptz) in every tracked table.',
-                      HINT = 'Rename or convert the column, then track the table again.';
-        END IF;
-    END LOOP;
     FOR col IN
         SELECT c.name, c.decl
           FROM (VALUES ('version', 'bigint NOT NULL DEFAULT 1'),
@@ -229,34 +210,35 @@ BEGIN
         -- Statement triggers are not inherited by partitions: each gets its own
         -- (TRUNCATE of a partition is logged under the partition's name).
         FOR part IN SELECT tbl UNION SELECT relid FROM pg_catalog.pg_partition_tree(tbl) LOOP
-            PERFORM edgesync._add_truncate_trigger(part);
+            PERFORM edgesync._add_truncate_trigger(part, true);
         END LOOP;
     ELSE
-        EXECUTE format('DROP TRIGGER IF EXISTS edgesync_log ON %s', tbl);
+        IF edgesync._own_trigger(tbl, 'edgesync_log', 'edgesync.log_trigger()', true) THEN
+            EXECUTE format('DROP TRIGGER edgesync_log ON %s', tbl);
+        END IF;
         PERFORM edgesync._drop_truncate_triggers(tbl);
     END IF;
-
-    PERFORM edgesync._register(tbl, log_changes, skip_unchanged);
-    PERFORM pg_catalog.set_config('edgesync_internal.in_track', '', true);
 END
 $$;
 COMMENT ON FUNCTION edgesync.track(regclass, boolean, boolean) IS
     'edgesync: version, time-stamp and change-log a table (idempotent)';
 
 -- Statement triggers are not inherited: every partition of a tracked table
--- gets its own AFTER TRUNCATE trigger.
-CREATE FUNCTION edgesync._add_truncate_trigger(tbl regclass) RETURNS void
+-- gets its own AFTER TRUNCATE trigger (strict: see _own_trigger).
+CREATE FUNCTION edgesync._add_truncate_trigger(tbl regclass, strict boolean) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF EXISTS (SELECT FROM pg_catalog.pg_trigger
-                WHERE tgrelid = tbl AND tgname = 'edgesync_log_truncate') THEN
+    IF edgesync._own_trigger(tbl, 'edgesync_log_truncate', 'edgesync.log_trigger()', strict)
+       OR EXISTS (SELECT FROM pg_catalog.pg_trigger
+                   WHERE tgrelid = tbl AND tgname = 'edgesync_log_truncate') THEN
         RETURN;
     END IF;
-    EXECUTE format('CREATE OR REPLACE TRIGGER edgesync_log_truncate AFTER TRUNCATE ON %s'
+    EXECUTE format('CREATE TRIGGER edgesync_log_truncate AFTER TRUNCATE ON %s'
                    ' FOR EACH STATEMENT EXECUTE FUNCTION edgesync.log_trigger()', tbl);
 END
 $$;
 
+-- Drops edgesync's own TRUNCATE triggers from tbl and its partitions.
 CREATE FUNCTION edgesync._drop_truncate_triggers(tbl regclass) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -264,6 +246,7 @@ DECLARE
 BEGIN
     FOR part IN SELECT t.tgrelid FROM pg_catalog.pg_trigger t
                  WHERE t.tgname = 'edgesync_log_truncate'
+                   AND t.tgfoid = 'edgesync.log_trigger()'::regprocedure AND t.tgparentid = 0
                    AND t.tgrelid IN (SELECT tbl UNION SELECT relid FROM pg_catalog.pg_partition_tree(tbl))
     LOOP
         EXECUTE format('DROP TRIGGER edgesync_log_truncate ON %s', part);
@@ -276,10 +259,15 @@ CREATE FUNCTION edgesync.untrack(tbl regclass) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM edgesync._require_tracked(tbl);
-    EXECUTE format('DROP TRIGGER IF EXISTS edgesync_version ON %s', tbl);
-    EXECUTE format('DROP TRIGGER IF EXISTS edgesync_log ON %s', tbl);
-    PERFORM edgesync._drop_truncate_triggers(tbl);
     PERFORM edgesync._unregister(tbl);
+    -- Only edgesync's own triggers: one a user named like ours stays.
+    IF edgesync._own_trigger(tbl, 'edgesync_version', 'edgesync.version_trigger()', false) THEN
+        EXECUTE format('DROP TRIGGER edgesync_version ON %s', tbl);
+    END IF;
+    IF edgesync._own_trigger(tbl, 'edgesync_log', 'edgesync.log_trigger()', false) THEN
+        EXECUTE format('DROP TRIGGER edgesync_log ON %s', tbl);
+    END IF;
+    PERFORM edgesync._drop_truncate_triggers(tbl);
 END
 $$;
 COMMENT ON FUNCTION edgesync.untrack(regclass) IS
@@ -341,32 +329,57 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- DDL follow-up: new tables in tracked schemas, new partitions of tracked
--- tables, primary keys added later.  Runs as the extension owner, since the
--- user creating a table may not read edgesync's catalog.
+-- tables, primary keys added later; and a tracked table must stay a table
+-- edgesync can track (PostgreSQL 15 turns an empty table into a view with
+-- CREATE RULE "_RETURN"; SET UNLOGGED; ATTACH PARTITION): such a command on
+-- a tracked table is refused, since the stream, resync and pull read every
+-- registered relation as a table.  Runs as the extension owner, since the
+-- user creating a table may not read edgesync's catalog.  It never fails a
+-- user's DDL over someone else's objects: it looks only at the relations the
+-- command touched, and edgesync's triggers are recognised by what they are
+-- (their function, not a clone), not by name.
+--
+-- No recursion guard is needed: track() registers a table before its own
+-- ALTER TABLE, so the nested call finds it tracked.
 CREATE FUNCTION edgesync._on_ddl() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     cmd  record;
     rel  pg_catalog.pg_class;
+    bad  record;
     root regclass;
     part regclass;
 BEGIN
-    IF pg_catalog.current_setting('edgesync_internal.in_track', true) = 'on' THEN
-        RETURN;
-    END IF;
     FOR cmd IN SELECT * FROM pg_catalog.pg_event_trigger_ddl_commands()
-                WHERE object_type IN ('table', 'table column', 'table constraint', 'index')
+                WHERE object_type IN ('table', 'table column', 'table constraint', 'index', 'rule')
     LOOP
         SELECT c.* INTO rel FROM pg_catalog.pg_class c
-         WHERE c.oid = CASE WHEN cmd.object_type = 'index'
-                            THEN (SELECT indrelid FROM pg_catalog.pg_index WHERE indexrelid = cmd.objid)
-                            ELSE cmd.objid END;
-        CONTINUE WHEN rel.oid IS NULL OR rel.relkind NOT IN ('r', 'p');
+         WHERE c.oid = CASE cmd.object_type
+                         WHEN 'index' THEN (SELECT indrelid FROM pg_catalog.pg_index WHERE indexrelid = cmd.objid)
+                         WHEN 'rule' THEN (SELECT ev_class FROM pg_catalog.pg_rewrite WHERE oid = cmd.objid)
+                         ELSE cmd.objid END;
+        CONTINUE WHEN rel.oid IS NULL;
+        FOR bad IN
+            SELECT c.oid::regclass AS relid, c.relkind, c.relpersistence, c.relispartition
+              FROM edgesync.tracked_tables t JOIN pg_catalog.pg_class c ON c.oid = t.relid
+             WHERE t.relid IN (SELECT rel.oid UNION SELECT relid FROM pg_catalog.pg_partition_tree(rel.oid))
+               AND (c.relkind NOT IN ('r', 'p') OR c.relpersistence <> 'p' OR c.relispartition)
+        LOOP
+            RAISE EXCEPTION 'table "%" is tracked by edgesync', bad.relid
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = format('The command would make it %s; edgesync tracks only permanent tables that are not partitions.',
+                                      CASE WHEN bad.relkind = 'v' THEN 'a view'
+                                           WHEN bad.relkind NOT IN ('r', 'p') THEN 'something other than a table'
+                                           WHEN bad.relpersistence <> 'p' THEN 'unlogged'
+                                           ELSE 'a partition' END),
+                      HINT = format('Call edgesync.untrack(%L) first.', bad.relid::text);
+        END LOOP;
+        CONTINUE WHEN rel.relkind NOT IN ('r', 'p');
         root := coalesce(pg_catalog.pg_partition_root(rel.oid), rel.oid);
         IF EXISTS (SELECT FROM edgesync.tracked_tables WHERE relid = root AND log_changes) THEN
             -- New or attached partitions (ATTACH PARTITION reports the parent).
             FOR part IN SELECT relid FROM pg_catalog.pg_partition_tree(root) LOOP
-                PERFORM edgesync._add_truncate_trigger(part);
+                PERFORM edgesync._add_truncate_trigger(part, false);
             END LOOP;
         ELSIF NOT rel.relispartition AND rel.relpersistence = 'p'
               AND EXISTS (SELECT FROM edgesync.tracked_schemas WHERE nspid = rel.relnamespace)
@@ -378,14 +391,20 @@ BEGIN
     END LOOP;
 
     -- A detached partition keeps no TRUNCATE trigger of ours (PostgreSQL
-    -- removes the cloned row triggers itself).
+    -- removes the cloned row triggers itself).  Ours only: a user's trigger
+    -- of that name, or the clone of one, is not touched.
     FOR part IN
         SELECT t.tgrelid::regclass FROM pg_catalog.pg_trigger t
          WHERE t.tgname = 'edgesync_log_truncate'
+           AND t.tgfoid = 'edgesync.log_trigger()'::regprocedure AND t.tgparentid = 0
            AND NOT EXISTS (SELECT FROM edgesync.tracked_tables tt
                             WHERE tt.relid = coalesce(pg_catalog.pg_partition_root(t.tgrelid), t.tgrelid))
     LOOP
-        EXECUTE format('DROP TRIGGER edgesync_log_truncate ON %s', part);
+        BEGIN
+            EXECUTE format('DROP TRIGGER edgesync_log_truncate ON %s', part);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'could not drop edgesync''s TRUNCATE trigger on "%": %', part, SQLERRM;
+        END;
     END LOOP;
 END
 $$;
@@ -404,7 +423,8 @@ END
 $$;
 
 CREATE EVENT TRIGGER edgesync_ddl ON ddl_command_end
-    WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE', 'CREATE INDEX')
+    WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE', 'CREATE INDEX',
+                 'CREATE RULE')
     EXECUTE FUNCTION edgesync._on_ddl();
 CREATE EVENT TRIGGER edgesync_drop ON sql_drop
     WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')

@@ -9,9 +9,13 @@
 extern "C" {
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
 #include "catalog/partition.h"
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/snapmgr.h"
 #include "utils/datum.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -62,7 +66,55 @@ required_column(Relation rel, const char *name, Oid typid)
 	return attnum;
 }
 
+/* The tracked table rel belongs to: itself, or its partition root. */
+Oid
+tracked_root(Relation rel)
+{
+	Oid relid = RelationGetRelid(rel);
+	return rel->rd_rel->relispartition ? llast_oid(get_partition_ancestors(relid)) : relid;
+}
+
+/*
+ * True if edgesync.tracked_tables has a row for relid, in a fresh snapshot
+ * (the row track() wrote earlier in this transaction counts).  Read without
+ * a privilege check: the role writing a tracked table may not read the
+ * catalog.
+ */
+bool
+is_tracked(Oid relid)
+{
+	Oid nsp = get_namespace_oid("edgesync", true);
+	Oid catalog = OidIsValid(nsp) ? get_relname_relid("tracked_tables", nsp) : InvalidOid;
+	if (!OidIsValid(catalog))
+		return false;
+	Relation r = table_open(catalog, AccessShareLock);
+	ScanKeyData key;
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
+	SysScanDesc scan = systable_beginscan(r, InvalidOid, false, GetLatestSnapshot(), 1, &key);
+	bool found = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	table_close(r, AccessShareLock);
+	return found;
+}
+
 } // namespace
+
+void
+require_tracked(Relation rel)
+{
+	Oid root = tracked_root(rel);
+	if (is_tracked(root))
+		return;
+	char *name = get_rel_name(root);
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("table \"%s\" is not tracked by edgesync", name),
+			 errdetail("edgesync's trigger functions version and log only tables registered by "
+					   "edgesync.track()."),
+			 errhint("Call edgesync.track('%s'), or drop the trigger that calls edgesync's "
+					 "function.",
+					 name)));
+}
 
 JsonKind
 json_kind_of(Oid typid)
@@ -145,9 +197,12 @@ on_relcache_invalidation(Datum, Oid relid)
 			e->valid = false;
 		return;
 	}
-	CacheEntry *e = static_cast<CacheEntry *>(hash_search(cache, &relid, HASH_FIND, nullptr));
-	if (e != nullptr)
-		e->valid = false;
+	/* The table itself, or a partition of it (track(), policies and RLS are set on the root). */
+	HASH_SEQ_STATUS status;
+	hash_seq_init(&status, cache);
+	for (CacheEntry *e; (e = static_cast<CacheEntry *>(hash_seq_search(&status))) != nullptr;)
+		if (e->relid == relid || (e->context != nullptr && e->info.tracked_relid == relid))
+			e->valid = false;
 }
 
 void
@@ -156,9 +211,8 @@ build(TrackedRel *info, Relation rel, MemoryContext context)
 	MemoryContext old = MemoryContextSwitchTo(context);
 	memset(info, 0, sizeof(TrackedRel));
 	info->relid = RelationGetRelid(rel);
-	info->tracked_relid = info->relid;
-	if (rel->rd_rel->relispartition)
-		info->tracked_relid = llast_oid(get_partition_ancestors(info->relid));
+	info->tracked_relid = tracked_root(rel);
+	require_tracked(rel);
 
 	info->version_attnum = required_column(rel, "version", INT8OID);
 	info->created_at_attnum = required_column(rel, "created_at", TIMESTAMPTZOID);

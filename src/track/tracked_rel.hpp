@@ -43,8 +43,15 @@ struct TrackedRel {
 	KeyColumn keys[INDEX_MAX_KEYS];
 };
 
-/* The TrackedRel of rel, from the cache (built on first use or after a change). */
+/*
+ * The TrackedRel of rel, from the cache (built on first use or after a
+ * change).  Raises an error if rel (or its partition root) is not in
+ * edgesync.tracked_tables: the triggers act only on tables track() set up.
+ */
 TrackedRel *tracked_rel_for(FunctionCallInfo fcinfo, Relation rel);
+
+/* Raises the error for a table (rel, or its partition root) that is not tracked. */
+void require_tracked(Relation rel);
 
 /* Appends the primary key of tuple as a JSON object: {"id": 42}. */
 void append_key_json(StringInfo out, const TrackedRel *info, HeapTuple tuple, TupleDesc desc);

@@ -30,7 +30,10 @@ extern "C" {
 #include "access/xact.h"
 #include "commands/trigger.h"
 #include "replication/origin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rls.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(edgesync_version_trigger);
@@ -187,22 +190,61 @@ get_int8(HeapTuple tuple, AttrNumber attnum, TupleDesc desc, bool *isnull)
 	return *isnull ? 0 : DatumGetInt64(d);
 }
 
-/* The statement set version to something other than the stored one. */
+/*
+ * True if the current user may see the key columns of rel's rows, by core's
+ * rule for key values in error messages (BuildIndexValueDescription): row
+ * level security is not in force, and the user may SELECT the table or each
+ * key column.  Checked on the tracked table (the partition root), which is
+ * what the user queries and grants on, and on rel itself.
+ */
+bool
+key_visible(Relation rel, const TrackedRel *info)
+{
+	Oid user = GetUserId();
+	Oid relid = RelationGetRelid(rel);
+	Oid root = info->tracked_relid;
+	if (check_enable_rls(root, InvalidOid, true) == RLS_ENABLED ||
+		(relid != root && check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED))
+		return false;
+	if (pg_class_aclcheck(root, user, ACL_SELECT) == ACLCHECK_OK)
+		return true;
+	for (int i = 0; i < info->nkeys; i++) {
+		AttrNumber attnum = get_attnum(root, info->keys[i].name);
+		if (attnum == InvalidAttrNumber ||
+			pg_attribute_aclcheck(root, attnum, user, ACL_SELECT) != ACLCHECK_OK)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * The statement set version to something other than the stored one.  The
+ * row's key is named to a user who may see it, and never in the server log
+ * (errdetail_log): a key can be patient data.
+ */
 [[noreturn]] void
 version_conflict(Relation rel, TrackedRel *info, HeapTuple old_tuple, TupleDesc desc,
 				 int64 new_version, bool old_null, int64 old_version)
 {
+	const char *current = old_null ? "null" : psprintf(INT64_FORMAT, old_version);
+	const char *versions =
+		psprintf("the update expected version " INT64_FORMAT ", but the current version is %s.",
+				 new_version, current);
 	StringInfoData key;
 	initStringInfo(&key);
-	append_key_json(&key, info, old_tuple, desc);
-	ereport(
-		ERROR,
-		(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-		 errmsg("version conflict updating table \"%s\"", RelationGetRelationName(rel)),
-		 errdetail("Row %s: the update expected version " INT64_FORMAT
-				   ", but the current version is %s.",
-				   key.data, new_version, old_null ? "null" : psprintf(INT64_FORMAT, old_version)),
-		 errhint("Read the row again and reapply the change on top of the current version.")));
+	if (key_visible(rel, info))
+		append_key_json(&key, info, old_tuple, desc);
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("version conflict updating table \"%s\"", RelationGetRelationName(rel)),
+			 key.len > 0 ? errdetail("Row %s: %s", key.data, versions)
+						 : errdetail("A row's update expected version " INT64_FORMAT
+									 ", but the current version is %s.",
+									 new_version, current),
+			 errdetail_log("A row's update expected version " INT64_FORMAT
+						   ", but the current version is %s.",
+						   new_version, current),
+			 errhint("Read the row again and reapply the change on top of the current version.")));
 }
 
 Datum on_update_slow(TriggerData *td, TrackedRel *info, bool skip_unchanged, int cols[3]);

@@ -1,0 +1,168 @@
+-- Security of the tracking side (issue 17): catalog writes check what they
+-- write, edgesync's triggers are recognised by what they are, no user opts
+-- out of track_schema, the trigger functions act only on tracked tables, and
+-- a version conflict names a key only to a role that may see it.
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+CREATE EXTENSION edgesync;
+CREATE ROLE regress_mallory LOGIN;
+CREATE ROLE regress_clerk LOGIN;
+GRANT CREATE ON SCHEMA public TO regress_mallory;
+
+-- 1. edgesync._register() is executable by PUBLIC (track() runs as its
+-- caller and calls it), so it checks everything track() checks itself.
+CREATE TABLE hospital_patients (id int PRIMARY KEY, hospital_id int NOT NULL, mrn text);
+SET ROLE regress_mallory;
+CREATE VIEW mallory_view AS SELECT 1 AS id;
+SELECT edgesync._register('mallory_view', true, true);
+\echo :LAST_ERROR_SQLSTATE
+CREATE MATERIALIZED VIEW mallory_matview AS SELECT 1 AS id;
+SELECT edgesync._register('mallory_matview', true, true);
+CREATE SEQUENCE mallory_seq;
+SELECT edgesync._register('mallory_seq', true, true);
+CREATE UNLOGGED TABLE mallory_unlogged (id int PRIMARY KEY);
+SELECT edgesync._register('mallory_unlogged', true, true);
+CREATE TEMPORARY TABLE mallory_temp (id int PRIMARY KEY);
+SELECT edgesync._register('mallory_temp', true, true);
+CREATE TABLE mallory_parts (id int PRIMARY KEY) PARTITION BY RANGE (id);
+CREATE TABLE mallory_part_1 PARTITION OF mallory_parts FOR VALUES FROM (0) TO (10);
+SELECT edgesync._register('mallory_part_1', true, true);
+CREATE TABLE mallory_no_key (id int);
+SELECT edgesync._register('mallory_no_key', true, true);
+CREATE TABLE mallory_bad_version (id int PRIMARY KEY, version text);
+SELECT edgesync._register('mallory_bad_version', true, true);
+-- Someone else's table: refused before any lock is taken.
+SELECT edgesync._register('hospital_patients', true, true);
+\echo :LAST_ERROR_SQLSTATE
+SELECT edgesync._unregister('hospital_patients');
+-- Schemas: only a schema the caller owns, never a system schema.
+SELECT edgesync._register_schema('public');
+\echo :LAST_ERROR_SQLSTATE
+SELECT edgesync._register_schema('pg_catalog');
+\echo :LAST_ERROR_SQLSTATE
+SELECT edgesync._register_schema('edgesync');
+RESET ROLE;
+SELECT edgesync._register_schema('information_schema');
+SELECT edgesync._register_schema('pg_toast');
+SELECT count(*) AS nothing_registered FROM edgesync.tracked_tables;
+SELECT count(*) AS no_schema_registered FROM edgesync.tracked_schemas;
+
+-- A tracked table stays a table edgesync can track: turning it into a view
+-- (PostgreSQL 15: CREATE RULE "_RETURN" on an empty table without triggers
+-- or key), making it unlogged, or attaching it as a partition is refused.
+CREATE TABLE to_be_view (id int PRIMARY KEY);
+SELECT edgesync.track('to_be_view');
+ALTER TABLE to_be_view SET UNLOGGED;
+\echo :LAST_ERROR_SQLSTATE
+CREATE TABLE some_parts (id int PRIMARY KEY, version bigint NOT NULL DEFAULT 1,
+                         created_at timestamptz NOT NULL DEFAULT now(),
+                         updated_at timestamptz NOT NULL DEFAULT now()) PARTITION BY RANGE (id);
+ALTER TABLE some_parts ATTACH PARTITION to_be_view FOR VALUES FROM (0) TO (10);
+ALTER TABLE to_be_view DROP CONSTRAINT to_be_view_pkey;
+DROP TRIGGER edgesync_version ON to_be_view;
+DROP TRIGGER edgesync_log ON to_be_view;
+DROP TRIGGER edgesync_log_truncate ON to_be_view;
+VACUUM to_be_view;  -- clears relhastriggers, which CREATE RULE checks
+CREATE RULE "_RETURN" AS ON SELECT TO to_be_view DO INSTEAD
+    SELECT 1 AS id, 1::bigint AS version, now() AS created_at, now() AS updated_at;
+\echo :LAST_ERROR_SQLSTATE
+SELECT relkind FROM pg_class WHERE oid = 'to_be_view'::regclass;
+-- Untracked first, the conversion is the owner's business.
+SELECT edgesync.untrack('to_be_view');
+CREATE RULE "_RETURN" AS ON SELECT TO to_be_view DO INSTEAD
+    SELECT 1 AS id, 1::bigint AS version, now() AS created_at, now() AS updated_at;
+SELECT relkind FROM pg_class WHERE oid = 'to_be_view'::regclass;
+DROP VIEW to_be_view;
+DROP TABLE some_parts;
+
+-- 2. A user's trigger named like edgesync's on their own partitioned table
+-- (a row trigger, so its partitions hold clones that cannot be dropped
+-- alone) no longer breaks everybody's DDL, and is left alone.
+CREATE TABLE tracked_parts (id int PRIMARY KEY, note text) PARTITION BY LIST (id);
+CREATE TABLE tracked_parts_1 PARTITION OF tracked_parts FOR VALUES IN (1);
+SELECT edgesync.track('tracked_parts');
+SET ROLE regress_mallory;
+CREATE FUNCTION mallory_noop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
+CREATE TRIGGER edgesync_log_truncate AFTER INSERT ON mallory_parts FOR EACH ROW EXECUTE FUNCTION mallory_noop();
+CREATE TABLE mallory_after (id int);
+RESET ROLE;
+CREATE TABLE superuser_after (id int PRIMARY KEY);
+CREATE INDEX ON superuser_after (id);
+ALTER TABLE superuser_after ADD COLUMN note text;
+-- A new partition of a tracked table still gets edgesync's TRUNCATE trigger.
+CREATE TABLE tracked_parts_2 PARTITION OF tracked_parts FOR VALUES IN (2);
+SELECT tgrelid::regclass, tgname, tgfoid::regproc, tgparentid <> 0 AS clone
+  FROM pg_trigger WHERE tgname = 'edgesync_log_truncate' ORDER BY 1::text;
+-- untrack() and track() do not touch a trigger of edgesync's name that is not edgesync's.
+CREATE TABLE own_trigger_names (id int PRIMARY KEY);
+CREATE FUNCTION audit_noop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;
+CREATE TRIGGER edgesync_version BEFORE INSERT ON own_trigger_names FOR EACH ROW EXECUTE FUNCTION audit_noop();
+SELECT edgesync.track('own_trigger_names');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS not_tracked FROM edgesync.tracked_tables WHERE relid = 'own_trigger_names'::regclass;
+ALTER TRIGGER edgesync_version ON own_trigger_names RENAME TO audit_version;
+SELECT edgesync.track('own_trigger_names');
+CREATE TRIGGER edgesync_audit_log AFTER INSERT ON own_trigger_names FOR EACH ROW EXECUTE FUNCTION audit_noop();
+SELECT edgesync.untrack('own_trigger_names');
+SELECT tgname, tgfoid::regproc FROM pg_trigger WHERE tgrelid = 'own_trigger_names'::regclass ORDER BY 1;
+
+-- 3. The recursion guard that any user could set is gone: a table created
+-- in a tracked schema is tracked whatever edgesync_internal.in_track says.
+CREATE SCHEMA clinic AUTHORIZATION regress_mallory;
+SELECT edgesync.track_schema('clinic');
+SET ROLE regress_mallory;
+SET edgesync_internal.in_track = on;
+CREATE TABLE clinic.appointments (id int PRIMARY KEY, at timestamptz);
+RESET edgesync_internal.in_track;
+RESET ROLE;
+SELECT relid FROM edgesync.tracked_tables WHERE relid = 'clinic.appointments'::regclass;
+SELECT tgname FROM pg_trigger WHERE tgrelid = 'clinic.appointments'::regclass ORDER BY 1;
+
+-- 4. edgesync's trigger functions act only on tracked tables: no flooding
+-- or spoofing of sync_log through a table nobody tracked.
+SET ROLE regress_mallory;
+CREATE TABLE mallory_spoof (id int PRIMARY KEY, version bigint, created_at timestamptz, updated_at timestamptz);
+CREATE TRIGGER spoof_log AFTER INSERT OR DELETE ON mallory_spoof FOR EACH ROW EXECUTE FUNCTION edgesync.log_trigger();
+INSERT INTO mallory_spoof (id) VALUES (1);
+\echo :LAST_ERROR_SQLSTATE
+DROP TRIGGER spoof_log ON mallory_spoof;
+CREATE TRIGGER spoof_version BEFORE INSERT ON mallory_spoof FOR EACH ROW EXECUTE FUNCTION edgesync.version_trigger();
+INSERT INTO mallory_spoof (id) VALUES (1);
+DROP TRIGGER spoof_version ON mallory_spoof;
+CREATE TRIGGER spoof_truncate AFTER TRUNCATE ON mallory_spoof FOR EACH STATEMENT EXECUTE FUNCTION edgesync.log_trigger();
+TRUNCATE mallory_spoof;
+RESET ROLE;
+-- A tracked table's triggers keep working; untracked, they stop with it.
+CREATE TABLE hospital_wards (id int PRIMARY KEY, name text);
+SELECT edgesync.track('hospital_wards');
+INSERT INTO hospital_wards VALUES (1, 'A');
+SELECT edgesync._unregister('hospital_wards');
+INSERT INTO hospital_wards VALUES (2, 'B');
+SELECT relid::text, op, pk FROM edgesync.sync_log ORDER BY id;
+
+-- 6. A version conflict names the row's key only to a role that may SELECT
+-- it (core's rule for key values in errors), never past row level security.
+SELECT edgesync.track('hospital_patients');
+INSERT INTO hospital_patients (id, hospital_id, mrn) VALUES (1, 1, 'MRN-0001');
+GRANT UPDATE (mrn, version) ON hospital_patients TO regress_clerk;
+GRANT SELECT (version) ON hospital_patients TO regress_clerk;
+SET ROLE regress_clerk;
+UPDATE hospital_patients SET mrn = 'x', version = 7 WHERE version = 1;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+GRANT SELECT (id) ON hospital_patients TO regress_clerk;
+SET ROLE regress_clerk;
+UPDATE hospital_patients SET mrn = 'x', version = 7 WHERE id = 1;
+RESET ROLE;
+ALTER TABLE hospital_patients ENABLE ROW LEVEL SECURITY;
+CREATE POLICY everything ON hospital_patients USING (true);
+SET ROLE regress_clerk;
+UPDATE hospital_patients SET mrn = 'x', version = 7 WHERE id = 1;
+RESET ROLE;
+
+DROP SCHEMA clinic CASCADE;
+DROP TABLE hospital_patients, hospital_wards, tracked_parts, superuser_after, own_trigger_names;
+DROP OWNED BY regress_mallory;
+DROP FUNCTION audit_noop();
+DROP EXTENSION edgesync;
+DROP ROLE regress_mallory, regress_clerk;
