@@ -21,6 +21,7 @@ SELECT count(*) FROM edgesync.sync_log;
 SELECT count(*) FROM edgesync.sync_log_data;
 SELECT count(*) FROM edgesync.changes(NULL, 10);
 \echo :LAST_ERROR_SQLSTATE
+-- pull() shows only what the role may SELECT anyway: open to it.
 SELECT count(*) FROM edgesync.pull('hospital_patients', NULL);
 SELECT count(*) FROM edgesync.tracked_tables;
 SELECT edgesync.track('hospital_patients');

@@ -1,7 +1,9 @@
 -- Security of the tracking side (issue 17): catalog writes check what they
 -- write, edgesync's triggers are recognised by what they are, no user opts
--- out of track_schema, the trigger functions act only on tracked tables, and
--- a version conflict names a key only to a role that may see it.
+-- out of track_schema, the trigger functions act only on tracked tables, a
+-- version conflict names a key only to a role that may see it, the log's keys
+-- are masked for their reader, and pull() hands out a tombstone only to a
+-- caller who could see the deleted row.
 \set VERBOSITY default
 \set SHOW_CONTEXT never
 CREATE EXTENSION edgesync;
@@ -160,9 +162,82 @@ SET ROLE regress_clerk;
 UPDATE hospital_patients SET mrn = 'x', version = 7 WHERE id = 1;
 RESET ROLE;
 
+-- 5. The log's keys reach a reader only as far as the reader may see them.
+-- A hashed key column shows as the stream shows it (the same HMAC), a key
+-- column the reader may not SELECT is null, edgesync_phi_reader sees clear.
+SET edgesync.hash_key = 'regress-secret';
+CREATE ROLE regress_log_reader IN ROLE edgesync_reader;
+CREATE ROLE regress_phi_reader IN ROLE edgesync_reader, edgesync_phi_reader;
+CREATE TABLE hospital_charts (mrn text PRIMARY KEY, note text);
+SELECT edgesync.track('hospital_charts');
+SELECT edgesync.set_column_policy('hospital_charts', 'mrn', 'hash');
+CREATE TABLE hospital_beds (ward text, bed int, PRIMARY KEY (ward, bed));
+SELECT edgesync.track('hospital_beds');
+GRANT SELECT ON hospital_charts, hospital_beds TO regress_phi_reader;
+GRANT SELECT (bed) ON hospital_beds TO regress_log_reader;
+SELECT 'init' FROM pg_create_logical_replication_slot('security_track', 'edgesync');
+INSERT INTO hospital_charts VALUES ('MRN-0042', 'a note');
+INSERT INTO hospital_beds VALUES ('ICU', 3);
+SELECT data::jsonb->'pk' AS streamed_pk FROM pg_logical_slot_get_changes('security_track', NULL, NULL)
+ WHERE data::jsonb->>'table' = 'hospital_charts';
+SET ROLE regress_log_reader;
+SELECT relid, pk FROM edgesync.sync_log WHERE relid::text LIKE 'hospital_c%' OR relid::text LIKE 'hospital_b%' ORDER BY id;
+SELECT relid, pk FROM edgesync.changes(NULL) WHERE relid::text IN ('hospital_charts', 'hospital_beds') ORDER BY id;
+-- Not through the table, nor the engine under changes(), nor as an oracle.
+SELECT pks FROM edgesync.sync_log_data;
+SELECT count(*) FROM edgesync._window('all', NULL, NULL, 10);
+SELECT edgesync._log_pks('(0,0)');
+RESET ROLE;
+SET ROLE regress_phi_reader;
+SELECT relid, pk FROM edgesync.sync_log WHERE relid::text IN ('hospital_charts', 'hospital_beds') ORDER BY id;
+SELECT relid, pk FROM edgesync.changes(NULL) WHERE relid::text IN ('hospital_charts', 'hospital_beds') ORDER BY id;
+RESET ROLE;
+-- Without the hash key, a hashed column is null, never clear.
+RESET edgesync.hash_key;
+SET ROLE regress_log_reader;
+SELECT relid, pk FROM edgesync.sync_log WHERE relid::text = 'hospital_charts' ORDER BY id;
+RESET ROLE;
+SELECT pg_drop_replication_slot('security_track');
+
+-- pull() under row level security: a tombstone reaches only a caller who
+-- could see the deleted row; each hospital still gets the deletes of its
+-- own rows (offline clients depend on them).
+CREATE ROLE regress_hospital_1 LOGIN;
+CREATE ROLE regress_hospital_2 LOGIN;
+CREATE TABLE hospital_admissions (id int PRIMARY KEY, hospital_id int NOT NULL, ward text);
+SELECT edgesync.track('hospital_admissions');
+ALTER TABLE hospital_admissions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_hospital ON hospital_admissions
+    USING (hospital_id = current_setting('app.hospital_id')::int);
+GRANT SELECT ON hospital_admissions TO regress_hospital_1, regress_hospital_2;
+INSERT INTO hospital_admissions VALUES (1, 1, 'A'), (2, 2, 'B'), (3, 1, 'C'), (4, 2, 'D');
+DELETE FROM hospital_admissions WHERE id IN (3, 4);
+SET ROLE regress_hospital_1;
+SET app.hospital_id = 1;
+SELECT pk, "row"->>'ward' AS ward, deleted FROM edgesync.pull('hospital_admissions', NULL) ORDER BY pk;
+RESET ROLE;
+SET ROLE regress_hospital_2;
+SET app.hospital_id = 2;
+SELECT pk, "row"->>'ward' AS ward, deleted FROM edgesync.pull('hospital_admissions', NULL) ORDER BY pk;
+-- From a cursor on: the next delete is its own, the other hospital's is not.
+SELECT edgesync.current_cursor('hospital_admissions') AS cursor \gset
+RESET ROLE;
+DELETE FROM hospital_admissions WHERE id = 2;
+DELETE FROM hospital_admissions WHERE id = 1;
+SET ROLE regress_hospital_2;
+SELECT pk, deleted FROM edgesync.pull('hospital_admissions', :'cursor') WHERE pk IS NOT NULL;
+RESET ROLE;
+RESET app.hospital_id;
+-- Only what the policies read is kept of a deleted row; nobody but the owner reads it.
+SELECT images FROM edgesync.sync_log_data WHERE images IS NOT NULL ORDER BY first_id;
+-- The table's owner is not under row level security: every tombstone.
+SELECT pk, deleted FROM edgesync.pull('hospital_admissions', NULL) ORDER BY pk;
+
 DROP SCHEMA clinic CASCADE;
-DROP TABLE hospital_patients, hospital_wards, tracked_parts, superuser_after, own_trigger_names;
+DROP TABLE hospital_patients, hospital_wards, tracked_parts, superuser_after, own_trigger_names,
+    hospital_charts, hospital_beds, hospital_admissions;
 DROP OWNED BY regress_mallory;
 DROP FUNCTION audit_noop();
 DROP EXTENSION edgesync;
-DROP ROLE regress_mallory, regress_clerk;
+DROP ROLE regress_mallory, regress_clerk, regress_log_reader, regress_phi_reader,
+    regress_hospital_1, regress_hospital_2;

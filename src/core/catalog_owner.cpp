@@ -16,8 +16,15 @@ extern "C" {
 
 namespace edgesync {
 
+namespace {
+
+/*
+ * Runs sql as the owner of edgesync.<catalog>; with result, copies its rows
+ * into the memory context current at the call.
+ */
 void
-run_as_catalog_owner(const char *catalog, const char *sql, int nargs, Oid *types, Datum *values)
+execute_as_owner(const char *catalog, const char *sql, int nargs, Oid *types, Datum *values,
+				 const char *nulls, bool read_only, OwnerRows *result)
 {
 	Oid relid = get_relname_relid(catalog, get_namespace_oid("edgesync", false));
 	HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
@@ -25,6 +32,7 @@ run_as_catalog_owner(const char *catalog, const char *sql, int nargs, Oid *types
 		elog(ERROR, "cache lookup failed for relation %u", relid);
 	Oid owner = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple))->relowner;
 	ReleaseSysCache(tuple);
+	MemoryContext caller = CurrentMemoryContext;
 
 	Oid saved_user;
 	int saved_context;
@@ -35,12 +43,38 @@ run_as_catalog_owner(const char *catalog, const char *sql, int nargs, Oid *types
 	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	SPI_connect();
-	int rc = SPI_execute_with_args(sql, nargs, types, values, nullptr, false, 0);
+	int rc = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+	if (result != nullptr) {
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+		result->desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
+		result->count = SPI_processed;
+		result->rows = static_cast<HeapTuple *>(palloc(sizeof(HeapTuple) * (SPI_processed + 1)));
+		for (uint64 i = 0; i < SPI_processed; i++)
+			result->rows[i] = heap_copytuple(SPI_tuptable->vals[i]);
+		MemoryContextSwitchTo(spi);
+	}
 	SPI_finish();
 	AtEOXact_GUC(true, nest_level);
 	SetUserIdAndSecContext(saved_user, saved_context);
+}
+
+} // namespace
+
+void
+run_as_catalog_owner(const char *catalog, const char *sql, int nargs, Oid *types, Datum *values)
+{
+	execute_as_owner(catalog, sql, nargs, types, values, nullptr, false, nullptr);
+}
+
+OwnerRows
+query_as_catalog_owner(const char *catalog, const char *sql, int nargs, Oid *types, Datum *values,
+					   const char *nulls)
+{
+	OwnerRows result{};
+	execute_as_owner(catalog, sql, nargs, types, values, nulls, true, &result);
+	return result;
 }
 
 } // namespace edgesync

@@ -209,7 +209,267 @@ CREATE EVENT TRIGGER edgesync_ddl ON ddl_command_end
     EXECUTE FUNCTION edgesync._on_ddl();
 
 
+-- The change log keeps, for a deleted row of a table with row level
+-- security, the columns its policies read (images); its keys and images are
+-- read only by its owner: the sync_log view masks keys for its reader.
+ALTER TABLE edgesync.sync_log_data ADD COLUMN images text[];
+DO $lz4$
+BEGIN
+    ALTER TABLE edgesync.sync_log_data ALTER COLUMN images SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported THEN
+    NULL;
+END
+$lz4$;
+REVOKE SELECT ON edgesync.sync_log_data FROM edgesync_reader, edgesync_admin;
+GRANT SELECT (first_id, xid, changed_at, relid, role, ops, versions, application_name)
+    ON edgesync.sync_log_data TO edgesync_reader, edgesync_admin;
+GRANT SELECT (ctid) ON edgesync.sync_log_data TO edgesync_admin;
+
+-- The keys of the log row at a position, as the calling role may see them:
+-- a key column in clear only if it may SELECT it and its policy allows,
+-- hashed as the stream hashes it, otherwise null (src/decode/log_keys.cpp).
+-- It takes a row's position, never a value: no HMAC oracle.
+CREATE FUNCTION edgesync._log_pks(tid) RETURNS text[]
+    AS 'MODULE_PATHNAME', 'edgesync_log_pks' LANGUAGE C STRICT STABLE;
+REVOKE ALL ON FUNCTION edgesync._log_pks(tid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION edgesync._log_pks(tid) TO edgesync_reader, edgesync_admin;
+
+CREATE OR REPLACE VIEW edgesync.sync_log AS
+SELECT d.first_id + c.n - 1          AS id,
+       d.relid::pg_catalog.regclass AS relid,
+       c.pk::jsonb                  AS pk,
+       c.op,
+       c.version,
+       d.xid::text::xid8            AS xid,
+       d.changed_at,
+       d.role::pg_catalog.regrole   AS role,
+       d.application_name
+  FROM edgesync.sync_log_data d
+ CROSS JOIN LATERAL unnest(edgesync._log_pks(d.ctid), d.ops, d.versions) WITH ORDINALITY AS c(pk, op, version, n);
+
+-- _cursor_make() is open again (current_cursor() and pull() are).
+DROP FUNCTION edgesync._cursor_make(text, text, text, bigint, bigint);
+CREATE FUNCTION edgesync._cursor_make(scope text, seen text, win text, last_xid bigint, last_id bigint)
+    RETURNS text AS 'MODULE_PATHNAME', 'edgesync_cursor_make' LANGUAGE C STABLE;
+
 -- sync
+
+-- The log's window is for its owner; changes() masks keys for its reader;
+-- pull() reads the window as the log's owner and the rows as the caller, and
+-- hands out a tombstone only to a caller who could see the deleted row.
+DROP FUNCTION edgesync._window(text, text, oid, integer);
+DROP FUNCTION edgesync.changes(text, integer);
+DROP FUNCTION edgesync.pull(regclass, text, integer);
+DROP FUNCTION edgesync.current_cursor(regclass);
+CREATE FUNCTION edgesync._window(scope text, cursor text, rel oid, max integer)
+RETURNS TABLE (log_id bigint, log_xid bigint, log_relid oid, log_pk text, log_op "char",
+               log_version bigint, log_changed_at timestamptz, log_role oid, log_app text,
+               next_cursor text, log_image text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    c      record;
+    seen   pg_snapshot;
+    win    pg_snapshot;
+    lo     bigint;
+    pruned bigint;
+BEGIN
+    IF max IS NULL OR max < 1 THEN
+        RAISE EXCEPTION 'max must be at least 1'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(max::text, 'NULL'));
+    END IF;
+    c := edgesync._cursor_parse(cursor, scope);
+    seen := c.seen::pg_snapshot;
+    lo := coalesce(pg_snapshot_xmin(seen)::text::bigint, 0);
+    IF cursor IS NOT NULL THEN
+        SELECT s.pruned_xid INTO pruned FROM edgesync.sync_log_state s;
+        IF pruned >= lo AND pruned > 0 THEN
+            RAISE EXCEPTION 'cursor is older than the pruned part of the change log'
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'edgesync.prune() deleted changes this cursor had not read yet.',
+                      HINT = 'Start again with a NULL cursor and reload the current rows.';
+        END IF;
+    END IF;
+    win := coalesce(c.win::pg_snapshot, pg_current_snapshot());
+
+    RETURN QUERY
+    WITH rows AS (
+        -- Batch rows of transactions new in the window, not yet read ...
+        SELECT d.*
+          FROM edgesync.sync_log_data d
+         WHERE d.xid >= lo
+           AND d.xid < pg_snapshot_xmax(win)::text::bigint
+           AND (rel IS NULL OR d.relid = rel)
+           AND pg_visible_in_snapshot(d.xid::text::xid8, win)
+           AND (seen IS NULL OR NOT pg_visible_in_snapshot(d.xid::text::xid8, seen))
+           AND (c.last_xid IS NULL
+                OR (d.xid, d.first_id + cardinality(d.pks) - 1) > (c.last_xid, c.last_id))
+    ), changes AS (
+        -- ... and their changes, in (xid, id) order.
+        SELECT r.xid, r.first_id + e.n - 1 AS id, r.relid, e.pk, e.op, e.version,
+               r.changed_at, r.role, r.application_name, e.image
+          FROM rows r
+         CROSS JOIN LATERAL unnest(r.pks, r.ops, r.versions, r.images)
+                            WITH ORDINALITY AS e(pk, op, version, image, n)
+         WHERE c.last_xid IS NULL OR (r.xid, r.first_id + e.n - 1) > (c.last_xid, c.last_id)
+         ORDER BY 1, 2
+         LIMIT max + 1
+    ), batch AS (
+        SELECT ch.*, row_number() OVER (ORDER BY ch.xid, ch.id) AS n, count(*) OVER () AS total
+          FROM changes ch
+    )
+    SELECT b.id, b.xid, b.relid, b.pk, b.op, b.version, b.changed_at, b.role, b.application_name,
+           CASE WHEN b.n = b.total AND b.total <= max
+                THEN edgesync._cursor_make(scope, win::text, NULL, NULL, NULL)   -- window done
+                ELSE edgesync._cursor_make(scope, seen::text, win::text, b.xid, b.id)
+           END,
+           b.image
+      FROM batch b
+     WHERE b.n <= max
+     ORDER BY b.n;
+END
+$$;
+
+CREATE FUNCTION edgesync.changes(cursor text, max integer DEFAULT 1000)
+RETURNS TABLE (id bigint, relid regclass, pk jsonb, op "char", version bigint, xid xid8,
+               changed_at timestamptz, role regrole, application_name text, next_cursor text)
+    AS 'MODULE_PATHNAME', 'edgesync_changes' LANGUAGE C;
+COMMENT ON FUNCTION edgesync.changes(text, integer) IS
+    'edgesync: the next changes of all tracked tables after a cursor (NULL: from the start)';
+
+CREATE FUNCTION edgesync.current_cursor(tbl regclass DEFAULT NULL) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT edgesync._cursor_make(CASE WHEN tbl IS NULL THEN 'all' ELSE 'rel' || tbl::oid END,
+                                 pg_current_snapshot()::text, NULL, NULL, NULL)
+$$;
+
+CREATE FUNCTION edgesync._select_policy_qual(tbl regclass) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce('(' || string_agg('(' || pg_get_expr(p.polqual, p.polrelid) || ')', ' OR ')
+                              FILTER (WHERE p.polpermissive) || ')', 'false')
+           || coalesce(' AND ' || string_agg('(' || pg_get_expr(p.polqual, p.polrelid) || ')', ' AND ')
+                                  FILTER (WHERE NOT p.polpermissive), '')
+      FROM pg_policy p
+     WHERE p.polrelid = tbl AND p.polcmd IN ('r', '*') AND p.polqual IS NOT NULL
+       AND (0::oid = ANY (p.polroles)
+            OR EXISTS (SELECT FROM unnest(p.polroles) AS r WHERE pg_has_role(current_user, r, 'USAGE')))
+$$;
+
+CREATE FUNCTION edgesync._pull_page(tbl regclass, pks text[], ops "char"[], versions bigint[],
+                                    xids bigint[], ids bigint[], cursors text[], images text[])
+RETURNS TABLE (pk jsonb, "row" jsonb, version bigint, deleted boolean, next_cursor text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    keys      name[];
+    match     text;
+    tombstone text := 'true';
+BEGIN
+    keys := edgesync._key_columns(tbl);
+    SELECT string_agg(format('t.%1$I = k.%1$I', key), ' AND ') INTO match FROM unnest(keys) AS key;
+    IF row_security_active(tbl) THEN
+        tombstone := format('l.image IS NOT NULL AND EXISTS (SELECT FROM jsonb_populate_record(NULL::%s, l.image || l.pk) AS %I WHERE %s)',
+                            tbl, (SELECT c.relname FROM pg_class c WHERE c.oid = tbl),
+                            edgesync._select_policy_qual(tbl));
+    END IF;
+
+    RETURN QUERY EXECUTE format($q$
+        WITH w AS MATERIALIZED (
+            SELECT w.pk::jsonb AS pk, w.op AS log_op, w.version AS log_version, w.xid AS log_xid,
+                   w.id AS log_id, w.next_cursor, w.image::jsonb AS image, w.n
+              FROM unnest($1, $2, $3, $4, $5, $6, $7) WITH ORDINALITY
+                   AS w(pk, op, version, xid, id, next_cursor, image, n)
+        ), latest AS (
+            SELECT DISTINCT ON (w.pk) * FROM w ORDER BY w.pk, w.log_xid DESC, w.log_id DESC
+        ), visible AS (
+            SELECT l.pk,
+                   CASE WHEN t.%3$I IS NULL THEN NULL ELSE to_jsonb(t.*) END AS "row",
+                   coalesce(t.version, l.log_version) AS version,
+                   t.%3$I IS NULL AS deleted,
+                   l.next_cursor, l.log_xid, l.log_id
+              FROM latest l
+              CROSS JOIN LATERAL jsonb_populate_record(NULL::%1$s, l.pk) AS k
+              LEFT JOIN %1$s AS t ON %2$s
+             WHERE t.%3$I IS NOT NULL OR (l.log_op = 'D' AND %4$s)
+        ), last_read AS (
+            SELECT w.next_cursor FROM w ORDER BY w.log_xid DESC, w.log_id DESC LIMIT 1
+        )
+        SELECT v.pk, v."row", v.version, v.deleted,
+               CASE WHEN row_number() OVER (ORDER BY v.log_xid DESC, v.log_id DESC) = 1
+                    THEN (SELECT next_cursor FROM last_read) ELSE v.next_cursor END
+          FROM visible v
+        UNION ALL
+        SELECT NULL, NULL, NULL, NULL, (SELECT next_cursor FROM last_read)
+         WHERE NOT EXISTS (SELECT FROM visible) AND EXISTS (SELECT FROM w)
+        $q$, tbl, match, keys[1], tombstone)
+    USING pks, ops, versions, xids, ids, cursors, images;
+END
+$$;
+
+CREATE FUNCTION edgesync.pull(tbl regclass, cursor text, max integer DEFAULT 1000)
+RETURNS TABLE (pk jsonb, "row" jsonb, version bigint, deleted boolean, next_cursor text)
+    AS 'MODULE_PATHNAME', 'edgesync_pull' LANGUAGE C;
+COMMENT ON FUNCTION edgesync.pull(regclass, text, integer) IS
+    'edgesync: current rows of keys changed after a cursor, with tombstones for deleted keys';
+
+CREATE OR REPLACE PROCEDURE edgesync.prune(older_than interval, batch_size integer DEFAULT 100,
+                                INOUT deleted bigint DEFAULT 0)
+LANGUAGE plpgsql AS $$
+DECLARE
+    cutoff    timestamptz;
+    per_range bigint;
+    ranges    bigint[];
+    r         bigint;
+    lo        tid;
+    hi        tid;
+    n         bigint;
+    top       bigint;
+BEGIN
+    IF older_than IS NULL OR older_than < interval '0' THEN
+        RAISE EXCEPTION 'older_than must be a positive interval'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    cutoff := pg_catalog.now() OPERATOR(pg_catalog.-) older_than;
+    deleted := 0;
+    per_range := edgesync._log_pages_per_range();
+    SELECT pg_catalog.array_agg(DISTINCT ((d.ctid::text::point)[0]::bigint OPERATOR(pg_catalog./) per_range))
+      INTO ranges
+      FROM edgesync.sync_log_data d
+     WHERE d.changed_at OPERATOR(pg_catalog.<) cutoff;
+    FOREACH r IN ARRAY COALESCE(ranges, '{}') LOOP
+        lo := pg_catalog.format('(%s,0)', r OPERATOR(pg_catalog.*) per_range)::tid;
+        hi := pg_catalog.format('(%s,0)', (r OPERATOR(pg_catalog.+) 1) OPERATOR(pg_catalog.*) per_range)::tid;
+        LOOP
+            -- batch_size counts log rows, each holding up to 1000 changes.
+            WITH victims AS (
+                SELECT d.ctid FROM edgesync.sync_log_data d
+                 WHERE d.ctid OPERATOR(pg_catalog.>=) lo AND d.ctid OPERATOR(pg_catalog.<) hi
+                   AND d.changed_at OPERATOR(pg_catalog.<) cutoff
+                 LIMIT batch_size
+            ), gone AS (
+                DELETE FROM edgesync.sync_log_data d USING victims v
+                 WHERE d.ctid OPERATOR(pg_catalog.=) v.ctid
+                RETURNING d.xid, pg_catalog.cardinality(d.ops) AS changes
+            )
+            SELECT pg_catalog.sum(g.changes), pg_catalog.max(g.xid) INTO n, top FROM gone g;
+            EXIT WHEN n IS NULL;
+            UPDATE edgesync.sync_log_state SET pruned_xid = pg_catalog.int8larger(pruned_xid, top);
+            deleted := deleted OPERATOR(pg_catalog.+) n;
+            COMMIT;
+        END LOOP;
+        IF NOT EXISTS (SELECT FROM edgesync.sync_log_data d
+                        WHERE d.ctid OPERATOR(pg_catalog.>=) lo AND d.ctid OPERATOR(pg_catalog.<) hi) THEN
+            PERFORM edgesync._desummarize_log_range(r OPERATOR(pg_catalog.*) per_range);
+            COMMIT;
+        END IF;
+    END LOOP;
+END
+$$;
+
+REVOKE ALL ON FUNCTION edgesync._window(text, text, oid, integer), edgesync.changes(text, integer)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION edgesync.changes(text, integer) TO edgesync_reader;
 
 -- decode
 

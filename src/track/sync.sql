@@ -11,11 +11,12 @@
 -- is delivered twice.
 
 -- The engine of changes() and pull(): up to max log rows after cursor, each
--- with the cursor that resumes after it.
+-- with the cursor that resumes after it.  It returns the keys and images as
+-- written: only the log's owner runs it (changes() and pull() do, from C).
 CREATE FUNCTION edgesync._window(scope text, cursor text, rel oid, max integer)
 RETURNS TABLE (log_id bigint, log_xid bigint, log_relid oid, log_pk text, log_op "char",
                log_version bigint, log_changed_at timestamptz, log_role oid, log_app text,
-               next_cursor text)
+               next_cursor text, log_image text)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     c      record;
@@ -57,9 +58,10 @@ BEGIN
     ), changes AS (
         -- ... and their changes, in (xid, id) order.
         SELECT r.xid, r.first_id + e.n - 1 AS id, r.relid, e.pk, e.op, e.version,
-               r.changed_at, r.role, r.application_name
+               r.changed_at, r.role, r.application_name, e.image
           FROM rows r
-         CROSS JOIN LATERAL unnest(r.pks, r.ops, r.versions) WITH ORDINALITY AS e(pk, op, version, n)
+         CROSS JOIN LATERAL unnest(r.pks, r.ops, r.versions, r.images)
+                            WITH ORDINALITY AS e(pk, op, version, image, n)
          WHERE c.last_xid IS NULL OR (r.xid, r.first_id + e.n - 1) > (c.last_xid, c.last_id)
          ORDER BY 1, 2
          LIMIT max + 1
@@ -71,21 +73,22 @@ BEGIN
            CASE WHEN b.n = b.total AND b.total <= max
                 THEN edgesync._cursor_make(scope, win::text, NULL, NULL, NULL)   -- window done
                 ELSE edgesync._cursor_make(scope, seen::text, win::text, b.xid, b.id)
-           END
+           END,
+           b.image
       FROM batch b
      WHERE b.n <= max
      ORDER BY b.n;
 END
 $$;
 
+-- changes(): the next changes of all tracked tables, keys masked for the
+-- caller (src/decode/log_keys.cpp): a key column in clear only if the
+-- caller may SELECT it and its policy allows (or it is a member of
+-- edgesync_phi_reader); a hashed one as the stream shows it; else null.
 CREATE FUNCTION edgesync.changes(cursor text, max integer DEFAULT 1000)
 RETURNS TABLE (id bigint, relid regclass, pk jsonb, op "char", version bigint, xid xid8,
                changed_at timestamptz, role regrole, application_name text, next_cursor text)
-LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    SELECT w.log_id, w.log_relid::regclass, w.log_pk::jsonb, w.log_op, w.log_version,
-           w.log_xid::text::xid8, w.log_changed_at, w.log_role::regrole, w.log_app, w.next_cursor
-      FROM edgesync._window('all', cursor, NULL, max) w
-$$;
+    AS 'MODULE_PATHNAME', 'edgesync_changes' LANGUAGE C;
 COMMENT ON FUNCTION edgesync.changes(text, integer) IS
     'edgesync: the next changes of all tracked tables after a cursor (NULL: from the start)';
 
@@ -106,29 +109,58 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
      WHERE i.indrelid = tbl AND i.indisprimary
 $$;
 
--- pull(): the current rows of the keys changed after cursor, and tombstones
--- for deleted keys.  Runs as the caller, so row-level security decides what
--- the caller gets; a key the caller cannot see is left out.
+-- The combined USING expression of the SELECT policies of tbl that apply to
+-- the current user, as row level security combines them (permissive ones
+-- ORed, restrictive ones ANDed, none permissive: false), for pull() to
+-- decide on a deleted row it can no longer select.  Columns unqualified.
+CREATE FUNCTION edgesync._select_policy_qual(tbl regclass) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce('(' || string_agg('(' || pg_get_expr(p.polqual, p.polrelid) || ')', ' OR ')
+                              FILTER (WHERE p.polpermissive) || ')', 'false')
+           || coalesce(' AND ' || string_agg('(' || pg_get_expr(p.polqual, p.polrelid) || ')', ' AND ')
+                                  FILTER (WHERE NOT p.polpermissive), '')
+      FROM pg_policy p
+     WHERE p.polrelid = tbl AND p.polcmd IN ('r', '*') AND p.polqual IS NOT NULL
+       AND (0::oid = ANY (p.polroles)
+            OR EXISTS (SELECT FROM unnest(p.polroles) AS r WHERE pg_has_role(current_user, r, 'USAGE')))
+$$;
+
+-- The page pull() returns, computed as the caller from the window's log
+-- rows (arrays, in window order): the current rows of the keys changed, as
+-- the caller may select them, and tombstones for deleted keys.  A tombstone
+-- goes only to a caller who could see the deleted row: under row level
+-- security, its SELECT policies must pass on the row's image (kept by the
+-- log trigger for tables with row level security; a delete without one, made
+-- before row level security was enabled, is not handed out).  Called with
+-- made-up arrays it can tell nothing its caller could not select.
 --
 -- Rows come in the order of each key's last change, so every row's cursor
 -- is safe to resume from, and the last row carries the cursor after every
 -- log row read.  If the log rows read were all about keys the caller cannot
 -- see, one row with only next_cursor set (pk NULL) keeps the reader moving.
-CREATE FUNCTION edgesync.pull(tbl regclass, cursor text, max integer DEFAULT 1000)
+CREATE FUNCTION edgesync._pull_page(tbl regclass, pks text[], ops "char"[], versions bigint[],
+                                    xids bigint[], ids bigint[], cursors text[], images text[])
 RETURNS TABLE (pk jsonb, "row" jsonb, version bigint, deleted boolean, next_cursor text)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    keys  name[];
-    match text;
+    keys      name[];
+    match     text;
+    tombstone text := 'true';
 BEGIN
-    PERFORM edgesync._require_tracked(tbl);
     keys := edgesync._key_columns(tbl);
     SELECT string_agg(format('t.%1$I = k.%1$I', key), ' AND ') INTO match FROM unnest(keys) AS key;
+    IF row_security_active(tbl) THEN
+        tombstone := format('l.image IS NOT NULL AND EXISTS (SELECT FROM jsonb_populate_record(NULL::%s, l.image || l.pk) AS %I WHERE %s)',
+                            tbl, (SELECT c.relname FROM pg_class c WHERE c.oid = tbl),
+                            edgesync._select_policy_qual(tbl));
+    END IF;
 
     RETURN QUERY EXECUTE format($q$
         WITH w AS MATERIALIZED (
-            SELECT w.log_pk::jsonb AS pk, w.log_op, w.log_version, w.log_xid, w.log_id, w.next_cursor
-              FROM edgesync._window($1, $2, $3, $4) w
+            SELECT w.pk::jsonb AS pk, w.op AS log_op, w.version AS log_version, w.xid AS log_xid,
+                   w.id AS log_id, w.next_cursor, w.image::jsonb AS image, w.n
+              FROM unnest($1, $2, $3, $4, $5, $6, $7) WITH ORDINALITY
+                   AS w(pk, op, version, xid, id, next_cursor, image, n)
         ), latest AS (
             SELECT DISTINCT ON (w.pk) * FROM w ORDER BY w.pk, w.log_xid DESC, w.log_id DESC
         ), visible AS (
@@ -140,7 +172,7 @@ BEGIN
               FROM latest l
               CROSS JOIN LATERAL jsonb_populate_record(NULL::%1$s, l.pk) AS k
               LEFT JOIN %1$s AS t ON %2$s
-             WHERE t.%3$I IS NOT NULL OR l.log_op = 'D'
+             WHERE t.%3$I IS NOT NULL OR (l.log_op = 'D' AND %4$s)
         ), last_read AS (
             SELECT w.next_cursor FROM w ORDER BY w.log_xid DESC, w.log_id DESC LIMIT 1
         )
@@ -151,10 +183,19 @@ BEGIN
         UNION ALL
         SELECT NULL, NULL, NULL, NULL, (SELECT next_cursor FROM last_read)
          WHERE NOT EXISTS (SELECT FROM visible) AND EXISTS (SELECT FROM w)
-        $q$, tbl, match, keys[1])
-    USING 'rel' || tbl::oid, cursor, tbl::oid, max;
+        $q$, tbl, match, keys[1], tombstone)
+    USING pks, ops, versions, xids, ids, cursors, images;
 END
 $$;
+
+-- pull(): the current rows of the keys changed after cursor, and tombstones
+-- for deleted keys, as the caller may see them (src/track/pull.cpp): the
+-- log's window is read as its owner, the rows as the caller, so table
+-- privileges and row level security decide what comes back.  Open to
+-- PUBLIC: it shows nothing the caller could not SELECT.
+CREATE FUNCTION edgesync.pull(tbl regclass, cursor text, max integer DEFAULT 1000)
+RETURNS TABLE (pk jsonb, "row" jsonb, version bigint, deleted boolean, next_cursor text)
+    AS 'MODULE_PATHNAME', 'edgesync_pull' LANGUAGE C;
 COMMENT ON FUNCTION edgesync.pull(regclass, text, integer) IS
     'edgesync: current rows of keys changed after a cursor, with tombstones for deleted keys';
 
@@ -370,7 +411,7 @@ BEGIN
             ), gone AS (
                 DELETE FROM edgesync.sync_log_data d USING victims v
                  WHERE d.ctid OPERATOR(pg_catalog.=) v.ctid
-                RETURNING d.xid, pg_catalog.cardinality(d.pks) AS changes
+                RETURNING d.xid, pg_catalog.cardinality(d.ops) AS changes
             )
             SELECT pg_catalog.sum(g.changes), pg_catalog.max(g.xid) INTO n, top FROM gone g;
             EXIT WHEN n IS NULL;
@@ -389,16 +430,14 @@ $$;
 COMMENT ON PROCEDURE edgesync.prune(interval, integer, bigint) IS
     'edgesync: delete change-log rows older than an interval, in committed batches';
 
--- Privileges.  sync_log holds patient keys: reading it, by any function, is
--- for edgesync_reader.  track/untrack/push check ownership and table
--- privileges themselves and stay open.
+-- Privileges.  The log's keys are read only through changes() (masked,
+-- for edgesync_reader) and pull() (what the caller may SELECT, for anyone);
+-- the window that returns them as written is for the log's owner alone.
+-- track/untrack/push check ownership and table privileges themselves and
+-- stay open.
 REVOKE ALL ON FUNCTION edgesync._window(text, text, oid, integer), edgesync.changes(text, integer),
-    edgesync.current_cursor(regclass), edgesync.pull(regclass, text, integer),
-    edgesync._cursor_parse(text, text), edgesync._cursor_make(text, text, text, bigint, bigint)
-    FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION edgesync._window(text, text, oid, integer), edgesync.changes(text, integer),
-    edgesync.current_cursor(regclass), edgesync.pull(regclass, text, integer),
-    edgesync._cursor_parse(text, text), edgesync._cursor_make(text, text, text, bigint, bigint)
+    edgesync._cursor_parse(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION edgesync.changes(text, integer), edgesync._cursor_parse(text, text)
     TO edgesync_reader;
 REVOKE ALL ON PROCEDURE edgesync.prune(interval, integer, bigint) FROM PUBLIC;
 GRANT EXECUTE ON PROCEDURE edgesync.prune(interval, integer, bigint) TO edgesync_admin;

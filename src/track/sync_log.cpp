@@ -10,6 +10,13 @@
  * ids are reserved a batch at a time from a sequence that increments by
  * kFlushAt.  The only index is a BRIN on (xid, changed_at), which is what the
  * cursor and prune queries need.
+ *
+ * A deleted row of a table with row level security also leaves an image:
+ * the columns its policies read, as JSON, in the batch's images array
+ * (NULL for a batch without one).  pull() evaluates a caller's policies
+ * against it before handing out the tombstone.  Nobody but the extension's
+ * owner reads images.  Before ALTER EXTENSION UPDATE (a log without the
+ * column) no image is kept.
  */
 #include "track/sync_log.hpp"
 
@@ -56,10 +63,12 @@ enum LogColumn {
 	kVersions,
 	kPks,
 	kApplicationName,
+	kImages,
 	kNumLogColumns
 };
 const char *const kLogColumnNames[kNumLogColumns] = {
-	"first_id", "xid", "changed_at", "relid", "role", "ops", "versions", "pks", "application_name"};
+	"first_id", "xid", "changed_at",	   "relid", "role", "ops",
+	"versions", "pks", "application_name", "images"};
 
 struct LogEntry {
 	Oid relid;
@@ -68,7 +77,8 @@ struct LogEntry {
 	char op;
 	bool has_version;
 	int64 version;
-	text *pk; /* JSON text, or nullptr (truncate) */
+	text *pk;	 /* JSON text, or nullptr (truncate) */
+	text *image; /* a deleted row's policy columns (JSON text), or nullptr */
 };
 
 /*
@@ -79,7 +89,8 @@ struct LogEntry {
 MemoryContext buffer_context = nullptr;
 LogEntry *entries = nullptr;
 int nentries = 0;
-StringInfoData key_scratch; /* the key of the row being logged */
+StringInfoData key_scratch;	  /* the key of the row being logged */
+StringInfoData image_scratch; /* its image (row level security) */
 
 /* The log table and its id sequence, looked up once per backend. */
 Oid log_relid = InvalidOid;
@@ -124,6 +135,7 @@ struct LogWriter {
 	IndexInfo *index_infos[kMaxLogIndexes];
 	/* Only plain column indexes (the BRIN): otherwise the executor inserts. */
 	bool plain_indexes;
+	bool has_images; /* the images column exists (0.2.0 on) */
 	bool valid;
 };
 LogWriter writer = {};
@@ -136,6 +148,7 @@ log_writer(Relation rel)
 	if (writer.valid)
 		return writer;
 	check_log_layout(rel);
+	writer.has_images = RelationGetDescr(rel)->natts == kNumLogColumns;
 	if (writer.context != nullptr)
 		MemoryContextDelete(writer.context);
 	writer.context =
@@ -202,8 +215,9 @@ void
 check_log_layout(Relation rel)
 {
 	TupleDesc desc = RelationGetDescr(rel);
-	bool ok = desc->natts == kNumLogColumns;
-	for (int i = 0; ok && i < kNumLogColumns; i++)
+	/* (0.1.0's log, until ALTER EXTENSION UPDATE, lacks the last column.) */
+	bool ok = desc->natts == kNumLogColumns || desc->natts == kImages;
+	for (int i = 0; ok && i < desc->natts; i++)
 		ok = strcmp(NameStr(TupleDescAttr(desc, i)->attname), kLogColumnNames[i]) == 0;
 	if (!ok)
 		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
@@ -284,12 +298,15 @@ flush()
 	bool *version_nulls = static_cast<bool *>(palloc(sizeof(bool) * nentries));
 	Datum *pks = static_cast<Datum *>(palloc(sizeof(Datum) * nentries));
 	bool *pk_nulls = static_cast<bool *>(palloc(sizeof(bool) * nentries));
+	Datum *images = static_cast<Datum *>(palloc(sizeof(Datum) * nentries));
+	bool *image_nulls = static_cast<bool *>(palloc(sizeof(bool) * nentries));
 	CommandId cid = GetCurrentCommandId(true);
 
 	/* One batch per run of entries with the same table and role. */
 	for (int start = 0; start < nentries;) {
 		const LogEntry *first = &entries[start];
 		int end = start;
+		bool any_image = false;
 		for (; end < nentries && entries[end].relid == first->relid &&
 			   entries[end].role == first->role;
 			 end++) {
@@ -299,6 +316,9 @@ flush()
 			version_nulls[end] = !e->has_version;
 			pk_nulls[end] = e->pk == nullptr;
 			pks[end] = PointerGetDatum(e->pk);
+			image_nulls[end] = e->image == nullptr;
+			images[end] = PointerGetDatum(e->image);
+			any_image |= e->image != nullptr;
 		}
 		int n = end - start;
 		int dims[1] = {n};
@@ -314,6 +334,11 @@ flush()
 											   lbs, INT8OID, 8, true, TYPALIGN_DOUBLE));
 		values[kPks] = PointerGetDatum(construct_md_array(&pks[start], &pk_nulls[start], 1, dims,
 														  lbs, TEXTOID, -1, false, TYPALIGN_INT));
+		nulls[kImages] = !any_image;
+		if (any_image)
+			values[kImages] =
+				PointerGetDatum(construct_md_array(&images[start], &image_nulls[start], 1, dims,
+												   lbs, TEXTOID, -1, false, TYPALIGN_INT));
 
 		/*
 		 * heap_insert, not table_multi_insert: a flush is usually one batch,
@@ -343,8 +368,19 @@ flush()
 	forget_buffer();
 }
 
+text *
+copy_text(const text *t)
+{
+	if (t == nullptr)
+		return nullptr;
+	text *copy = static_cast<text *>(MemoryContextAlloc(buffer_context, VARSIZE(t)));
+	memcpy(copy, t, VARSIZE(t));
+	return copy;
+}
+
 void
-append(Oid relid, char op, bool has_version, int64 version, const text *pk)
+append(Oid relid, char op, bool has_version, int64 version, const text *pk,
+	   const text *image = nullptr)
 {
 	if (buffer_context == nullptr) {
 		buffer_context = AllocSetContextCreate(TopMemoryContext, "edgesync sync_log buffer",
@@ -363,11 +399,8 @@ append(Oid relid, char op, bool has_version, int64 version, const text *pk)
 	e->op = op;
 	e->has_version = has_version;
 	e->version = version;
-	e->pk = nullptr;
-	if (pk != nullptr) {
-		e->pk = static_cast<text *>(MemoryContextAlloc(buffer_context, VARSIZE(pk)));
-		memcpy(e->pk, pk, VARSIZE(pk));
-	}
+	e->pk = copy_text(pk);
+	e->image = copy_text(image); /* (left out at the flush by a log without images) */
 	nentries++;
 }
 
@@ -378,6 +411,7 @@ append_row(TrackedRel *info, char op, HeapTuple tuple, TupleDesc desc)
 	if (key_scratch.data == nullptr) {
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 		initStringInfo(&key_scratch);
+		initStringInfo(&image_scratch);
 		MemoryContextSwitchTo(old);
 	}
 	resetStringInfo(&key_scratch);
@@ -385,10 +419,20 @@ append_row(TrackedRel *info, char op, HeapTuple tuple, TupleDesc desc)
 	append_key_json(&key_scratch, info, tuple, desc);
 	SET_VARSIZE(key_scratch.data, key_scratch.len);
 
+	/* A deleted key of a table with row level security: what its policies read. */
+	text *image = nullptr;
+	if (op == 'D' && info->row_security) {
+		resetStringInfo(&image_scratch);
+		appendStringInfoSpaces(&image_scratch, VARHDRSZ);
+		append_image_json(&image_scratch, info, tuple, desc);
+		SET_VARSIZE(image_scratch.data, image_scratch.len);
+		image = reinterpret_cast<text *>(image_scratch.data);
+	}
+
 	bool isnull;
 	Datum version = heap_getattr(tuple, info->version_attnum, desc, &isnull);
 	append(info->tracked_relid, op, !isnull, isnull ? 0 : DatumGetInt64(version),
-		   reinterpret_cast<text *>(key_scratch.data));
+		   reinterpret_cast<text *>(key_scratch.data), image);
 }
 
 Datum

@@ -62,7 +62,8 @@ CREATE TABLE edgesync.sync_log_data (
     ops              "char"[]    NOT NULL,  -- I insert, U update, D delete, T truncate
     versions         bigint[]    NOT NULL,
     pks              text[]      NOT NULL,  -- JSON text of each key; NULL for T
-    application_name text
+    application_name text,
+    images           text[]                 -- row level security: what the policies read of a deleted row
 );
 ALTER SEQUENCE edgesync.sync_log_id_seq OWNED BY edgesync.sync_log_data.first_id;
 CREATE INDEX sync_log_data_xid_brin ON edgesync.sync_log_data
@@ -71,14 +72,19 @@ DO $lz4$
 BEGIN
     -- Cheaper to compress than the default pglz, where the server has it.
     ALTER TABLE edgesync.sync_log_data ALTER COLUMN versions SET COMPRESSION lz4,
-                                       ALTER COLUMN pks SET COMPRESSION lz4;
+                                       ALTER COLUMN pks SET COMPRESSION lz4,
+                                       ALTER COLUMN images SET COMPRESSION lz4;
 EXCEPTION WHEN feature_not_supported THEN
     NULL;
 END
 $lz4$;
+-- The keys and images are read by nobody but the owner: the sync_log view
+-- and changes() show keys masked for their reader, pull() only what its
+-- caller may see (src/decode/log_keys.cpp, src/track/pull.cpp).
 REVOKE ALL ON edgesync.sync_log_data FROM PUBLIC;
-GRANT SELECT ON edgesync.sync_log_data TO edgesync_reader, edgesync_admin;
-GRANT DELETE ON edgesync.sync_log_data TO edgesync_admin;
+GRANT SELECT (first_id, xid, changed_at, relid, role, ops, versions, application_name)
+    ON edgesync.sync_log_data TO edgesync_reader, edgesync_admin;
+GRANT SELECT (ctid), DELETE ON edgesync.sync_log_data TO edgesync_admin;
 
 -- How far prune() has deleted: cursors from before that may have lost rows.
 CREATE TABLE edgesync.sync_log_state (
@@ -89,6 +95,15 @@ INSERT INTO edgesync.sync_log_state DEFAULT VALUES;
 REVOKE ALL ON edgesync.sync_log_state FROM PUBLIC;
 GRANT SELECT ON edgesync.sync_log_state TO edgesync_reader, edgesync_admin;
 GRANT UPDATE ON edgesync.sync_log_state TO edgesync_admin;
+
+-- The keys of the log row at a position, as the calling role may see them:
+-- a key column in clear only if it may SELECT it and its policy allows,
+-- hashed as the stream hashes it, otherwise null (src/decode/log_keys.cpp).
+-- It takes a row's position, never a value: no HMAC oracle.
+CREATE FUNCTION edgesync._log_pks(tid) RETURNS text[]
+    AS 'MODULE_PATHNAME', 'edgesync_log_pks' LANGUAGE C STRICT STABLE;
+REVOKE ALL ON FUNCTION edgesync._log_pks(tid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION edgesync._log_pks(tid) TO edgesync_reader, edgesync_admin;
 
 CREATE VIEW edgesync.sync_log AS
 SELECT d.first_id + c.n - 1          AS id,
@@ -101,7 +116,7 @@ SELECT d.first_id + c.n - 1          AS id,
        d.role::pg_catalog.regrole   AS role,
        d.application_name
   FROM edgesync.sync_log_data d
- CROSS JOIN LATERAL unnest(d.pks, d.ops, d.versions) WITH ORDINALITY AS c(pk, op, version, n);
+ CROSS JOIN LATERAL unnest(edgesync._log_pks(d.ctid), d.ops, d.versions) WITH ORDINALITY AS c(pk, op, version, n);
 COMMENT ON VIEW edgesync.sync_log IS
     'edgesync: one row per row change of a tracked table (I insert, U update, D delete, T truncate)';
 REVOKE ALL ON edgesync.sync_log FROM PUBLIC;

@@ -9,10 +9,16 @@
 extern "C" {
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/sysattr.h"
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
 #include "catalog/pg_type.h"
+#include "nodes/bitmapset.h"
+#include "optimizer/optimizer.h"
+#include "rewrite/rowsecurity.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/snapmgr.h"
@@ -206,6 +212,59 @@ on_relcache_invalidation(Datum, Oid relid)
 }
 
 void
+set_column(KeyColumn *col, Form_pg_attribute att, MemoryContext context)
+{
+	Oid output_func;
+	bool varlena;
+	col->attnum = att->attnum;
+	col->name = pstrdup(NameStr(att->attname));
+	col->kind = json_kind_of(att->atttypid);
+	getTypeOutputInfo(att->atttypid, &output_func, &varlena);
+	fmgr_info_cxt(output_func, &col->output, context);
+}
+
+/*
+ * If the tracked table has row level security: the columns of rel that its
+ * SELECT (and ALL) policies read, all of them if one reads the whole row.
+ * Only these are kept of a deleted row: what pull() needs to evaluate a
+ * caller's policies, and no more patient data than that.
+ */
+void
+find_image_columns(TrackedRel *info, Relation rel, MemoryContext context)
+{
+	Relation root = info->tracked_relid == info->relid
+						? rel
+						: relation_open(info->tracked_relid, AccessShareLock);
+	info->row_security = root->rd_rel->relrowsecurity;
+	Bitmapset *attrs = nullptr;
+	if (info->row_security && root->rd_rsdesc != nullptr) {
+		ListCell *lc;
+		foreach (lc, root->rd_rsdesc->policies) {
+			RowSecurityPolicy *policy = static_cast<RowSecurityPolicy *>(lfirst(lc));
+			if (policy->polcmd == '*' || policy->polcmd == ACL_SELECT_CHR)
+				pull_varattnos(reinterpret_cast<Node *>(policy->qual), 1, &attrs);
+		}
+	}
+	TupleDesc root_desc = RelationGetDescr(root);
+	TupleDesc desc = RelationGetDescr(rel);
+	bool whole_row = bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, attrs);
+	info->image = static_cast<KeyColumn *>(palloc0(sizeof(KeyColumn) * (desc->natts + 1)));
+	info->nimage = 0;
+	for (int i = 0; info->row_security && i < root_desc->natts; i++) {
+		Form_pg_attribute root_att = TupleDescAttr(root_desc, i);
+		if (root_att->attisdropped ||
+			(!whole_row &&
+			 !bms_is_member(root_att->attnum - FirstLowInvalidHeapAttributeNumber, attrs)))
+			continue;
+		AttrNumber attnum = find_column(desc, NameStr(root_att->attname));
+		if (attnum != InvalidAttrNumber)
+			set_column(&info->image[info->nimage++], TupleDescAttr(desc, attnum - 1), context);
+	}
+	if (root != rel)
+		relation_close(root, NoLock);
+}
+
+void
 build(TrackedRel *info, Relation rel, MemoryContext context)
 {
 	MemoryContext old = MemoryContextSwitchTo(context);
@@ -241,6 +300,7 @@ build(TrackedRel *info, Relation rel, MemoryContext context)
 		fmgr_info_cxt(output_func, &key->output, context);
 	}
 	index_close(index, AccessShareLock);
+	find_image_columns(info, rel, context);
 	MemoryContextSwitchTo(old);
 }
 
@@ -304,13 +364,16 @@ tracked_rel_for(FunctionCallInfo fcinfo, Relation rel)
 	return &e->info;
 }
 
+namespace {
+
 void
-append_key_json(StringInfo out, const TrackedRel *info, HeapTuple tuple, TupleDesc desc)
+append_columns_json(StringInfo out, const KeyColumn *columns, int n, HeapTuple tuple,
+					TupleDesc desc)
 {
 	StringInfoSink sink{out};
 	appendStringInfoChar(out, '{');
-	for (int i = 0; i < info->nkeys; i++) {
-		const KeyColumn *key = &info->keys[i];
+	for (int i = 0; i < n; i++) {
+		const KeyColumn *key = &columns[i];
 		bool isnull;
 		Datum value = heap_getattr(tuple, key->attnum, desc, &isnull);
 		if (i > 0)
@@ -323,6 +386,20 @@ append_key_json(StringInfo out, const TrackedRel *info, HeapTuple tuple, TupleDe
 			append_json_value(out, key->kind, const_cast<FmgrInfo *>(&key->output), value);
 	}
 	appendStringInfoChar(out, '}');
+}
+
+} // namespace
+
+void
+append_key_json(StringInfo out, const TrackedRel *info, HeapTuple tuple, TupleDesc desc)
+{
+	append_columns_json(out, info->keys, info->nkeys, tuple, desc);
+}
+
+void
+append_image_json(StringInfo out, const TrackedRel *info, HeapTuple tuple, TupleDesc desc)
+{
+	append_columns_json(out, info->image, info->nimage, tuple, desc);
 }
 
 bool

@@ -41,6 +41,14 @@ struct TrackedRel {
 	AttrNumber updated_at_attnum;
 	int nkeys;
 	KeyColumn keys[INDEX_MAX_KEYS];
+	/*
+	 * The tracked table has row level security: a deleted row leaves, in
+	 * the log, the columns its policies read (image), so that pull() can
+	 * tell whether a caller could see it.
+	 */
+	bool row_security;
+	int nimage;
+	KeyColumn *image;
 };
 
 /*
@@ -55,6 +63,9 @@ void require_tracked(Relation rel);
 
 /* Appends the primary key of tuple as a JSON object: {"id": 42}. */
 void append_key_json(StringInfo out, const TrackedRel *info, HeapTuple tuple, TupleDesc desc);
+
+/* Appends the columns of info->image of tuple as a JSON object. */
+void append_image_json(StringInfo out, const TrackedRel *info, HeapTuple tuple, TupleDesc desc);
 
 /* True if the primary key columns of a and b hold the same bytes. */
 bool keys_equal(const TrackedRel *info, HeapTuple a, HeapTuple b, TupleDesc desc);

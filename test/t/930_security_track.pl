@@ -11,8 +11,8 @@
 #    never restarted.
 #  - the version conflict's key: shown to a role that may SELECT it, never
 #    to one that may not, and never in the server log.
-#  - pull() under row level security: tombstones reach only a caller who
-#    could see the deleted row.
+#
+# What one session shows is in sql/security_track.sql.
 use strict;
 use warnings;
 
