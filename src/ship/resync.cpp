@@ -114,8 +114,8 @@ tracked_tables()
 {
 	std::vector<TrackedTable> out;
 	pg_call([] {
-		if (SPI_execute("SELECT relid::oid FROM edgesync.tracked_tables ORDER BY relid::oid", true,
-						0) != SPI_OK_SELECT)
+		if (SPI_execute("SELECT relid::pg_catalog.oid FROM edgesync.tracked_tables ORDER BY 1",
+						true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not list tracked tables");
 	});
 	std::vector<Oid> roots;

@@ -345,8 +345,11 @@ GRANT SELECT ON edgesync.target_status TO edgesync_reader, edgesync_admin;
 
 -- ship(): deliver up to max_batches batches to a target now, in this session
 -- (the same path as the background worker).  Returns the changes delivered.
+-- Whatever calls it, the shipper's queries and the decoding run with the
+-- search_path the background worker has.
 CREATE FUNCTION edgesync._ship(target text, max_batches integer) RETURNS bigint
-    AS 'MODULE_PATHNAME', 'edgesync_ship' LANGUAGE C STRICT;
+    AS 'MODULE_PATHNAME', 'edgesync_ship' LANGUAGE C STRICT
+    SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION edgesync._ship(text, integer) FROM PUBLIC;
 CREATE FUNCTION edgesync.ship(target text, max_batches integer DEFAULT 100) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp

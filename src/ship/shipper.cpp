@@ -193,14 +193,16 @@ bool
 load_target(const std::string &name, TargetConfig &c, bool &enabled)
 {
 	spi_run("SELECT t.kind, t.url, t.slot_name, t.columns, t.ca_file, s.bearer_token, s.password,"
-			"       (SELECT string_agg(h.key || ': ' || (h.value #>> '{}'), E'\\n')"
+			"       (SELECT pg_catalog.string_agg(h.key OPERATOR(pg_catalog.||) ': '"
+			"                   OPERATOR(pg_catalog.||) (h.value OPERATOR(pg_catalog.#>>)"
+			"                   '{}'::pg_catalog.text[]), E'\\n')"
 			"          FROM pg_catalog.jsonb_each(s.headers) h),"
 			"       t.batch_changes, t.batch_bytes, t.timeout_ms, st.consecutive_failures,"
 			"       st.pending_end, st.resync_pending, t.enabled, st.acked_lsn"
 			"  FROM edgesync.targets t"
-			"  JOIN edgesync.target_secrets s ON s.name = t.name"
-			"  JOIN edgesync.target_state st ON st.name = t.name"
-			" WHERE t.name = $1",
+			"  JOIN edgesync.target_secrets s ON s.name OPERATOR(pg_catalog.=) t.name"
+			"  JOIN edgesync.target_state st ON st.name OPERATOR(pg_catalog.=) t.name"
+			" WHERE t.name OPERATOR(pg_catalog.=) $1",
 			{text_param(name)}, true);
 	if (SPI_processed == 0)
 		return false;
@@ -230,7 +232,8 @@ slot_position(const TargetConfig &c, uint64_t &confirmed, uint64_t &flush)
 {
 	spi_run("SELECT confirmed_flush_lsn, pg_catalog.pg_current_wal_flush_lsn()"
 			"  FROM pg_catalog.pg_replication_slots"
-			" WHERE slot_name = $1 AND database = pg_catalog.current_database()",
+			" WHERE slot_name OPERATOR(pg_catalog.=) $1"
+			"   AND database OPERATOR(pg_catalog.=) pg_catalog.current_database()",
 			{text_param(c.slot)}, true);
 	if (SPI_processed == 0)
 		return false;
@@ -249,13 +252,14 @@ advance(const TargetConfig &c, uint64_t to)
 void
 record_success(const TargetConfig &c, int64_t changes, int64_t bytes, uint64_t acked)
 {
-	spi_run(
-		"UPDATE edgesync.target_state SET last_success = pg_catalog.clock_timestamp(),"
-		"       last_attempt = pg_catalog.clock_timestamp(), batches_shipped = batches_shipped + 1,"
-		"       changes_shipped = changes_shipped + $2, bytes_shipped = bytes_shipped + $3,"
-		"       consecutive_failures = 0, next_retry = NULL, pending_end = NULL, acked_lsn = $4"
-		" WHERE name = $1",
-		{text_param(c.name), int8_param(changes), int8_param(bytes), lsn_param(acked)}, false);
+	spi_run("UPDATE edgesync.target_state SET last_success = pg_catalog.clock_timestamp(),"
+			"       last_attempt = pg_catalog.clock_timestamp(),"
+			"       batches_shipped = batches_shipped OPERATOR(pg_catalog.+) 1,"
+			"       changes_shipped = changes_shipped OPERATOR(pg_catalog.+) $2,"
+			"       bytes_shipped = bytes_shipped OPERATOR(pg_catalog.+) $3,"
+			"       consecutive_failures = 0, next_retry = NULL, pending_end = NULL, acked_lsn = $4"
+			" WHERE name OPERATOR(pg_catalog.=) $1",
+			{text_param(c.name), int8_param(changes), int8_param(bytes), lsn_param(acked)}, false);
 }
 
 } // namespace
@@ -288,11 +292,12 @@ record_failure(const TargetConfig &c, const std::string &error, uint64_t pending
 	int64_t delay = retry_delay_ms(c.failures + 1, retry_min_ms, retry_max_ms,
 								   std::uniform_real_distribution<double>(0.0, 1.0)(random));
 	spi_run("UPDATE edgesync.target_state SET last_attempt = pg_catalog.clock_timestamp(),"
-			"       consecutive_failures = consecutive_failures + 1, last_error = $2,"
-			"       last_error_at = pg_catalog.clock_timestamp(),"
-			"       next_retry = pg_catalog.clock_timestamp() + $3 * interval '1 millisecond',"
+			"       consecutive_failures = consecutive_failures OPERATOR(pg_catalog.+) 1,"
+			"       last_error = $2, last_error_at = pg_catalog.clock_timestamp(),"
+			"       next_retry = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+)"
+			"                    ($3 OPERATOR(pg_catalog.*) '1 millisecond'::pg_catalog.interval),"
 			"       pending_end = $4"
-			" WHERE name = $1",
+			" WHERE name OPERATOR(pg_catalog.=) $1",
 			{text_param(c.name), text_param(redacted), int8_param(delay), lsn_param(pending_end)},
 			false);
 	return redacted;
@@ -362,10 +367,10 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 			if (ok)
 				spi_run(
 					"UPDATE edgesync.target_state SET resync_pending = false,"
-					"       changes_shipped = changes_shipped + $2,"
+					"       changes_shipped = changes_shipped OPERATOR(pg_catalog.+) $2,"
 					"       last_success = pg_catalog.clock_timestamp(), consecutive_failures = 0,"
 					"       next_retry = NULL"
-					" WHERE name = $1",
+					" WHERE name OPERATOR(pg_catalog.=) $1",
 					{text_param(config.name), int8_param(sent)}, false);
 			else
 				result.error = record_failure(config, error, 0);
@@ -521,7 +526,8 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 		 */
 		if (config.pending_end != end)
 			with_spi(own_transactions, [&] {
-				spi_run("UPDATE edgesync.target_state SET pending_end = $2 WHERE name = $1",
+				spi_run("UPDATE edgesync.target_state SET pending_end = $2"
+						" WHERE name OPERATOR(pg_catalog.=) $1",
 						{text_param(config.name), lsn_param(end)}, false);
 			});
 		config.pending_end = end;

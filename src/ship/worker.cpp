@@ -178,10 +178,12 @@ due_targets(TimestampTz &next_wake)
 		pg_call([] {
 			SPI_connect();
 			int rc = SPI_execute(
-				"SELECT t.name, st.next_retry <= pg_catalog.clock_timestamp() OR st.next_retry IS "
-				"NULL,"
+				"SELECT t.name,"
+				"       st.next_retry OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()"
+				"       OR st.next_retry IS NULL,"
 				"       st.next_retry"
-				"  FROM edgesync.targets t JOIN edgesync.target_state st ON st.name = t.name"
+				"  FROM edgesync.targets t"
+				"  JOIN edgesync.target_state st ON st.name OPERATOR(pg_catalog.=) t.name"
 				" WHERE t.enabled ORDER BY t.name",
 				true, 0);
 			if (rc != SPI_OK_SELECT)
@@ -394,6 +396,14 @@ edgesync_ship_worker_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(db, nullptr, 0);
 	pgstat_report_appname("edgesync shipper");
+	/*
+	 * The worker runs as the bootstrap superuser: no object a user can create
+	 * may be found by name in anything it runs (its own queries, decoding,
+	 * the re-send).  Its queries also name their operators and functions
+	 * with their schema; this covers what they call.  PGC_S_OVERRIDE: no
+	 * reload, database or role setting replaces it.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	/* Every round that decodes a slot logs "starting logical decoding" lines at LOG. */
 	SetConfigOption("log_min_messages", "warning", PGC_SUSET, PGC_S_OVERRIDE);
 	edgesync::guarded([] { edgesync::ship::worker_loop(); });

@@ -475,6 +475,10 @@ GRANT EXECUTE ON FUNCTION edgesync.changes(text, integer) TO edgesync_reader;
 
 -- ship
 
+-- The shipper's queries run with search_path = pg_catalog, pg_temp however
+-- _ship() is called (the worker sets it where it starts).
+ALTER FUNCTION edgesync._ship(text, integer) SET search_path = pg_catalog, pg_temp;
+
 -- federate
 
 -- federate() checks that the user mapping's role sees every row and column
