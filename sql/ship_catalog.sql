@@ -20,6 +20,24 @@ SELECT edgesync.add_target('cloud_db', 'postgresql://replicator@db.example.org/c
 SELECT name, kind, url FROM edgesync.targets ORDER BY name;
 SELECT name, password FROM edgesync.target_secrets ORDER BY name;
 
+-- Every spelling of the password that libpq (postgresql) or libcurl (http)
+-- accepts is taken out: each library parses its own URLs.
+SELECT v.url AS given, u.url AS stored, u.password
+  FROM (VALUES ('postgresql://u@db.example.org/cloud?pass%77ord=pw-SECRET-1'),
+               ('postgresql://u@db.example.org/cloud?%70%61%73%73%77%6F%72%64=pw-SECRET-2&sslmode=require'),
+               ('postgresql://u:pw-SECRET-3@db.example.org/cloud'),
+               ('postgres://u:pw%2DSECRET%2D4@db.example.org:5433/cloud?application_name=edge'),
+               ('postgresql:///cloud?host=/var/run/postgresql&user=u&password=pw-SECRET-5'),
+               ('https://u:pw%2DSECRET%2D6@api.example.org/in?x=1')) v(url),
+       edgesync._parse_target_url(v.url) u;
+SELECT edgesync.add_target('spelled', 'postgresql://u@db.example.org/cloud?pass%77ord=pw-SECRET-7');
+SELECT url FROM edgesync.target_status WHERE name = 'spelled';
+SELECT password FROM edgesync.target_secrets WHERE name = 'spelled';
+SELECT edgesync.drop_target('spelled');
+-- libpq's messages quote the URL: what they quote is left out.
+SELECT edgesync.add_target('typo', 'postgresql://u@db.example.org/cloud?pasword=pw-SECRET-8');
+SELECT edgesync.add_target('typo', 'postgresql://u:pw-SECRET%zz@db.example.org/cloud');
+
 -- Bad input: an error with its SQLSTATE, and nothing created.
 SELECT edgesync.add_target('cloud_api', 'https://other.example.org/');
 \echo :LAST_ERROR_SQLSTATE

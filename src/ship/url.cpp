@@ -1,7 +1,13 @@
 /*
  * url.cpp — parsing target URLs and removing secrets from text (url.hpp).
  *
- * Pure C++: includes no PostgreSQL header (unit-tested in test/unit).
+ * http URLs are parsed by libcurl (curl_url()), postgresql URLs by libpq
+ * (PQconninfoParse()): the libraries that use them, so the password is found
+ * however it is spelled.  Neither library's error text is passed on as it
+ * is: both quote the input, which may hold the password.
+ *
+ * Pure C++: includes no PostgreSQL header (unit-tested in test/unit); it uses
+ * the client libraries libpq and libcurl.
  */
 #include "ship/url.hpp"
 
@@ -9,6 +15,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <curl/curl.h>
+#include <libpq-fe.h>
+#include <new>
 
 namespace edgesync::ship {
 
@@ -43,29 +52,257 @@ lower(std::string_view s)
 	return out;
 }
 
-/* Removes password=... from a libpq URI query; returns its decoded value. */
+/* Percent-encodes s, keeping unreserved characters and those in keep. */
 std::string
-take_query_password(std::string &query)
+encode(std::string_view s, std::string_view keep)
 {
-	std::string password;
-	std::string kept;
-	size_t start = 0;
-	while (start <= query.size()) {
-		size_t amp = query.find('&', start);
-		if (amp == std::string::npos)
-			amp = query.size();
-		std::string_view param(query.data() + start, amp - start);
-		if (lower(param.substr(0, 9)) == "password=")
-			password = percent_decode(param.substr(9));
-		else if (!param.empty()) {
-			if (!kept.empty())
-				kept.push_back('&');
-			kept.append(param);
+	static constexpr char hex[] = "0123456789ABCDEF";
+	std::string out;
+	for (unsigned char c : s) {
+		if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' ||
+			keep.find(static_cast<char>(c)) != std::string_view::npos)
+			out.push_back(static_cast<char>(c));
+		else {
+			out.push_back('%');
+			out.push_back(hex[c >> 4]);
+			out.push_back(hex[c & 0xf]);
 		}
-		start = amp + 1;
 	}
-	query = kept;
-	return password;
+	return out;
+}
+
+std::vector<std::string>
+split(const std::string &s, char sep)
+{
+	std::vector<std::string> out;
+	size_t start = 0;
+	for (;;) {
+		size_t end = s.find(sep, start);
+		out.push_back(s.substr(start, end == std::string::npos ? std::string::npos : end - start));
+		if (end == std::string::npos)
+			return out;
+		start = end + 1;
+	}
+}
+
+/*
+ * A library's error message about the URL, without what it quotes of it:
+ * libpq and libcurl quote the URL or a part of it, which may be the
+ * password.  A quoted single character ("=", ":") says where, and stays.
+ */
+std::string
+without_quoted(std::string text)
+{
+	while (!text.empty() && (text.back() == '\n' || text.back() == ' ' || text.back() == '.'))
+		text.pop_back();
+	std::string out;
+	for (size_t i = 0; i < text.size(); i++) {
+		size_t close = text[i] == '"' ? text.find('"', i + 1) : std::string::npos;
+		if (close == std::string::npos || close - i <= 2) {
+			out.push_back(text[i]);
+			continue;
+		}
+		out += "\"...\"";
+		i = close;
+	}
+	for (char &c : out)
+		if (static_cast<unsigned char>(c) < 0x20)
+			c = ' ';
+	return out;
+}
+
+/* curl_url() and the parts we read from it. */
+class CurlUrl {
+  public:
+	CurlUrl() : handle_(curl_url())
+	{
+		if (handle_ == nullptr)
+			throw std::bad_alloc();
+	}
+	~CurlUrl() { curl_url_cleanup(handle_); }
+	CurlUrl(const CurlUrl &) = delete;
+	CurlUrl &operator=(const CurlUrl &) = delete;
+
+	CURLUcode set(CURLUPart part, const char *value)
+	{
+		CURLUcode rc = curl_url_set(handle_, part, value, 0);
+		if (rc == CURLUE_OUT_OF_MEMORY)
+			throw std::bad_alloc();
+		return rc;
+	}
+
+	/* A part as written in the URL (not decoded); empty when absent. */
+	std::string get(CURLUPart part)
+	{
+		char *value = nullptr;
+		CURLUcode rc = curl_url_get(handle_, part, &value, 0);
+		if (rc == CURLUE_OUT_OF_MEMORY)
+			throw std::bad_alloc();
+		std::string out = rc == CURLUE_OK && value != nullptr ? value : "";
+		curl_free(value);
+		return out;
+	}
+
+  private:
+	CURLU *handle_;
+};
+
+/* What a curl_url_set() failure means, in words that quote nothing. */
+std::string
+curl_problem(CURLUcode rc)
+{
+	switch (rc) {
+	case CURLUE_BAD_PORT_NUMBER:
+		return "port is not a number from 1 to 65535";
+	case CURLUE_NO_HOST:
+		return "no host";
+	case CURLUE_MALFORMED_INPUT:
+		return "malformed";
+	case CURLUE_UNSUPPORTED_SCHEME:
+	case CURLUE_NO_SCHEME:
+		return "no scheme libcurl supports";
+	default:
+		return format("libcurl cannot parse it (CURLUcode %d)", static_cast<int>(rc));
+	}
+}
+
+void
+parse_http(const std::string &input, TargetUrl &t)
+{
+	/* libcurl reads "http:///x" as host x: an empty authority is refused. */
+	size_t authority = input.find("://") + 3;
+	if (authority >= input.size() || input[authority] == '/' || input[authority] == '?' ||
+		input[authority] == '#')
+		bad_url("no host");
+	CurlUrl url;
+	CURLUcode rc = url.set(CURLUPART_URL, input.c_str());
+	if (rc != CURLUE_OK)
+		bad_url(curl_problem(rc));
+	/* Decoded here, strictly: a bad escape is an error, not a literal "%". */
+	t.user = percent_decode(url.get(CURLUPART_USER));
+	t.password = percent_decode(url.get(CURLUPART_PASSWORD));
+	if (t.user.empty() && !t.password.empty())
+		bad_url("empty user name before \"@\"");
+	t.host = url.get(CURLUPART_HOST);
+	t.port = url.get(CURLUPART_PORT);
+	if (t.host.empty())
+		bad_url("no host");
+	for (char c : t.host)
+		if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_' ||
+			  c == '[' || c == ']' || c == ':' || c == '%'))
+			bad_url("invalid character in host name");
+	if (t.port == "0")
+		bad_url("port is not a number from 1 to 65535");
+	if (url.set(CURLUPART_PASSWORD, nullptr) != CURLUE_OK)
+		bad_url("malformed");
+	t.redacted = url.get(CURLUPART_URL);
+	if (url.set(CURLUPART_USER, nullptr) != CURLUE_OK)
+		bad_url("malformed");
+	t.without_userinfo = url.get(CURLUPART_URL);
+}
+
+/* libpq's options of a connection string: those given, as (keyword, value). */
+std::vector<std::pair<std::string, std::string>>
+conninfo_options(const std::string &conninfo, std::string &error)
+{
+	std::vector<std::pair<std::string, std::string>> out;
+	char *message = nullptr;
+	PQconninfoOption *options = PQconninfoParse(conninfo.c_str(), &message);
+	if (options == nullptr) {
+		if (message == nullptr)
+			throw std::bad_alloc();
+		error = message;
+		PQfreemem(message);
+		return out;
+	}
+	struct Free {
+		PQconninfoOption *options;
+		~Free() { PQconninfoFree(options); }
+	} free_options{options};
+	for (PQconninfoOption *o = options; o->keyword != nullptr; o++)
+		if (o->val != nullptr)
+			out.emplace_back(o->keyword, o->val);
+	return out;
+}
+
+/*
+ * The URL of libpq's options t.options (no password): user and hosts in the
+ * authority when they fit there, the database as the path, everything else
+ * as query parameters, each percent-encoded.
+ */
+std::string
+rebuild_postgresql(const TargetUrl &t)
+{
+	const std::string host_list = t.option("host");
+	const std::string port_list = t.option("port");
+	std::vector<std::string> hosts = split(host_list, ',');
+	std::vector<std::string> ports = split(port_list, ',');
+	bool hosts_in_authority = !host_list.empty();
+	for (const std::string &h : hosts) {
+		bool name = !h.empty() && std::all_of(h.begin(), h.end(), [](unsigned char c) {
+			return std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == ':';
+		});
+		if (!name)
+			hosts_in_authority = false; /* a socket directory, an empty entry, ... */
+	}
+	bool ports_in_authority =
+		hosts_in_authority && !port_list.empty() && ports.size() == hosts.size() &&
+		std::all_of(port_list.begin(), port_list.end(),
+					[](unsigned char c) { return std::isdigit(c) || c == ','; });
+
+	std::string out = t.scheme + "://";
+	if (!t.option("user").empty())
+		out += encode(t.option("user"), "") + "@";
+	if (hosts_in_authority)
+		for (size_t i = 0; i < hosts.size(); i++) {
+			if (i > 0)
+				out += ",";
+			bool v6 = hosts[i].find(':') != std::string::npos;
+			out += v6 ? "[" + hosts[i] + "]" : hosts[i];
+			if (ports_in_authority && !ports[i].empty())
+				out += ":" + ports[i];
+		}
+	out += "/" + encode(t.option("dbname"), "");
+	char sep = '?';
+	for (const auto &[keyword, value] : t.options) {
+		if (keyword == "user" || keyword == "dbname" || (keyword == "host" && hosts_in_authority) ||
+			(keyword == "port" && ports_in_authority))
+			continue;
+		out += sep + keyword + "=" + encode(value, "/:,@");
+		sep = '&';
+	}
+	return out;
+}
+
+void
+parse_postgresql(const std::string &input, TargetUrl &t)
+{
+	std::string error;
+	std::vector<std::pair<std::string, std::string>> options = conninfo_options(input, error);
+	if (!error.empty())
+		bad_url(without_quoted(error));
+	for (auto &option : options) {
+		if (option.first == "password")
+			t.password = std::move(option.second); /* the one libpq would use */
+		else
+			t.options.push_back(std::move(option));
+	}
+	if (!t.option("replication").empty())
+		bad_url("replication connections are not supported");
+	std::string dbname = t.option("dbname");
+	if (dbname.find('=') != std::string::npos || dbname.find("://") != std::string::npos)
+		bad_url("dbname must be the name of a database, not a connection string");
+	t.user = t.option("user");
+	t.host = t.option("host");
+	t.port = t.option("port");
+	t.redacted = rebuild_postgresql(t);
+
+	/* What is stored must connect exactly as what was given, but the password. */
+	std::vector<std::pair<std::string, std::string>> again = conninfo_options(t.redacted, error);
+	if (!error.empty() || again != t.options)
+		throw Error("XX000", "could not rebuild the target URL without its password")
+			.hint("Write the URL with its password in ?password=, or report the URL's form as a "
+				  "bug.");
 }
 
 } // namespace
@@ -74,6 +311,15 @@ const char *
 kind_name(TargetKind kind)
 {
 	return kind == TargetKind::http ? "http" : "postgresql";
+}
+
+std::string
+TargetUrl::option(std::string_view keyword) const
+{
+	for (const auto &[k, v] : options)
+		if (k == keyword)
+			return v;
+	return std::string();
 }
 
 std::string
@@ -101,18 +347,7 @@ percent_decode(std::string_view s)
 std::string
 percent_encode(std::string_view s)
 {
-	static constexpr char hex[] = "0123456789ABCDEF";
-	std::string out;
-	for (unsigned char c : s) {
-		if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~')
-			out.push_back(static_cast<char>(c));
-		else {
-			out.push_back('%');
-			out.push_back(hex[c >> 4]);
-			out.push_back(hex[c & 0xf]);
-		}
-	}
-	return out;
+	return encode(s, "");
 }
 
 TargetUrl
@@ -130,6 +365,9 @@ parse_target_url(std::string_view url)
 	if (sep == std::string_view::npos || sep == 0)
 		bad_url("no scheme (expected http://, https:// or postgresql://)");
 	t.scheme = lower(url.substr(0, sep));
+	for (char c : t.scheme)
+		if (!std::isalpha(static_cast<unsigned char>(c)))
+			bad_url("malformed scheme");
 	if (t.scheme == "http" || t.scheme == "https")
 		t.kind = TargetKind::http;
 	else if (t.scheme == "postgresql" || t.scheme == "postgres")
@@ -137,97 +375,13 @@ parse_target_url(std::string_view url)
 	else
 		throw Error(kInvalid, "unsupported target URL scheme \"" + t.scheme + "\"")
 			.detail("Supported schemes are http, https, postgresql and postgres.");
-	for (char c : t.scheme)
-		if (!std::isalpha(static_cast<unsigned char>(c)))
-			bad_url("malformed scheme");
 
-	std::string_view after = url.substr(sep + 3);
-	size_t auth_end = after.find_first_of("/?#");
-	std::string_view authority = after.substr(0, auth_end);
-	std::string rest(auth_end == std::string_view::npos ? std::string_view()
-														: after.substr(auth_end));
-
-	std::string_view hostport = authority;
-	size_t at = authority.rfind('@');
-	if (at != std::string_view::npos) {
-		std::string_view userinfo = authority.substr(0, at);
-		hostport = authority.substr(at + 1);
-		size_t colon = userinfo.find(':');
-		t.user = percent_decode(userinfo.substr(0, colon));
-		if (colon != std::string_view::npos)
-			t.password = percent_decode(userinfo.substr(colon + 1));
-		if (t.user.empty())
-			bad_url("empty user name before \"@\"");
-	}
-
-	/* Host and port; libpq also accepts host1:p1,host2:p2. */
-	if (t.kind == TargetKind::http) {
-		std::string_view host = hostport;
-		if (!hostport.empty() && hostport[0] == '[') {
-			size_t close = hostport.find(']');
-			if (close == std::string_view::npos)
-				bad_url("unterminated IPv6 address");
-			host = hostport.substr(0, close + 1);
-			std::string_view tail = hostport.substr(close + 1);
-			if (!tail.empty()) {
-				if (tail[0] != ':')
-					bad_url("unexpected text after IPv6 address");
-				t.port = std::string(tail.substr(1));
-				if (t.port.empty())
-					bad_url("empty port");
-			}
-		} else {
-			size_t colon = hostport.rfind(':');
-			if (colon != std::string_view::npos) {
-				host = hostport.substr(0, colon);
-				t.port = std::string(hostport.substr(colon + 1));
-				if (t.port.empty())
-					bad_url("empty port");
-			}
-		}
-		t.host = std::string(host);
-		if (t.host.empty())
-			bad_url("no host");
-		for (char c : t.host)
-			if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_' ||
-				  c == '[' || c == ']' || c == ':' || c == '%'))
-				bad_url("invalid character in host name");
-		if (!t.port.empty()) {
-			if (t.port.size() > 5 || !std::all_of(t.port.begin(), t.port.end(),
-												  [](unsigned char c) { return std::isdigit(c); }))
-				bad_url("port is not a number");
-			int port = std::stoi(t.port);
-			if (port < 1 || port > 65535)
-				bad_url("port out of range");
-		}
-	} else {
-		t.host = std::string(hostport); /* libpq checks the details at connect */
-		for (char c : t.host)
-			if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_' ||
-				  c == '[' || c == ']' || c == ':' || c == ',' || c == '%'))
-				bad_url("invalid character in host name");
-		/* A password=... query parameter is a secret too. */
-		size_t q = rest.find('?');
-		if (q != std::string::npos) {
-			size_t hash = rest.find('#', q);
-			std::string query =
-				rest.substr(q + 1, hash == std::string::npos ? std::string::npos : hash - q - 1);
-			std::string tail = hash == std::string::npos ? std::string() : rest.substr(hash);
-			std::string pw = take_query_password(query);
-			if (!pw.empty()) {
-				if (!t.password.empty())
-					bad_url("password given twice");
-				t.password = pw;
-			}
-			rest = rest.substr(0, q) + (query.empty() ? "" : "?" + query) + tail;
-		}
-	}
-	t.rest = rest;
-
-	std::string base = t.scheme + "://";
-	std::string hp = t.host + (t.port.empty() ? "" : ":" + t.port);
-	t.without_userinfo = base + hp + t.rest;
-	t.redacted = base + (t.user.empty() ? "" : percent_encode(t.user) + "@") + hp + t.rest;
+	/* Both libraries want the scheme in lower case. */
+	std::string input = t.scheme + std::string(url.substr(sep));
+	if (t.kind == TargetKind::http)
+		parse_http(input, t);
+	else
+		parse_postgresql(input, t);
 	return t;
 }
 

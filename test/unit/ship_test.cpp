@@ -39,10 +39,52 @@ TEST(TargetUrl, PostgresqlQueryPasswordIsSplit)
 		"postgresql://cloud@db1:5432,db2/replica?sslmode=verify-full&password=p%26w");
 	EXPECT_EQ(t.kind, TargetKind::postgresql);
 	EXPECT_EQ(t.password, "p&w");
+	EXPECT_EQ(t.user, "cloud");
 	EXPECT_EQ(t.redacted, "postgresql://cloud@db1:5432,db2/replica?sslmode=verify-full");
 	TargetUrl s = parse_target_url("postgres:///replica?host=/tmp&password=x");
 	EXPECT_EQ(s.password, "x");
 	EXPECT_EQ(s.redacted, "postgres:///replica?host=/tmp");
+	EXPECT_EQ(s.option("host"), "/tmp");
+}
+
+/* Every spelling libpq accepts is found: libpq itself parses the URL. */
+TEST(TargetUrl, PostgresqlPasswordInEverySpelling)
+{
+	for (const char *url : {
+			 "postgresql://u:s3cret@h/db?sslmode=require",
+			 "postgresql://u:s%33cret@h/db?sslmode=require",
+			 "postgresql://u@h/db?password=s3cret&sslmode=require",
+			 "postgresql://u@h/db?pass%77ord=s3cret&sslmode=require",
+			 "postgresql://u@h/db?%70%61%73%73%77%6f%72%64=s%33cret&sslmode=require",
+			 "postgresql://u@h/db?sslmode=require&password=s3cret",
+			 "POSTGRESQL://u:wrong@h/db?password=s3cret&sslmode=require",
+		 }) {
+		TargetUrl t = parse_target_url(url);
+		EXPECT_EQ(t.password, "s3cret") << url;
+		EXPECT_EQ(t.redacted, "postgresql://u@h/db?sslmode=require") << url;
+	}
+	/* Unusual forms keep every other option, and parse back to them. */
+	TargetUrl t = parse_target_url("postgresql://%2Ftmp%2Fsock:5433/my%20db?user=a%26b&"
+								   "options=-c%20x%3Dy&pass%77ord=pw&application_name=q%3Fr");
+	EXPECT_EQ(t.password, "pw");
+	EXPECT_EQ(t.option("dbname"), "my db");
+	EXPECT_EQ(t.option("user"), "a&b");
+	EXPECT_EQ(t.option("options"), "-c x=y");
+	EXPECT_EQ(t.redacted.find("pw"), std::string::npos);
+	EXPECT_EQ(parse_target_url(t.redacted).options, t.options);
+	TargetUrl v6 = parse_target_url("postgresql://[::1]:5433,db2:5434/x?password=pw");
+	EXPECT_EQ(v6.redacted, "postgresql://[::1]:5433,db2:5434/x");
+}
+
+TEST(TargetUrl, HttpPasswordInEverySpelling)
+{
+	for (const char *url : {"https://u:s3cret@h/in", "https://u:s%33cret@h/in",
+							"https://u:%73%33%63%72%65%74@h/in", "HTTPS://u:s3cret@h/in"}) {
+		TargetUrl t = parse_target_url(url);
+		EXPECT_EQ(t.password, "s3cret") << url;
+		EXPECT_EQ(t.redacted, "https://u@h/in") << url;
+		EXPECT_EQ(t.without_userinfo, "https://h/in") << url;
+	}
 }
 
 TEST(TargetUrl, BadUrlsAreRefusedWithoutEchoingThem)
@@ -51,14 +93,26 @@ TEST(TargetUrl, BadUrlsAreRefusedWithoutEchoingThem)
 			  std::string::npos);
 	EXPECT_NE(error_of("").find("empty"), std::string::npos);
 	EXPECT_NE(error_of("example.org/ingest").find("no scheme"), std::string::npos);
-	EXPECT_NE(error_of("http:///x").find("no host"), std::string::npos);
-	EXPECT_NE(error_of("http://h:99999/").find("port out of range"), std::string::npos);
-	EXPECT_NE(error_of("http://h:8a/").find("not a number"), std::string::npos);
-	EXPECT_NE(error_of("http://h:/").find("empty port"), std::string::npos);
+	EXPECT_NE(error_of("http:///x").find("host"), std::string::npos);
+	EXPECT_NE(error_of("http://h:99999/").find("port"), std::string::npos);
+	EXPECT_NE(error_of("http://h:8a/").find("port"), std::string::npos);
 	EXPECT_NE(error_of("http://a b/").find("space"), std::string::npos);
 	EXPECT_NE(error_of("http://u:%zzsecret@h/").find("percent"), std::string::npos);
 	EXPECT_EQ(error_of("http://u:topsecret@h:0/").find("topsecret"), std::string::npos);
-	EXPECT_NE(error_of("postgresql://u:a@h/d?password=b").find("twice"), std::string::npos);
+	EXPECT_NE(error_of("http://:topsecret@h/").find("empty user name"), std::string::npos);
+	/* libpq's own messages quote the URL: what they quote is left out. */
+	std::string e = error_of("postgresql://u@h/db?passwd=topsecret");
+	EXPECT_NE(e.find("invalid URI query parameter"), std::string::npos) << e;
+	EXPECT_EQ(e.find("topsecret"), std::string::npos) << e;
+	e = error_of("postgresql://u:top%zzsecret@h/db");
+	EXPECT_NE(e.find("percent-encoded"), std::string::npos) << e;
+	EXPECT_EQ(e.find("top"), std::string::npos) << e;
+	e = error_of("postgresql://u@h/db?password=topsecret=x");
+	EXPECT_EQ(e.find("topsecret"), std::string::npos) << e;
+	EXPECT_NE(error_of("postgresql://h/db?replication=database").find("replication"),
+			  std::string::npos);
+	EXPECT_NE(error_of("postgresql://h/?dbname=postgresql://u:pw@h2/db").find("connection string"),
+			  std::string::npos);
 }
 
 TEST(Redact, ReplacesPlainAndEncodedSecrets)
