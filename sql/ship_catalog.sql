@@ -109,6 +109,18 @@ SELECT count(*) FROM edgesync.target_secrets;
 SELECT name FROM edgesync.targets ORDER BY name;
 SELECT edgesync.add_target('by_admin', 'http://127.0.0.1:9/', bearer_token => 'tok-SECRET-789');
 SELECT edgesync.alter_target('by_admin', batch_changes => 10);
+SELECT name, owner = 'regress_ship_admin'::regrole AS owned_by_admin FROM edgesync.targets ORDER BY name;
+-- An admin's replica target needs a password (postgres_fdw's rules), and no
+-- client key file of the server's.
+SELECT edgesync.alter_target('by_admin', url => 'postgresql://applier@db.example.org/cloud');
+\echo :LAST_ERROR_SQLSTATE
+SELECT edgesync.add_target('admin_db', 'postgresql:///cloud?host=/var/run/postgresql');
+\echo :LAST_ERROR_SQLSTATE
+SELECT edgesync.add_target('admin_db', 'postgresql://applier:pw-SECRET@db.example.org/cloud?sslkey=/var/lib/postgresql/.postgresql/postgresql.key');
+\echo :LAST_ERROR_SQLSTATE
+SELECT edgesync.add_target('admin_db', 'postgresql://applier:pw-SECRET@db.example.org/cloud');
+SELECT name, owner = 'regress_ship_admin'::regrole AS owned_by_admin FROM edgesync.target_status ORDER BY name;
+SELECT edgesync.drop_target('admin_db');
 SELECT edgesync.drop_target('by_admin');
 SELECT bearer_token FROM edgesync.target_secrets;
 RESET ROLE;

@@ -5,6 +5,15 @@
  *       The URL split from its secret (url.hpp), for add_target() and
  *       alter_target(); errors never echo the URL.
  *
+ *   edgesync._calling_role() -> regrole
+ *       The role add_target() and alter_target() were called as: current_user
+ *       outside them (they are SECURITY DEFINER), i.e. the login role or the
+ *       role it SET ROLE to.  It becomes the target's owner (owner.hpp).
+ *
+ *   edgesync._check_target_owner(target, url, owner) -> void
+ *       Raises the error of owner.hpp's rules when owner may not have a
+ *       target with this URL (with its password); nothing otherwise.
+ *
  *   edgesync._ship(target, max_batches) -> bigint
  *       edgesync.ship(): the worker's delivery path in the caller's session
  *       and transaction.  A failed delivery is recorded in target_state and
@@ -18,6 +27,7 @@
  *       DROP SUBSCRIPTION protects its slot).  Plain C-style code.
  */
 #include "core/guard.hpp"
+#include "ship/owner.hpp"
 #include "ship/shipper.hpp"
 #include "ship/url.hpp"
 
@@ -26,9 +36,12 @@ extern "C" {
 #include "commands/event_trigger.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 
 PG_FUNCTION_INFO_V1(edgesync_parse_target_url);
+PG_FUNCTION_INFO_V1(edgesync_calling_role);
+PG_FUNCTION_INFO_V1(edgesync_check_target_owner);
 PG_FUNCTION_INFO_V1(edgesync_ship);
 PG_FUNCTION_INFO_V1(edgesync_refuse_drop_with_targets);
 }
@@ -52,6 +65,31 @@ edgesync_parse_target_url(PG_FUNCTION_ARGS)
 			bool nulls[3] = {false, false, false};
 			return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls));
 		});
+	});
+}
+
+/* No C++ objects live here. */
+Datum
+edgesync_calling_role(PG_FUNCTION_ARGS)
+{
+	/* SECURITY DEFINER changes the current user, not the outer one (SET ROLE's). */
+	PG_RETURN_OID(GetOuterUserId());
+}
+
+Datum
+edgesync_check_target_owner(PG_FUNCTION_ARGS)
+{
+	return guarded([&]() -> Datum {
+		std::string target = pg_call([&] { return text_to_cstring(PG_GETARG_TEXT_PP(0)); });
+		std::string input = pg_call([&] { return text_to_cstring(PG_GETARG_TEXT_PP(1)); });
+		Oid role = PG_GETARG_OID(2);
+		TargetOwner owner;
+		owner.superuser = pg_call([&] { return superuser_arg(role); });
+		const char *name = pg_call([&] { return GetUserNameFromId(role, true); });
+		owner.name = name != nullptr ? name : "(dropped role)";
+		TargetUrl url = parse_target_url(input);
+		check_owner_params(target, url, url.password, owner);
+		PG_RETURN_VOID();
 	});
 }
 

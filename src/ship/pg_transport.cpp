@@ -17,19 +17,27 @@
  * PQsendQuery, nonblocking flush), waiting on its socket and the process
  * latch 100 ms at a time so that interrupts are seen promptly; it is kept for
  * the next batch and dropped after any failure.  The password is passed apart
- * from the URL.  SIGTERM in a wait ends the process with ereport(FATAL),
+ * from the URL.  A target of a non-superuser is checked before and after
+ * connecting (owner.hpp); a refusal is an edgesync::Error (an ERROR in
+ * ship(), a recorded failure in the worker), not a failed delivery.
+ * SIGTERM in a wait ends the process with ereport(FATAL),
  * which unwinds no C++ frame: an exit callback closes the open connection
  * (Terminate), so the replica sees a clean disconnect, not a lost client.
  */
 #include "core/guard.hpp"
+#include "ship/owner.hpp"
 #include "ship/transport.hpp"
+#include "ship/url.hpp"
 
 #include <chrono>
 
 extern "C" {
+#include "datatype/timestamp.h"
 #include "libpq-fe.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/procarray.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 }
 
@@ -139,7 +147,104 @@ class PgTransport : public Transport {
 		}
 	}
 
+	/* Closes the connection, then raises a refusal. */
+	[[noreturn]] void refuse(const Error &refusal)
+	{
+		disconnect();
+		throw refusal;
+	}
+
 	bool connect(std::string &error)
+	{
+		TargetOwner owner{config_.owner, config_.owner_superuser};
+		check_owner_params(config_.name, parse_target_url(config_.url), config_.password, owner);
+		if (!open_connection(error))
+			return false;
+		if (!owner.superuser && !check_owner_connection(error)) {
+			disconnect();
+			return false;
+		}
+		return true;
+	}
+
+	/*
+	 * After connecting for a target of a non-superuser (owner.hpp): the
+	 * server must have asked for the password, and a connection that leads
+	 * back to this very server must be as the owner itself.  This server is
+	 * recognised by its postmaster's start time (microseconds) together with
+	 * a backend of that pid in its process array: what a query on the far
+	 * side reports, which needs no privilege there.
+	 */
+	bool check_owner_connection(std::string &error)
+	{
+		if (!PQconnectionUsedPassword(conn_))
+			refuse(Error("2F003", "password is required")
+					   .detail("Non-superuser cannot connect if the server does not request a "
+							   "password.")
+					   .hint(format("Target \"%s\" belongs to role \"%s\", which is not a "
+									"superuser: the replica must ask for the password (as "
+									"scram-sha-256 in its pg_hba.conf does), or a superuser "
+									"must set the URL with edgesync.alter_target().",
+									config_.name.c_str(), config_.owner.c_str())));
+		std::vector<std::string> row;
+		if (!query_row("SELECT pg_catalog.pg_backend_pid(),"
+					   " (EXTRACT(epoch FROM pg_catalog.pg_postmaster_start_time())"
+					   "  OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8,"
+					   " SESSION_USER",
+					   3, row, error))
+			return false;
+		int pid = std::atoi(row[0].c_str());
+		long long started = std::atoll(row[1].c_str());
+		long long here_started =
+			PgStartTime + static_cast<long long>(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) *
+							  SECS_PER_DAY * USECS_PER_SEC;
+		bool here =
+			started == here_started && pg_call([&] { return BackendPidGetProc(pid) != nullptr; });
+		if (here && row[2] != config_.owner)
+			refuse(Error("28000", "a target of a non-superuser cannot connect back to this server "
+								  "as another role")
+					   .detail(format("Target \"%s\" belongs to role \"%s\"; its URL leads "
+									  "back to this server as role \"%s\".",
+									  config_.name.c_str(), config_.owner.c_str(), row[2].c_str()))
+					   .hint("Connect as the target's owner, or have a superuser set the URL "
+							 "with edgesync.alter_target()."));
+		return true;
+	}
+
+	/* Runs sql and reads its one row of ncolumns values. */
+	bool query_row(const char *sql, int ncolumns, std::vector<std::string> &row, std::string &error)
+	{
+		if (!send(sql, error))
+			return false;
+		bool ok = true;
+		for (;;) {
+			while (PQisBusy(conn_)) {
+				if (!wait_socket(true, error))
+					return false;
+				if (!PQconsumeInput(conn_)) {
+					error = "lost connection to replica: " + conn_error();
+					return false;
+				}
+			}
+			PGresult *res = PQgetResult(conn_);
+			if (res == nullptr)
+				break;
+			if (ok && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+				PQnfields(res) == ncolumns) {
+				for (int i = 0; i < ncolumns; i++)
+					row.emplace_back(PQgetvalue(res, 0, i));
+			} else if (ok) {
+				const char *msg = PQresultErrorMessage(res);
+				error = std::string("replica could not answer a query of the shipper: ") +
+						(msg != nullptr && msg[0] != '\0' ? msg : "unexpected result");
+				ok = false;
+			}
+			PQclear(res);
+		}
+		return ok && static_cast<int>(row.size()) == ncolumns;
+	}
+
+	bool open_connection(std::string &error)
 	{
 		std::string timeout = std::to_string(std::max(1, config_.timeout_ms / 1000));
 		const char *keys[] = {"dbname", "password", "fallback_application_name", "connect_timeout",

@@ -23,7 +23,8 @@ CREATE TABLE edgesync.targets (
     enabled       boolean     NOT NULL,
     ca_file       text,
     timeout_ms    integer     NOT NULL,
-    created_at    timestamptz NOT NULL DEFAULT now()
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    owner         regrole     NOT NULL   -- who added it or last set its URL: owner.hpp
 );
 COMMENT ON TABLE edgesync.targets IS 'edgesync: where changes are shipped (secrets are kept apart)';
 REVOKE ALL ON edgesync.targets FROM PUBLIC;
@@ -62,6 +63,19 @@ GRANT SELECT ON edgesync.target_state TO edgesync_admin;
 CREATE FUNCTION edgesync._parse_target_url(url text, OUT kind text, OUT url text, OUT password text)
     AS 'MODULE_PATHNAME', 'edgesync_parse_target_url' LANGUAGE C STRICT IMMUTABLE;
 REVOKE ALL ON FUNCTION edgesync._parse_target_url(text) FROM PUBLIC;
+
+-- A target belongs to the role its add_target() or its last URL-setting
+-- alter_target() was called as: current_user outside these SECURITY DEFINER
+-- functions (the login role, or the role it SET ROLE to), which only C can
+-- see.  A non-superuser's postgresql target must give a password the replica
+-- asks for, and may not lead back to this server as another role
+-- (src/ship/owner.hpp).
+CREATE FUNCTION edgesync._calling_role() RETURNS regrole
+    AS 'MODULE_PATHNAME', 'edgesync_calling_role' LANGUAGE C STABLE STRICT;
+REVOKE ALL ON FUNCTION edgesync._calling_role() FROM PUBLIC;
+CREATE FUNCTION edgesync._check_target_owner(target text, url text, owner regrole) RETURNS void
+    AS 'MODULE_PATHNAME', 'edgesync_check_target_owner' LANGUAGE C STABLE STRICT;
+REVOKE ALL ON FUNCTION edgesync._check_target_owner(text, text, regrole) FROM PUBLIC;
 
 -- Raises an error for settings out of range; returns nothing.
 CREATE FUNCTION edgesync._check_target_settings(kind text, bearer_token text, headers jsonb,
@@ -198,7 +212,7 @@ $$;
 REVOKE ALL ON FUNCTION edgesync._drop_target_slot(text) FROM PUBLIC;
 
 -- add_target(): a new target and its slot.  Changes committed from now on
--- are shipped to it.
+-- are shipped to it.  It belongs to the role add_target() is called as.
 CREATE FUNCTION edgesync.add_target(name text, url text, bearer_token text DEFAULT NULL,
                                     headers jsonb DEFAULT '{}', ca_file text DEFAULT NULL,
                                     batch_changes integer DEFAULT 1000,
@@ -212,6 +226,7 @@ SET log_min_error_statement = panic
 AS $$
 DECLARE
     target text := add_target.name;
+    owner  regrole := edgesync._calling_role();
     slot   text;
     u      record;
 BEGIN
@@ -230,13 +245,14 @@ BEGIN
     PERFORM edgesync._check_target_settings(u.kind, bearer_token, headers, ca_file,
                                             batch_changes, batch_bytes, columns, timeout_ms);
     PERFORM edgesync._check_raw_columns(columns);
+    PERFORM edgesync._check_target_owner(target, url, owner);
     slot := 'edgesync_' || target;
     PERFORM edgesync._create_target_slot(slot);
     BEGIN
         INSERT INTO edgesync.targets (name, kind, url, slot_name, batch_changes, batch_bytes,
-                                      columns, enabled, ca_file, timeout_ms)
+                                      columns, enabled, ca_file, timeout_ms, owner)
         VALUES (target, u.kind, u.url, slot, batch_changes, batch_bytes, columns, enabled,
-                ca_file, timeout_ms);
+                ca_file, timeout_ms, owner);
         INSERT INTO edgesync.target_secrets (name, bearer_token, password, headers)
         VALUES (target, bearer_token, nullif(u.password, ''), headers);
         INSERT INTO edgesync.target_state (name) VALUES (target);
@@ -249,6 +265,7 @@ $$;
 
 -- alter_target(): change some settings; NULL leaves one unchanged, '' clears
 -- bearer_token or ca_file.  The slot, and so the position in the stream, stay.
+-- A new URL makes the role alter_target() is called as the target's owner.
 CREATE FUNCTION edgesync.alter_target(name text, url text DEFAULT NULL, bearer_token text DEFAULT NULL,
                                       headers jsonb DEFAULT NULL, ca_file text DEFAULT NULL,
                                       batch_changes integer DEFAULT NULL,
@@ -269,7 +286,9 @@ BEGIN
         u := edgesync._parse_target_url(url);
         t.kind := u.kind;
         t.url := u.url;
+        t.owner := edgesync._calling_role();
         s.password := nullif(u.password, '');
+        PERFORM edgesync._check_target_owner(t.name, url, t.owner);
     END IF;
     IF bearer_token IS NOT NULL THEN s.bearer_token := nullif(bearer_token, ''); END IF;
     IF headers IS NOT NULL THEN s.headers := headers; END IF;
@@ -284,7 +303,7 @@ BEGIN
     PERFORM edgesync._check_raw_columns(t.columns);
     UPDATE edgesync.targets SET kind = t.kind, url = t.url, batch_changes = t.batch_changes,
            batch_bytes = t.batch_bytes, columns = t.columns, enabled = t.enabled,
-           ca_file = t.ca_file, timeout_ms = t.timeout_ms
+           ca_file = t.ca_file, timeout_ms = t.timeout_ms, owner = t.owner
      WHERE targets.name = t.name;
     UPDATE edgesync.target_secrets SET bearer_token = s.bearer_token, password = s.password,
            headers = s.headers
@@ -334,7 +353,8 @@ SELECT t.name,
        st.last_error,
        st.last_error_at,
        st.next_retry,
-       st.resync_pending
+       st.resync_pending,
+       t.owner
   FROM edgesync.targets t
   LEFT JOIN edgesync.target_state st ON st.name = t.name
   LEFT JOIN pg_catalog.pg_replication_slots s

@@ -188,20 +188,47 @@ split_lines(const std::string &s)
 	return out;
 }
 
+/*
+ * Targets of edgesync 0.1.0 record no owner, so the library cannot tell
+ * whom they connect for: until ALTER EXTENSION edgesync UPDATE, nothing is
+ * shipped.
+ */
+void
+require_target_owners()
+{
+	static bool present = false;
+	if (present)
+		return;
+	spi_run("SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute"
+			" WHERE attrelid OPERATOR(pg_catalog.=) 'edgesync.targets'::pg_catalog.regclass"
+			"   AND attname OPERATOR(pg_catalog.=) 'owner' AND NOT attisdropped",
+			{}, true);
+	present = get_int(0, 1) != 0;
+	if (!present)
+		throw Error("55000", "edgesync's SQL objects are older than its library")
+			.detail("Targets of edgesync 0.1.0 do not record the role they belong to, which the "
+					"shipper needs before it connects for them.")
+			.hint("Run ALTER EXTENSION edgesync UPDATE in this database.");
+}
+
 /* Loads a target and its secrets; false when it does not exist. */
 bool
 load_target(const std::string &name, TargetConfig &c, bool &enabled)
 {
+	require_target_owners();
 	spi_run("SELECT t.kind, t.url, t.slot_name, t.columns, t.ca_file, s.bearer_token, s.password,"
 			"       (SELECT pg_catalog.string_agg(h.key OPERATOR(pg_catalog.||) ': '"
 			"                   OPERATOR(pg_catalog.||) (h.value OPERATOR(pg_catalog.#>>)"
 			"                   '{}'::pg_catalog.text[]), E'\\n')"
 			"          FROM pg_catalog.jsonb_each(s.headers) h),"
 			"       t.batch_changes, t.batch_bytes, t.timeout_ms, st.consecutive_failures,"
-			"       st.pending_end, st.resync_pending, t.enabled, st.acked_lsn"
+			"       st.pending_end, st.resync_pending, t.enabled, st.acked_lsn,"
+			"       pg_catalog.pg_get_userbyid(t.owner)::pg_catalog.text, r.rolsuper"
 			"  FROM edgesync.targets t"
 			"  JOIN edgesync.target_secrets s ON s.name OPERATOR(pg_catalog.=) t.name"
 			"  JOIN edgesync.target_state st ON st.name OPERATOR(pg_catalog.=) t.name"
+			"  LEFT JOIN pg_catalog.pg_roles r"
+			"         ON r.oid OPERATOR(pg_catalog.=) t.owner::pg_catalog.oid"
 			" WHERE t.name OPERATOR(pg_catalog.=) $1",
 			{text_param(name)}, true);
 	if (SPI_processed == 0)
@@ -223,6 +250,8 @@ load_target(const std::string &name, TargetConfig &c, bool &enabled)
 	c.resync_pending = get_int(0, 14) != 0;
 	enabled = get_int(0, 15) != 0;
 	c.acked_lsn = is_null(0, 16) ? 0 : static_cast<uint64_t>(get_int(0, 16));
+	c.owner = get_text(0, 17);
+	c.owner_superuser = get_int(0, 18) != 0; /* a dropped role is no superuser */
 	return true;
 }
 

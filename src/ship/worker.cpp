@@ -278,7 +278,10 @@ isolated(const std::string &target, Fn &&step)
 		strlcpy(sqlstate, unpack_sql_state(e.data()->sqlerrcode), sizeof sqlstate);
 		e.discard();
 	} catch (const Error &e) {
+		/* Ours, such as a refused connection (owner.hpp): its reason too. */
 		message = e.what();
+		if (!e.detail_text().empty())
+			message += ": " + e.detail_text();
 		strlcpy(sqlstate, e.sqlstate(), sizeof sqlstate);
 	} catch (const std::bad_alloc &) {
 		message = "out of memory";

@@ -479,6 +479,143 @@ GRANT EXECUTE ON FUNCTION edgesync.changes(text, integer) TO edgesync_reader;
 -- _ship() is called (the worker sets it where it starts).
 ALTER FUNCTION edgesync._ship(text, integer) SET search_path = pg_catalog, pg_temp;
 
+-- Targets belong to a role (owner.hpp).  Those of 0.1.0 were added by some
+-- member of edgesync_admin: they belong to edgesync_admin, a non-superuser,
+-- until a superuser sets their URL again.
+ALTER TABLE edgesync.targets ADD COLUMN owner regrole;
+UPDATE edgesync.targets SET owner = 'edgesync_admin'::regrole;
+ALTER TABLE edgesync.targets ALTER COLUMN owner SET NOT NULL;
+
+CREATE FUNCTION edgesync._calling_role() RETURNS regrole
+    AS 'MODULE_PATHNAME', 'edgesync_calling_role' LANGUAGE C STABLE STRICT;
+REVOKE ALL ON FUNCTION edgesync._calling_role() FROM PUBLIC;
+CREATE FUNCTION edgesync._check_target_owner(target text, url text, owner regrole) RETURNS void
+    AS 'MODULE_PATHNAME', 'edgesync_check_target_owner' LANGUAGE C STABLE STRICT;
+REVOKE ALL ON FUNCTION edgesync._check_target_owner(text, text, regrole) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION edgesync.add_target(name text, url text, bearer_token text DEFAULT NULL,
+                                    headers jsonb DEFAULT '{}', ca_file text DEFAULT NULL,
+                                    batch_changes integer DEFAULT 1000,
+                                    batch_bytes bigint DEFAULT 4194304,
+                                    columns text DEFAULT 'policy', enabled boolean DEFAULT true,
+                                    timeout_ms integer DEFAULT 30000)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
+AS $$
+DECLARE
+    target text := add_target.name;
+    owner  regrole := edgesync._calling_role();
+    slot   text;
+    u      record;
+BEGIN
+    IF target IS NULL OR target !~ '^[a-z0-9_]{1,54}$' THEN
+        RAISE EXCEPTION 'invalid target name "%"', target
+            USING ERRCODE = 'invalid_name',
+                  DETAIL = 'A target name is 1 to 54 lower-case letters, digits or underscores.';
+    END IF;
+    IF EXISTS (SELECT FROM edgesync.targets t WHERE t.name = target) THEN
+        RAISE EXCEPTION 'target "%" already exists', target USING ERRCODE = 'duplicate_object';
+    END IF;
+    IF url IS NULL THEN
+        RAISE EXCEPTION 'invalid target URL: NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    u := edgesync._parse_target_url(url);
+    PERFORM edgesync._check_target_settings(u.kind, bearer_token, headers, ca_file,
+                                            batch_changes, batch_bytes, columns, timeout_ms);
+    PERFORM edgesync._check_raw_columns(columns);
+    PERFORM edgesync._check_target_owner(target, url, owner);
+    slot := 'edgesync_' || target;
+    PERFORM edgesync._create_target_slot(slot);
+    BEGIN
+        INSERT INTO edgesync.targets (name, kind, url, slot_name, batch_changes, batch_bytes,
+                                      columns, enabled, ca_file, timeout_ms, owner)
+        VALUES (target, u.kind, u.url, slot, batch_changes, batch_bytes, columns, enabled,
+                ca_file, timeout_ms, owner);
+        INSERT INTO edgesync.target_secrets (name, bearer_token, password, headers)
+        VALUES (target, bearer_token, nullif(u.password, ''), headers);
+        INSERT INTO edgesync.target_state (name) VALUES (target);
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM edgesync._drop_target_slot(slot);
+        RAISE;
+    END;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION edgesync.alter_target(name text, url text DEFAULT NULL, bearer_token text DEFAULT NULL,
+                                      headers jsonb DEFAULT NULL, ca_file text DEFAULT NULL,
+                                      batch_changes integer DEFAULT NULL,
+                                      batch_bytes bigint DEFAULT NULL, columns text DEFAULT NULL,
+                                      enabled boolean DEFAULT NULL, timeout_ms integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
+AS $$
+DECLARE
+    t  edgesync.targets := edgesync._require_target(alter_target.name);
+    s  edgesync.target_secrets;
+    u  record;
+BEGIN
+    SELECT * INTO s FROM edgesync.target_secrets WHERE target_secrets.name = t.name FOR UPDATE;
+    IF url IS NOT NULL THEN
+        u := edgesync._parse_target_url(url);
+        t.kind := u.kind;
+        t.url := u.url;
+        t.owner := edgesync._calling_role();
+        s.password := nullif(u.password, '');
+        PERFORM edgesync._check_target_owner(t.name, url, t.owner);
+    END IF;
+    IF bearer_token IS NOT NULL THEN s.bearer_token := nullif(bearer_token, ''); END IF;
+    IF headers IS NOT NULL THEN s.headers := headers; END IF;
+    IF ca_file IS NOT NULL THEN t.ca_file := nullif(ca_file, ''); END IF;
+    t.batch_changes := coalesce(batch_changes, t.batch_changes);
+    t.batch_bytes := coalesce(batch_bytes, t.batch_bytes);
+    t.columns := coalesce(columns, t.columns);
+    t.enabled := coalesce(enabled, t.enabled);
+    t.timeout_ms := coalesce(timeout_ms, t.timeout_ms);
+    PERFORM edgesync._check_target_settings(t.kind, s.bearer_token, s.headers, t.ca_file,
+                                            t.batch_changes, t.batch_bytes, t.columns, t.timeout_ms);
+    PERFORM edgesync._check_raw_columns(t.columns);
+    UPDATE edgesync.targets SET kind = t.kind, url = t.url, batch_changes = t.batch_changes,
+           batch_bytes = t.batch_bytes, columns = t.columns, enabled = t.enabled,
+           ca_file = t.ca_file, timeout_ms = t.timeout_ms, owner = t.owner
+     WHERE targets.name = t.name;
+    UPDATE edgesync.target_secrets SET bearer_token = s.bearer_token, password = s.password,
+           headers = s.headers
+     WHERE target_secrets.name = t.name;
+    -- New settings deserve a prompt try.
+    UPDATE edgesync.target_state SET next_retry = NULL WHERE target_state.name = t.name;
+END
+$$;
+
+CREATE OR REPLACE VIEW edgesync.target_status AS
+SELECT t.name,
+       t.kind,
+       t.url,
+       t.enabled,
+       t.slot_name,
+       s.slot_name IS NOT NULL                                            AS slot_exists,
+       s.confirmed_flush_lsn                                              AS confirmed_lsn,
+       st.last_success,
+       st.batches_shipped,
+       st.changes_shipped,
+       st.bytes_shipped,
+       CASE WHEN s.restart_lsn IS NOT NULL AND NOT pg_is_in_recovery()
+            THEN pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint END AS wal_held_bytes,
+       s.wal_status,
+       st.consecutive_failures,
+       st.last_error,
+       st.last_error_at,
+       st.next_retry,
+       st.resync_pending,
+       t.owner
+  FROM edgesync.targets t
+  LEFT JOIN edgesync.target_state st ON st.name = t.name
+  LEFT JOIN pg_catalog.pg_replication_slots s
+         ON s.slot_name = t.slot_name AND s.database = current_database();
+
 -- federate
 
 -- federate() checks that the user mapping's role sees every row and column

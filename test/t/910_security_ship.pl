@@ -7,6 +7,15 @@
 #     and its reading of a target's headers would pick under the default
 #     search_path.  The worker runs with search_path = pg_catalog, pg_temp,
 #     as ship() does, and its queries name their operators: they never run.
+#  2. A member of edgesync_admin adds a postgresql:// target back to the
+#     hospital itself (its Unix socket, as the bootstrap superuser, trust
+#     authentication), tracks a table of its own with an ENABLE ALWAYS
+#     trigger that makes it superuser, inserts and ships.  Targets belong to
+#     the role that added them; a non-superuser's target must give a password
+#     and the replica must ask for it (postgres_fdw's rules), and may not
+#     connect back to this server as another role (one whose password the
+#     admin knows): the role never becomes superuser, through ship() or the
+#     background worker, and nothing runs as the other role.
 use strict;
 use warnings;
 
@@ -108,5 +117,104 @@ is($hospital->safe_psql('postgres', 'SELECT count(*) FROM operator_ran'),
 	'0', 'no operator of public ran in the worker or in ship()');
 is(is_superuser('eve'), 'f', 'the user did not become superuser');
 $hospital->safe_psql('postgres', q{SELECT edgesync.drop_target('dead')});
+
+# ---------------------------------------------------------------------------
+# 2. An admin's target back to the hospital as the bootstrap superuser.
+
+my $loop_url = "postgresql:///postgres?host=$sock&port=$port&user=$superuser";
+($rc, $out, $err) = psql_as('mallory', qq{
+	CREATE TABLE mallory_notes (id int PRIMARY KEY, note text);
+	CREATE FUNCTION mallory_escalate() RETURNS trigger LANGUAGE plpgsql AS \$\$
+	BEGIN
+		ALTER ROLE mallory SUPERUSER;
+		RETURN NEW;
+	EXCEPTION WHEN insufficient_privilege THEN
+		RETURN NEW;
+	END \$\$;
+	CREATE TRIGGER escalate BEFORE INSERT OR UPDATE ON mallory_notes
+		FOR EACH ROW EXECUTE FUNCTION mallory_escalate();
+	ALTER TABLE mallory_notes ENABLE ALWAYS TRIGGER escalate;
+	SELECT edgesync.track('mallory_notes');
+});
+is($rc, 0, 'attack set-up: the admin owns and tracks a table with an ALWAYS trigger')
+  or diag($err);
+
+($rc, $out, $err) = psql_as('mallory',
+	"SELECT edgesync.add_target('loop', '$loop_url', enabled => false)");
+like($err, qr/ERROR:  2F003: password is required/,
+	'add_target: a non-superuser cannot add a postgresql target without a password');
+like($err, qr/DETAIL:  Non-superusers must provide a password in the target URL\./,
+	'add_target: ... and is told why');
+
+# With a password that the hospital never asks for (trust): added, refused at connection.
+my $loop_pw_url = "postgresql://$superuser:not-asked\@/postgres?host=$sock&port=$port";
+($rc, $out, $err) = psql_as('mallory',
+	"SELECT edgesync.add_target('loop', '$loop_pw_url', enabled => false)");
+is($rc, 0, 'add_target: the same target with a password is accepted') or diag($err);
+is($hospital->safe_psql('postgres', q{SELECT owner FROM edgesync.targets WHERE name = 'loop'}),
+	'mallory', 'the target belongs to the role that added it');
+
+psql_as('mallory', q{INSERT INTO mallory_notes VALUES (1, 'hello')});
+($rc, $out, $err) = psql_as('mallory', q{SELECT edgesync.ship('loop')});
+like($err, qr/ERROR:  2F003: password is required/,
+	'ship(): a server that does not ask for the password is refused');
+like($err, qr/DETAIL:  Non-superuser cannot connect if the server does not request a password\./,
+	'ship(): ... with postgres_fdw\'s reason');
+is(is_superuser('mallory'), 'f', 'ship(): the admin did not become superuser');
+is($hospital->safe_psql('postgres', 'SELECT count(*) FROM mallory_notes'),
+	'1', 'ship(): nothing was applied on the hospital');
+
+# The background worker: the same refusal, recorded.
+psql_as('mallory', q{SELECT edgesync.alter_target('loop', enabled => true)});
+ok($hospital->poll_query_until('postgres',
+		q{SELECT consecutive_failures >= 2 FROM edgesync.target_state WHERE name = 'loop'}),
+	'worker: tried the target');
+like($hospital->safe_psql('postgres', q{SELECT last_error FROM edgesync.target_status WHERE name = 'loop'}),
+	qr/password is required/, 'worker: refused it for want of a password');
+is(is_superuser('mallory'), 'f', 'worker: the admin did not become superuser');
+psql_as('mallory', q{SELECT edgesync.drop_target('loop')});
+
+# With the password of another role that the hospital does ask for: a
+# connection back to this very server as another role is refused.
+$hospital->safe_psql('postgres', q{
+	CREATE ROLE clerk LOGIN PASSWORD 'clerk-pw-42';
+	CREATE TABLE clerk_only (secret text);
+	INSERT INTO clerk_only VALUES ('clerk data');
+	REVOKE ALL ON clerk_only FROM PUBLIC;
+	GRANT ALL ON clerk_only TO clerk;
+	GRANT INSERT, UPDATE, SELECT ON mallory_notes TO clerk;
+	GRANT edgesync_applier TO clerk;
+	CREATE TABLE mallory_loot (secret text);
+	GRANT ALL ON mallory_loot TO PUBLIC;
+});
+my $hba = slurp_file($hospital->data_dir . '/pg_hba.conf');
+open my $fh, '>', $hospital->data_dir . '/pg_hba.conf' or die $!;
+print $fh "local all clerk scram-sha-256\n$hba";
+close $fh;
+$hospital->reload;
+psql_as('mallory', q{
+	CREATE OR REPLACE FUNCTION mallory_escalate() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		INSERT INTO mallory_loot SELECT secret FROM clerk_only;
+		RETURN NEW;
+	EXCEPTION WHEN insufficient_privilege THEN
+		RETURN NEW;
+	END $$;
+});
+($rc, $out, $err) = psql_as('mallory',
+	"SELECT edgesync.add_target('loop2', 'postgresql://clerk:clerk-pw-42\@/postgres?host=$sock&port=$port', enabled => false)");
+is($rc, 0, 'add_target: a target with a password') or diag($err);
+psql_as('mallory', q{INSERT INTO mallory_notes VALUES (2, 'again')});
+($rc, $out, $err) = psql_as('mallory', q{SELECT edgesync.ship('loop2')});
+like($err, qr/ERROR:  28000: a target of a non-superuser cannot connect back to this server as another role/,
+	'ship(): a connection back to the hospital as another role is refused');
+is($hospital->safe_psql('postgres', 'SELECT count(*) FROM mallory_loot'),
+	'0', 'ship(): nothing ran as the other role');
+psql_as('mallory', q{SELECT edgesync.drop_target('loop2')});
+
+# A superuser who SETs ROLE to an admin adds a target of that role.
+($rc, $out, $err) = $hospital->psql('postgres',
+	"SET ROLE mallory; SELECT edgesync.add_target('loop3', '$loop_url', enabled => false)");
+like($err, qr/password is required/, 'SET ROLE: a target added as an admin role follows its rules');
 
 done_testing();

@@ -2,6 +2,7 @@
  * batches of whole transactions, idempotency keys, retry delays. */
 #include "core/error.hpp"
 #include "ship/batch.hpp"
+#include "ship/owner.hpp"
 #include "ship/url.hpp"
 
 #include <gtest/gtest.h>
@@ -113,6 +114,34 @@ TEST(TargetUrl, BadUrlsAreRefusedWithoutEchoingThem)
 			  std::string::npos);
 	EXPECT_NE(error_of("postgresql://h/?dbname=postgresql://u:pw@h2/db").find("connection string"),
 			  std::string::npos);
+}
+
+static std::string
+owner_error(const char *url, const TargetOwner &owner)
+{
+	TargetUrl t = parse_target_url(url);
+	try {
+		check_owner_params("t", t, t.password, owner);
+	} catch (const edgesync::Error &e) {
+		return std::string(e.sqlstate()) + " " + e.what();
+	}
+	return "";
+}
+
+TEST(TargetOwner, NonSuperusersFollowPostgresFdwRules)
+{
+	TargetOwner admin{"mallory", false};
+	TargetOwner root{"postgres", true};
+	EXPECT_EQ(owner_error("postgresql:///db?host=/tmp&user=postgres", admin),
+			  "2F003 password is required");
+	EXPECT_EQ(owner_error("postgresql://u@h/db?password=", admin), "2F003 password is required");
+	EXPECT_EQ(owner_error("postgresql://u:pw@h/db", admin), "");
+	EXPECT_EQ(owner_error("postgresql://u:pw@h/db?sslkey=/var/lib/postgresql/k", admin),
+			  "42501 sslcert and sslkey are superuser-only");
+	EXPECT_EQ(owner_error("postgresql://u:pw@h/db?sslcert=/c", admin),
+			  "42501 sslcert and sslkey are superuser-only");
+	EXPECT_EQ(owner_error("postgresql:///db?host=/tmp&user=postgres&sslkey=/k", root), "");
+	EXPECT_EQ(owner_error("https://h/in", admin), "");
 }
 
 TEST(Redact, ReplacesPlainAndEncodedSecrets)
