@@ -20,6 +20,18 @@
  * from the URL.  A target of a non-superuser is checked before and after
  * connecting (owner.hpp); a refusal is an edgesync::Error (an ERROR in
  * ship(), a recorded failure in the worker), not a failed delivery.
+ *
+ * What the replica sends back is bounded: results are read in single-row
+ * mode, one row at a time, and a statement answered with more than
+ * kMaxResultRows rows or kMaxResultBytes bytes (or with COPY) fails the batch
+ * and closes the connection, so the replica rolls it back and stops sending.
+ * libpq still holds one whole protocol message (a row, a notice, an error) in
+ * its input buffer, up to 1 GB from a PostgreSQL server.  Its notices are
+ * logged as LOG lines of this server: the primary message only, its first
+ * kNoticeBytes bytes, control characters escaped, at most kNoticesPerMinute
+ * per process (ReplicaNotices); never copied raw to the server's stderr, as
+ * libpq's default notice processor does.
+ *
  * SIGTERM in a wait ends the process with ereport(FATAL),
  * which unwinds no C++ frame: an exit callback closes the open connection
  * (Terminate), so the replica sees a clean disconnect, not a lost client.
@@ -30,10 +42,12 @@
 #include "ship/url.hpp"
 
 #include <chrono>
+#include <functional>
 
 extern "C" {
 #include "datatype/timestamp.h"
 #include "libpq-fe.h"
+#include "mb/pg_wchar.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/procarray.h"
@@ -57,6 +71,162 @@ close_on_exit(int, Datum)
 	open_conn = nullptr;
 }
 
+/* The most a statement of a batch may answer with: rows, and bytes of their values. */
+constexpr long kMaxResultRows = 1000;
+constexpr size_t kMaxResultBytes = 1 << 20;
+
+/* Replica notices: logged at most this many per minute per process, ... */
+constexpr int kNoticesPerMinute = 10;
+/* ... each its first this many bytes. */
+constexpr size_t kNoticeBytes = 512;
+
+/*
+ * The notices of a replica connection, on their way to the server log.
+ * take() runs in libpq's notice callback: it copies what it needs and calls
+ * no PostgreSQL function (an error there would longjmp through libpq's
+ * frames); flush() logs them afterwards, from our own code, and report() at
+ * the end of a batch also says how many were not logged.  The rate is the
+ * process's, over all its connections: at most kNoticesPerMinute notices and
+ * one line counting the others a minute.
+ */
+class ReplicaNotices {
+  public:
+	/* libpq's PQnoticeReceiver: never throws. */
+	static void receive(void *arg, const PGresult *res) noexcept
+	{
+		try {
+			static_cast<ReplicaNotices *>(arg)->take(res);
+		} catch (...) {
+			dropped++; /* out of memory: not kept */
+		}
+	}
+
+	/* Logs the notices taken, within the rate; the others are counted. */
+	void flush(const std::string &target)
+	{
+		for (const Pending &n : pending_) {
+			new_window();
+			if (logged >= kNoticesPerMinute) {
+				dropped++;
+				continue;
+			}
+			logged++;
+			std::string text = escape(n.message, n.truncated);
+			pg_call([&] {
+				ereport(LOG_SERVER_ONLY, (errmsg("edgesync shipper: target \"%s\": replica %s: %s",
+												 target.c_str(), n.severity.c_str(), text.c_str()),
+										  errhidestmt(true), errhidecontext(true)));
+			});
+		}
+		pending_.clear();
+	}
+
+	/* flush(), then one line for the notices not logged, once a minute at most. */
+	void report(const std::string &target)
+	{
+		flush(target);
+		new_window();
+		if (dropped == 0 || counted)
+			return;
+		counted = true;
+		long long n = dropped;
+		dropped = 0;
+		pg_call([&] {
+			ereport(
+				LOG_SERVER_ONLY,
+				(errmsg("edgesync shipper: %lld more notices from the replica of target \"%s\" "
+						"were not logged",
+						n, target.c_str()),
+				 errdetail("At most %d replica notices a minute are logged.", kNoticesPerMinute),
+				 errhidestmt(true), errhidecontext(true)));
+		});
+	}
+
+	/* A connection that goes: what it left unlogged is counted. */
+	void forget()
+	{
+		dropped += static_cast<long long>(pending_.size());
+		pending_.clear();
+	}
+
+  private:
+	struct Pending {
+		std::string severity;
+		std::string message; /* at most kNoticeBytes */
+		bool truncated;
+	};
+
+	void take(const PGresult *res)
+	{
+		if (pending_.size() >= static_cast<size_t>(kNoticesPerMinute)) {
+			dropped++; /* more than a minute's worth before a flush */
+			return;
+		}
+		const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+		const char *message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+		std::string text = message != nullptr ? message : "";
+		bool truncated = text.size() > kNoticeBytes;
+		if (truncated)
+			text.resize(kNoticeBytes);
+		std::string level = severity != nullptr ? severity : "NOTICE";
+		if (level.empty() || level.size() > 16 ||
+			!std::all_of(level.begin(), level.end(),
+						 [](unsigned char c) { return std::isupper(c); }))
+			level = "NOTICE";
+		pending_.push_back(Pending{level, std::move(text), truncated});
+	}
+
+	static void new_window()
+	{
+		auto now = Clock::now();
+		if (now - window_start < std::chrono::minutes(1))
+			return;
+		window_start = now;
+		logged = 0;
+		counted = false;
+	}
+
+	/*
+	 * The message as one line of valid text: control characters and
+	 * backslashes escaped, bytes that are not valid in the database encoding
+	 * (a multibyte character cut at kNoticeBytes, or a replica's bad bytes)
+	 * as \xNN.
+	 */
+	static std::string escape(const std::string &raw, bool truncated)
+	{
+		int valid = pg_call([&] {
+			return pg_encoding_verifymbstr(GetDatabaseEncoding(), raw.data(),
+										   static_cast<int>(raw.size()));
+		});
+		std::string out;
+		for (size_t i = 0; i < raw.size(); i++) {
+			unsigned char c = static_cast<unsigned char>(raw[i]);
+			if (c == '\n')
+				out += "\\n";
+			else if (c == '\r')
+				out += "\\r";
+			else if (c == '\t')
+				out += "\\t";
+			else if (c == '\\')
+				out += "\\\\";
+			else if (c < 0x20 || c == 0x7f || (c >= 0x80 && i >= static_cast<size_t>(valid)))
+				out += format("\\x%02x", c);
+			else
+				out.push_back(static_cast<char>(c));
+		}
+		if (truncated)
+			out += "...";
+		return out;
+	}
+
+	std::vector<Pending> pending_;
+
+	static inline Clock::time_point window_start{};
+	static inline int logged = 0;		/* notices logged in the window */
+	static inline bool counted = false; /* the line counting the others, logged in it */
+	static inline long long dropped = 0;
+};
+
 /* Batches larger than this are sent on a connection closed afterwards. */
 constexpr size_t kKeepConnectionUpTo = 64 << 20;
 /* The size of the query strings a body with spilled pieces is sent in. */
@@ -72,13 +242,17 @@ class PgTransport : public Transport {
 	bool start(const Body &body, const std::string &, std::string &error) override
 	{
 		deadline_ = Clock::now() + std::chrono::milliseconds(config_.timeout_ms);
-		if (conn_ == nullptr && !connect(error))
+		if (conn_ == nullptr && !connect(error)) {
+			notices_.report(config_.name);
 			return false;
+		}
 		sent_bytes_ = body.size();
 		const std::string *text = body.in_memory();
 		bool ok = text != nullptr ? send(*text, error) : send_in_chunks(body, error);
-		if (!ok)
+		if (!ok) {
+			notices_.report(config_.name);
 			disconnect();
+		}
 		return ok;
 	}
 
@@ -91,6 +265,7 @@ class PgTransport : public Transport {
 		/* The timeout counts from here: the time spent decoding meanwhile is ours. */
 		deadline_ = Clock::now() + std::chrono::milliseconds(config_.timeout_ms);
 		bool ok = collect_results(error);
+		notices_.report(config_.name);
 		/*
 		 * libpq keeps its output buffer as large as the largest query string
 		 * sent: after a batch of a huge transaction, a new connection gives
@@ -106,6 +281,7 @@ class PgTransport : public Transport {
 	{
 		if (conn_ != nullptr)
 			PQfinish(conn_);
+		notices_.forget();
 		if (open_conn == conn_)
 			open_conn = nullptr;
 		conn_ = nullptr;
@@ -153,6 +329,12 @@ class PgTransport : public Transport {
 		disconnect();
 		throw refusal;
 	}
+
+	/* Rows of the statement being read, and their bytes (read_results()). */
+	struct Answer {
+		long rows = 0;
+		size_t bytes = 0;
+	};
 
 	bool connect(std::string &error)
 	{
@@ -216,48 +398,44 @@ class PgTransport : public Transport {
 	{
 		if (!send(sql, error))
 			return false;
-		bool ok = true;
-		for (;;) {
-			while (PQisBusy(conn_)) {
-				if (!wait_socket(true, error))
-					return false;
-				if (!PQconsumeInput(conn_)) {
-					error = "lost connection to replica: " + conn_error();
-					return false;
-				}
-			}
-			PGresult *res = PQgetResult(conn_);
-			if (res == nullptr)
-				break;
-			if (ok && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-				PQnfields(res) == ncolumns) {
-				for (int i = 0; i < ncolumns; i++)
-					row.emplace_back(PQgetvalue(res, 0, i));
-			} else if (ok) {
-				const char *msg = PQresultErrorMessage(res);
-				error = std::string("replica could not answer a query of the shipper: ") +
-						(msg != nullptr && msg[0] != '\0' ? msg : "unexpected result");
-				ok = false;
-			}
-			PQclear(res);
+		bool ok = read_results(
+			[&](const PGresult *res) {
+				if (PQnfields(res) == ncolumns && row.empty())
+					for (int i = 0; i < ncolumns; i++)
+						row.emplace_back(PQgetvalue(res, 0, i));
+			},
+			error);
+		if (ok && static_cast<int>(row.size()) != ncolumns) {
+			error = "replica gave no answer to a query of the shipper";
+			ok = false;
 		}
-		return ok && static_cast<int>(row.size()) == ncolumns;
+		return ok;
 	}
 
 	bool open_connection(std::string &error)
 	{
 		std::string timeout = std::to_string(std::max(1, config_.timeout_ms / 1000));
-		const char *keys[] = {"dbname", "password", "fallback_application_name", "connect_timeout",
-							  nullptr};
+		/*
+		 * Later keys win over what the URL (dbname, expanded) says: the
+		 * password, and the encoding the stream and the replica's messages
+		 * are in, the database's.
+		 */
+		const char *keys[] = {"dbname",			 "password",		"fallback_application_name",
+							  "connect_timeout", "client_encoding", nullptr};
 		const char *values[] = {config_.url.c_str(),
 								config_.password.empty() ? nullptr : config_.password.c_str(),
-								"edgesync shipper", timeout.c_str(), nullptr};
+								"edgesync shipper",
+								timeout.c_str(),
+								GetDatabaseEncodingName(),
+								nullptr};
 		static bool exit_callback = false;
 		if (!exit_callback)
 			pg_call([] { on_proc_exit(close_on_exit, 0); });
 		exit_callback = true;
 		conn_ = PQconnectStartParams(keys, values, 1);
 		open_conn = conn_;
+		if (conn_ != nullptr)
+			PQsetNoticeReceiver(conn_, ReplicaNotices::receive, &notices_);
 		if (conn_ == nullptr || PQstatus(conn_) == CONNECTION_BAD) {
 			error = "could not connect to replica: " + conn_error();
 			disconnect();
@@ -289,6 +467,11 @@ class PgTransport : public Transport {
 	{
 		if (!PQsendQuery(conn_, body.c_str())) {
 			error = "could not send batch to replica: " + conn_error();
+			return false;
+		}
+		/* Rows one at a time (read_results()), never a whole answer at once. */
+		if (!PQsetSingleRowMode(conn_)) {
+			error = "could not read the replica's answers row by row";
 			return false;
 		}
 		for (;;) {
@@ -354,11 +537,23 @@ class PgTransport : public Transport {
 	}
 
 	/* Reads every result of the query string: all good means the replica committed it. */
-	bool collect_results(std::string &error)
+	bool collect_results(std::string &error) { return read_results(nullptr, error); }
+
+	/*
+	 * Reads the results of the query string sent, row by row (single-row
+	 * mode), passing each row to on_row if given.  A statement answered with
+	 * more than kMaxResultRows rows or kMaxResultBytes bytes, or with COPY,
+	 * fails at once: the caller closes the connection, which rolls the
+	 * replica's transaction back and stops it sending.  Otherwise false,
+	 * with the first error, when any statement failed.
+	 */
+	bool read_results(const std::function<void(const PGresult *)> &on_row, std::string &error)
 	{
 		std::string first_error;
+		Answer answer;
 		for (;;) {
 			while (PQisBusy(conn_)) {
+				notices_.flush(config_.name);
 				if (!wait_socket(true, error))
 					return false;
 				if (!PQconsumeInput(conn_)) {
@@ -367,10 +562,29 @@ class PgTransport : public Transport {
 				}
 			}
 			PGresult *res = PQgetResult(conn_);
+			notices_.flush(config_.name);
 			if (res == nullptr)
 				break;
 			ExecStatusType status = PQresultStatus(res);
-			if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && first_error.empty()) {
+			bool too_much = false;
+			if (status == PGRES_SINGLE_TUPLE || status == PGRES_TUPLES_OK) {
+				/* One row, or (single-row mode refused) a whole answer. */
+				for (int r = 0; r < PQntuples(res); r++) {
+					answer.rows++;
+					for (int c = 0; c < PQnfields(res); c++)
+						answer.bytes += static_cast<size_t>(PQgetlength(res, r, c)) + 1;
+				}
+				too_much = answer.rows > kMaxResultRows || answer.bytes > kMaxResultBytes;
+				if (!too_much && on_row != nullptr && PQntuples(res) > 0)
+					on_row(res);
+				if (status == PGRES_TUPLES_OK)
+					answer = Answer(); /* the end of a statement's rows */
+			} else if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT ||
+					   status == PGRES_COPY_BOTH) {
+				PQclear(res);
+				error = "replica answered a statement of the batch with COPY";
+				return false;
+			} else if (status != PGRES_COMMAND_OK && first_error.empty()) {
 				const char *msg = PQresultErrorMessage(res);
 				first_error =
 					std::string("replica rejected batch: ") + (msg ? msg : "unknown error");
@@ -378,6 +592,14 @@ class PgTransport : public Transport {
 					first_error.pop_back();
 			}
 			PQclear(res);
+			if (too_much) {
+				error = answer.rows > kMaxResultRows
+							? format("replica answered one statement with more than %ld rows",
+									 kMaxResultRows)
+							: format("replica answered one statement with more than %zu bytes",
+									 kMaxResultBytes);
+				return false;
+			}
 		}
 		if (!first_error.empty()) {
 			error = first_error;
@@ -386,6 +608,7 @@ class PgTransport : public Transport {
 		return true;
 	}
 
+	ReplicaNotices notices_;
 	const TargetConfig &config_;
 	PGconn *conn_ = nullptr;
 	Clock::time_point deadline_;

@@ -16,6 +16,12 @@
 #     connect back to this server as another role (one whose password the
 #     admin knows): the role never becomes superuser, through ship() or the
 #     background worker, and nothing runs as the other role.
+#  3. A malicious replica (its edgesync.apply_begin(), the first statement of
+#     every batch, is its own) answers with 2,000,000 rows of 200 bytes and
+#     floods NOTICEs, one forging a LOG line with an embedded newline: the
+#     shipper reads results row by row and fails a statement answered with
+#     more than 1000 rows (its memory stays flat, in ship() and in the
+#     worker), and logs replica notices escaped, truncated and rate-limited.
 use strict;
 use warnings;
 
@@ -216,5 +222,62 @@ psql_as('mallory', q{SELECT edgesync.drop_target('loop2')});
 ($rc, $out, $err) = $hospital->psql('postgres',
 	"SET ROLE mallory; SELECT edgesync.add_target('loop3', '$loop_url', enabled => false)");
 like($err, qr/password is required/, 'SET ROLE: a target added as an admin role follows its rules');
+
+# ---------------------------------------------------------------------------
+# 3. A malicious replica: a huge answer and forged log lines.
+
+my $evil = edgesync_node('evil');
+$evil->safe_psql('postgres', q{
+	CREATE SCHEMA edgesync;
+	CREATE FUNCTION edgesync.apply_begin(text, pg_lsn) RETURNS SETOF text LANGUAGE plpgsql AS $$
+	BEGIN
+		RAISE NOTICE E'all fine\nFORGED-LOG-LINE LOG:  superuser password changed';
+		RAISE NOTICE 'long %', repeat('n', 100000);
+		FOR i IN 1..300 LOOP
+			RAISE NOTICE 'flood %', i;
+		END LOOP;
+		RETURN QUERY SELECT repeat('x', 200) FROM generate_series(1, 2000000);
+	END $$;
+});
+$hospital->safe_psql('postgres',
+	"SELECT edgesync.add_target('evil', 'postgresql:///postgres?host=" . $evil->host . '&port=' . $evil->port
+	  . "', enabled => false, timeout_ms => 60000)");
+$hospital->safe_psql('postgres', q{INSERT INTO hospital_patients VALUES (2, 'Bob', 'B')});
+
+my $hwm = q{(regexp_match(pg_read_file('/proc/' || pg_backend_pid() || '/status'), 'VmHWM:\s+(\d+) kB'))[1]::bigint};
+my $log_start = -s $hospital->logfile;
+$out = $hospital->safe_psql('postgres', qq{
+	SELECT $hwm AS before \\gset
+	SET client_min_messages = error;
+	SELECT edgesync.ship('evil');
+	SELECT $hwm - :before;
+});
+my ($grown) = (split /\n/, $out)[-1];
+cmp_ok($grown, '<', 32 * 1024, "ship(): the session grew by $grown kB for a 400 MB answer");
+like($hospital->safe_psql('postgres', q{SELECT last_error FROM edgesync.target_status WHERE name = 'evil'}),
+	qr/replica answered one statement with more than 1000 rows/, 'ship(): the answer failed the batch');
+
+my $log = substr(slurp_file($hospital->logfile), $log_start);
+unlike($log, qr/^FORGED-LOG-LINE/m, 'log: no line of the replica\'s making');
+like($log, qr/replica NOTICE: all fine\\nFORGED-LOG-LINE LOG:  superuser password changed/,
+	'log: the notice is logged with its newline escaped');
+my @notices = $log =~ /^.*replica NOTICE: .*$/mg;
+cmp_ok(scalar(@notices), '<=', 10, 'log: at most 10 replica notices a minute (' . scalar(@notices) . ')');
+like($log, qr/more notices from the replica of target "evil" were not logged/, 'log: the rest are counted');
+my ($long) = grep { /replica NOTICE: long / } @notices;
+ok($long && length($long) < 1024, 'log: a long notice is truncated');
+
+# The worker: the same, its memory bounded too.
+$hospital->safe_psql('postgres', q{SELECT edgesync.alter_target('evil', enabled => true)});
+ok($hospital->poll_query_until('postgres',
+		q{SELECT consecutive_failures >= 3 FROM edgesync.target_state WHERE name = 'evil'}),
+	'worker: tried the malicious replica');
+my $worker = $hospital->safe_psql('postgres',
+	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'edgesync shipper'});
+my ($worker_hwm) = slurp_file("/proc/$worker/status") =~ /^VmHWM:\s+(\d+) kB/m;
+cmp_ok($worker_hwm, '<', 128 * 1024, "worker: its peak memory is $worker_hwm kB");
+$hospital->safe_psql('postgres', q{SELECT edgesync.drop_target('evil')});
+$log = substr(slurp_file($hospital->logfile), $log_start);
+unlike($log, qr/^FORGED-LOG-LINE/m, 'worker: no line of the replica\'s making');
 
 done_testing();
