@@ -155,6 +155,27 @@ END
 $$;
 REVOKE ALL ON FUNCTION edgesync._check_raw_columns(text) FROM PUBLIC;
 
+-- A slot holds WAL for as long as its target is down or disabled; only
+-- max_slot_wal_keep_size bounds it, and its default (-1) is no bound: said
+-- loudly when a target is added or enabled.
+CREATE FUNCTION edgesync._warn_unbounded_wal(target text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF pg_catalog.current_setting('max_slot_wal_keep_size') OPERATOR(pg_catalog.=) '-1' THEN
+        RAISE WARNING 'the slot of target "%" may hold back WAL without limit', target
+            USING DETAIL = pg_catalog.format('max_slot_wal_keep_size is -1: while the target is '
+                                             'down or disabled, its slot "%s" keeps every WAL '
+                                             'segment written since its last acknowledged '
+                                             'batch, until the disk is full.',
+                                             'edgesync_' OPERATOR(pg_catalog.||) target),
+                  HINT = 'Set max_slot_wal_keep_size in postgresql.conf (for example 20GB) and '
+                         'reload; a target whose slot is then invalidated comes back with '
+                         'edgesync.resync().';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION edgesync._warn_unbounded_wal(text) FROM PUBLIC;
+
 -- Raises an error unless target names one; returns its row.
 CREATE FUNCTION edgesync._require_target(target text) RETURNS edgesync.targets
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -260,6 +281,7 @@ BEGIN
         PERFORM edgesync._drop_target_slot(slot);
         RAISE;
     END;
+    PERFORM edgesync._warn_unbounded_wal(target);
 END
 $$;
 
@@ -310,6 +332,9 @@ BEGIN
      WHERE target_secrets.name = t.name;
     -- New settings deserve a prompt try.
     UPDATE edgesync.target_state SET next_retry = NULL WHERE target_state.name = t.name;
+    IF enabled THEN
+        PERFORM edgesync._warn_unbounded_wal(t.name);
+    END IF;
 END
 $$;
 
@@ -354,7 +379,11 @@ SELECT t.name,
        st.last_error_at,
        st.next_retry,
        st.resync_pending,
-       t.owner
+       t.owner,
+       CASE WHEN pg_catalog.current_setting('max_slot_wal_keep_size') OPERATOR(pg_catalog.<>) '-1'
+            THEN pg_catalog.pg_size_bytes(pg_catalog.current_setting('max_slot_wal_keep_size'))
+       END                                                                AS wal_limit_bytes,
+       s.safe_wal_size
   FROM edgesync.targets t
   LEFT JOIN edgesync.target_state st ON st.name = t.name
   LEFT JOIN pg_catalog.pg_replication_slots s

@@ -493,6 +493,24 @@ CREATE FUNCTION edgesync._check_target_owner(target text, url text, owner regrol
     AS 'MODULE_PATHNAME', 'edgesync_check_target_owner' LANGUAGE C STABLE STRICT;
 REVOKE ALL ON FUNCTION edgesync._check_target_owner(text, text, regrole) FROM PUBLIC;
 
+CREATE FUNCTION edgesync._warn_unbounded_wal(target text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF pg_catalog.current_setting('max_slot_wal_keep_size') OPERATOR(pg_catalog.=) '-1' THEN
+        RAISE WARNING 'the slot of target "%" may hold back WAL without limit', target
+            USING DETAIL = pg_catalog.format('max_slot_wal_keep_size is -1: while the target is '
+                                             'down or disabled, its slot "%s" keeps every WAL '
+                                             'segment written since its last acknowledged '
+                                             'batch, until the disk is full.',
+                                             'edgesync_' OPERATOR(pg_catalog.||) target),
+                  HINT = 'Set max_slot_wal_keep_size in postgresql.conf (for example 20GB) and '
+                         'reload; a target whose slot is then invalidated comes back with '
+                         'edgesync.resync().';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION edgesync._warn_unbounded_wal(text) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION edgesync.add_target(name text, url text, bearer_token text DEFAULT NULL,
                                     headers jsonb DEFAULT '{}', ca_file text DEFAULT NULL,
                                     batch_changes integer DEFAULT 1000,
@@ -540,6 +558,7 @@ BEGIN
         PERFORM edgesync._drop_target_slot(slot);
         RAISE;
     END;
+    PERFORM edgesync._warn_unbounded_wal(target);
 END
 $$;
 
@@ -587,6 +606,9 @@ BEGIN
      WHERE target_secrets.name = t.name;
     -- New settings deserve a prompt try.
     UPDATE edgesync.target_state SET next_retry = NULL WHERE target_state.name = t.name;
+    IF enabled THEN
+        PERFORM edgesync._warn_unbounded_wal(t.name);
+    END IF;
 END
 $$;
 
@@ -610,7 +632,11 @@ SELECT t.name,
        st.last_error_at,
        st.next_retry,
        st.resync_pending,
-       t.owner
+       t.owner,
+       CASE WHEN pg_catalog.current_setting('max_slot_wal_keep_size') OPERATOR(pg_catalog.<>) '-1'
+            THEN pg_catalog.pg_size_bytes(pg_catalog.current_setting('max_slot_wal_keep_size'))
+       END                                                                AS wal_limit_bytes,
+       s.safe_wal_size
   FROM edgesync.targets t
   LEFT JOIN edgesync.target_state st ON st.name = t.name
   LEFT JOIN pg_catalog.pg_replication_slots s

@@ -22,6 +22,9 @@
 #     shipper reads results row by row and fails a statement answered with
 #     more than 1000 rows (its memory stays flat, in ship() and in the
 #     worker), and logs replica notices escaped, truncated and rate-limited.
+#  4. WAL held without bound: with max_slot_wal_keep_size = -1, add_target()
+#     and alter_target(enabled => true) warn (with detail and hint);
+#     target_status shows the limit and the slot's safe_wal_size once set.
 use strict;
 use warnings;
 
@@ -279,5 +282,29 @@ cmp_ok($worker_hwm, '<', 128 * 1024, "worker: its peak memory is $worker_hwm kB"
 $hospital->safe_psql('postgres', q{SELECT edgesync.drop_target('evil')});
 $log = substr(slurp_file($hospital->logfile), $log_start);
 unlike($log, qr/^FORGED-LOG-LINE/m, 'worker: no line of the replica\'s making');
+
+# ---------------------------------------------------------------------------
+# 4. WAL held without bound.
+
+($rc, $out, $err) = $hospital->psql('postgres',
+	q{SELECT edgesync.add_target('archive', 'http://127.0.0.1:9/in', enabled => false)});
+like($err, qr/WARNING:  the slot of target "archive" may hold back WAL without limit/,
+	'add_target: warns when slots may hold WAL without limit');
+like($err, qr/HINT:  Set max_slot_wal_keep_size/, 'add_target: ... and says what to do');
+is($hospital->safe_psql('postgres',
+		q{SELECT wal_limit_bytes IS NULL AND wal_held_bytes >= 0 FROM edgesync.target_status WHERE name = 'archive'}),
+	't', 'target_status: no limit shown');
+$hospital->append_conf('postgresql.conf', "max_slot_wal_keep_size = '1GB'");
+$hospital->reload;
+ok($hospital->poll_query_until('postgres', q{SELECT current_setting('max_slot_wal_keep_size') = '1GB'}),
+	'reloaded');
+($rc, $out, $err) = $hospital->psql('postgres',
+	q{SELECT edgesync.alter_target('archive', enabled => true)});
+unlike($err, qr/WARNING/, 'alter_target: no warning once a limit is set');
+is($hospital->safe_psql('postgres', q{
+	SELECT wal_limit_bytes || ' ' || (safe_wal_size > 0)
+	  FROM edgesync.target_status WHERE name = 'archive'}),
+	'1073741824 true', 'target_status: the limit and what is left of it');
+$hospital->safe_psql('postgres', q{SELECT edgesync.drop_target('archive')});
 
 done_testing();
