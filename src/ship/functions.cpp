@@ -105,10 +105,14 @@ edgesync_ship(PG_FUNCTION_ARGS)
 						format("target \"%s\" is being shipped by another process", target.c_str()))
 				.hint("The background worker ships it; try again later.");
 		if (r.failed) {
+			/* The recorded error, as edgesync_reader sees it: no values in it. */
 			std::string message = format("could not ship to target \"%s\"", target.c_str());
 			pg_call([&] {
 				ereport(WARNING, (errcode(ERRCODE_CONNECTION_FAILURE),
-								  errmsg("%s", message.c_str()), errdetail("%s", r.error.c_str())));
+								  errmsg("%s", message.c_str()), errdetail("%s", r.error.c_str()),
+								  r.has_detail ? errhint("The receiver's whole answer is in "
+														 "edgesync.target_state.last_error_detail.")
+											   : 0));
 			});
 		}
 		return Int64GetDatum(r.changes);

@@ -126,6 +126,7 @@ class HttpTransport : public Transport {
 
 	bool start(const Body &body, const std::string &key, std::string &error) override
 	{
+		detail_.clear();
 		std::string response;
 		char curl_error[CURL_ERROR_SIZE] = "";
 		struct curl_slist *headers = nullptr;
@@ -217,11 +218,19 @@ class HttpTransport : public Transport {
 		long status = 0;
 		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
 		if (status < 200 || status > 299) {
-			for (char &c : response)
-				if (static_cast<unsigned char>(c) < 0x20)
-					c = ' ';
-			error = format("HTTP status %ld from receiver%s%s", status,
-						   response.empty() ? "" : ": ", response.substr(0, 200).c_str());
+			/*
+			 * The receiver's answer may quote what it was sent: for
+			 * edgesync_admin only, as ASCII (it may be in any encoding).
+			 */
+			error = format("HTTP status %ld from receiver", status);
+			if (!response.empty()) {
+				detail_ = error + ": ";
+				for (unsigned char c : response)
+					if (c < 0x20 || c >= 0x7f)
+						detail_ += format("\\x%02x", c);
+					else
+						detail_.push_back(static_cast<char>(c));
+			}
 			return false;
 		}
 		return true;

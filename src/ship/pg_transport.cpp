@@ -38,6 +38,7 @@
  */
 #include "core/guard.hpp"
 #include "ship/owner.hpp"
+#include "ship/remote_error.hpp"
 #include "ship/transport.hpp"
 #include "ship/url.hpp"
 
@@ -81,6 +82,45 @@ constexpr int kNoticesPerMinute = 10;
 constexpr size_t kNoticeBytes = 512;
 
 /*
+ * What a replica wrote, as text fit for this server's log or catalog: its
+ * first max bytes; control characters escaped (\\n, \\x1b; newlines kept when
+ * keep_newlines), and a backslash too when not; bytes that are not valid in
+ * the database encoding (a multibyte character cut at max, or a replica's
+ * bad bytes) as \\xNN.  "..." marks a cut.
+ */
+std::string
+printable(const std::string &raw, size_t max, bool keep_newlines)
+{
+	size_t n = std::min(raw.size(), max);
+	int valid = pg_call([&] {
+		return pg_encoding_verifymbstr(GetDatabaseEncoding(), raw.data(), static_cast<int>(n));
+	});
+	std::string out;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = static_cast<unsigned char>(raw[i]);
+		if (c == '\n')
+			out += keep_newlines ? "\n" : "\\n";
+		else if (c == '\t')
+			out += keep_newlines ? "\t" : "\\t";
+		else if (c == '\r')
+			out += "\\r";
+		else if (c == '\\')
+			out += keep_newlines ? "\\" : "\\\\";
+		else if (c < 0x20 || c == 0x7f || (c >= 0x80 && i >= static_cast<size_t>(valid)))
+			out += format("\\x%02x", c);
+		else
+			out.push_back(static_cast<char>(c));
+	}
+	if (raw.size() > max)
+		out += "...";
+	return out;
+}
+
+/* The most of a replica's error kept: for target_status, and for target_state. */
+constexpr size_t kErrorBytes = 512;
+constexpr size_t kErrorDetailBytes = 8192;
+
+/*
  * The notices of a replica connection, on their way to the server log.
  * take() runs in libpq's notice callback: it copies what it needs and calls
  * no PostgreSQL function (an error there would longjmp through libpq's
@@ -111,7 +151,8 @@ class ReplicaNotices {
 				continue;
 			}
 			logged++;
-			std::string text = escape(n.message, n.truncated);
+			std::string text =
+				printable(n.message, kNoticeBytes, false) + (n.truncated ? "..." : "");
 			pg_call([&] {
 				ereport(LOG_SERVER_ONLY, (errmsg("edgesync shipper: target \"%s\": replica %s: %s",
 												 target.c_str(), n.severity.c_str(), text.c_str()),
@@ -186,39 +227,6 @@ class ReplicaNotices {
 		counted = false;
 	}
 
-	/*
-	 * The message as one line of valid text: control characters and
-	 * backslashes escaped, bytes that are not valid in the database encoding
-	 * (a multibyte character cut at kNoticeBytes, or a replica's bad bytes)
-	 * as \xNN.
-	 */
-	static std::string escape(const std::string &raw, bool truncated)
-	{
-		int valid = pg_call([&] {
-			return pg_encoding_verifymbstr(GetDatabaseEncoding(), raw.data(),
-										   static_cast<int>(raw.size()));
-		});
-		std::string out;
-		for (size_t i = 0; i < raw.size(); i++) {
-			unsigned char c = static_cast<unsigned char>(raw[i]);
-			if (c == '\n')
-				out += "\\n";
-			else if (c == '\r')
-				out += "\\r";
-			else if (c == '\t')
-				out += "\\t";
-			else if (c == '\\')
-				out += "\\\\";
-			else if (c < 0x20 || c == 0x7f || (c >= 0x80 && i >= static_cast<size_t>(valid)))
-				out += format("\\x%02x", c);
-			else
-				out.push_back(static_cast<char>(c));
-		}
-		if (truncated)
-			out += "...";
-		return out;
-	}
-
 	std::vector<Pending> pending_;
 
 	static inline Clock::time_point window_start{};
@@ -241,6 +249,7 @@ class PgTransport : public Transport {
 
 	bool start(const Body &body, const std::string &, std::string &error) override
 	{
+		detail_.clear();
 		deadline_ = Clock::now() + std::chrono::milliseconds(config_.timeout_ms);
 		if (conn_ == nullptr && !connect(error)) {
 			notices_.report(config_.name);
@@ -585,11 +594,11 @@ class PgTransport : public Transport {
 				error = "replica answered a statement of the batch with COPY";
 				return false;
 			} else if (status != PGRES_COMMAND_OK && first_error.empty()) {
-				const char *msg = PQresultErrorMessage(res);
-				first_error =
-					std::string("replica rejected batch: ") + (msg ? msg : "unknown error");
-				while (!first_error.empty() && first_error.back() == '\n')
-					first_error.pop_back();
+				first_error = "replica rejected batch: " + reader_message(remote_error(res));
+				std::string text = PQresultErrorMessage(res);
+				while (!text.empty() && text.back() == '\n')
+					text.pop_back();
+				detail_ = printable(text.empty() ? "unknown error" : text, kErrorDetailBytes, true);
 			}
 			PQclear(res);
 			if (too_much) {
@@ -602,10 +611,37 @@ class PgTransport : public Transport {
 			}
 		}
 		if (!first_error.empty()) {
-			error = first_error;
+			error = printable(first_error, kErrorBytes, false);
 			return false;
 		}
 		return true;
+	}
+
+	/* The fields of a replica's error that say what it is about, not what it quotes. */
+	static RemoteError remote_error(const PGresult *res)
+	{
+		auto field = [&](int code) {
+			const char *value = PQresultErrorField(res, code);
+			return std::string(value != nullptr ? value : "");
+		};
+		RemoteError e;
+		e.sqlstate = field(PG_DIAG_SQLSTATE);
+		e.primary = field(PG_DIAG_MESSAGE_PRIMARY);
+		if (e.primary.empty()) {
+			/* libpq's own (a lost connection), or not an error at all: no values in it. */
+			const char *msg = PQresultErrorMessage(res);
+			e.primary = msg != nullptr && msg[0] != '\0'
+							? std::string(msg, strcspn(msg, "\n"))
+							: std::string("unexpected result ") + PQresStatus(PQresultStatus(res));
+			e.sqlstate = e.sqlstate.empty() ? "08006" : e.sqlstate;
+		}
+		e.schema = field(PG_DIAG_SCHEMA_NAME);
+		e.table = field(PG_DIAG_TABLE_NAME);
+		e.column = field(PG_DIAG_COLUMN_NAME);
+		e.datatype = field(PG_DIAG_DATATYPE_NAME);
+		e.constraint = field(PG_DIAG_CONSTRAINT_NAME);
+		e.source_function = field(PG_DIAG_SOURCE_FUNCTION);
+		return e;
 	}
 
 	ReplicaNotices notices_;

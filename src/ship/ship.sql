@@ -39,7 +39,8 @@ CREATE TABLE edgesync.target_secrets (
 COMMENT ON TABLE edgesync.target_secrets IS 'edgesync: secrets of targets, readable by the extension owner only';
 REVOKE ALL ON edgesync.target_secrets FROM PUBLIC;
 
--- Written by the shipper after every attempt.
+-- Written by the shipper after every attempt.  Readable by edgesync_admin;
+-- edgesync_reader sees target_status, without last_error_detail.
 CREATE TABLE edgesync.target_state (
     name                 text        PRIMARY KEY REFERENCES edgesync.targets ON DELETE CASCADE,
     last_success         timestamptz,
@@ -54,7 +55,9 @@ CREATE TABLE edgesync.target_state (
     pending_end          pg_lsn,     -- end of an unacknowledged batch: retried as it was
     acked_lsn            pg_lsn,     -- end of the last acknowledged batch (crash-safe, unlike
                                      -- the slot's position, which is saved at checkpoints)
-    resync_pending       boolean     NOT NULL DEFAULT false
+    resync_pending       boolean     NOT NULL DEFAULT false,
+    last_error_detail    text        -- the receiver's whole answer, which may quote row
+                                     -- values: not in target_status (remote_error.hpp)
 );
 REVOKE ALL ON edgesync.target_state FROM PUBLIC;
 GRANT SELECT ON edgesync.target_state TO edgesync_admin;

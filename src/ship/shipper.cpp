@@ -307,17 +307,22 @@ TargetConfig::secrets() const
 
 /*
  * Records a failed attempt: one more consecutive failure, the error with
- * secrets removed, the next retry after a jittered exponential delay, and the
- * end of the unacknowledged batch (0: none).  Returns the redacted error.
+ * secrets removed (last_error, which edgesync_reader reads; the receiver's
+ * whole answer, detail, in last_error_detail, which only edgesync_admin
+ * reads: transport.hpp), the next retry after a jittered exponential delay,
+ * and the end of the unacknowledged batch (0: none).  Returns the redacted
+ * error.
  */
 static std::string
-record_failure(const TargetConfig &c, const std::string &error, uint64_t pending_end)
+record_failure(const TargetConfig &c, const std::string &error, uint64_t pending_end,
+			   const std::string &detail = std::string())
 {
 	static std::mt19937_64 random{std::random_device{}()};
 	std::string redacted = redact(error, c.secrets());
-	for (char &ch : redacted) /* one line: server errors come with LINE/HINT lines */
-		if (ch == '\n' || ch == '\r' || ch == '\t')
+	for (char &ch : redacted) /* one line */
+		if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f)
 			ch = ' ';
+	std::string redacted_detail = redact(detail, c.secrets());
 	int64_t delay = retry_delay_ms(c.failures + 1, retry_min_ms, retry_max_ms,
 								   std::uniform_real_distribution<double>(0.0, 1.0)(random));
 	spi_run("UPDATE edgesync.target_state SET last_attempt = pg_catalog.clock_timestamp(),"
@@ -325,9 +330,10 @@ record_failure(const TargetConfig &c, const std::string &error, uint64_t pending
 			"       last_error = $2, last_error_at = pg_catalog.clock_timestamp(),"
 			"       next_retry = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+)"
 			"                    ($3 OPERATOR(pg_catalog.*) '1 millisecond'::pg_catalog.interval),"
-			"       pending_end = $4"
+			"       pending_end = $4, last_error_detail = $5"
 			" WHERE name OPERATOR(pg_catalog.=) $1",
-			{text_param(c.name), text_param(redacted), int8_param(delay), lsn_param(pending_end)},
+			{text_param(c.name), text_param(redacted), int8_param(delay), lsn_param(pending_end),
+			 redacted_detail.empty() ? Param{TEXTOID, 0, 'n'} : text_param(redacted_detail)},
 			false);
 	return redacted;
 }
@@ -401,8 +407,10 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 					"       next_retry = NULL"
 					" WHERE name OPERATOR(pg_catalog.=) $1",
 					{text_param(config.name), int8_param(sent)}, false);
-			else
-				result.error = record_failure(config, error, 0);
+			else {
+				result.error = record_failure(config, error, 0, transport->failure_detail());
+				result.has_detail = !transport->failure_detail().empty();
+			}
 		});
 		if (!ok) {
 			result.failed = true;
@@ -469,8 +477,11 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 		with_spi(own_transactions, [&] {
 			if (ok)
 				record_success(config, flight.changes, flight.bytes, flight.end);
-			else
-				result.error = record_failure(config, error, flight.end);
+			else {
+				result.error =
+					record_failure(config, error, flight.end, transport->failure_detail());
+				result.has_detail = !transport->failure_detail().empty();
+			}
 		});
 		flight.active = false;
 		if (!ok) {
@@ -563,7 +574,10 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 
 		std::string error;
 		if (!transport->start(body, key, error)) {
-			with_spi(own_transactions, [&] { result.error = record_failure(config, error, end); });
+			with_spi(own_transactions, [&] {
+				result.error = record_failure(config, error, end, transport->failure_detail());
+				result.has_detail = !transport->failure_detail().empty();
+			});
 			result.failed = true;
 			return result;
 		}

@@ -12,10 +12,11 @@ namespace edgesync::ship {
 struct ShipResult {
 	int64_t changes = 0;
 	int64_t batches = 0;
-	bool more = false;	 /* the slot holds more than was shipped */
-	bool failed = false; /* a delivery failed (recorded in target_state) */
-	bool busy = false;	 /* another process is shipping this target */
-	std::string error;	 /* secrets removed */
+	bool more = false;		 /* the slot holds more than was shipped */
+	bool failed = false;	 /* a delivery failed (recorded in target_state) */
+	bool busy = false;		 /* another process is shipping this target */
+	std::string error;		 /* secrets removed */
+	bool has_detail = false; /* the receiver's whole answer is in target_state.last_error_detail */
 };
 
 /*

@@ -6,7 +6,10 @@
  *   pg_transport.cpp     the sql format applied on a replica with libpq
  *
  * deliver() returns true only when the receiver acknowledged the batch (an
- * HTTP 2xx; the replica's COMMIT), false with a message otherwise.  It is
+ * HTTP 2xx; the replica's COMMIT), false with a message otherwise: one that
+ * edgesync_reader may read (target_status.last_error), without what the
+ * receiver said that may hold row values, which failure_detail() keeps for
+ * edgesync_admin (target_state.last_error_detail; remote_error.hpp).  It is
  * start() then finish(): start() hands the batch over, finish() waits for the
  * acknowledgement, and the shipper decodes the next batch in between.  The
  * replica transport returns from start() once the batch is on the wire, so
@@ -64,12 +67,18 @@ class Transport {
 	/* Waits for the acknowledgement of the batch start() sent. */
 	virtual bool finish(std::string &error) = 0;
 
+	/* The receiver's whole answer to the last failed batch; empty when error says all. */
+	const std::string &failure_detail() const { return detail_; }
+
 	bool deliver(std::string &&body, const std::string &idempotency_key, std::string &error)
 	{
 		Body b;
 		b.pieces.push_back(BodyPiece{std::move(body)});
 		return start(b, idempotency_key, error) && finish(error);
 	}
+
+  protected:
+	std::string detail_;
 };
 
 std::unique_ptr<Transport> make_http_transport(const TargetConfig &config);

@@ -486,6 +486,10 @@ ALTER TABLE edgesync.targets ADD COLUMN owner regrole;
 UPDATE edgesync.targets SET owner = 'edgesync_admin'::regrole;
 ALTER TABLE edgesync.targets ALTER COLUMN owner SET NOT NULL;
 
+-- A replica's whole error, which may quote row values, for edgesync_admin
+-- only: target_status (edgesync_reader) keeps last_error without them.
+ALTER TABLE edgesync.target_state ADD COLUMN last_error_detail text;
+
 CREATE FUNCTION edgesync._calling_role() RETURNS regrole
     AS 'MODULE_PATHNAME', 'edgesync_calling_role' LANGUAGE C STABLE STRICT;
 REVOKE ALL ON FUNCTION edgesync._calling_role() FROM PUBLIC;

@@ -241,12 +241,21 @@ $hospital->safe_psql('postgres', q{
 	ALTER SYSTEM RESET edgesync.ship_databases;
 	SELECT pg_reload_conf();
 });
+# The replica's own words are for edgesync_admin (target_state); target_status
+# says what kind of error it was.
+sub status_detail
+{
+	return $hospital->safe_psql('postgres',
+		"SELECT consecutive_failures || '|' || coalesce(last_error_detail, '') FROM edgesync.target_state");
+}
 for (1 .. 600)
 {
-	last if status() =~ /^[1-9]\d*\|.*replica refuses row/;
+	last if status_detail() =~ /^[1-9]\d*\|.*replica refuses row/;
 	sleep(0.1);
 }
-like(status(), qr/^[1-9]\d*\|.*replica refuses row $refused/, 'resync failing half-way: failure recorded');
+like(status_detail(), qr/^[1-9]\d*\|.*replica refuses row $refused/, 'resync failing half-way: failure recorded');
+like(status(), qr/^[1-9]\d*\|replica rejected batch: an error raised by a function on the replica \(SQLSTATE P0001\)$/,
+	'resync failing half-way: target_status shows its SQLSTATE, not its text');
 my %patients_now = ids($cloud, 'hospital_patients');
 my %stays_now = ids($cloud, 'hospital_stays');
 my @wrong = grep { $patients_source{$_} && !$patients_now{$_} } keys %patients_before;

@@ -25,6 +25,10 @@
 #  4. WAL held without bound: with max_slot_wal_keep_size = -1, add_target()
 #     and alter_target(enabled => true) warn (with detail and hint);
 #     target_status shows the limit and the slot's safe_wal_size once set.
+#  5. A replica's error with row values (DETAIL "Failing row contains", a
+#     value in the primary message) reaches edgesync_reader without them: the
+#     SQLSTATE and the primary message with its values hidden; the whole text
+#     only in target_state, which edgesync_admin reads.
 use strict;
 use warnings;
 
@@ -306,5 +310,51 @@ is($hospital->safe_psql('postgres', q{
 	  FROM edgesync.target_status WHERE name = 'archive'}),
 	'1073741824 true', 'target_status: the limit and what is left of it');
 $hospital->safe_psql('postgres', q{SELECT edgesync.drop_target('archive')});
+
+# ---------------------------------------------------------------------------
+# 5. A replica's error text with row values.
+
+my $cloud = edgesync_node('cloud');
+$cloud->safe_psql('postgres', q{
+	CREATE EXTENSION edgesync;
+	CREATE TABLE hospital_patients (id int PRIMARY KEY, name text NOT NULL, ward text);
+	SELECT edgesync.track('hospital_patients');
+	ALTER TABLE hospital_patients ADD CONSTRAINT no_jane CHECK (name <> 'PHI-Jane-Doe');
+});
+my $url = edgesync_applier_url($cloud, ['hospital_patients']);
+$hospital->safe_psql('postgres', "SELECT edgesync.add_target('cloud_db', '$url', enabled => false)");
+$hospital->safe_psql('postgres', q{INSERT INTO hospital_patients VALUES (3, 'PHI-Jane-Doe', 'PHI-WARD-7')});
+$hospital->safe_psql('postgres', q{SET client_min_messages = error; SELECT edgesync.ship('cloud_db')});
+my $seen = $hospital->safe_psql('postgres', q{SELECT last_error FROM edgesync.target_status WHERE name = 'cloud_db'},
+	extra_params => [ '-U', 'watcher' ]);
+like($seen, qr/^replica rejected batch: new row for relation "hospital_patients" violates check constraint "no_jane" \(SQLSTATE 23514\)$/,
+	'reader: the SQLSTATE and the primary message');
+unlike($seen, qr/PHI/, 'reader: no row values');
+like($hospital->safe_psql('postgres', q{SELECT last_error_detail FROM edgesync.target_state WHERE name = 'cloud_db'},
+		extra_params => [ '-U', 'mallory' ]),
+	qr/Failing row contains \(3, PHI-Jane-Doe, PHI-WARD-7/, 'admin: the full text in target_state');
+($rc, $out, $err) = psql_as('watcher', q{SELECT last_error_detail FROM edgesync.target_state});
+like($err, qr/permission denied/, 'reader: cannot read target_state');
+
+# A value in the primary message itself: a trigger of the replica reads the
+# ward as a number.
+$cloud->safe_psql('postgres', q{
+	ALTER TABLE hospital_patients DROP CONSTRAINT no_jane;
+	CREATE FUNCTION ward_number() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		PERFORM NEW.ward::int;
+		RETURN NEW;
+	END $$;
+	CREATE TRIGGER ward_number BEFORE INSERT ON hospital_patients
+		FOR EACH ROW EXECUTE FUNCTION ward_number();
+	ALTER TABLE hospital_patients ENABLE ALWAYS TRIGGER ward_number;
+});
+$hospital->safe_psql('postgres', q{SET client_min_messages = error; SELECT edgesync.ship('cloud_db')});
+$seen = $hospital->safe_psql('postgres', q{SELECT last_error FROM edgesync.target_status WHERE name = 'cloud_db'},
+	extra_params => [ '-U', 'watcher' ]);
+like($seen, qr/^replica rejected batch: invalid input syntax for type integer \(SQLSTATE 22P02\)$/,
+	'reader: a value in the primary message is hidden');
+unlike($seen, qr/PHI/, 'reader: no row values');
+$hospital->safe_psql('postgres', q{SELECT edgesync.drop_target('cloud_db')});
 
 done_testing();

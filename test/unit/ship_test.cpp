@@ -3,6 +3,7 @@
 #include "core/error.hpp"
 #include "ship/batch.hpp"
 #include "ship/owner.hpp"
+#include "ship/remote_error.hpp"
 #include "ship/url.hpp"
 
 #include <gtest/gtest.h>
@@ -142,6 +143,45 @@ TEST(TargetOwner, NonSuperusersFollowPostgresFdwRules)
 			  "42501 sslcert and sslkey are superuser-only");
 	EXPECT_EQ(owner_error("postgresql:///db?host=/tmp&user=postgres&sslkey=/k", root), "");
 	EXPECT_EQ(owner_error("https://h/in", admin), "");
+}
+
+static std::string
+reader(const char *sqlstate, const char *primary, const char *table = "",
+	   const char *constraint = "", const char *source = "")
+{
+	RemoteError e;
+	e.sqlstate = sqlstate;
+	e.primary = primary;
+	e.table = table;
+	e.constraint = constraint;
+	e.source_function = source;
+	return reader_message(e);
+}
+
+TEST(RemoteError, ReaderSeesNoValues)
+{
+	EXPECT_EQ(reader("23514", "new row for relation \"patients\" violates check constraint \"c\"",
+					 "patients", "c"),
+			  "new row for relation \"patients\" violates check constraint \"c\" (SQLSTATE 23514)");
+	EXPECT_EQ(reader("22P02", "invalid input syntax for type integer: \"PHI-7\""),
+			  "invalid input syntax for type integer (SQLSTATE 22P02)");
+	EXPECT_EQ(reader("22003", "value \"123456789012\" is out of range for type integer"),
+			  "value \"...\" is out of range for type integer (SQLSTATE 22003)");
+	/* A value with quotes of its own hides everything to the last quote. */
+	EXPECT_EQ(reader("XX000", "bad \"a\" SSN 123 \"b\" here", "t"),
+			  "bad \"...\" here (SQLSTATE XX000)");
+	EXPECT_EQ(reader("XX000", "bad \"t\" then \"va\"lue"), "bad \"...\"lue (SQLSTATE XX000)");
+	EXPECT_EQ(reader("XX000", "table \"t\" value \"x", "t"),
+			  "table \"t\" value \"...\" (SQLSTATE XX000)");
+	/* Names of the statement itself (class 42) stay. */
+	EXPECT_EQ(reader("42P01", "relation \"public.patients\" does not exist"),
+			  "relation \"public.patients\" does not exist (SQLSTATE 42P01)");
+	EXPECT_EQ(reader("42601", "syntax error at or near \"Jane\""),
+			  "syntax error at or near \"...\" (SQLSTATE 42601)");
+	EXPECT_EQ(reader("P0001", "patient Jane Doe refused"),
+			  "an error raised by a function on the replica (SQLSTATE P0001)");
+	EXPECT_EQ(reader("23505", "Jane Doe again", "", "", "exec_stmt_raise"),
+			  "an error raised by a function on the replica (SQLSTATE 23505)");
 }
 
 TEST(Redact, ReplacesPlainAndEncodedSecrets)
