@@ -11,6 +11,9 @@
 #   timeout   read the body, never answer (until the mode changes), close
 #   reset     read part of the body, then reset the connection (RST)
 #   slow      read the body, wait 1.5 s, then record and answer 200
+#   redirect URL  read the body, answer 307 with Location: URL
+#   echo500   read the body, answer 500 with a body of 100 kB that quotes the
+#             request's Authorization header and first line
 #
 # and a test can stop() the receiver (connection refused) and start() it
 # again on the same port.  Every request is appended to attempts.log
@@ -145,6 +148,20 @@ sub _serve
 				sleep(0.05) while $self->mode eq 'timeout';
 				close $c;
 				last;
+			}
+			if ($mode =~ /^redirect (\S+)/)
+			{
+				print $c "HTTP/1.1 307 Temporary Redirect\r\nLocation: $1\r\nContent-Length: 0\r\n\r\n";
+				next;
+			}
+			if ($mode eq 'echo500')
+			{
+				my ($first) = split /\n/, $body;
+				my $answer = 'rejected ' . ($h{authorization} // '-') . ' ' . ($first // '') . ' '
+				  . ('x' x 100_000);
+				print $c "HTTP/1.1 500 Internal Server Error\r\nContent-Length: "
+				  . length($answer) . "\r\n\r\n$answer";
+				next;
 			}
 			if ($mode eq 'fail500')
 			{

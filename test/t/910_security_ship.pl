@@ -29,6 +29,11 @@
 #     value in the primary message) reaches edgesync_reader without them: the
 #     SQLSTATE and the primary message with its values hidden; the whole text
 #     only in target_state, which edgesync_admin reads.
+#  6. What held before, kept: an HTTP redirect is a failure and is not
+#     followed; an HTTP receiver's answer (quoting the batch and the token)
+#     is capped, kept from the reader, and has the token removed; pg_dump
+#     holds no secret of a target; every SECURITY DEFINER function of
+#     edgesync pins search_path.
 use strict;
 use warnings;
 
@@ -283,6 +288,9 @@ my $worker = $hospital->safe_psql('postgres',
 	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'edgesync shipper'});
 my ($worker_hwm) = slurp_file("/proc/$worker/status") =~ /^VmHWM:\s+(\d+) kB/m;
 cmp_ok($worker_hwm, '<', 128 * 1024, "worker: its peak memory is $worker_hwm kB");
+$hospital->safe_psql('postgres', q{SELECT edgesync.alter_target('evil', enabled => false)});
+$hospital->poll_query_until('postgres',
+	q{SELECT NOT active FROM pg_replication_slots WHERE slot_name = 'edgesync_evil'});
 $hospital->safe_psql('postgres', q{SELECT edgesync.drop_target('evil')});
 $log = substr(slurp_file($hospital->logfile), $log_start);
 unlike($log, qr/^FORGED-LOG-LINE/m, 'worker: no line of the replica\'s making');
@@ -356,5 +364,49 @@ like($seen, qr/^replica rejected batch: invalid input syntax for type integer \(
 	'reader: a value in the primary message is hidden');
 unlike($seen, qr/PHI/, 'reader: no row values');
 $hospital->safe_psql('postgres', q{SELECT edgesync.drop_target('cloud_db')});
+
+# ---------------------------------------------------------------------------
+# 6. What held, kept: redirects not followed, an HTTP receiver's answer
+#    capped and kept from the reader, the token never shown, no secret in
+#    pg_dump, every SECURITY DEFINER function pinning its search_path.
+
+my $receiver = EdgesyncReceiver->new;
+my $elsewhere = EdgesyncReceiver->new;
+$receiver->set_mode('redirect ' . $elsewhere->url);
+$hospital->safe_psql('postgres', "SELECT edgesync.add_target('api', '" . $receiver->url
+	  . "', bearer_token => 'tok-SECRET-910', enabled => false)");
+$hospital->safe_psql('postgres', q{INSERT INTO hospital_patients VALUES (4, 'PHI-John-Roe', 'C')});
+$hospital->safe_psql('postgres', q{SET client_min_messages = error; SELECT edgesync.ship('api')});
+is($hospital->safe_psql('postgres', q{SELECT last_error FROM edgesync.target_status WHERE name = 'api'}),
+	'HTTP status 307 from receiver', 'http: a redirect is a failure');
+my @followed = $elsewhere->attempts;
+is(scalar(@followed), 0, 'http: ... and is not followed');
+
+$receiver->set_mode('echo500');
+$hospital->safe_psql('postgres', q{SET client_min_messages = error; SELECT edgesync.ship('api')});
+is($hospital->safe_psql('postgres', q{SELECT last_error FROM edgesync.target_status WHERE name = 'api'},
+		extra_params => [ '-U', 'watcher' ]),
+	'HTTP status 500 from receiver', 'http: the reader sees the status, not the answer');
+my $detail = $hospital->safe_psql('postgres',
+	q{SELECT last_error_detail FROM edgesync.target_state WHERE name = 'api'},
+	extra_params => [ '-U', 'mallory' ]);
+like($detail, qr/^HTTP status 500 from receiver: rejected Bearer \*{8} \{"op":"begin"/,
+	'http: the admin sees the answer, the token removed');
+cmp_ok(length($detail), '<', 1024, 'http: the answer kept is capped (' . length($detail) . ' bytes)');
+my $dump;
+IPC::Run::run([ 'pg_dump', '-d', $hospital->connstr('postgres') ], '>', \$dump)
+  or die 'pg_dump failed';
+like($dump, qr/PHI-John-Roe/, 'pg_dump: the data is there');
+unlike($dump, qr/tok-SECRET/, 'pg_dump: no secret of a target');
+$hospital->safe_psql('postgres', q{SELECT edgesync.drop_target('api')});
+
+is($hospital->safe_psql('postgres', q{
+	SELECT string_agg(p.oid::regprocedure::text, ', ')
+	  FROM pg_proc p
+	  JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+	 WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'edgesync')
+	   AND p.prosecdef
+	   AND NOT 'search_path=pg_catalog, pg_temp' = ANY (coalesce(p.proconfig, '{}'))}),
+	'', 'every SECURITY DEFINER function of edgesync pins search_path = pg_catalog, pg_temp');
 
 done_testing();
