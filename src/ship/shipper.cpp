@@ -25,6 +25,7 @@
  * the next retry is set after an exponential, jittered, capped delay.
  */
 #include "core/guard.hpp"
+#include "core/sql_objects.hpp"
 #include "ship/batch.hpp"
 #include "ship/resync.hpp"
 #include "ship/shipper.hpp"
@@ -188,34 +189,12 @@ split_lines(const std::string &s)
 	return out;
 }
 
-/*
- * Targets of edgesync 0.1.0 record no owner, so the library cannot tell
- * whom they connect for: until ALTER EXTENSION edgesync UPDATE, nothing is
- * shipped.
- */
-void
-require_target_owners()
-{
-	static bool present = false;
-	if (present)
-		return;
-	spi_run("SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute"
-			" WHERE attrelid OPERATOR(pg_catalog.=) 'edgesync.targets'::pg_catalog.regclass"
-			"   AND attname OPERATOR(pg_catalog.=) 'owner' AND NOT attisdropped",
-			{}, true);
-	present = get_int(0, 1) != 0;
-	if (!present)
-		throw Error("55000", "edgesync's SQL objects are older than its library")
-			.detail("Targets of edgesync 0.1.0 do not record the role they belong to, which the "
-					"shipper needs before it connects for them.")
-			.hint("Run ALTER EXTENSION edgesync UPDATE in this database.");
-}
-
 /* Loads a target and its secrets; false when it does not exist. */
 bool
 load_target(const std::string &name, TargetConfig &c, bool &enabled)
 {
-	require_target_owners();
+	/* Targets of 0.1.0 record no owner: whom would the shipper connect for? */
+	pg_call([] { require_current_sql_objects("The shipper"); });
 	spi_run("SELECT t.kind, t.url, t.slot_name, t.columns, t.ca_file, s.bearer_token, s.password,"
 			"       (SELECT pg_catalog.string_agg(h.key OPERATOR(pg_catalog.||) ': '"
 			"                   OPERATOR(pg_catalog.||) (h.value OPERATOR(pg_catalog.#>>)"
