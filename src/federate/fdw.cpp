@@ -11,11 +11,14 @@
  *             WHERE clause, sent to the hospital and used on the replica;
  *             every filter is also checked on the merged rows.  Only the
  *             columns the query uses are fetched (and the key and version).
- *   executor  at the first fetch, merge.cpp builds the whole answer; rows
- *             are then returned from memory.  A rescan (new parameters)
- *             builds it again.
- *   EXPLAIN   VERBOSE shows the hospital's and the replica's SQL; ANALYZE
- *             also shows who answered.
+ *             count(*) of the view alone is answered by one statement at
+ *             the hospital (aggregate.cpp).
+ *   executor  at the first fetch, merge.cpp builds the whole answer in
+ *             memory, or, for a scan without filter, stream.cpp starts a
+ *             merge in key order; rows are then returned one by one.  A
+ *             rescan (new parameters) starts again.
+ *   EXPLAIN   VERBOSE shows the hospital's and the replica's SQL and how they
+ *             are merged; ANALYZE also shows who answered.
  *
  * The callbacks are C-style code run under pg_call(): they own no C++
  * objects.
@@ -46,6 +49,7 @@ extern "C" {
 #include "optimizer/pathnode.h"
 #include "optimizer/planmain.h"
 #include "optimizer/restrictinfo.h"
+#include "parser/parsetree.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -121,8 +125,8 @@ struct RelInfo {
 	char *remote_table;	 /* quoted */
 	char *replica_table; /* quoted */
 	bool visible_rows_only;
-	Oid replica;		 /* InvalidOid: it does not exist */
-	List *key_names;	 /* the replica's primary key columns */
+	Oid replica;	 /* InvalidOid: it does not exist */
+	List *key_names; /* the replica's primary key columns */
 };
 HTAB *rel_infos = nullptr;
 
@@ -291,10 +295,24 @@ get_paths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	}
 }
 
+/* count(*) of the view alone, pushed down when the answer is the same (aggregate.cpp). */
+void
+get_upper_paths(PlannerInfo *root, UpperRelationKind stage, RelOptInfo *input_rel,
+				RelOptInfo *output_rel)
+{
+	if (stage != UPPERREL_GROUP_AGG || input_rel->reloptkind != RELOPT_BASEREL)
+		return;
+	Oid relid = planner_rt_fetch(input_rel->relid, root)->relid;
+	add_count_path(root, input_rel, output_rel, rel_info(relid)->visible_rows_only);
+}
+
 ForeignScan *
 get_plan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid, ForeignPath *best_path,
 		 List *tlist, List *scan_clauses, Plan *outer_plan)
 {
+	if (baserel->reloptkind == RELOPT_UPPER_REL)
+		return count_plan(tlist, outer_plan);
+
 	Relation rel = table_open(foreigntableid, NoLock);
 	TupleDesc desc = CreateTupleDescCopy(RelationGetDescr(rel));
 	AttrNumber source = attno_named(desc, "_source");
@@ -341,13 +359,23 @@ begin_scan(ForeignScanState *node, int eflags)
 	Relation rel = node->ss.ss_currentRelation;
 	FederatedScan *s = static_cast<FederatedScan *>(palloc0(sizeof(FederatedScan)));
 
-	RangeTblEntry *rte = exec_rt_fetch(plan->scan.scanrelid, estate);
+	/* A pushed-down count(*) scans no relation: the federated table is its one base relation. */
+	s->aggregate = plan->scan.scanrelid == 0;
+	Index rti = s->aggregate ? bms_next_member(plan->fs_relids, -1) : plan->scan.scanrelid;
+	RangeTblEntry *rte = exec_rt_fetch(rti, estate);
 	s->userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
-	const RelInfo *info = rel_info(RelationGetRelid(rel));
+	const RelInfo *info = rel_info(rte->relid);
 	s->server = pstrdup(info->server);
 	s->remote_table = pstrdup(info->remote_table);
 	s->replica_table = pstrdup(info->replica_table);
 	s->visible_rows_only = info->visible_rows_only;
+	if (s->aggregate) {
+		s->tupdesc = node->ss.ss_ScanTupleSlot->tts_tupleDescriptor;
+		s->scan_name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(rte->relid)),
+												  get_rel_name(rte->relid));
+		node->fdw_state = s;
+		return;
+	}
 	s->tupdesc = RelationGetDescr(rel);
 
 	/* The primary key is the replica's. */
@@ -423,6 +451,10 @@ begin_scan(ForeignScanState *node, int eflags)
 	foreach (lc, plan->fdw_exprs)
 		s->param_types[p++] = exprType(static_cast<Node *>(lfirst(lc)));
 
+	s->hospital_text = CStringGetTextDatum("hospital");
+	s->replica_text = CStringGetTextDatum("replica");
+	s->unverified_text = CStringGetTextDatum("replica_unverified");
+	s->stream = can_stream(s);
 	s->cxt = AllocSetContextCreate(estate->es_query_cxt, "edgesync federated scan",
 								   ALLOCSET_DEFAULT_SIZES);
 	node->fdw_state = s;
@@ -433,6 +465,20 @@ iterate_scan(ForeignScanState *node)
 {
 	FederatedScan *s = static_cast<FederatedScan *>(node->fdw_state);
 	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+	if (s->aggregate) {
+		if (!count_next(s, slot))
+			ExecClearTuple(slot);
+		return slot;
+	}
+	if (!s->built && s->stream) {
+		s->stream = stream_start(s);
+		s->built = s->stream;
+	}
+	if (s->stream) {
+		if (!stream_next(s, slot))
+			ExecClearTuple(slot);
+		return slot;
+	}
 	if (!s->built) {
 		ExprContext *econtext = node->ss.ps.ps_ExprContext;
 		MemoryContext old = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
@@ -457,16 +503,22 @@ void
 rescan(ForeignScanState *node)
 {
 	FederatedScan *s = static_cast<FederatedScan *>(node->fdw_state);
-	MemoryContextReset(s->cxt);
 	s->built = false;
+	if (s->aggregate)
+		return;
+	stream_stop(s);
+	MemoryContextReset(s->cxt);
 	s->tuples = nullptr;
 	s->ntuples = s->next = 0;
 }
 
 void
-end_scan(ForeignScanState *)
+end_scan(ForeignScanState *node)
 {
-	/* Everything lives in the query's memory; connections stay cached. */
+	/* Memory is the query's and connections stay cached; a cursor is closed now. */
+	FederatedScan *s = static_cast<FederatedScan *>(node->fdw_state);
+	if (s != nullptr && !s->aggregate)
+		stream_stop(s);
 }
 
 char *
@@ -478,6 +530,8 @@ select_sql(FederatedScan *s, const char *table)
 	for (int i = 0; i < s->ncols; i++)
 		appendStringInfo(&sql, "%s%s", i ? ", " : "", s->names[i]);
 	appendStringInfo(&sql, " FROM %s%s", table, s->where);
+	if (s->stream)
+		append_order_by(&sql, s);
 	return sql.data;
 }
 
@@ -485,14 +539,22 @@ void
 explain_scan(ForeignScanState *node, ExplainState *es)
 {
 	FederatedScan *s = static_cast<FederatedScan *>(node->fdw_state);
-	if (es->verbose) {
+	if (s->aggregate)
+		ExplainPropertyText("Relations", psprintf("Aggregate on (%s)", s->scan_name), es);
+	if (s->aggregate && es->verbose) {
+		ExplainPropertyText("Hospital Server", s->server, es);
+		ExplainPropertyText("Remote SQL", count_sql(s->remote_table), es);
+		ExplainPropertyText("Replica SQL", count_sql(s->replica_table), es);
+	}
+	if (!s->aggregate && es->verbose) {
 		ExplainPropertyText("Hospital Server", s->server, es);
 		ExplainPropertyText("Remote SQL", select_sql(s, s->remote_table), es);
 		ExplainPropertyText("Replica SQL", select_sql(s, s->replica_table), es);
+		ExplainPropertyText("Merge", s->stream ? "in key order" : "in memory", es);
 	}
 	if (es->analyze && s->built)
 		ExplainPropertyText("Answered By",
-							!s->reachable	  ? "replica alone"
+							!s->reachable	 ? "replica alone"
 							: s->rows_hidden ? "hospital (rows it hides: replica) and replica"
 											 : "hospital and replica",
 							es);
@@ -532,6 +594,14 @@ cb_get_plan(PlannerInfo *root, RelOptInfo *baserel, Oid relid, ForeignPath *best
 }
 
 void
+cb_get_upper_paths(PlannerInfo *root, UpperRelationKind stage, RelOptInfo *input_rel,
+				   RelOptInfo *output_rel, void *)
+{
+	guarded(
+		[&] { pg_call([&] { federate::get_upper_paths(root, stage, input_rel, output_rel); }); });
+}
+
+void
 cb_begin(ForeignScanState *node, int eflags)
 {
 	guarded([&] { pg_call([&] { federate::begin_scan(node, eflags); }); });
@@ -552,7 +622,7 @@ cb_rescan(ForeignScanState *node)
 void
 cb_end(ForeignScanState *node)
 {
-	federate::end_scan(node);
+	guarded([&] { pg_call([&] { federate::end_scan(node); }); });
 }
 
 void
@@ -570,6 +640,7 @@ edgesync_federate_handler(PG_FUNCTION_ARGS)
 	r->GetForeignRelSize = cb_get_rel_size;
 	r->GetForeignPaths = cb_get_paths;
 	r->GetForeignPlan = cb_get_plan;
+	r->GetForeignUpperPaths = cb_get_upper_paths;
 	r->BeginForeignScan = cb_begin;
 	r->IterateForeignScan = cb_iterate;
 	r->ReScanForeignScan = cb_rescan;

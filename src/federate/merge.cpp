@@ -1,7 +1,10 @@
 /*
  * merge.cpp — what a federated scan returns: per primary key, the freshest of
- * the hospital's live row and the replica's row.
+ * the hospital's live row and the replica's row, merged in memory.
  *
+ * This is the merge of a filtered scan (the one-patient lookup), and of any
+ * scan whose keys the two servers may sort differently; an unfiltered scan
+ * whose keys sort alike streams instead (stream.cpp), by the same rules.
  * One scan asks the replica at most twice and the hospital once, with the
  * pushed-down filter F:
  *
@@ -131,32 +134,6 @@ int64
 version_of(FederatedScan *s, Datum *values, bool *nulls, int column)
 {
 	return nulls[column] ? 0 : DatumGetInt64(values[column]);
-}
-
-/* Runs sql on the replica as the view's owner; returns SPI_tuptable's rows. */
-int
-replica_query(FederatedScan *s, const char *sql, int nargs, Oid *types, Datum *values,
-			  const char *nulls)
-{
-	Oid saved_user;
-	int saved_context;
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(s->userid, saved_context | SECURITY_LOCAL_USERID_CHANGE);
-	/*
-	 * The SQL names its tables, types and functions with their schemas, but
-	 * the IN of the key lookup finds "=" by name: on the caller's search_path
-	 * it could run the caller's own operator with the owner's rights.  An
-	 * error unwinds both settings with the (sub)transaction.
-	 */
-	int nest = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	int rc = SPI_execute_with_args(sql, nargs, types, values, nulls, true, 0);
-	AtEOXact_GUC(true, nest);
-	SetUserIdAndSecContext(saved_user, saved_context);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "reading the replica failed: %s", SPI_result_code_string(rc));
-	return static_cast<int>(SPI_processed);
 }
 
 /* The key columns of rows, as one array per key column (for "IN (unnest...)"). */
@@ -372,6 +349,64 @@ output_tuple(FederatedScan *s, Row *row, Datum source)
 
 } // namespace
 
+/* Runs sql on the replica as the view's owner; returns SPI_tuptable's rows. */
+int
+replica_query(FederatedScan *s, const char *sql, int nargs, Oid *types, Datum *values,
+			  const char *nulls)
+{
+	Oid saved_user;
+	int saved_context;
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	SetUserIdAndSecContext(s->userid, saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	/*
+	 * The SQL names its tables, types and functions with their schemas, but
+	 * the IN of the key lookup finds "=" by name: on the caller's search_path
+	 * it could run the caller's own operator with the owner's rights.  An
+	 * error unwinds both settings with the (sub)transaction.
+	 */
+	int nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	int rc = SPI_execute_with_args(sql, nargs, types, values, nulls, true, 0);
+	AtEOXact_GUC(true, nest);
+	SetUserIdAndSecContext(saved_user, saved_context);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "reading the replica failed: %s", SPI_result_code_string(rc));
+	return static_cast<int>(SPI_processed);
+}
+
+void
+warn_unreachable(FederatedScan *s, const char *why)
+{
+	if (remote_should_warn(s->server))
+		ereport(WARNING,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("hospital server \"%s\" is unreachable: answering from the replica alone",
+						s->server),
+				 errdetail_internal("%s", why ? why : ""),
+				 errhint("Rows changed at the hospital since the replica last caught up are "
+						 "shown as the replica has them (_source is 'replica').")));
+}
+
+void
+warn_rows_hidden(FederatedScan *s)
+{
+	/* Rows the role cannot see would look deleted: the hospital's answer is not used. */
+	s->reachable = false;
+	remote_skip_this_statement(s->server, s->userid);
+	if (remote_should_warn(s->server))
+		ereport(WARNING,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("row level security hides rows of %s from the user mapping's role on "
+						"hospital server \"%s\": answering from the replica alone",
+						s->remote_table, s->server),
+				 errdetail("A federated view takes a replica row that the hospital does not "
+						   "return as deleted there."),
+				 errhint("Map a role that sees every row of the table (its owner, or a role "
+						 "with BYPASSRLS), or call edgesync.federate() again with "
+						 "visible_rows_only => true.")));
+}
+
 void
 build_answer(FederatedScan *s, Datum *param_values, bool *param_nulls)
 {
@@ -383,9 +418,6 @@ build_answer(FederatedScan *s, Datum *param_values, bool *param_nulls)
 	ctl.hash = key_hash;
 	ctl.match = key_match;
 	ctl.hcxt = s->cxt;
-	s->hospital_text = CStringGetTextDatum("hospital");
-	s->replica_text = CStringGetTextDatum("replica");
-	s->unverified_text = CStringGetTextDatum("replica_unverified");
 	HTAB *keys = hash_create("edgesync federated keys", 1024, &ctl,
 							 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 
@@ -431,32 +463,11 @@ build_answer(FederatedScan *s, Datum *param_values, bool *param_nulls)
 	ListCell *lc;
 	List *out = NIL;
 	if (s->reachable && s->rows_hidden && !s->visible_rows_only) {
-		/* Rows the role cannot see would look deleted: the hospital's answer is not used. */
-		s->reachable = false;
-		remote_skip_this_statement(s->server, s->userid);
-		if (remote_should_warn(s->server))
-			ereport(WARNING,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("row level security hides rows of %s from the user mapping's role on "
-							"hospital server \"%s\": answering from the replica alone",
-							s->remote_table, s->server),
-					 errdetail("A federated view takes a replica row that the hospital does not "
-							   "return as deleted there."),
-					 errhint("Map a role that sees every row of the table (its owner, or a role "
-							 "with BYPASSRLS), or call edgesync.federate() again with "
-							 "visible_rows_only => true.")));
+		warn_rows_hidden(s);
 		foreach (lc, replica_rows)
 			out = lappend(out, output_tuple(s, static_cast<Row *>(lfirst(lc)), s->replica_text));
 	} else if (!s->reachable) {
-		if (remote_should_warn(s->server))
-			ereport(
-				WARNING,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("hospital server \"%s\" is unreachable: answering from the replica alone",
-						s->server),
-				 errdetail_internal("%s", why ? why : ""),
-				 errhint("Rows changed at the hospital since the replica last caught up are "
-						 "shown as the replica has them (_source is 'replica').")));
+		warn_unreachable(s, why);
 		foreach (lc, replica_rows)
 			out = lappend(out, output_tuple(s, static_cast<Row *>(lfirst(lc)), s->replica_text));
 	} else {

@@ -15,6 +15,7 @@
  *     connect timeout on every rescan.
  */
 #include "federate/remote.hpp"
+#include "federate/scan.hpp"
 
 #include <climits>
 #include <cstdlib>
@@ -225,6 +226,12 @@ define_settings()
 		"replica.",
 		nullptr, &query_timeout_ms, 30000, 1, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr,
 		nullptr);
+	DefineCustomBoolVariable(
+		"edgesync.federate_streaming",
+		"Merges a federated scan without filter in key order, in memory that does not grow with "
+		"the table.",
+		"Off: every scan holds both sides in memory and merges them by hash.", &streaming, true,
+		PGC_USERSET, 0, nullptr, nullptr, nullptr);
 	RegisterXactCallback(xact_callback, nullptr);
 	CacheRegisterSyscacheCallback(FOREIGNSERVEROID, options_changed, 0);
 	CacheRegisterSyscacheCallback(USERMAPPINGOID, options_changed, 0);
@@ -392,53 +399,54 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 	return conn;
 }
 
-PGresult *
-remote_exec(PGconn *conn, const char *sql, int nparams, const char *const *values, char **why)
+namespace {
+
+CachedConn *
+entry_of(PGconn *conn)
 {
 	CachedConn *entry = nullptr;
 	for (auto &c : cache)
 		if (c.conn == conn)
 			entry = &c;
 	Assert(entry != nullptr);
+	return entry;
+}
 
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), query_timeout_ms);
-	if (!PQsendQueryParams(conn, sql, nparams, nullptr, values, nullptr, nullptr, 0)) {
-		*why = reason(PQerrorMessage(conn));
-		mark_failed(entry);
-		return nullptr;
-	}
-	PGresult *result = nullptr;
-	for (;;) {
-		while (PQisBusy(conn)) {
-			if (!wait_socket(conn, false, deadline)) {
-				if (result)
-					PQclear(result);
-				*why = psprintf("no answer within %d ms (edgesync.federate_query_timeout)",
-								query_timeout_ms);
-				mark_failed(entry);
-				return nullptr;
-			}
-			if (!PQconsumeInput(conn)) {
-				if (result)
-					PQclear(result);
-				*why = reason(PQerrorMessage(conn));
-				mark_failed(entry);
-				return nullptr;
-			}
+/*
+ * Waits until libpq can hand over the next result without blocking; false
+ * (and *why, after dropping the connection) if the hospital failed or did not
+ * answer before deadline.
+ */
+bool
+wait_result(PGconn *conn, TimestampTz deadline, char **why)
+{
+	while (PQisBusy(conn)) {
+		if (!wait_socket(conn, false, deadline)) {
+			*why = psprintf("no answer within %d ms (edgesync.federate_query_timeout)",
+							query_timeout_ms);
+			mark_failed(entry_of(conn));
+			return false;
 		}
-		PGresult *next = PQgetResult(conn);
-		if (next == nullptr)
-			break;
-		if (result == nullptr)
-			result = next;
-		else
-			PQclear(next);
+		if (!PQconsumeInput(conn)) {
+			*why = reason(PQerrorMessage(conn));
+			mark_failed(entry_of(conn));
+			return false;
+		}
 	}
-	/*
-	 * The hospital answered, and refused the statement for a reason that is
-	 * not about reaching it (class 42: a column renamed or a privilege
-	 * revoked there): that is a mistake to fix, not an outage to ride out.
-	 */
+	return true;
+}
+
+/*
+ * The final result of a statement (consumed: the caller PQclear()s nothing
+ * more).  True if it succeeded.  The hospital answered, and refused the
+ * statement for a reason that is not about reaching it (class 42: a column
+ * renamed or a privilege revoked there): that is a mistake to fix, not an
+ * outage to ride out, and raises an error.  Any other failure drops the
+ * connection and returns false with *why.
+ */
+bool
+check_result(PGconn *conn, PGresult *result, char **why)
+{
 	const char *state = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
 	if (PQresultStatus(result) == PGRES_FATAL_ERROR && state != nullptr &&
 		strncmp(state, "42", 2) == 0) {
@@ -453,12 +461,95 @@ remote_exec(PGconn *conn, const char *sql, int nparams, const char *const *value
 	if (result == nullptr ||
 		(PQresultStatus(result) != PGRES_TUPLES_OK && PQresultStatus(result) != PGRES_COMMAND_OK)) {
 		*why = reason(result ? PQresultErrorMessage(result) : PQerrorMessage(conn));
-		if (result)
+		mark_failed(entry_of(conn));
+		return false;
+	}
+	return true;
+}
+
+} // namespace
+
+PGresult *
+remote_exec(PGconn *conn, const char *sql, int nparams, const char *const *values, char **why)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), query_timeout_ms);
+	if (!PQsendQueryParams(conn, sql, nparams, nullptr, values, nullptr, nullptr, 0)) {
+		*why = reason(PQerrorMessage(conn));
+		mark_failed(entry_of(conn));
+		return nullptr;
+	}
+	PGresult *result = nullptr;
+	for (;;) {
+		if (!wait_result(conn, deadline, why)) {
 			PQclear(result);
-		mark_failed(entry);
+			return nullptr;
+		}
+		PGresult *next = PQgetResult(conn);
+		if (next == nullptr)
+			break;
+		if (result == nullptr)
+			result = next;
+		else
+			PQclear(next);
+	}
+	if (!check_result(conn, result, why)) {
+		PQclear(result);
 		return nullptr;
 	}
 	return result;
+}
+
+bool
+remote_stream(PGconn *conn, const char *sql, void (*on_row)(const PGresult *, void *), void *arg,
+			  char **why)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), query_timeout_ms);
+	if (!PQsendQueryParams(conn, sql, 0, nullptr, nullptr, nullptr, nullptr, 0) ||
+		!PQsetSingleRowMode(conn)) {
+		*why = reason(PQerrorMessage(conn));
+		mark_failed(entry_of(conn));
+		return false;
+	}
+	/*
+	 * libpq's results are malloc'd, unknown to any memory context: freed on
+	 * the way out of an error (a cancel, a value on_row rejects).  The
+	 * connection is then left in the middle of the answer; the transaction
+	 * callback drops it.
+	 */
+	PGresult *volatile row = nullptr;
+	PGresult *volatile last = nullptr;
+	volatile bool ok = true;
+	PG_TRY();
+	{
+		for (;;) {
+			if (!wait_result(conn, deadline, why)) {
+				ok = false;
+				break;
+			}
+			row = PQgetResult(conn);
+			if (row == nullptr)
+				break;
+			if (PQresultStatus(row) == PGRES_SINGLE_TUPLE) {
+				on_row(row, arg);
+				PQclear(row);
+			} else {
+				PQclear(last);
+				last = row;
+			}
+			row = nullptr;
+		}
+	}
+	PG_CATCH();
+	{
+		PQclear(row);
+		PQclear(last);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (ok)
+		ok = check_result(conn, last, why);
+	PQclear(last);
+	return ok;
 }
 
 } // namespace edgesync::federate

@@ -47,6 +47,17 @@ PGconn *remote_connect(const char *server_name, Oid userid, bool fresh, char **w
 PGresult *remote_exec(PGconn *conn, const char *sql, int nparams, const char *const *values,
 					  char **why);
 
+/*
+ * Runs sql (no parameters) and hands its rows to on_row one at a time, as
+ * they arrive (libpq's single-row mode), so that a large answer never sits
+ * whole in libpq's memory.  True once the whole answer arrived; false and
+ * *why, after dropping the connection, if the hospital failed or timed out
+ * at any point: the caller then discards the rows it was given.  on_row may
+ * raise an error.
+ */
+bool remote_stream(PGconn *conn, const char *sql, void (*on_row)(const PGresult *row, void *arg),
+				   void *arg, char **why);
+
 /* Has server_name already failed during the current statement? */
 bool remote_failed_this_statement(const char *server_name);
 

@@ -219,12 +219,14 @@ like($err, qr/WARNING:  hospital server "hospital" is unreachable/, 'with a WARN
 cmp_ok($elapsed, '<', 5, 'after the query timeout');
 
 # A cancel request is served while waiting for the hospital, and the session
-# goes on with a fresh connection.
+# goes on with a fresh connection: a count(*) sent to the hospital, and a
+# whole read (merged in key order).
+for my $query ('SELECT count(*) FROM slow_federated', 'SELECT max(name) FROM slow_federated')
 {
 	my $s = $cloud->background_psql('postgres', on_error_stop => 0);
 	my $pid = $s->query_safe('SELECT pg_backend_pid()');
 	$pid =~ s/\s+//g;
-	$s->query_until(qr/started/, "\\echo started\nSELECT count(*) FROM slow_federated;\n\\echo __cancelled__\n");
+	$s->query_until(qr/started/, "\\echo started\n$query;\n\\echo __cancelled__\n");
 	$hospital->poll_query_until('postgres', q{
 		SELECT count(*) > 0 FROM pg_stat_activity
 		 WHERE application_name = 'edgesync_federate' AND wait_event = 'PgSleep'})
@@ -233,8 +235,8 @@ cmp_ok($elapsed, '<', 5, 'after the query timeout');
 	$cloud->safe_psql('postgres', "SELECT pg_cancel_backend($pid)");
 	$s->query_until(qr/__cancelled__/, '');
 	$elapsed = time - $t0;
-	like($s->{stderr}, qr/canceling statement due to user request/, 'a cancel stops the wait for the hospital');
-	cmp_ok($elapsed, '<', 5, 'at once');
+	like($s->{stderr}, qr/canceling statement due to user request/, "$query: a cancel stops the wait for the hospital");
+	cmp_ok($elapsed, '<', 5, "$query: at once");
 	# The abandoned query ends at the hospital too (it checks its client every
 	# second), long before its 30 s statement_timeout or its 60 s sleep.
 	my $ended = 0;
@@ -246,25 +248,27 @@ cmp_ok($elapsed, '<', 5, 'after the query timeout');
 		last if $ended;
 		sleep(0.1);
 	}
-	ok($ended, 'the hospital ends the abandoned query within 10 s');
+	ok($ended, "$query: the hospital ends the abandoned query within 10 s");
 	$s->{stderr} = '';
 	is($s->query_safe(q{SELECT ward || '/' || _source FROM hospital_patients_federated WHERE id = 1}),
-		"ICU/hospital", 'the session then reads the hospital again');
+		"ICU/hospital", "$query: the session then reads the hospital again");
 	$s->quit;
 }
 
 # The hospital dies in the middle of a query, inside a transaction that also
 # writes locally: the query answers from the replica and COMMIT succeeds.
+# Without a filter the scan merges in key order (the hospital's rows spooled),
+# with one in memory: both are tried.
 sub midquery_death
 {
-	my ($how, $kill) = @_;
+	my ($how, $kill, $where) = @_;
 	my $s = $cloud->background_psql('postgres', on_error_stop => 0);
 	$s->query_safe('BEGIN');
 	$s->query_safe(qq{INSERT INTO audit VALUES ('$how')});
-	$s->query_until(qr/started/, q{
-\echo started
-SELECT count(*) || '/' || count(*) FILTER (WHERE _source = 'replica') AS answer FROM slow_federated;
-\echo __query_done__
+	$s->query_until(qr/started/, qq{
+\\echo started
+SELECT count(*) || '/' || count(*) FILTER (WHERE _source = 'replica') AS answer FROM slow_federated $where;
+\\echo __query_done__
 });
 	$hospital->poll_query_until('postgres', q{
 		SELECT count(*) > 0 FROM pg_stat_activity
@@ -282,13 +286,18 @@ SELECT count(*) || '/' || count(*) FILTER (WHERE _source = 'replica') AS answer 
 		"$how: the local write persists");
 }
 
-midquery_death('remote backend terminated', sub {
-	$hospital->safe_psql('postgres', q{
-		SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-		 WHERE application_name = 'edgesync_federate' AND wait_event = 'PgSleep'});
-});
-midquery_death('hospital shut down (immediate)', sub { $hospital->stop('immediate') });
-$hospital->start;
+for my $where ('', 'WHERE id > 0')
+{
+	my $merge = $where ? 'in memory' : 'in key order';
+	midquery_death("remote backend terminated, merge $merge", sub {
+		$hospital->safe_psql('postgres', q{
+			SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+			 WHERE application_name = 'edgesync_federate' AND wait_event = 'PgSleep'});
+	}, $where);
+	midquery_death("hospital shut down (immediate), merge $merge", sub { $hospital->stop('immediate') },
+		$where);
+	$hospital->start;
+}
 
 # unfederate() removes the view and the table under it.
 fed(q{SELECT edgesync.unfederate('slow_federated')});

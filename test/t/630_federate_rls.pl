@@ -111,6 +111,20 @@ is(scalar(() = $err =~ /WARNING/g), 1, 'one WARNING for the statement');
 is($out, 'patient 2', 'a one-patient lookup is answered from the replica too');
 like($err, qr/WARNING:  row level security hides rows/, 'with the same WARNING');
 
+# count(*) is sent to the hospital (one statement), and the same rule holds:
+# with rows hidden, the replica's count, never the 4 rows the role sees.
+like($cloud->safe_psql('postgres', q{EXPLAIN (VERBOSE, COSTS OFF) SELECT count(*) FROM patients_federated}),
+	qr/Remote SQL: SELECT pg_catalog\.count\(\*\) FROM public\.patients/, 'count(*) is sent to the hospital');
+($rc, $out, $err) = $cloud->psql('postgres', q{SELECT count(*) FROM patients_federated});
+is($out, '9', 'count(*) with rows hidden: the replica\'s count, not the hospital\'s shorter one');
+like($err, qr/WARNING:  row level security hides rows/, 'with the same WARNING');
+# A view limited to what the role sees also returns the replica rows it does
+# not see: its count is the scan's, not the hospital's.
+unlike($cloud->safe_psql('postgres', q{EXPLAIN (VERBOSE, COSTS OFF) SELECT count(*) FROM patients_visible}),
+	qr/count\(\*\) FROM public\.patients/, 'count(*) of a visible_rows_only view is not sent to the hospital');
+is($cloud->safe_psql('postgres', q{SELECT count(*) FROM patients_visible}), '9',
+	'and counts the rows the view returns');
+
 # The plan says who answered.
 my $plan = $cloud->safe_psql('postgres',
 	q{EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT * FROM patients_visible});
