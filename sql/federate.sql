@@ -111,6 +111,34 @@ RESET search_path;
 DROP SCHEMA regress_evil CASCADE;
 SELECT edgesync.unfederate('hospital_queues_federated');
 
+-- Values are written for the hospital in formats that do not depend on the
+-- session: with DateStyle SQL, DMY a date is still sent as ISO (the hospital's
+-- connection reads MDY), in a constant, a parameter and the key list.
+CREATE TABLE clinic.hospital_visits (seen date PRIMARY KEY, note text);
+SELECT edgesync.track('clinic.hospital_visits');
+INSERT INTO clinic.hospital_visits (seen, note) VALUES ('2024-01-02', 'second of January'), ('2024-02-01', 'first of February');
+CREATE TABLE hospital_visits (LIKE clinic.hospital_visits INCLUDING ALL);
+INSERT INTO hospital_visits SELECT * FROM clinic.hospital_visits;
+SELECT edgesync.federate('hospital_visits', 'hospital', 'clinic');
+SET datestyle = 'SQL, DMY';
+SELECT seen, note, _source FROM hospital_visits_federated WHERE seen = '02/01/2024';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT note FROM hospital_visits_federated WHERE seen = '02/01/2024';
+PREPARE visit(date) AS SELECT note, _source FROM hospital_visits_federated WHERE seen = $1 AND note IS NOT NULL;
+SET plan_cache_mode = force_generic_plan;
+EXECUTE visit('01/02/2024');
+RESET plan_cache_mode;
+DEALLOCATE visit;
+RESET datestyle;
+SELECT edgesync.unfederate('hospital_visits_federated');
+
+-- count(*) of the whole view is the hospital's, in one statement.
+EXPLAIN (VERBOSE, COSTS OFF) SELECT count(*) FROM hospital_patients_federated;
+SELECT count(*) FROM hospital_patients_federated;
+SELECT count(*) FROM hospital_patients_federated WHERE _source IS NOT NULL;
+-- Not with a filter, nor for another aggregate.
+EXPLAIN (COSTS OFF) SELECT count(*) FROM hospital_patients_federated WHERE id > 1;
+EXPLAIN (COSTS OFF) SELECT max(id) FROM hospital_patients_federated;
+
 -- The hospital's table changed under the view: an error, not an outage.
 -- (A changed option of the foreign table is seen at once: cached facts are invalidated.)
 ALTER FOREIGN TABLE hospital_patients_federated_scan OPTIONS (SET table_name 'nosuch');
@@ -169,7 +197,7 @@ SELECT relname FROM pg_class WHERE relname LIKE '%federated%' ORDER BY 1;
 
 SET client_min_messages = warning;
 DROP SCHEMA clinic CASCADE;
-DROP TABLE hospital_patients, hospital_queues, no_key, no_version, mismatch CASCADE;
+DROP TABLE hospital_patients, hospital_queues, hospital_visits, no_key, no_version, mismatch CASCADE;
 DROP FOREIGN DATA WRAPPER regress_other CASCADE;
 DROP USER MAPPING FOR regress_owner SERVER hospital;
 DROP EXTENSION postgres_fdw CASCADE;

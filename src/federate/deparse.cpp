@@ -14,6 +14,8 @@ extern "C" {
 #include "catalog/pg_operator.h"
 #include "nodes/nodeFuncs.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 }
@@ -115,6 +117,29 @@ deparse_operand(StringInfo buf, Expr *e, Index relid, char **colnames, List **pa
 }
 
 } // namespace
+
+int
+set_transmission_modes()
+{
+	int nestlevel = NewGUCNestLevel();
+	/* Only if different: setting a GUC is not free. */
+	if (DateStyle != USE_ISO_DATES)
+		(void) set_config_option("datestyle", "ISO", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+								 true, 0, false);
+	if (IntervalStyle != INTSTYLE_POSTGRES)
+		(void) set_config_option("intervalstyle", "postgres", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	if (extra_float_digits < 3)
+		(void) set_config_option("extra_float_digits", "3", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
+void
+reset_transmission_modes(int nestlevel)
+{
+	AtEOXact_GUC(true, nestlevel);
+}
 
 bool
 is_pushable(Expr *clause, Index relid, AttrNumber source_attno)

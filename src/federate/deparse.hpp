@@ -41,4 +41,15 @@ bool is_pushable(Expr *clause, Index relid, AttrNumber source_attno);
  */
 void deparse_clause(StringInfo buf, Expr *clause, Index relid, char **colnames, List **params);
 
+/*
+ * Values written for the hospital (constants, parameters, key arrays) use
+ * formats that do not depend on the session's settings: DateStyle ISO,
+ * IntervalStyle postgres, extra_float_digits 3, the formats the hospital's
+ * connection reads them in.  Call set_transmission_modes() before calling
+ * output functions for it, and reset_transmission_modes() with its result
+ * after (an error unwinds them with the transaction).
+ */
+int set_transmission_modes();
+void reset_transmission_modes(int nestlevel);
+
 } // namespace edgesync::federate

@@ -323,6 +323,7 @@ get_plan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid, ForeignPath
 	initStringInfo(&where);
 	List *params = NIL;
 	ListCell *lc;
+	int nestlevel = set_transmission_modes();
 	foreach (lc, scan_clauses) {
 		RestrictInfo *ri = lfirst_node(RestrictInfo, lc);
 		if (ri->pseudoconstant || !is_pushable(ri->clause, baserel->relid, source))
@@ -330,6 +331,7 @@ get_plan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid, ForeignPath
 		appendStringInfoString(&where, where.len == 0 ? " WHERE " : " AND ");
 		deparse_clause(&where, ri->clause, baserel->relid, names, &params);
 	}
+	reset_transmission_modes(nestlevel);
 	/*
 	 * The columns the query uses (output and filters); the scan also fetches
 	 * the key and version, and returns NULL in the others.

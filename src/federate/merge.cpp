@@ -37,8 +37,9 @@
  *
  * C-style code (no C++ objects): PostgreSQL errors may pass through it.
  */
-#include "federate/scan.hpp"
+#include "federate/deparse.hpp"
 #include "federate/remote.hpp"
+#include "federate/scan.hpp"
 
 #include <cstring>
 
@@ -225,6 +226,7 @@ ask_hospital(FederatedScan *s, HTAB *keys, List *replica_rows, Datum *param_valu
 	bool versions = s->where[0] != '\0' && replica_rows != NIL;
 	int nparams = s->nparams + (versions ? s->nkeys : 0);
 	const char **texts = static_cast<const char **>(palloc0(sizeof(char *) * (nparams + 1)));
+	int nestlevel = set_transmission_modes();
 	for (int p = 0; p < s->nparams; p++) {
 		if (param_nulls[p])
 			continue;
@@ -272,6 +274,7 @@ ask_hospital(FederatedScan *s, HTAB *keys, List *replica_rows, Datum *param_valu
 		/* s->where is " WHERE <filter>" */
 		appendStringInfo(&sql, ")) AND (%s) IS NOT TRUE", s->where + strlen(" WHERE "));
 	}
+	reset_transmission_modes(nestlevel);
 	/* One row of NULLs if row level security limits the mapped role on the table. */
 	appendStringInfoString(&sql, " UNION ALL SELECT ");
 	for (int i = 0; i < s->ncols; i++)

@@ -139,22 +139,12 @@ wait_socket(PGconn *conn, bool for_write, TimestampTz deadline)
 	}
 }
 
-/*
- * Has the hospital check, every second, that this connection is still there
- * while it runs a query (client_connection_check_interval, PostgreSQL 14 and
- * later).  A local cancel or error drops a busy connection instead of
- * sending a cancel request (which in libpq 15 blocks, on a hospital that may
- * be dead); with the check, the hospital ends the abandoned query within
- * about a second instead of at its statement_timeout.  A hospital whose
- * platform cannot check refuses the setting, which is then ignored.  False
- * only when the hospital does not answer before deadline.
- */
+/* Runs a SET on a new connection, whatever its outcome; false only when the
+ * hospital does not answer before deadline. */
 bool
-ask_for_connection_checks(PGconn *conn, TimestampTz deadline)
+run_setting(PGconn *conn, const char *sql, TimestampTz deadline)
 {
-	if (PQserverVersion(conn) < 140000)
-		return true;
-	if (!PQsendQuery(conn, "SET client_connection_check_interval = 1000"))
+	if (!PQsendQuery(conn, sql))
 		return false;
 	while (PQisBusy(conn))
 		if (!wait_socket(conn, false, deadline) || !PQconsumeInput(conn))
@@ -162,6 +152,36 @@ ask_for_connection_checks(PGconn *conn, TimestampTz deadline)
 	for (PGresult *res; (res = PQgetResult(conn)) != nullptr;)
 		PQclear(res);
 	return true;
+}
+
+/*
+ * Settings of a new connection that the connection options cannot give.
+ *
+ * DateStyle: the options ask for ISO, but a PGDATESTYLE in the cloud
+ * server's environment reaches the hospital as a startup parameter and wins;
+ * dates would come back in a style read wrongly here.  The hospital reports
+ * the style it uses: set when it is not ISO.
+ *
+ * client_connection_check_interval (PostgreSQL 14 and later): the hospital
+ * checks every second that this connection is still there while it runs a
+ * query.  A local cancel or error drops a busy connection instead of sending
+ * a cancel request (which in libpq 15 blocks, on a hospital that may be
+ * dead); with the check, the hospital ends the abandoned query within about
+ * a second instead of at its statement_timeout.  A hospital whose platform
+ * cannot check refuses the setting, which is then ignored.
+ *
+ * False only when the hospital does not answer before deadline.
+ */
+bool
+configure_session(PGconn *conn, TimestampTz deadline)
+{
+	const char *datestyle = PQparameterStatus(conn, "DateStyle");
+	if ((datestyle == nullptr || strncmp(datestyle, "ISO", 3) != 0) &&
+		!run_setting(conn, "SET datestyle = ISO", deadline))
+		return false;
+	if (PQserverVersion(conn) < 140000)
+		return true;
+	return run_setting(conn, "SET client_connection_check_interval = 1000", deadline);
 }
 
 /* Is keyword a libpq connection option a user may set (as postgres_fdw decides)? */
@@ -391,7 +411,7 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 						errhint("Non-superusers must connect with a password.")));
 	}
 	/* Only once the connection is known to be allowed: no query before that. */
-	if (!ask_for_connection_checks(conn, deadline)) {
+	if (!configure_session(conn, deadline)) {
 		*why = psprintf("no answer within %d ms after connecting", timeout_ms);
 		mark_failed(entry);
 		return nullptr;
