@@ -520,11 +520,11 @@ remote_exec(PGconn *conn, const char *sql, int nparams, const char *const *value
 }
 
 bool
-remote_stream(PGconn *conn, const char *sql, void (*on_row)(const PGresult *, void *), void *arg,
-			  char **why)
+remote_stream(PGconn *conn, const char *sql, bool binary, void (*on_row)(const PGresult *, void *),
+			  void *arg, char **why)
 {
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), query_timeout_ms);
-	if (!PQsendQueryParams(conn, sql, 0, nullptr, nullptr, nullptr, nullptr, 0) ||
+	if (!PQsendQueryParams(conn, sql, 0, nullptr, nullptr, nullptr, nullptr, binary ? 1 : 0) ||
 		!PQsetSingleRowMode(conn)) {
 		*why = reason(PQerrorMessage(conn));
 		mark_failed(entry_of(conn));

@@ -50,13 +50,13 @@ PGresult *remote_exec(PGconn *conn, const char *sql, int nparams, const char *co
 /*
  * Runs sql (no parameters) and hands its rows to on_row one at a time, as
  * they arrive (libpq's single-row mode), so that a large answer never sits
- * whole in libpq's memory.  True once the whole answer arrived; false and
- * *why, after dropping the connection, if the hospital failed or timed out
- * at any point: the caller then discards the rows it was given.  on_row may
- * raise an error.
+ * whole in libpq's memory; binary: in the types' binary formats.  True once
+ * the whole answer arrived; false and *why, after dropping the connection,
+ * if the hospital failed or timed out at any point: the caller then
+ * discards the rows it was given.  on_row may raise an error.
  */
-bool remote_stream(PGconn *conn, const char *sql, void (*on_row)(const PGresult *row, void *arg),
-				   void *arg, char **why);
+bool remote_stream(PGconn *conn, const char *sql, bool binary,
+				   void (*on_row)(const PGresult *row, void *arg), void *arg, char **why);
 
 /* Has server_name already failed during the current statement? */
 bool remote_failed_this_statement(const char *server_name);

@@ -8,10 +8,11 @@
  * memory and matched by hash (merge.cpp):
  *
  *   hospital: SELECT cols, (row_security_active) FROM remote ORDER BY keys,
- *             read row by row (libpq's single-row mode) into a tuplestore
- *             (memory up to work_mem, then a temporary file), its key order
- *             checked as it arrives.  The answer is still all or nothing: no
- *             row is returned before the hospital's last one arrived.
+ *             read row by row (libpq's single-row mode; built-in types in
+ *             their binary formats) into a tuplestore (memory up to
+ *             work_mem, then a temporary file), its key order checked as it
+ *             arrives.  The answer is still all or nothing: no row is
+ *             returned before the hospital's last one arrived.
  *   replica:  a cursor on SELECT cols FROM replica ORDER BY keys, read a
  *             batch at a time, with the statement's snapshot (older than the
  *             hospital's, as in merge.cpp: a key the replica has and the
@@ -38,6 +39,7 @@
 
 extern "C" {
 #include "access/htup_details.h"
+#include "access/transam.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -64,6 +66,9 @@ struct StreamState {
 	char *cursor;	  /* the replica's cursor (a portal's name), or nullptr */
 
 	/* The hospital's rows, spooled in key order. */
+	bool binary;	   /* in the types' binary formats (built-in types only) */
+	FmgrInfo *receive; /* their receive functions, by column */
+	Oid *recv_ioparams;
 	Tuplestorestate *live;
 	TupleTableSlot *live_slot;
 	bool live_valid;
@@ -159,10 +164,24 @@ spool_row(const PGresult *res, void *arg)
 	bool *nulls = st->row_nulls[r];
 	for (int i = 0; i < s->ncols; i++) {
 		nulls[i] = PQgetisnull(res, 0, i);
-		values[i] = InputFunctionCall(&s->input[i], nulls[i] ? nullptr : PQgetvalue(res, 0, i),
-									  s->ioparams[i], TupleDescAttr(st->desc, i)->atttypmod);
+		int32 typmod = TupleDescAttr(st->desc, i)->atttypmod;
+		if (!st->binary)
+			values[i] = InputFunctionCall(&s->input[i], nulls[i] ? nullptr : PQgetvalue(res, 0, i),
+										  s->ioparams[i], typmod);
+		else if (nulls[i])
+			values[i] = ReceiveFunctionCall(&st->receive[i], nullptr, st->recv_ioparams[i], typmod);
+		else {
+			/* libpq's value, read in place (it ends with a zero byte, as receive functions expect).
+			 */
+			StringInfoData buf;
+			buf.data = PQgetvalue(res, 0, i);
+			buf.len = buf.maxlen = PQgetlength(res, 0, i);
+			buf.cursor = 0;
+			values[i] = ReceiveFunctionCall(&st->receive[i], &buf, st->recv_ioparams[i], typmod);
+		}
 	}
-	if (strcmp(PQgetvalue(res, 0, s->ncols), "t") == 0)
+	const char *flag = PQgetvalue(res, 0, s->ncols);
+	if (st->binary ? flag[0] == 1 : strcmp(flag, "t") == 0)
 		st->hidden = true;
 	if (st->nlive > 0 && st->in_order &&
 		compare_keys(s, st->row_values[1 - r], st->row_nulls[1 - r], values, nulls) >= 0)
@@ -201,7 +220,7 @@ spool_hospital(FederatedScan *s, PGconn *conn, char **why)
 		st->row_nulls[r] = static_cast<bool *>(palloc(sizeof(bool) * s->ncols));
 	}
 	st->in_order = true;
-	if (!remote_stream(conn, sql.data, spool_row, s, why))
+	if (!remote_stream(conn, sql.data, st->binary, spool_row, s, why))
 		return false;
 	if (st->nlive == 0) {
 		/* No row to carry the answer: ask whether rows are hidden. */
@@ -368,6 +387,22 @@ stream_start(FederatedScan *s)
 		Form_pg_attribute att = TupleDescAttr(s->tupdesc, s->cols[i] - 1);
 		TupleDescInitEntry(st->desc, i + 1, NameStr(att->attname), att->atttypid, att->atttypmod,
 						   0);
+	}
+	/*
+	 * Built-in types travel in their binary formats, the same on every server
+	 * version: no text to parse.  If a column has another type, all in text.
+	 */
+	st->binary = true;
+	st->receive = static_cast<FmgrInfo *>(palloc(sizeof(FmgrInfo) * s->ncols));
+	st->recv_ioparams = static_cast<Oid *>(palloc(sizeof(Oid) * s->ncols));
+	for (int i = 0; i < s->ncols && st->binary; i++) {
+		Oid type = TupleDescAttr(st->desc, i)->atttypid;
+		st->binary = type < FirstGenbkiObjectId;
+		if (st->binary) {
+			Oid receive;
+			getTypeBinaryInputInfo(type, &receive, &st->recv_ioparams[i]);
+			fmgr_info(receive, &st->receive[i]);
+		}
 	}
 	st->r_values = static_cast<Datum *>(palloc(sizeof(Datum) * s->ncols));
 	st->r_nulls = static_cast<bool *>(palloc(sizeof(bool) * s->ncols));

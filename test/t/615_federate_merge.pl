@@ -128,6 +128,54 @@ like(fed(q{EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM patients_federated WHERE i
 like(fed(q{EXPLAIN (ANALYZE, VERBOSE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT * FROM patients_dup_federated}),
 	qr/Merge: in memory/, 'keys that are not unique at the hospital: the scan merges in memory after all');
 
+# Built-in types travel in binary when a whole read is merged in key order:
+# every value comes back as the hospital has it, as through the merge in
+# memory (text).  A domain (not built in) sends the whole row in text.
+$hospital->safe_psql('postgres', q{
+	CREATE DOMAIN short_code AS varchar(4) CHECK (VALUE <> '');
+	CREATE TABLE kinds (id numeric(6, 1) PRIMARY KEY, n numeric(10, 2), v varchar(5), b bytea, j jsonb,
+	    a int[], i interval, f float8, t timestamp, tz timestamptz, d date, u uuid, bo boolean, tx text,
+	    version bigint NOT NULL DEFAULT 1);
+	INSERT INTO kinds VALUES
+	  (1.5, 12.34, 'abc', '\x00ff', '{"a": [1, 2]}', '{1,NULL,3}', '1 day -02:03:04', 1.0e-300, '2024-02-29 12:00',
+	   '2024-02-29 12:00+05', '2024-02-29', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', true, 'é'),
+	  (-3, 'NaN', '', '\x', 'null', '{}', '-1 mons', 'NaN', 'infinity', '-infinity', 'infinity', NULL, false, ''),
+	  (7, NULL, NULL, NULL, NULL, NULL, NULL, '-Infinity', NULL, NULL, NULL, NULL, NULL, NULL);
+	CREATE TABLE coded (code short_code PRIMARY KEY, note text, version bigint NOT NULL DEFAULT 1);
+	INSERT INTO coded VALUES ('b', 'bee'), ('a', 'ay');
+	CREATE TABLE noted (id int PRIMARY KEY, code short_code, d date, version bigint NOT NULL DEFAULT 1);
+	INSERT INTO noted VALUES (2, 'b', '2024-01-02'), (1, 'a', NULL);
+});
+$cloud->safe_psql('postgres', q{
+	CREATE DOMAIN short_code AS varchar(4) CHECK (VALUE <> '');
+	CREATE TABLE kinds (id numeric(6, 1) PRIMARY KEY, n numeric(10, 2), v varchar(5), b bytea, j jsonb,
+	    a int[], i interval, f float8, t timestamp, tz timestamptz, d date, u uuid, bo boolean, tx text,
+	    version bigint NOT NULL DEFAULT 0);
+	INSERT INTO kinds (id) VALUES (1.5), (-3), (7);
+	CREATE TABLE coded (code short_code PRIMARY KEY, note text, version bigint NOT NULL DEFAULT 0);
+	INSERT INTO coded (code) VALUES ('a'), ('b');
+	CREATE TABLE noted (id int PRIMARY KEY, code short_code, d date, version bigint NOT NULL DEFAULT 0);
+	INSERT INTO noted (id) VALUES (1), (2);
+	SELECT edgesync.federate('kinds', 'hospital');
+	SELECT edgesync.federate('coded', 'hospital');
+	SELECT edgesync.federate('noted', 'hospital');
+});
+my $kinds = q{SELECT string_agg(concat_ws('|', id, n, v, b, j, a, i, f, t, tz, d, u, bo, tx, _source), E'\n' ORDER BY id) FROM kinds_federated};
+my $at_hospital = $hospital->safe_psql('postgres',
+	q{SELECT string_agg(concat_ws('|', id, n, v, b, j, a, i, f, t, tz, d, u, bo, tx, 'hospital'), E'\n' ORDER BY id) FROM kinds});
+is(fed($kinds), $at_hospital, 'every built-in type comes back as the hospital has it, merged in key order');
+is(fed($kinds, streaming => 0), $at_hospital, 'and merged in memory');
+like(fed(q{EXPLAIN (ANALYZE, VERBOSE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT * FROM kinds_federated}),
+	qr/Merge: in key order/, 'a numeric key is merged in key order');
+like(fed(q{EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM coded_federated}), qr/Merge: in memory/,
+	'a key of a domain type is merged in memory (its order is not known to be the same)');
+is(fed(q{SELECT string_agg(code || ':' || note, ' ' ORDER BY code) FROM coded_federated}), 'a:ay b:bee',
+	'with the right answer');
+like(fed(q{EXPLAIN (ANALYZE, VERBOSE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT * FROM noted_federated}),
+	qr/Merge: in key order/, 'a column of a domain type: merged in key order (its values in text)');
+is(fed(q{SELECT string_agg(concat_ws(':', id, code, d, _source), ' ' ORDER BY id) FROM noted_federated}),
+	'1:a:hospital 2:b:2024-01-02:hospital', 'with the right answer');
+
 # A hospital database in another encoding: text does not sort alike there.
 $hospital->safe_psql('postgres', q{
 	CREATE DATABASE latin ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0});
