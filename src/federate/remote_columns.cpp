@@ -33,8 +33,7 @@ namespace {
  */
 void
 hospital_rows_to_result(FunctionCallInfo fcinfo, const char *server, const char *schema,
-						const char *table, const char *sql, int nparams,
-						const char *const *values)
+						const char *table, const char *sql, int nparams, const char *const *values)
 {
 	InitMaterializedSRF(fcinfo, 0);
 	ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
