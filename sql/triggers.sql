@@ -167,6 +167,19 @@ CREATE TABLE visits (clinic text, day date, seq numeric, ok boolean, code uuid,
 SELECT edgesync.track('visits');
 INSERT INTO visits VALUES (E'Saint "Mary''s"\n', '2026-01-02', 1.50, true, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11');
 SELECT pk FROM edgesync.sync_log WHERE relid = 'visits'::regclass;
+-- Keys are written under fixed output settings (the stream's: ISO dates,
+-- UTC), whatever the writing session's: a day written under DMY reads back
+-- as the same day, and pull() finds the row.
+CREATE TABLE shifts (day date, starts timestamptz, ward text, PRIMARY KEY (day, starts));
+SELECT edgesync.track('shifts');
+BEGIN;
+SET LOCAL DateStyle = 'SQL, DMY';
+SET LOCAL TimeZone = 'Europe/Paris';
+INSERT INTO shifts VALUES ('04/03/2026', '04/03/2026 08:00', 'A');
+COMMIT;
+SELECT pk FROM edgesync.sync_log WHERE relid = 'shifts'::regclass;
+SELECT pk, "row"->>'ward' AS ward FROM edgesync.pull('shifts', NULL, 10);
+DROP TABLE shifts;
 
 -- Managed columns anywhere in the row, NULLs around them, NULLs supplied for them.
 CREATE TABLE odd_layout (a text, version bigint, b varchar(10), created_at timestamptz,

@@ -21,6 +21,7 @@
 #include "track/sync_log.hpp"
 
 #include "core/guard.hpp"
+#include "track/restore.hpp"
 #include "track/tracked_rel.hpp"
 
 extern "C" {
@@ -435,6 +436,31 @@ append_row(TrackedRel *info, char op, HeapTuple tuple, TupleDesc desc)
 		   reinterpret_cast<text *>(key_scratch.data), image);
 }
 
+/*
+ * A row an UPDATE moved to another partition (see version_trigger.cpp): its
+ * delete from the old partition is marked as a move in the deleted tuple
+ * itself, and the insert into the new one is queued right after it, so the
+ * log trigger fires for the two in that order.  The pair is logged as an
+ * update that changed the key (a partition key is part of the primary key):
+ * D of the old key, U of the new one.
+ */
+struct MovedRow {
+	bool valid;
+	Oid tracked_relid;
+	SubTransactionId subxid;
+};
+MovedRow moved = {};
+
+/* True if an insert into info's table is the second half of a move (and forgets it). */
+bool
+insert_of_moved_row(const TrackedRel *info)
+{
+	bool is_move = moved.valid && moved.tracked_relid == info->tracked_relid &&
+				   moved.subxid == GetCurrentSubTransactionId();
+	moved.valid = false;
+	return is_move;
+}
+
 Datum
 log_trigger(FunctionCallInfo fcinfo)
 {
@@ -456,13 +482,19 @@ log_trigger(FunctionCallInfo fcinfo)
 		return PointerGetDatum(nullptr);
 	}
 
+	/* Rows a restore loads as they were are not changes (restore.hpp). */
+	if (TRIGGER_FIRED_BY_INSERT(td->tg_event) && loading_rows_as_they_were(rel))
+		return PointerGetDatum(nullptr);
+
 	TrackedRel *info = tracked_rel_for(fcinfo, rel);
 	TupleDesc desc = RelationGetDescr(rel);
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
-		append_row(info, 'I', td->tg_trigtuple, desc);
-	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+		append_row(info, insert_of_moved_row(info) ? 'U' : 'I', td->tg_trigtuple, desc);
+	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event)) {
+		if (HeapTupleHeaderIndicatesMovedPartitions(td->tg_trigtuple->t_data))
+			moved = {true, info->tracked_relid, GetCurrentSubTransactionId()};
 		append_row(info, 'D', td->tg_trigtuple, desc);
-	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event)) {
+	} else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event)) {
 		/* A changed key is a delete of the old key and a change of the new. */
 		if (!keys_equal(info, td->tg_trigtuple, td->tg_newtuple, desc))
 			append_row(info, 'D', td->tg_trigtuple, desc);

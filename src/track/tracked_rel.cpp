@@ -12,6 +12,7 @@ extern "C" {
 #include "access/relation.h"
 #include "access/sysattr.h"
 #include "access/table.h"
+#include "miscadmin.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
 #include "catalog/pg_type.h"
@@ -20,7 +21,12 @@ extern "C" {
 #include "rewrite/rowsecurity.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/bytea.h"
+#include "utils/datetime.h"
+#include "utils/float.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/pg_locale.h"
 #include "utils/snapmgr.h"
 #include "utils/datum.h"
 #include "utils/hsearch.h"
@@ -80,12 +86,8 @@ tracked_root(Relation rel)
 	return rel->rd_rel->relispartition ? llast_oid(get_partition_ancestors(relid)) : relid;
 }
 
-/*
- * True if edgesync.tracked_tables has a row for relid, in a fresh snapshot
- * (the row track() wrote earlier in this transaction counts).  Read without
- * a privilege check: the role writing a tracked table may not read the
- * catalog.
- */
+} // namespace
+
 bool
 is_tracked(Oid relid)
 {
@@ -102,8 +104,6 @@ is_tracked(Oid relid)
 	table_close(r, AccessShareLock);
 	return found;
 }
-
-} // namespace
 
 void
 require_tracked(Relation rel)
@@ -145,6 +145,105 @@ json_kind_of(Oid typid)
 		return JsonKind::kString;
 	}
 }
+
+namespace {
+
+/*
+ * True if the text output of a value of typid may depend on a session's
+ * output settings.  Types not listed (dates and times, intervals, floats,
+ * bytea, money, and anything this list does not know) are written under
+ * pinned settings.
+ */
+bool
+output_depends_on_settings(Oid typid)
+{
+	switch (getBaseType(typid)) {
+	case INT2OID:
+	case INT4OID:
+	case INT8OID:
+	case OIDOID:
+	case NUMERICOID:
+	case BOOLOID:
+	case CHAROID:
+	case NAMEOID:
+	case TEXTOID:
+	case VARCHAROID:
+	case BPCHAROID:
+	case UUIDOID:
+	case JSONOID:
+	case JSONBOID:
+		return false;
+	default:
+		return true;
+	}
+}
+
+/* A zone that prints every instant as UTC does (Etc/UTC, GMT, ...). */
+bool
+is_utc(const pg_tz *tz)
+{
+	long offset;
+	return pg_get_timezone_offset(tz, &offset) && offset == 0;
+}
+
+/* The C locale's monetary conventions, under any of its names. */
+bool
+is_c_locale(const char *name)
+{
+	return strcmp(name, "C") == 0 || strcmp(name, "POSIX") == 0 || strncmp(name, "C.", 2) == 0;
+}
+
+void
+set_output_setting(const char *name, const char *value)
+{
+	(void) set_config_option(name, value, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+							 false);
+}
+
+/*
+ * Sets, until unpin_output_settings(), each output setting the session has
+ * otherwise: the settings the stream writes every value under
+ * (src/decode/plugin.cpp), so that a key's text is the same whoever wrote it
+ * (a date written under DateStyle 'SQL, DMY' would read back as another date
+ * under MDY) and its HMAC, recomputed from the log (src/decode/log_keys.cpp),
+ * is the stream's.  Returns the GUC nest level to unwind, or -1 when the
+ * session's settings are those already: the usual case costs nothing.
+ */
+int
+pin_output_settings()
+{
+	bool datestyle = DateStyle != USE_ISO_DATES;
+	bool intervalstyle = IntervalStyle != INTSTYLE_POSTGRES;
+	bool float_digits = extra_float_digits < 1;
+	bool bytea = bytea_output != BYTEA_OUTPUT_HEX;
+	bool timezone = !is_utc(session_timezone);
+	bool monetary = !is_c_locale(locale_monetary);
+	if (!datestyle && !intervalstyle && !float_digits && !bytea && !timezone && !monetary)
+		return -1;
+	int nest_level = NewGUCNestLevel();
+	if (datestyle)
+		set_output_setting("datestyle", "ISO");
+	if (intervalstyle)
+		set_output_setting("intervalstyle", "postgres");
+	if (float_digits)
+		set_output_setting("extra_float_digits", "1");
+	if (bytea)
+		set_output_setting("bytea_output", "hex");
+	if (timezone)
+		set_output_setting("timezone", "UTC");
+	if (monetary)
+		set_output_setting("lc_monetary", "C");
+	return nest_level;
+}
+
+void
+unpin_output_settings(int nest_level)
+{
+	if (nest_level >= 0)
+		AtEOXact_GUC(true, nest_level);
+}
+
+} // namespace
 
 void
 append_json_value(StringInfo out, JsonKind kind, FmgrInfo *output, Datum value)
@@ -250,6 +349,7 @@ find_image_columns(TrackedRel *info, Relation rel, MemoryContext context)
 	bool whole_row = bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, attrs);
 	info->image = static_cast<KeyColumn *>(palloc0(sizeof(KeyColumn) * (desc->natts + 1)));
 	info->nimage = 0;
+	info->image_needs_pinning = false;
 	for (int i = 0; info->row_security && i < root_desc->natts; i++) {
 		Form_pg_attribute root_att = TupleDescAttr(root_desc, i);
 		if (root_att->attisdropped ||
@@ -257,8 +357,11 @@ find_image_columns(TrackedRel *info, Relation rel, MemoryContext context)
 			 !bms_is_member(root_att->attnum - FirstLowInvalidHeapAttributeNumber, attrs)))
 			continue;
 		AttrNumber attnum = find_column(desc, NameStr(root_att->attname));
-		if (attnum != InvalidAttrNumber)
-			set_column(&info->image[info->nimage++], TupleDescAttr(desc, attnum - 1), context);
+		if (attnum == InvalidAttrNumber)
+			continue;
+		Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
+		set_column(&info->image[info->nimage++], att, context);
+		info->image_needs_pinning |= output_depends_on_settings(att->atttypid);
 	}
 	if (root != rel)
 		relation_close(root, NoLock);
@@ -298,6 +401,7 @@ build(TrackedRel *info, Relation rel, MemoryContext context)
 		key->kind = json_kind_of(att->atttypid);
 		getTypeOutputInfo(att->atttypid, &output_func, &varlena);
 		fmgr_info_cxt(output_func, &key->output, context);
+		info->keys_need_pinning |= output_depends_on_settings(att->atttypid);
 	}
 	index_close(index, AccessShareLock);
 	find_image_columns(info, rel, context);
@@ -368,8 +472,9 @@ namespace {
 
 void
 append_columns_json(StringInfo out, const KeyColumn *columns, int n, HeapTuple tuple,
-					TupleDesc desc)
+					TupleDesc desc, bool pin)
 {
+	int nest_level = pin ? pin_output_settings() : -1;
 	StringInfoSink sink{out};
 	appendStringInfoChar(out, '{');
 	for (int i = 0; i < n; i++) {
@@ -386,6 +491,7 @@ append_columns_json(StringInfo out, const KeyColumn *columns, int n, HeapTuple t
 			append_json_value(out, key->kind, const_cast<FmgrInfo *>(&key->output), value);
 	}
 	appendStringInfoChar(out, '}');
+	unpin_output_settings(nest_level);
 }
 
 } // namespace
@@ -393,13 +499,13 @@ append_columns_json(StringInfo out, const KeyColumn *columns, int n, HeapTuple t
 void
 append_key_json(StringInfo out, const TrackedRel *info, HeapTuple tuple, TupleDesc desc)
 {
-	append_columns_json(out, info->keys, info->nkeys, tuple, desc);
+	append_columns_json(out, info->keys, info->nkeys, tuple, desc, info->keys_need_pinning);
 }
 
 void
 append_image_json(StringInfo out, const TrackedRel *info, HeapTuple tuple, TupleDesc desc)
 {
-	append_columns_json(out, info->image, info->nimage, tuple, desc);
+	append_columns_json(out, info->image, info->nimage, tuple, desc, info->image_needs_pinning);
 }
 
 bool

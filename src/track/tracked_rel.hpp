@@ -41,6 +41,7 @@ struct TrackedRel {
 	AttrNumber updated_at_attnum;
 	int nkeys;
 	KeyColumn keys[INDEX_MAX_KEYS];
+	bool keys_need_pinning; /* a key column's text depends on output settings */
 	/*
 	 * The tracked table has row level security: a deleted row leaves, in
 	 * the log, the columns its policies read (image), so that pull() can
@@ -49,6 +50,7 @@ struct TrackedRel {
 	bool row_security;
 	int nimage;
 	KeyColumn *image;
+	bool image_needs_pinning;
 };
 
 /*
@@ -58,10 +60,22 @@ struct TrackedRel {
  */
 TrackedRel *tracked_rel_for(FunctionCallInfo fcinfo, Relation rel);
 
+/*
+ * True if edgesync.tracked_tables has a row for relid, in a fresh snapshot
+ * (a row track() wrote earlier in this transaction counts).  Read without a
+ * privilege check: the role writing a tracked table may not read the catalog.
+ */
+bool is_tracked(Oid relid);
+
 /* Raises the error for a table (rel, or its partition root) that is not tracked. */
 void require_tracked(Relation rel);
 
-/* Appends the primary key of tuple as a JSON object: {"id": 42}. */
+/*
+ * Appends the primary key of tuple as a JSON object: {"id": 42}.  Values are
+ * written under the output settings the stream writes them under (DateStyle
+ * ISO, TimeZone UTC, ...: see output_settings in tracked_rel.cpp), whatever
+ * the writing session's, so that a key reads back the same in every session.
+ */
 void append_key_json(StringInfo out, const TrackedRel *info, HeapTuple tuple, TupleDesc desc);
 
 /* Appends the columns of info->image of tuple as a JSON object. */

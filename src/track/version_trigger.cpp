@@ -12,7 +12,12 @@
  *
  * Rows applied by replication (a replication origin is set, or the trigger
  * was made to fire in session_replication_role = replica) keep their
- * incoming values.
+ * incoming values, and so do rows a restore loads (restore.hpp).
+ *
+ * An UPDATE that moves a row to another partition is an update: PostgreSQL
+ * runs it as a delete from one partition and an insert into the other, and
+ * the insert keeps the version and created_at the update gave the row (see
+ * Move below).
  *
  * The clock is the transaction start time (now()): every row a transaction
  * touches gets the same time, the same as column defaults and the sync_log's
@@ -20,6 +25,7 @@
  * cursors are for; timestamps are for people.
  */
 #include "core/guard.hpp"
+#include "track/restore.hpp"
 #include "track/tracked_rel.hpp"
 
 #include <algorithm>
@@ -32,6 +38,7 @@ extern "C" {
 #include "replication/origin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/rls.h"
 #include "utils/timestamp.h"
@@ -155,18 +162,57 @@ identical_but_ours(HeapTuple a, const Located &wa, HeapTuple b, const Located &w
 	return memcmp(pa + from, pb + from, a->t_len - from) == 0;
 }
 
-/* The same test as suppress_redundant_updates_trigger: identical bytes. */
+/* True if two varlena datums (inline, compressed or TOAST pointers) hold the same bytes. */
 bool
-tuples_identical(HeapTuple a, HeapTuple b)
+same_varlena_bytes(Datum a, Datum b)
 {
-	HeapTupleHeader ha = a->t_data;
-	HeapTupleHeader hb = b->t_data;
-	return a->t_len == b->t_len && ha->t_hoff == hb->t_hoff &&
-		   HeapTupleHeaderGetNatts(ha) == HeapTupleHeaderGetNatts(hb) &&
-		   (ha->t_infomask & ~HEAP_XACT_MASK) == (hb->t_infomask & ~HEAP_XACT_MASK) &&
-		   memcmp(reinterpret_cast<char *>(ha) + SizeofHeapTupleHeader,
-				  reinterpret_cast<char *>(hb) + SizeofHeapTupleHeader,
-				  a->t_len - SizeofHeapTupleHeader) == 0;
+	const void *pa = DatumGetPointer(a);
+	const void *pb = DatumGetPointer(b);
+	return VARSIZE_ANY(pa) == VARSIZE_ANY(pb) && memcmp(pa, pb, VARSIZE_ANY(pa)) == 0;
+}
+
+/*
+ * True if old and new hold equal values in every column but the three at
+ * ours[], compared value by value.  For rows whose bytes cannot be compared:
+ * a row written before track() (or before any ADD COLUMN) lacks the columns
+ * added since, which the new row holds, and a row written before a DROP
+ * COLUMN still holds the dropped value, which the new row does not.
+ */
+bool
+same_values_but_ours(HeapTuple a, HeapTuple b, TupleDesc desc, const int ours[3])
+{
+	for (int i = 0; i < desc->natts; i++) {
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		if (att->attisdropped || att->attnum == ours[0] || att->attnum == ours[1] ||
+			att->attnum == ours[2])
+			continue;
+		bool a_null, b_null;
+		Datum av = heap_getattr(a, att->attnum, desc, &a_null);
+		Datum bv = heap_getattr(b, att->attnum, desc, &b_null);
+		if (a_null != b_null)
+			return false;
+		if (a_null || (att->attlen == -1 && same_varlena_bytes(av, bv)))
+			continue; /* an unchanged TOASTed value: the same pointer, nothing fetched */
+		if (!datum_image_eq(av, bv, att->attbyval, att->attlen))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * True if the bytes of a and b cannot tell whether their values differ: one
+ * has fewer attributes than the other, or the table has dropped columns
+ * (see same_values_but_ours).
+ */
+bool
+bytes_may_mislead(HeapTuple a, HeapTuple b, TupleDesc desc)
+{
+	if (HeapTupleHeaderGetNatts(a->t_data) != HeapTupleHeaderGetNatts(b->t_data))
+		return true;
+	for (int i = 0; i < desc->natts; i++)
+		if (TupleDescAttr(desc, i)->attisdropped)
+			return true;
+	return false;
 }
 
 /* A copy of tuple with attnums[] set to values[] (never NULL), by columns. */
@@ -247,6 +293,55 @@ version_conflict(Relation rel, TrackedRel *info, HeapTuple old_tuple, TupleDesc 
 			 errhint("Read the row again and reapply the change on top of the current version.")));
 }
 
+/*
+ * A row an UPDATE moves to another partition.  PostgreSQL runs the move as a
+ * delete from the row's partition and an insert into the other one, so the
+ * destination's BEFORE INSERT trigger sees what looks like a new row.  The
+ * BEFORE UPDATE trigger of a partition remembers what it gave the row; an
+ * insert into a partition of the same tracked table, in the same
+ * subtransaction and transaction, that carries exactly that version,
+ * created_at and updated_at is the moved row arriving, and keeps them: for
+ * versioning the move is an update (version + 1, created_at kept).  Any other
+ * insert is versioned as usual; one that happened to carry those three
+ * values would only keep what that row had.
+ */
+struct Move {
+	bool valid;
+	Oid tracked_relid;
+	SubTransactionId subxid;
+	int64 version;
+	TimestampTz created_at;
+	TimestampTz updated_at; /* the transaction's start: tells transactions apart */
+};
+Move last_update = {};
+
+void
+remember_update(Relation rel, const TrackedRel *info, int64 version, TimestampTz created_at,
+				TimestampTz updated_at)
+{
+	if (!rel->rd_rel->relispartition)
+		return;
+	last_update = {true,	info->tracked_relid, GetCurrentSubTransactionId(),
+				   version, created_at,			 updated_at};
+}
+
+/* True if the row being inserted is the row the last update moved here. */
+bool
+arriving_move(Relation rel, const TrackedRel *info, int64 version, TimestampTz created_at,
+			  TimestampTz updated_at)
+{
+	if (!last_update.valid || !rel->rd_rel->relispartition)
+		return false;
+	bool same = last_update.tracked_relid == info->tracked_relid &&
+				last_update.subxid == GetCurrentSubTransactionId() &&
+				last_update.version == version && last_update.created_at == created_at &&
+				last_update.updated_at == updated_at &&
+				updated_at == GetCurrentTransactionStartTimestamp();
+	if (same)
+		last_update.valid = false;
+	return same;
+}
+
 Datum on_update_slow(TriggerData *td, TrackedRel *info, bool skip_unchanged, int cols[3]);
 
 Datum
@@ -261,13 +356,16 @@ on_insert(TriggerData *td, TrackedRel *info)
 	TupleDesc desc = RelationGetDescr(td->tg_relation);
 	Located at;
 	if (locate(tuple, desc, cols, &at)) {
+		int64 version = read_int8(tuple, at, 0);
+		int64 created_at = read_int8(tuple, at, 1);
+		int64 updated_at = read_int8(tuple, at, 2);
 		/*
 		 * The column defaults (1, now(), now()) already gave the row what we
-		 * would: return it as it is, which spares the executor storing a
-		 * replacement row (deforming and forming it again).
+		 * would, or this is a row moved here by an update: return it as it
+		 * is, which spares the executor storing a replacement row.
 		 */
-		if (read_int8(tuple, at, 0) == 1 && read_int8(tuple, at, 1) == now &&
-			read_int8(tuple, at, 2) == now)
+		if ((version == 1 && created_at == now && updated_at == now) ||
+			arriving_move(td->tg_relation, info, version, created_at, updated_at))
 			return PointerGetDatum(tuple);
 		int64 values[3] = {1, now, now};
 		return PointerGetDatum(copy_with(tuple, at, values));
@@ -294,16 +392,23 @@ on_update(TriggerData *td, TrackedRel *info, bool skip_unchanged)
 		int64 new_version = read_int8(new_tuple, new_at, 0);
 		if (new_version != old_version)
 			version_conflict(rel, info, old_tuple, desc, new_version, false, old_version);
-		if (skip_unchanged && identical_but_ours(old_tuple, old_at, new_tuple, new_at))
+		if (skip_unchanged && (identical_but_ours(old_tuple, old_at, new_tuple, new_at) ||
+							   (bytes_may_mislead(old_tuple, new_tuple, desc) &&
+								same_values_but_ours(old_tuple, new_tuple, desc, cols))))
 			return PointerGetDatum(nullptr); /* nothing changed: skip the row */
 		int64 values[3] = {old_version + 1, read_int8(old_tuple, old_at, 1),
 						   GetCurrentTransactionStartTimestamp()};
+		remember_update(rel, info, values[0], values[1], values[2]);
 		return PointerGetDatum(copy_with(new_tuple, new_at, values));
 	}
 	return on_update_slow(td, info, skip_unchanged, cols);
 }
 
-/* on_update for rows where a column we maintain is NULL or missing. */
+/*
+ * on_update for rows where a column we maintain is NULL or missing (a row
+ * written before track() added it: the bytes of the old and the new row then
+ * differ whatever the statement did, so unchanged rows are found by value).
+ */
 Datum
 on_update_slow(TriggerData *td, TrackedRel *info, bool skip_unchanged, int cols[3])
 {
@@ -324,40 +429,20 @@ on_update_slow(TriggerData *td, TrackedRel *info, bool skip_unchanged, int cols[
 	if (old_null || new_version != old_version)
 		version_conflict(rel, info, old_tuple, desc, new_version, old_null, old_version);
 
-	Datum created_at = heap_getattr(old_tuple, info->created_at_attnum, desc, &old_null);
-	bool created_null = old_null;
+	if (skip_unchanged && same_values_but_ours(old_tuple, new_tuple, desc, cols))
+		return PointerGetDatum(nullptr); /* nothing changed: skip the row */
+
+	bool created_null;
 	Datum values[3];
-	bool nulls[3] = {false, created_null, false};
-
-	if (skip_unchanged) {
-		/*
-		 * Compare with the old row as it would be if only the columns we
-		 * maintain were touched: put the old values back where the statement
-		 * changed them, then compare bytes.
-		 */
-		HeapTuple candidate = new_tuple;
-		bool updated_null, old_updated_null, cnull;
-		Datum updated = heap_getattr(new_tuple, info->updated_at_attnum, desc, &updated_null);
-		Datum old_updated =
-			heap_getattr(old_tuple, info->updated_at_attnum, desc, &old_updated_null);
-		Datum created_new = heap_getattr(new_tuple, info->created_at_attnum, desc, &cnull);
-		if (updated_null != old_updated_null || (!updated_null && updated != old_updated) ||
-			cnull != created_null || (!cnull && created_new != created_at)) {
-			values[0] = Int64GetDatum(old_version);
-			values[1] = created_at;
-			values[2] = old_updated;
-			bool restore_nulls[3] = {false, created_null, old_updated_null};
-			candidate = heap_modify_tuple_by_cols(new_tuple, desc, 3, cols, values, restore_nulls);
-		}
-		if (tuples_identical(old_tuple, candidate))
-			return PointerGetDatum(nullptr); /* nothing changed: skip the row */
-	}
-
 	values[0] = Int64GetDatum(old_version + 1);
-	values[1] = created_at;
+	values[1] = heap_getattr(old_tuple, info->created_at_attnum, desc, &created_null);
 	values[2] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	if (created_null)
+	if (created_null) {
+		bool nulls[3] = {false, true, false};
 		return PointerGetDatum(heap_modify_tuple_by_cols(new_tuple, desc, 3, cols, values, nulls));
+	}
+	remember_update(rel, info, old_version + 1, DatumGetTimestampTz(values[1]),
+					DatumGetTimestampTz(values[2]));
 	return PointerGetDatum(with_columns(new_tuple, desc, cols, values));
 }
 
@@ -374,6 +459,10 @@ version_trigger(FunctionCallInfo fcinfo)
 			ERROR,
 			(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 			 errmsg("edgesync.version_trigger() must fire BEFORE INSERT OR UPDATE FOR EACH ROW")));
+
+	/* A restore loading the rows as they were (before they are registered, maybe). */
+	if (TRIGGER_FIRED_BY_INSERT(td->tg_event) && loading_rows_as_they_were(td->tg_relation))
+		return PointerGetDatum(td->tg_trigtuple);
 
 	TrackedRel *info = tracked_rel_for(fcinfo, td->tg_relation);
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
