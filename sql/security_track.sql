@@ -94,7 +94,7 @@ ALTER TABLE superuser_after ADD COLUMN note text;
 -- A new partition of a tracked table still gets edgesync's TRUNCATE trigger.
 CREATE TABLE tracked_parts_2 PARTITION OF tracked_parts FOR VALUES IN (2);
 SELECT tgrelid::regclass, tgname, tgfoid::regproc, tgparentid <> 0 AS clone
-  FROM pg_trigger WHERE tgname = 'edgesync_log_truncate' ORDER BY 1::text;
+  FROM pg_trigger WHERE tgname = 'edgesync_log_truncate' ORDER BY tgrelid::regclass::text;
 -- untrack() and track() do not touch a trigger of edgesync's name that is not edgesync's.
 CREATE TABLE own_trigger_names (id int PRIMARY KEY);
 CREATE FUNCTION audit_noop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;

@@ -3,7 +3,8 @@
  *
  *   edgesync._register(tbl, log_changes, skip_unchanged) / _unregister(tbl)
  *   edgesync._register_schema(nsp)
- *       Write the catalog of tracked tables (schemas).  Each checks
+ *       Write the catalog of tracked tables (schemas, and the tables of a
+ *       tracked schema that wait for a primary key: pending_tables).  Each checks
  *       everything itself, against the calling role, so it is safe whoever
  *       calls it: _register() refuses what track() refuses (anything but a
  *       permanent table or partitioned table that is not a partition, a table
@@ -228,6 +229,14 @@ edgesync_register(PG_FUNCTION_ARGS)
 		" INSERT INTO edgesync.tracked_tables (relid, log_changes, skip_unchanged)"
 		" SELECT $1::pg_catalog.regclass, $2, $3 WHERE NOT EXISTS (SELECT FROM updated)",
 		3, types, values);
+	/* No longer waiting for a primary key, if it was (none to wait in before 0.2.0). */
+	Oid nsp = get_namespace_oid("edgesync", false);
+	if (OidIsValid(get_relname_relid("pending_tables", nsp)))
+		edgesync::run_as_catalog_owner(
+			"pending_tables",
+			"DELETE FROM edgesync.pending_tables WHERE relid OPERATOR(pg_catalog.=) "
+			"$1::pg_catalog.regclass",
+			1, types, values);
 	/* The output plugin's and the triggers' caches of the table are stale from this commit on. */
 	CacheInvalidateRelcacheByRelid(relid);
 	PG_RETURN_VOID();
@@ -278,6 +287,21 @@ edgesync_register_schema(PG_FUNCTION_ARGS)
 		"INSERT INTO edgesync.tracked_schemas (nspid) VALUES ($1::pg_catalog.regnamespace)"
 		" ON CONFLICT (nspid) DO NOTHING",
 		1, types, values);
+	/* Its tables without a primary key wait for one (track_schema() warns about each). */
+	if (OidIsValid(get_relname_relid("pending_tables", get_namespace_oid("edgesync", false))))
+		edgesync::run_as_catalog_owner(
+			"pending_tables",
+			"INSERT INTO edgesync.pending_tables (relid)"
+			" SELECT c.oid::pg_catalog.regclass FROM pg_catalog.pg_class c"
+			"  WHERE c.relnamespace OPERATOR(pg_catalog.=) $1"
+			"    AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog.\"char\"[])"
+			"    AND NOT c.relispartition AND c.relpersistence OPERATOR(pg_catalog.=) 'p'"
+			"    AND NOT EXISTS (SELECT FROM pg_catalog.pg_index i"
+			"                     WHERE i.indrelid OPERATOR(pg_catalog.=) c.oid AND i.indisprimary)"
+			"    AND NOT EXISTS (SELECT FROM edgesync.tracked_tables t"
+			"                     WHERE t.relid OPERATOR(pg_catalog.=) c.oid::pg_catalog.regclass)"
+			" ON CONFLICT (relid) DO NOTHING",
+			1, types, values);
 	PG_RETURN_VOID();
 }
 

@@ -43,6 +43,19 @@ SELECT pg_catalog.pg_extension_config_dump('edgesync.tracked_schemas', '');
 REVOKE ALL ON edgesync.tracked_schemas FROM PUBLIC;
 GRANT SELECT ON edgesync.tracked_schemas TO edgesync_reader, edgesync_admin;
 
+-- Tables of tracked schemas waiting for a primary key: each is tracked as
+-- soon as one is added.  Only these: a table of a tracked schema untracked
+-- on purpose stays untracked, and a restore, which adds primary keys after
+-- loading these catalogs, tracks nothing behind its back.
+CREATE TABLE edgesync.pending_tables (
+    relid      regclass    PRIMARY KEY,
+    pending_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE edgesync.pending_tables IS 'edgesync: tables of tracked schemas, tracked once they have a primary key';
+SELECT pg_catalog.pg_extension_config_dump('edgesync.pending_tables', '');
+REVOKE ALL ON edgesync.pending_tables FROM PUBLIC;
+GRANT SELECT ON edgesync.pending_tables TO edgesync_reader, edgesync_admin;
+
 -- The change log.  sync_log_data is the physical table: one row per batch,
 -- a run of changes of one table by one role written together at the end of a
 -- statement (src/track/sync_log.cpp relies on this exact column order).  The
@@ -185,6 +198,28 @@ BEGIN
 END
 $$;
 
+-- The columns track() maintains, added where missing (existing rows get
+-- version 1 and the current time); columns of those names are kept.  Runs
+-- as its caller: ALTER TABLE checks that they own the table.
+CREATE FUNCTION edgesync._add_managed_columns(tbl regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    col record;
+BEGIN
+    FOR col IN
+        SELECT c.name, c.decl
+          FROM (VALUES (1, 'version', 'bigint NOT NULL DEFAULT 1'),
+                       (2, 'created_at', 'timestamptz NOT NULL DEFAULT now()'),
+                       (3, 'updated_at', 'timestamptz NOT NULL DEFAULT now()')) AS c(n, name, decl)
+         WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                            WHERE a.attrelid = tbl AND a.attname = c.name AND NOT a.attisdropped)
+         ORDER BY c.n
+    LOOP
+        EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', tbl, col.name, col.decl);
+    END LOOP;
+END
+$$;
+
 -- track(): make a table versioned, time-stamped and change-logged.
 --
 -- edgesync._register() checks everything first (kind, persistence,
@@ -197,7 +232,6 @@ CREATE FUNCTION edgesync.track(tbl regclass, log_changes boolean DEFAULT true,
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    col        record;
     part       regclass;
 BEGIN
     PERFORM edgesync._register(tbl, log_changes, skip_unchanged);
@@ -205,16 +239,7 @@ BEGIN
     PERFORM edgesync._own_trigger(tbl, 'edgesync_version', 'edgesync.version_trigger()', true);
     PERFORM edgesync._own_trigger(tbl, 'edgesync_log', 'edgesync.log_trigger()', true);
 
-    FOR col IN
-        SELECT c.name, c.decl
-          FROM (VALUES ('version', 'bigint NOT NULL DEFAULT 1'),
-                       ('created_at', 'timestamptz NOT NULL DEFAULT now()'),
-                       ('updated_at', 'timestamptz NOT NULL DEFAULT now()')) AS c(name, decl)
-         WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
-                            WHERE a.attrelid = tbl AND a.attname = c.name AND NOT a.attisdropped)
-    LOOP
-        EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', tbl, col.name, col.decl);
-    END LOOP;
+    PERFORM edgesync._add_managed_columns(tbl);
 
     EXECUTE format('CREATE OR REPLACE TRIGGER edgesync_version BEFORE INSERT OR UPDATE ON %s'
                    ' FOR EACH ROW EXECUTE FUNCTION edgesync.version_trigger(%L)',
@@ -320,8 +345,14 @@ $$;
 COMMENT ON FUNCTION edgesync.track_schema(name) IS
     'edgesync: track every table of a schema, and every table created there later';
 
--- Tracks t unless it is already tracked; warns and returns false if it has
--- no primary key.
+-- track(t) as the owner of t, for a caller who owns it (src/track/ddl.cpp):
+-- the DDL trigger, which runs as the extension's owner, tracks a new table
+-- with the rights of the role that created it.
+CREATE FUNCTION edgesync._track_as_owner(tbl regclass) RETURNS void
+    AS 'MODULE_PATHNAME', 'edgesync_track_as_owner' LANGUAGE C STRICT;
+
+-- Tracks t (as its owner) unless it is already tracked; warns and returns
+-- false if it has no primary key.
 CREATE FUNCTION edgesync._track_if_possible(t regclass) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -333,7 +364,7 @@ BEGIN
             USING HINT = 'Add a primary key; edgesync then tracks the table automatically.';
         RETURN false;
     END IF;
-    PERFORM edgesync.track(t);
+    PERFORM edgesync._track_as_owner(t);
     RETURN true;
 END
 $$;
@@ -343,27 +374,63 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT EXISTS (SELECT FROM edgesync.tracked_tables WHERE relid = t)
 $$;
 
--- DDL follow-up: new tables in tracked schemas, new partitions of tracked
--- tables, primary keys added later; and a tracked table must stay a table
--- edgesync can track (PostgreSQL 15 turns an empty table into a view with
--- CREATE RULE "_RETURN"; SET UNLOGGED; ATTACH PARTITION): such a command on
--- a tracked table is refused, since the stream, resync and pull read every
--- registered relation as a table.  Runs as the extension owner, since the
--- user creating a table may not read edgesync's catalog.  It never fails a
--- user's DDL over someone else's objects: it looks only at the relations the
--- command touched, and edgesync's triggers are recognised by what they are
--- (their function, not a clone), not by name.
+-- Tracks t, a table of a tracked schema, or, if it has no primary key yet,
+-- warns and records that it waits for one.
+CREATE FUNCTION edgesync._track_in_schema(t regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT edgesync._track_if_possible(t) AND NOT edgesync._is_tracked(t) THEN
+        INSERT INTO edgesync.pending_tables (relid) VALUES (t) ON CONFLICT (relid) DO NOTHING;
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION edgesync._track_in_schema(regclass) FROM PUBLIC;
+
+-- What an ALTER TABLE did that the DDL trigger acts on: partitions attached
+-- or detached, a table moved to another schema (src/track/ddl.cpp).
+CREATE FUNCTION edgesync._ddl_changes(cmd pg_ddl_command, OUT change text, OUT relid regclass)
+    RETURNS SETOF record AS 'MODULE_PATHNAME', 'edgesync_ddl_changes' LANGUAGE C STRICT;
+REVOKE ALL ON FUNCTION edgesync._ddl_changes(pg_ddl_command) FROM PUBLIC;
+
+-- Before ALTER TABLE ... ATTACH PARTITION into a tracked table: a tracked
+-- table to attach is untracked (it is tracked as a partition from then on),
+-- an untracked one gets the columns track() maintains (src/track/ddl.cpp).
+-- Runs as the user attaching.
+CREATE FUNCTION edgesync._on_ddl_start() RETURNS event_trigger
+    AS 'MODULE_PATHNAME', 'edgesync_on_ddl_start' LANGUAGE C;
+
+-- DDL follow-up: new and attached partitions of tracked tables, detached
+-- ones, new tables in tracked schemas, and tables of those schemas that were
+-- waiting for a primary key; and a tracked table must stay a table edgesync
+-- can track (PostgreSQL 15 turns an empty table into a view with CREATE RULE
+-- "_RETURN"; SET UNLOGGED; ATTACH PARTITION into an untracked table), and its
+-- partitions permanent: such a command is refused, since the stream, resync
+-- and pull read every registered relation as a table, and an unlogged
+-- partition's changes never reach the WAL.  Runs as the extension owner,
+-- since the user creating a table may not read edgesync's catalog.  It never
+-- fails a user's DDL over someone else's objects: it looks only at the
+-- relations the command touched, and edgesync's triggers are recognised by
+-- what they are (their function, not a clone), not by name.
+--
+-- It acts on what a command did (a new table, an attached or detached
+-- partition: _ddl_changes), never on every command that touches a tracked
+-- table: a restore adds primary keys, indexes and the dump's own triggers
+-- after loading the catalogs, in an order pg_restore -j chooses, and must
+-- find nothing added behind its back.
 --
 -- No recursion guard is needed: track() registers a table before its own
 -- ALTER TABLE, so the nested call finds it tracked.
 CREATE FUNCTION edgesync._on_ddl() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    cmd  record;
-    rel  pg_catalog.pg_class;
-    bad  record;
-    root regclass;
-    part regclass;
+    cmd     record;
+    rel     pg_catalog.pg_class;
+    bad     record;
+    chg     record;
+    changed regclass[];
+    root    regclass;
+    logged  boolean;
+    part    regclass;
 BEGIN
     FOR cmd IN SELECT * FROM pg_catalog.pg_event_trigger_ddl_commands()
                 WHERE object_type IN ('table', 'table column', 'table constraint', 'index', 'rule')
@@ -374,10 +441,18 @@ BEGIN
                          WHEN 'rule' THEN (SELECT ev_class FROM pg_catalog.pg_rewrite WHERE oid = cmd.objid)
                          ELSE cmd.objid END;
         CONTINUE WHEN rel.oid IS NULL;
+        -- What the command touched: the relation, and the partitions an ALTER
+        -- TABLE attached (with their own partitions) or detached.  Nothing
+        -- else is looked at, nor locked: pg_partition_tree() locks every
+        -- partition it lists, and a parallel restore adding keys to two
+        -- partitions of a table at once would deadlock on the table's tree.
+        changed := ARRAY(SELECT coalesce(t.relid, c.relid)
+                           FROM edgesync._ddl_changes(cmd.command) c
+                           LEFT JOIN LATERAL pg_catalog.pg_partition_tree(c.relid) t ON c.change = 'attach');
         FOR bad IN
             SELECT c.oid::regclass AS relid, c.relkind, c.relpersistence, c.relispartition
               FROM edgesync.tracked_tables t JOIN pg_catalog.pg_class c ON c.oid = t.relid
-             WHERE t.relid IN (SELECT rel.oid UNION SELECT relid FROM pg_catalog.pg_partition_tree(rel.oid))
+             WHERE t.relid = ANY (rel.oid::regclass || changed)
                AND (c.relkind NOT IN ('r', 'p') OR c.relpersistence <> 'p' OR c.relispartition)
         LOOP
             RAISE EXCEPTION 'table "%" is tracked by edgesync', bad.relid
@@ -389,37 +464,64 @@ BEGIN
                                            ELSE 'a partition' END),
                       HINT = format('Call edgesync.untrack(%L) first.', bad.relid::text);
         END LOOP;
-        CONTINUE WHEN rel.relkind NOT IN ('r', 'p');
         root := coalesce(pg_catalog.pg_partition_root(rel.oid), rel.oid);
-        IF EXISTS (SELECT FROM edgesync.tracked_tables WHERE relid = root AND log_changes) THEN
-            -- New or attached partitions (ATTACH PARTITION reports the parent).
-            FOR part IN SELECT relid FROM pg_catalog.pg_partition_tree(root) LOOP
-                PERFORM edgesync._add_truncate_trigger(part, false);
+        SELECT t.log_changes INTO logged FROM edgesync.tracked_tables t WHERE t.relid = root;
+        IF FOUND THEN
+            -- Every partition of a tracked table is permanent (a new one, an
+            -- attached one, one made unlogged).
+            FOR bad IN
+                SELECT c.oid::regclass AS relid FROM pg_catalog.pg_class c
+                 WHERE c.oid = ANY (rel.oid::regclass || changed) AND c.relpersistence <> 'p'
+                   AND c.oid <> root
+            LOOP
+                RAISE EXCEPTION 'partition "%" of table "%" would be unlogged', bad.relid, root
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          DETAIL = format('Table "%s" is tracked by edgesync, and changes to unlogged tables are not written to the WAL, so they cannot be streamed.', root),
+                          HINT = format('Make the partition logged (ALTER TABLE %s SET LOGGED), or call edgesync.untrack(%L) first.',
+                                        bad.relid, root::text);
             END LOOP;
-        ELSIF NOT rel.relispartition AND rel.relpersistence = 'p'
-              AND EXISTS (SELECT FROM edgesync.tracked_schemas WHERE nspid = rel.relnamespace)
-              AND NOT edgesync._is_tracked(rel.oid::regclass)
-              AND (cmd.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
-                   OR EXISTS (SELECT FROM pg_catalog.pg_index WHERE indrelid = rel.oid AND indisprimary)) THEN
-            PERFORM edgesync._track_if_possible(rel.oid::regclass);
         END IF;
-    END LOOP;
+        CONTINUE WHEN rel.relkind NOT IN ('r', 'p');
 
-    -- A detached partition keeps no TRUNCATE trigger of ours (PostgreSQL
-    -- removes the cloned row triggers itself).  Ours only: a user's trigger
-    -- of that name, or the clone of one, is not touched.
-    FOR part IN
-        SELECT t.tgrelid::regclass FROM pg_catalog.pg_trigger t
-         WHERE t.tgname = 'edgesync_log_truncate'
-           AND t.tgfoid = 'edgesync.log_trigger()'::regprocedure AND t.tgparentid = 0
-           AND NOT EXISTS (SELECT FROM edgesync.tracked_tables tt
-                            WHERE tt.relid = coalesce(pg_catalog.pg_partition_root(t.tgrelid), t.tgrelid))
-    LOOP
-        BEGIN
-            EXECUTE format('DROP TRIGGER edgesync_log_truncate ON %s', part);
-        EXCEPTION WHEN OTHERS THEN
-            RAISE WARNING 'could not drop edgesync''s TRUNCATE trigger on "%": %', part, SQLERRM;
-        END;
+        -- A new partition of a tracked table gets its TRUNCATE trigger
+        -- (PostgreSQL clones the row triggers itself).
+        IF cmd.command_tag = 'CREATE TABLE' AND rel.relispartition AND logged THEN
+            PERFORM edgesync._add_truncate_trigger(rel.oid::regclass, false);
+        END IF;
+
+        FOR chg IN SELECT * FROM edgesync._ddl_changes(cmd.command) LOOP
+            IF chg.change = 'attach' AND logged THEN
+                -- An attached partition, and its own partitions.
+                FOR part IN SELECT t.relid FROM pg_catalog.pg_partition_tree(chg.relid) t LOOP
+                    PERFORM edgesync._add_truncate_trigger(part, false);
+                END LOOP;
+            ELSIF chg.change = 'detach' THEN
+                -- A detached partition is a table of its own, and not tracked:
+                -- PostgreSQL drops the row triggers it cloned, this its
+                -- TRUNCATE triggers (ours only).  In a tracked schema it is
+                -- tracked as any new table there.
+                PERFORM edgesync._drop_truncate_triggers(chg.relid);
+                IF EXISTS (SELECT FROM edgesync.tracked_schemas s JOIN pg_catalog.pg_class c
+                                ON c.relnamespace = s.nspid WHERE c.oid = chg.relid) THEN
+                    PERFORM edgesync._track_in_schema(chg.relid);
+                END IF;
+            ELSIF chg.change = 'set schema' AND NOT rel.relispartition AND rel.relpersistence = 'p'
+                  AND EXISTS (SELECT FROM edgesync.tracked_schemas WHERE nspid = rel.relnamespace)
+                  AND NOT edgesync._is_tracked(chg.relid) THEN
+                -- Moved into a tracked schema: as a table created there.
+                PERFORM edgesync._track_in_schema(chg.relid);
+            END IF;
+        END LOOP;
+
+        -- A new table of a tracked schema, or one that waited for a primary key and has one.
+        IF NOT rel.relispartition AND rel.relpersistence = 'p'
+           AND EXISTS (SELECT FROM edgesync.tracked_schemas WHERE nspid = rel.relnamespace)
+           AND NOT edgesync._is_tracked(rel.oid::regclass)
+           AND (cmd.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
+                OR (EXISTS (SELECT FROM edgesync.pending_tables WHERE relid = rel.oid)
+                    AND EXISTS (SELECT FROM pg_catalog.pg_index WHERE indrelid = rel.oid AND indisprimary))) THEN
+            PERFORM edgesync._track_in_schema(rel.oid::regclass);
+        END IF;
     END LOOP;
 END
 $$;
@@ -431,12 +533,18 @@ BEGIN
     DELETE FROM edgesync.tracked_tables t
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND t.relid::oid = d.objid;
+    DELETE FROM edgesync.pending_tables t
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND t.relid::oid = d.objid;
     DELETE FROM edgesync.tracked_schemas s
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_namespace'::regclass AND s.nspid::oid = d.objid;
 END
 $$;
 
+CREATE EVENT TRIGGER edgesync_ddl_start ON ddl_command_start
+    WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION edgesync._on_ddl_start();
 CREATE EVENT TRIGGER edgesync_ddl ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE', 'CREATE INDEX',
                  'CREATE RULE')

@@ -41,6 +41,7 @@ $old->safe_psql('postgres', qq{
 	SELECT edgesync.set_column_policy('patients', 'phone', 'redact');
 	CREATE SCHEMA clinic;
 	SELECT edgesync.track_schema('clinic');
+	CREATE TABLE clinic.drafts (body text);
 	SELECT edgesync.add_target('archive', 'http://127.0.0.1:9/changes', enabled => false);
 	SELECT pg_create_logical_replication_slot('reader', 'edgesync');
 	INSERT INTO patients VALUES (1, 'MRN-0001', '555-0101', 'A'), (2, 'MRN-0002', '555-0102', 'B');
@@ -68,6 +69,11 @@ is($old->safe_psql('postgres', q{
 	'I1 I2 U2 I3 U1', 'the change log goes on where it was');
 is($old->safe_psql('postgres', q{SELECT edgesync._is_tracked('clinic.visits')}),
 	't', 'a tracked schema still tracks its new tables');
+is($old->safe_psql('postgres', q{SELECT string_agg(relid::text, ' ') FROM edgesync.pending_tables}),
+	'clinic.drafts', 'a table of a tracked schema without a primary key waits for one');
+$old->safe_psql('postgres', q{ALTER TABLE clinic.drafts ADD COLUMN id serial PRIMARY KEY});
+is($old->safe_psql('postgres', q{SELECT edgesync._is_tracked('clinic.drafts')}),
+	't', '... and is tracked once it has one');
 is($old->safe_psql('postgres',
 		q{SELECT count(*) FROM edgesync.target_status WHERE name = 'archive' AND slot_exists}),
 	'1', 'the target and its slot are still there');
