@@ -27,6 +27,10 @@ CREATE TABLE edgesync.targets (
     owner         regrole     NOT NULL   -- who added it or last set its URL: owner.hpp
 );
 COMMENT ON TABLE edgesync.targets IS 'edgesync: where changes are shipped (secrets are kept apart)';
+-- Targets are in a dump; their secrets, state and slots are not: a
+-- restored target ships again after resync(), which gives it a slot and
+-- state, and after alter_target() gave it its secrets again (docs/install.md).
+SELECT pg_catalog.pg_extension_config_dump('edgesync.targets', '');
 REVOKE ALL ON edgesync.targets FROM PUBLIC;
 GRANT SELECT ON edgesync.targets TO edgesync_admin;
 
@@ -201,7 +205,19 @@ REVOKE ALL ON FUNCTION edgesync._require_target(text) FROM PUBLIC;
 -- dropped first.  Must run before the transaction writes anything.
 CREATE FUNCTION edgesync._create_target_slot(slot text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    other name;
 BEGIN
+    -- Slot names are the server's: one of another database (whose targets a
+    -- database restored next to it has) is refused, never touched.
+    SELECT s.database INTO other FROM pg_replication_slots s
+     WHERE s.slot_name = slot AND s.database IS DISTINCT FROM current_database();
+    IF FOUND THEN
+        RAISE EXCEPTION 'replication slot "%" belongs to database "%"', slot, other
+            USING ERRCODE = 'duplicate_object',
+                  DETAIL = 'Slot names are shared by all databases of the server.',
+                  HINT = 'If this database is a copy restored next to that one, it cannot ship to the same target: drop the target here with edgesync.drop_target(), and add it under another name if the copy is to ship.';
+    END IF;
     IF EXISTS (SELECT FROM pg_replication_slots s WHERE s.slot_name = slot)
        AND NOT EXISTS (SELECT FROM edgesync.targets t WHERE t.slot_name = slot) THEN
         PERFORM pg_drop_replication_slot(slot);
@@ -211,7 +227,8 @@ END
 $$;
 REVOKE ALL ON FUNCTION edgesync._create_target_slot(text) FROM PUBLIC;
 
--- Drops a target's slot, waiting a little while the shipper holds it.
+-- Drops a target's slot, waiting a little while the shipper holds it; a
+-- slot of that name in another database is not this target's.
 CREATE FUNCTION edgesync._drop_target_slot(slot text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -219,7 +236,8 @@ DECLARE
 BEGIN
     LOOP
         BEGIN
-            IF EXISTS (SELECT FROM pg_replication_slots s WHERE s.slot_name = slot) THEN
+            IF EXISTS (SELECT FROM pg_replication_slots s
+                        WHERE s.slot_name = slot AND s.database = current_database()) THEN
                 PERFORM pg_drop_replication_slot(slot);
             END IF;
             RETURN;
@@ -307,6 +325,9 @@ DECLARE
     u  record;
 BEGIN
     SELECT * INTO s FROM edgesync.target_secrets WHERE target_secrets.name = t.name FOR UPDATE;
+    IF NOT FOUND THEN  -- a restored target: secrets are not in a dump
+        INSERT INTO edgesync.target_secrets (name) VALUES (t.name) RETURNING * INTO s;
+    END IF;
     IF url IS NOT NULL THEN
         u := edgesync._parse_target_url(url);
         t.kind := u.kind;
@@ -426,7 +447,10 @@ DECLARE
     t edgesync.targets := edgesync._require_target(target);
 BEGIN
     PERFORM edgesync._drop_target_slot(t.slot_name);
-    PERFORM pg_create_logical_replication_slot(t.slot_name, 'edgesync');
+    PERFORM edgesync._create_target_slot(t.slot_name);
+    -- A restored target has neither secrets nor state (not in a dump).
+    INSERT INTO edgesync.target_secrets (name) VALUES (t.name) ON CONFLICT (name) DO NOTHING;
+    INSERT INTO edgesync.target_state (name) VALUES (t.name) ON CONFLICT (name) DO NOTHING;
     UPDATE edgesync.target_state SET resync_pending = true, next_retry = NULL, pending_end = NULL,
            acked_lsn = NULL
      WHERE target_state.name = t.name;

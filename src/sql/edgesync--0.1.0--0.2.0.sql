@@ -728,6 +728,9 @@ DECLARE
     u  record;
 BEGIN
     SELECT * INTO s FROM edgesync.target_secrets WHERE target_secrets.name = t.name FOR UPDATE;
+    IF NOT FOUND THEN  -- a restored target: secrets are not in a dump
+        INSERT INTO edgesync.target_secrets (name) VALUES (t.name) RETURNING * INTO s;
+    END IF;
     IF url IS NOT NULL THEN
         u := edgesync._parse_target_url(url);
         t.kind := u.kind;
@@ -791,6 +794,74 @@ SELECT t.name,
   LEFT JOIN edgesync.target_state st ON st.name = t.name
   LEFT JOIN pg_catalog.pg_replication_slots s
          ON s.slot_name = t.slot_name AND s.database = current_database();
+
+-- Targets are in a dump, their secrets, state and slots are not: resync()
+-- gives a restored target a slot and state, alter_target() its secrets; a
+-- database restored next to its original never takes the original's slots
+-- (issue 13).
+SELECT pg_catalog.pg_extension_config_dump('edgesync.targets', '');
+
+CREATE OR REPLACE FUNCTION edgesync._create_target_slot(slot text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    other name;
+BEGIN
+    -- Slot names are the server's: one of another database (whose targets a
+    -- database restored next to it has) is refused, never touched.
+    SELECT s.database INTO other FROM pg_replication_slots s
+     WHERE s.slot_name = slot AND s.database IS DISTINCT FROM current_database();
+    IF FOUND THEN
+        RAISE EXCEPTION 'replication slot "%" belongs to database "%"', slot, other
+            USING ERRCODE = 'duplicate_object',
+                  DETAIL = 'Slot names are shared by all databases of the server.',
+                  HINT = 'If this database is a copy restored next to that one, it cannot ship to the same target: drop the target here with edgesync.drop_target(), and add it under another name if the copy is to ship.';
+    END IF;
+    IF EXISTS (SELECT FROM pg_replication_slots s WHERE s.slot_name = slot)
+       AND NOT EXISTS (SELECT FROM edgesync.targets t WHERE t.slot_name = slot) THEN
+        PERFORM pg_drop_replication_slot(slot);
+    END IF;
+    PERFORM pg_create_logical_replication_slot(slot, 'edgesync');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION edgesync._drop_target_slot(slot text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    tries integer := 0;
+BEGIN
+    LOOP
+        BEGIN
+            IF EXISTS (SELECT FROM pg_replication_slots s
+                        WHERE s.slot_name = slot AND s.database = current_database()) THEN
+                PERFORM pg_drop_replication_slot(slot);
+            END IF;
+            RETURN;
+        EXCEPTION WHEN object_in_use THEN
+            tries := tries + 1;
+            IF tries >= 100 THEN
+                RAISE;
+            END IF;
+            PERFORM pg_sleep(0.1);
+        END;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION edgesync.resync(target text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t edgesync.targets := edgesync._require_target(target);
+BEGIN
+    PERFORM edgesync._drop_target_slot(t.slot_name);
+    PERFORM edgesync._create_target_slot(t.slot_name);
+    -- A restored target has neither secrets nor state (not in a dump).
+    INSERT INTO edgesync.target_secrets (name) VALUES (t.name) ON CONFLICT (name) DO NOTHING;
+    INSERT INTO edgesync.target_state (name) VALUES (t.name) ON CONFLICT (name) DO NOTHING;
+    UPDATE edgesync.target_state SET resync_pending = true, next_retry = NULL, pending_end = NULL,
+           acked_lsn = NULL
+     WHERE target_state.name = t.name;
+END
+$$;
 
 -- federate
 

@@ -1,10 +1,13 @@
 # Upgrades of edgesync itself: every released version updates, with
 # ALTER EXTENSION edgesync UPDATE, to exactly what a fresh install of the
 # current version gives, and what it held keeps working: tracked tables,
-# column policies, the change log, targets, a slot created before.
+# column policies, the change log, targets, a slot created before, a table
+# of a tracked schema waiting for a primary key; and the updated database
+# restores from pg_dump with its targets.
 use strict;
 use warnings;
 
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -82,6 +85,18 @@ my $stream = $old->safe_psql('postgres',
 	q{SELECT string_agg(data, E'\n') FROM pg_logical_slot_get_changes('reader', NULL, NULL)});
 like($stream, qr/"op":"insert","schema":"public","table":"patients","pk":\{"id":3\}/, 'a slot created before the upgrade streams changes after it');
 unlike($stream, qr/MRN-000|555-010/, 'no hashed or redacted value leaves in clear, before or after');
+
+# An updated database restores: its targets come back, without their slots.
+$old->safe_psql('postgres', 'CREATE DATABASE restored');
+my ($dump_ok, $dump_err) = ('', '');
+$dump_ok = IPC::Run::run(
+	[ 'pg_dump', '-h', $old->host, '-p', $old->port, '-d', 'postgres' ], '|',
+	[ 'psql', '-h', $old->host, '-p', $old->port, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'restored' ],
+	'>', \my $dump_out, '2>', \$dump_err);
+ok($dump_ok && $dump_err eq '', 'pg_dump | psql of the updated database: no error') or diag($dump_err);
+is($old->safe_psql('restored', q{SELECT string_agg(name || ' ' || slot_exists, ', ') FROM edgesync.target_status}),
+	'archive false', 'the restored database has the target, not its slot');
+$old->safe_psql('postgres', 'DROP DATABASE restored');
 
 # The catalog equals a fresh install's, object by object.
 $fresh->safe_psql('postgres', 'CREATE EXTENSION edgesync');
