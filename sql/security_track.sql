@@ -233,6 +233,22 @@ SELECT images FROM edgesync.sync_log_data WHERE images IS NOT NULL ORDER BY firs
 -- The table's owner is not under row level security: every tombstone.
 SELECT pk, deleted FROM edgesync.pull('hospital_admissions', NULL) ORDER BY pk;
 
+-- The helpers the DDL triggers call are safe whoever calls them: another
+-- role's table is neither tracked (as its owner) nor given edgesync's
+-- columns by a role that does not own it.
+CREATE TABLE victim_notes (id int PRIMARY KEY, body text);
+SET ROLE regress_mallory;
+SELECT edgesync._track_as_owner('victim_notes');
+\echo :LAST_ERROR_SQLSTATE
+SELECT edgesync._add_managed_columns('victim_notes');
+\echo :LAST_ERROR_SQLSTATE
+SELECT edgesync._ddl_changes(NULL);
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT edgesync._is_tracked('victim_notes') AS tracked,
+       (SELECT count(*) FROM pg_attribute WHERE attrelid = 'victim_notes'::regclass AND attnum > 0) AS columns;
+DROP TABLE victim_notes;
+
 DROP SCHEMA clinic CASCADE;
 DROP TABLE hospital_patients, hospital_wards, tracked_parts, superuser_after, own_trigger_names,
     hospital_charts, hospital_beds, hospital_admissions;

@@ -174,10 +174,29 @@ sub check_restored
 		my ($rc, $stdout, $stderr) = $target_node->psql($db, q{SELECT edgesync.resync('cloud')});
 		like($stderr, qr/replication slot "edgesync_cloud" belongs to database "hospital"/,
 			"$form: resync() in a copy next to the original is refused");
+		$target_node->safe_psql($db, q{SELECT edgesync.drop_target('cloud')});
+		($rc, $stdout, $stderr) = $target_node->psql($db,
+			"SELECT edgesync.add_target('cloud', '" . $receiver->url . "')");
+		like($stderr, qr/replication slot "edgesync_cloud" belongs to database "hospital"/,
+			"$form: so is add_target() of the same name there");
 		is($node->safe_psql('hospital', q{SELECT slot_exists FROM edgesync.target_status}), 't',
-			"$form: the original's slot is untouched");
+			"$form: the original's slot is untouched, also by drop_target() in the copy");
 	}
 }
+
+# Slot names are the server's: a target of another database named like
+# this one's cannot take its slot.
+$node->safe_psql('postgres', 'CREATE DATABASE other');
+$node->safe_psql('other', 'CREATE EXTENSION edgesync');
+{
+	my ($rc, $stdout, $stderr) = $node->psql('other',
+		"SELECT edgesync.add_target('cloud', '" . $receiver->url . "')");
+	like($stderr, qr/replication slot "edgesync_cloud" belongs to database "hospital"/,
+		'another database: add_target() of a name in use there is refused');
+	is($node->safe_psql('hospital', q{SELECT slot_exists FROM edgesync.target_status}), 't',
+		'another database: the slot stays with its target');
+}
+$node->safe_psql('postgres', 'DROP DATABASE other');
 
 # Plain SQL through psql.
 $node->safe_psql('postgres', 'CREATE DATABASE plain');
