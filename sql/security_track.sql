@@ -211,14 +211,16 @@ CREATE POLICY own_hospital ON hospital_admissions
     USING (hospital_id = current_setting('app.hospital_id')::int);
 GRANT SELECT ON hospital_admissions TO regress_hospital_1, regress_hospital_2;
 INSERT INTO hospital_admissions VALUES (1, 1, 'A'), (2, 2, 'B'), (3, 1, 'C'), (4, 2, 'D');
+-- (A NULL cursor is the initial load, of rows as they are: tombstones come from a cursor.)
+SELECT edgesync.current_cursor('hospital_admissions') AS before_deletes \gset
 DELETE FROM hospital_admissions WHERE id IN (3, 4);
 SET ROLE regress_hospital_1;
 SET app.hospital_id = 1;
-SELECT pk, "row"->>'ward' AS ward, deleted FROM edgesync.pull('hospital_admissions', NULL) ORDER BY pk;
+SELECT pk, "row"->>'ward' AS ward, deleted FROM edgesync.pull('hospital_admissions', :'before_deletes') ORDER BY pk;
 RESET ROLE;
 SET ROLE regress_hospital_2;
 SET app.hospital_id = 2;
-SELECT pk, "row"->>'ward' AS ward, deleted FROM edgesync.pull('hospital_admissions', NULL) ORDER BY pk;
+SELECT pk, "row"->>'ward' AS ward, deleted FROM edgesync.pull('hospital_admissions', :'before_deletes') ORDER BY pk;
 -- From a cursor on: the next delete is its own, the other hospital's is not.
 SELECT edgesync.current_cursor('hospital_admissions') AS cursor \gset
 RESET ROLE;
@@ -231,7 +233,25 @@ RESET app.hospital_id;
 -- Only what the policies read is kept of a deleted row; nobody but the owner reads it.
 SELECT images FROM edgesync.sync_log_data WHERE images IS NOT NULL ORDER BY first_id;
 -- The table's owner is not under row level security: every tombstone.
-SELECT pk, deleted FROM edgesync.pull('hospital_admissions', NULL) ORDER BY pk;
+SELECT pk, deleted FROM edgesync.pull('hospital_admissions', :'before_deletes') ORDER BY pk;
+-- The initial load (a NULL cursor) under row level security: each hospital
+-- loads its own rows, and the changes made during its load that it gets are
+-- those of its own rows: its delete, not another hospital's.
+INSERT INTO hospital_admissions VALUES (1, 1, 'A'), (2, 2, 'B'), (5, 1, 'E'), (6, 2, 'F'), (7, 1, 'G');
+SET ROLE regress_hospital_1;
+SET app.hospital_id = 1;
+SELECT pk, "row"->>'ward' AS ward, deleted FROM edgesync.pull('hospital_admissions', NULL, 2);
+SELECT next_cursor AS loading FROM edgesync.pull('hospital_admissions', NULL, 2) ORDER BY pk DESC LIMIT 1 \gset
+RESET ROLE;
+DELETE FROM hospital_admissions WHERE id IN (2, 5);
+SET ROLE regress_hospital_1;
+SELECT pk, "row"->>'ward' AS ward, deleted FROM edgesync.pull('hospital_admissions', :'loading', 2);
+RESET ROLE;
+SET ROLE regress_hospital_2;
+SET app.hospital_id = 2;
+SELECT pk, "row"->>'ward' AS ward, deleted FROM edgesync.pull('hospital_admissions', NULL);
+RESET ROLE;
+RESET app.hospital_id;
 
 -- The helpers the DDL triggers call are safe whoever calls them: another
 -- role's table is neither tracked (as its owner) nor given edgesync's

@@ -22,21 +22,114 @@ SELECT pk, op, version FROM edgesync.changes(:'c3', 10);
 -- current_cursor(): start from now.
 SELECT count(*) AS from_now FROM edgesync.changes(edgesync.current_cursor(), 10);
 
--- pull(): current rows of changed keys, tombstones for deleted ones.
+-- pull(): from a NULL cursor, the initial load: every row as it is now, in
+-- key order, no tombstones (a new device has nothing to delete).
 DELETE FROM hospital_patients WHERE id = 4;
 SELECT pk, "row"->>'name' AS name, "row"->>'ward' AS ward, version, deleted
   FROM edgesync.pull('hospital_patients', NULL);
 SELECT next_cursor AS p1 FROM edgesync.pull('hospital_patients', NULL) ORDER BY pk DESC LIMIT 1 \gset
--- Paging never loses a key: max = 1 at a time until the end.
-WITH RECURSIVE pages(n, pk, cur) AS (
-    SELECT 1, p.pk, p.next_cursor FROM edgesync.pull('hospital_patients', NULL, 1) p
-  UNION ALL
-    SELECT pages.n + 1, p.pk, p.next_cursor
-      FROM pages, LATERAL edgesync.pull('hospital_patients', pages.cur, 1) p
-     WHERE pages.n < 20
-)
--- ("-": a row that only moves the cursor past key 4, deleted later.)
-SELECT string_agg(coalesce(pk->>'id', '-'), ',' ORDER BY n) AS keys_in_order FROM pages;
+
+-- A client's loop: pull a page from the cursor it keeps (NULL at first),
+-- apply it, keep the next_cursor of its last row; a page shorter than max
+-- means up to date.  (Here: until up to date, or a number of pages.)
+CREATE TABLE device (tbl regclass, page int, pk jsonb, note text, version bigint, deleted boolean, cursor text);
+CREATE FUNCTION sync_device(tbl regclass, max int, pages int DEFAULT NULL) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    cur  text := (SELECT d.cursor FROM device d WHERE d.tbl = sync_device.tbl ORDER BY d.page DESC, d.ctid DESC LIMIT 1);
+    pg   int := coalesce((SELECT max(d.page) FROM device d WHERE d.tbl = sync_device.tbl), 0);
+    n    int;
+BEGIN
+    FOR i IN 1 .. coalesce(pages, 1000) LOOP
+        pg := pg + 1;
+        INSERT INTO device SELECT tbl, pg, p.pk, p."row"->>'note', p.version, p.deleted, p.next_cursor
+          FROM edgesync.pull(tbl, cur, max) p;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        cur := coalesce((SELECT d.cursor FROM device d WHERE d.tbl = sync_device.tbl AND d.page = pg
+                          ORDER BY d.ctid DESC LIMIT 1), cur);
+        EXIT WHEN n < max;
+    END LOOP;
+    RETURN pg;
+END
+$$;
+CREATE TABLE visits (id int PRIMARY KEY, note text);
+INSERT INTO visits SELECT g, 'visit ' || g FROM generate_series(1, 10) g;
+SELECT edgesync.track('visits');
+-- What the device holds (each key's last delivery) against the table, and
+-- keys delivered more than once after a page: none.
+CREATE VIEW device_differs AS
+    SELECT coalesce(d.id, v.id) AS id, d.note AS device, v.note AS "table"
+      FROM (SELECT DISTINCT ON (pk) (pk->>'id')::int AS id, note
+              FROM device WHERE tbl = 'visits'::regclass AND pk IS NOT NULL AND NOT deleted
+               AND (pk, page, ctid) IN (SELECT DISTINCT ON (pk) pk, page, ctid FROM device
+                                         WHERE tbl = 'visits'::regclass ORDER BY pk, page DESC, ctid DESC)) d
+      FULL JOIN visits v ON v.id = d.id
+     WHERE d.note IS DISTINCT FROM v.note;
+
+-- The load, in pages of 3: every row once, in key order.
+SELECT sync_device('visits', 3) AS pages;
+SELECT page, string_agg(pk->>'id', ',' ORDER BY ctid) AS keys FROM device GROUP BY page ORDER BY page;
+SELECT count(*) AS nothing_new
+  FROM edgesync.pull('visits', (SELECT cursor FROM device ORDER BY page DESC, ctid DESC LIMIT 1), 3);
+
+-- Then the changes, oldest first, each key once per page at its last
+-- change, with its row as it is now, and tombstones for deleted keys.
+UPDATE visits SET note = 'first' WHERE id = 5;
+DELETE FROM visits WHERE id = 2;
+INSERT INTO visits VALUES (11, 'new');
+UPDATE visits SET note = 'second' WHERE id = 5;
+UPDATE visits SET note = 'other' WHERE id = 7;
+SELECT sync_device('visits', 100) AS pages;
+SELECT pk, note, version, deleted FROM device WHERE page = 5 ORDER BY ctid;
+SELECT * FROM device_differs;
+
+-- Writes between the pages of a load: rows before the load's position
+-- come as changes, rows after it as the load reads them; none is missed,
+-- none comes twice.
+DELETE FROM device;
+SELECT sync_device('visits', 3, pages => 2) AS pages;
+SELECT string_agg(pk->>'id', ',' ORDER BY page, ctid) AS loaded_so_far FROM device;
+UPDATE visits SET note = 'changed during load' WHERE id IN (3, 9);
+DELETE FROM visits WHERE id IN (4, 10);
+INSERT INTO visits VALUES (0, 'inserted before'), (12, 'inserted after');
+UPDATE visits SET id = 13 WHERE id = 1;
+SELECT sync_device('visits', 3) AS pages;
+SELECT page, string_agg(pk->>'id' || CASE WHEN deleted THEN '(deleted)' ELSE '' END, ',' ORDER BY ctid) AS keys
+  FROM device GROUP BY page ORDER BY page;
+SELECT * FROM device_differs;
+SELECT pk->>'id' AS same_version_twice FROM device GROUP BY pk, version, deleted HAVING count(*) > 1;
+
+-- The issue's case: 120 rows changed one transaction each, read 7 at a
+-- time, come once each (newest first, they came 279 times).
+CREATE TABLE wards (id int PRIMARY KEY, beds int);
+INSERT INTO wards SELECT g, 0 FROM generate_series(1, 120) g;
+SELECT edgesync.track('wards');
+SELECT sync_device('wards', 7) AS load_pages \gset
+CREATE PROCEDURE one_update_each() LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1 .. 120 LOOP
+        UPDATE wards SET beds = beds + 1 WHERE id = i;
+        COMMIT;
+    END LOOP;
+END
+$$;
+CALL one_update_each();
+SELECT sync_device('wards', 7) - :load_pages AS change_pages;
+SELECT count(*) AS deliveries, count(DISTINCT pk) AS keys, count(*) FILTER (WHERE version = 2) AS at_version_2
+  FROM device WHERE tbl = 'wards'::regclass AND page > :load_pages AND pk IS NOT NULL;
+DROP PROCEDURE one_update_each();
+
+-- A TRUNCATE leaves no tombstones: a cursor from before it is refused, and
+-- the client loads again.
+TRUNCATE visits;
+SELECT * FROM edgesync.pull('visits', (SELECT cursor FROM device WHERE tbl = 'visits'::regclass ORDER BY page DESC, ctid DESC LIMIT 1));
+\echo :LAST_ERROR_SQLSTATE
+SELECT pk, deleted, next_cursor IS NOT NULL AS has_cursor FROM edgesync.pull('visits', NULL);
+-- A malformed load position is an invalid cursor.
+SELECT * FROM edgesync.pull('visits', regexp_replace(:'p1', '/-/-/-$', '/-/-/-/kxyz'));
+\echo :LAST_ERROR_SQLSTATE
+DROP VIEW device_differs;
+DROP FUNCTION sync_device(regclass, int, int);
+DROP TABLE device, visits, wards;
 
 -- push(): each change is applied, or comes back as a conflict with the row.
 SELECT ord, op, pk, status, "row"->>'ward' AS ward, version

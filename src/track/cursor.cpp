@@ -39,6 +39,16 @@ parse_uint(std::string_view s, uint64_t &out)
 	return ec == std::errc() && end == s.data() + s.size();
 }
 
+int
+hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
 [[noreturn]] void
 malformed(std::string_view text, const char *why)
 {
@@ -75,8 +85,9 @@ Cursor
 parse_cursor(std::string_view text)
 {
 	std::vector<std::string_view> f = split(text, '/');
-	if (f.size() != 7 || f[0] != kPrefix)
-		malformed(text, "A cursor has seven fields separated by \"/\" and starts with \"es1\"");
+	if ((f.size() != 7 && f.size() != 8) || f[0] != kPrefix)
+		malformed(text,
+				  "A cursor has seven or eight fields separated by \"/\" and starts with \"es1\"");
 
 	Cursor c;
 	c.database = std::string(f[1]);
@@ -101,6 +112,22 @@ parse_cursor(std::string_view text)
 		c.last_xid = static_cast<int64_t>(xid);
 		c.last_id = static_cast<int64_t>(id);
 	}
+	if (f.size() == 8) {
+		/* The load position: "k", then the key's JSON in lower-case hex. */
+		std::string_view hex = f[7];
+		if (hex.empty() || hex[0] != 'k' || (hex.size() - 1) % 2 != 0)
+			malformed(text, "The eighth field is not a load position");
+		std::string key;
+		for (size_t i = 1; i < hex.size(); i += 2) {
+			int hi = hex_value(hex[i]), lo = hex_value(hex[i + 1]);
+			if (hi < 0 || lo < 0)
+				malformed(text, "The eighth field is not a load position");
+			key += static_cast<char>(hi * 16 + lo);
+		}
+		if (!key.empty() && (key.front() != '{' || key.back() != '}'))
+			malformed(text, "The load position is not a key");
+		c.load = std::move(key);
+	}
 	return c;
 }
 
@@ -114,6 +141,14 @@ format_cursor(const Cursor &c)
 		out += '/' + *c.window + '/' + std::to_string(c.last_xid) + '/' + std::to_string(c.last_id);
 	else
 		out += "/-/-/-";
+	if (c.load) {
+		static constexpr char kHex[] = "0123456789abcdef";
+		out += "/k";
+		for (unsigned char ch : *c.load) {
+			out += kHex[ch >> 4];
+			out += kHex[ch & 15];
+		}
+	}
 	return out;
 }
 

@@ -4,7 +4,7 @@
  * A cursor says which changes a reader has seen, in terms of transaction
  * snapshots (as PgQ does), because log ids are not in commit order:
  *
- *   es1/<database>/<scope>/<seen>/<window>/<last xid>/<last id>
+ *   es1/<database>/<scope>/<seen>/<window>/<last xid>/<last id>[/<load>]
  *
  *   database  "<system identifier hex>.<database oid>": a cursor from another
  *             database is refused, not misread;
@@ -13,7 +13,10 @@
  *             ("-" at the very start);
  *   window    a later pg_snapshot whose new transactions are being delivered,
  *             with the (xid, id) of the last row delivered from it; all three
- *             are "-" when no window is open.
+ *             are "-" when no window is open;
+ *   load      pull() only, while its initial load reads the table: "k" and the
+ *             hex of the last key loaded (JSON), "k" alone before the first;
+ *             absent once the load is done (and in changes() cursors).
  *
  * Pure C++: includes no PostgreSQL header (unit-tested in test/unit).
  */
@@ -33,6 +36,7 @@ struct Cursor {
 	std::optional<std::string> window; /* pg_snapshot text */
 	int64_t last_xid = 0;			   /* meaningful when window is set */
 	int64_t last_id = 0;
+	std::optional<std::string> load; /* JSON of the last key loaded; "" before the first */
 };
 
 /* Parses text; throws edgesync::Error (22023) naming what is wrong. */

@@ -13,11 +13,13 @@
 -- The engine of changes() and pull(): up to max log rows after cursor, each
 -- with the cursor that resumes after it.  It returns the keys and images as
 -- written: only the log's owner runs it (changes() and pull() do, from C).
+-- Stable: it reads the log in the snapshot of the statement that calls it,
+-- the one pull() reads the rows in, and a new window is that snapshot.
 CREATE FUNCTION edgesync._window(scope text, cursor text, rel oid, max integer)
 RETURNS TABLE (log_id bigint, log_xid bigint, log_relid oid, log_pk text, log_op "char",
                log_version bigint, log_changed_at timestamptz, log_role oid, log_app text,
                next_cursor text, log_image text)
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     c      record;
     seen   pg_snapshot;
@@ -45,21 +47,30 @@ BEGIN
 
     RETURN QUERY
     WITH rows AS (
-        -- Batch rows of transactions new in the window, not yet read ...
-        SELECT d.*
+        -- Batch rows of transactions new in the window, not yet read, with
+        -- how many changes each has left to read ...
+        SELECT d.*, f.fresh, sum(f.fresh) OVER (ORDER BY d.xid, d.first_id) AS upto
           FROM edgesync.sync_log_data d
+         CROSS JOIN LATERAL (
+               SELECT CASE WHEN d.xid = c.last_xid
+                           THEN least(cardinality(d.ops), d.first_id + cardinality(d.ops) - 1 - c.last_id)
+                           ELSE cardinality(d.ops) END AS fresh) f
          WHERE d.xid >= lo
            AND d.xid < pg_snapshot_xmax(win)::text::bigint
            AND (rel IS NULL OR d.relid = rel)
            AND pg_visible_in_snapshot(d.xid::text::xid8, win)
            AND (seen IS NULL OR NOT pg_visible_in_snapshot(d.xid::text::xid8, seen))
            AND (c.last_xid IS NULL
-                OR (d.xid, d.first_id + cardinality(d.pks) - 1) > (c.last_xid, c.last_id))
+                OR (d.xid, d.first_id + cardinality(d.ops) - 1) > (c.last_xid, c.last_id))
+    ), wanted AS (
+        -- ... of which, in (xid, id) order, only those the page needs: a
+        -- large window is not unnested whole for every page of it ...
+        SELECT r.* FROM rows r WHERE r.upto - r.fresh < max + 1
     ), changes AS (
         -- ... and their changes, in (xid, id) order.
         SELECT r.xid, r.first_id + e.n - 1 AS id, r.relid, e.pk, e.op, e.version,
                r.changed_at, r.role, r.application_name, e.image
-          FROM rows r
+          FROM wanted r
          CROSS JOIN LATERAL unnest(r.pks, r.ops, r.versions, r.images)
                             WITH ORDINALITY AS e(pk, op, version, image, n)
          WHERE c.last_xid IS NULL OR (r.xid, r.first_id + e.n - 1) > (c.last_xid, c.last_id)
@@ -125,30 +136,44 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
             OR EXISTS (SELECT FROM unnest(p.polroles) AS r WHERE pg_has_role(current_user, r, 'USAGE')))
 $$;
 
--- The page pull() returns, computed as the caller from the window's log
--- rows (arrays, in window order): the current rows of the keys changed, as
--- the caller may select them, and tombstones for deleted keys.  A tombstone
--- goes only to a caller who could see the deleted row: under row level
--- security, its SELECT policies must pass on the row's image (kept by the
--- log trigger for tables with row level security; a delete without one, made
--- before row level security was enabled, is not handed out).  Called with
--- made-up arrays it can tell nothing its caller could not select.
+-- The rows pull() returns for log rows of a window, computed as the caller
+-- from the window's log rows (arrays, in window order): the current rows of
+-- the keys changed, as the caller may select them, and tombstones for keys
+-- the caller cannot select (any more) that were deleted in the window.  A
+-- tombstone goes only to a caller who could see the deleted row: under row
+-- level security, its SELECT policies must pass on the row's image (kept by
+-- the log trigger for tables with row level security; a delete without one,
+-- made before row level security was enabled, is not handed out).  Called
+-- with made-up arrays it can tell nothing its caller could not select.
 --
--- Rows come in the order of each key's last change, so every row's cursor
--- is safe to resume from, and the last row carries the cursor after every
--- log row read.  If the log rows read were all about keys the caller cannot
--- see, one row with only next_cursor set (pk NULL) keeps the reader moving.
+-- Each key comes once, at its last change in the window, in window order,
+-- with the cursor that resumes after that change.  While pull() still loads
+-- the table (load is the last key loaded), keys after load are left out:
+-- the load reads them as they are.  Stable: rows are read in the snapshot of
+-- the statement calling it, the one pull() read the window in.
 CREATE FUNCTION edgesync._pull_page(tbl regclass, pks text[], ops "char"[], versions bigint[],
-                                    xids bigint[], ids bigint[], cursors text[], images text[])
+                                    cursors text[], images text[], load jsonb)
 RETURNS TABLE (pk jsonb, "row" jsonb, version bigint, deleted boolean, next_cursor text)
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     keys      name[];
     match     text;
+    loaded    text := 'true';
     tombstone text := 'true';
 BEGIN
+    IF 'T' = ANY (ops) THEN
+        RAISE EXCEPTION 'table "%" was truncated after this cursor', tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'TRUNCATE deletes rows without tombstones: a client cannot tell which of its rows are gone.',
+                  HINT = 'Start again with a NULL cursor and reload the current rows.';
+    END IF;
     keys := edgesync._key_columns(tbl);
     SELECT string_agg(format('t.%1$I = k.%1$I', key), ' AND ') INTO match FROM unnest(keys) AS key;
+    IF load IS NOT NULL THEN
+        SELECT format('(%s) <= (%s)', string_agg(format('k.%I', key), ', '),
+                      string_agg(format('(jsonb_populate_record(NULL::%s, $6)).%I', tbl, key), ', '))
+          INTO loaded FROM unnest(keys) AS key;
+    END IF;
     IF row_security_active(tbl) THEN
         tombstone := format('l.image IS NOT NULL AND EXISTS (SELECT FROM jsonb_populate_record(NULL::%s, l.image || l.pk) AS %I WHERE %s)',
                             tbl, (SELECT c.relname FROM pg_class c WHERE c.oid = tbl),
@@ -156,48 +181,72 @@ BEGIN
     END IF;
 
     RETURN QUERY EXECUTE format($q$
-        WITH w AS MATERIALIZED (
-            SELECT w.pk::jsonb AS pk, w.op AS log_op, w.version AS log_version, w.xid AS log_xid,
-                   w.id AS log_id, w.next_cursor, w.image::jsonb AS image, w.n
-              FROM unnest($1, $2, $3, $4, $5, $6, $7) WITH ORDINALITY
-                   AS w(pk, op, version, xid, id, next_cursor, image, n)
-        ), latest AS (
-            SELECT DISTINCT ON (w.pk) * FROM w ORDER BY w.pk, w.log_xid DESC, w.log_id DESC
-        ), visible AS (
-            SELECT l.pk,
-                   CASE WHEN t.%3$I IS NULL THEN NULL ELSE to_jsonb(t.*) END AS "row",
-                   coalesce(t.version, l.log_version) AS version,
-                   t.%3$I IS NULL AS deleted,
-                   l.next_cursor, l.log_xid, l.log_id
-              FROM latest l
-              CROSS JOIN LATERAL jsonb_populate_record(NULL::%1$s, l.pk) AS k
-              LEFT JOIN %1$s AS t ON %2$s
-             WHERE t.%3$I IS NOT NULL OR (l.log_op = 'D' AND %4$s)
-        ), last_read AS (
-            SELECT w.next_cursor FROM w ORDER BY w.log_xid DESC, w.log_id DESC LIMIT 1
+        WITH w AS (
+            SELECT w.pk::jsonb AS pk, w.op, w.version, w.next_cursor, w.image, w.n
+              FROM unnest($1, $2, $3, $4, $5) WITH ORDINALITY AS w(pk, op, version, next_cursor, image, n)
+             WHERE w.pk IS NOT NULL
+        ), changed AS (
+            -- Each key at its last change, with its last delete's version and image.
+            SELECT w.pk, max(w.n) AS n,
+                   (array_agg(w.next_cursor ORDER BY w.n DESC))[1] AS next_cursor,
+                   (array_agg(w.version ORDER BY w.n DESC) FILTER (WHERE w.op = 'D'))[1] AS deleted_version,
+                   (array_agg(w.image ORDER BY w.n DESC) FILTER (WHERE w.op = 'D'))[1]::jsonb AS image
+              FROM w GROUP BY w.pk
         )
-        SELECT v.pk, v."row", v.version, v.deleted,
-               CASE WHEN row_number() OVER (ORDER BY v.log_xid DESC, v.log_id DESC) = 1
-                    THEN (SELECT next_cursor FROM last_read) ELSE v.next_cursor END
-          FROM visible v
-        UNION ALL
-        SELECT NULL, NULL, NULL, NULL, (SELECT next_cursor FROM last_read)
-         WHERE NOT EXISTS (SELECT FROM visible) AND EXISTS (SELECT FROM w)
-        $q$, tbl, match, keys[1], tombstone)
-    USING pks, ops, versions, xids, ids, cursors, images;
+        SELECT l.pk,
+               CASE WHEN t.%3$I IS NULL THEN NULL ELSE to_jsonb(t.*) END,
+               coalesce(t.version, l.deleted_version),
+               t.%3$I IS NULL,
+               l.next_cursor
+          FROM changed l
+          CROSS JOIN LATERAL jsonb_populate_record(NULL::%1$s, l.pk) AS k
+          LEFT JOIN %1$s AS t ON %2$s
+         WHERE %5$s
+           AND (t.%3$I IS NOT NULL OR (l.deleted_version IS NOT NULL AND %4$s))
+         ORDER BY l.n
+        $q$, tbl, match, keys[1], tombstone, loaded)
+    USING pks, ops, versions, cursors, images, load;
 END
 $$;
 
--- pull(): the current rows of the keys changed after cursor, and tombstones
--- for deleted keys, as the caller may see them (src/track/pull.cpp): the
--- log's window is read as its owner, the rows as the caller, so table
--- privileges and row level security decide what comes back.  Open to
--- PUBLIC: it shows nothing the caller could not SELECT.
+-- The initial load's next rows: up to max rows of tbl after the key load
+-- (from the first if NULL), in key order, as the caller may select them.
+-- Stable, for the same reason as _pull_page.
+CREATE FUNCTION edgesync._pull_load(tbl regclass, load jsonb, max integer)
+RETURNS TABLE (pk jsonb, "row" jsonb, version bigint)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    keys  name[];
+    cols  text;
+    after text := '';
+BEGIN
+    keys := edgesync._key_columns(tbl);
+    SELECT string_agg(format('t.%I', key), ', ') INTO cols FROM unnest(keys) AS key;
+    IF load IS NOT NULL THEN
+        SELECT format('WHERE (%s) > (%s)', cols,
+                      string_agg(format('(jsonb_populate_record(NULL::%s, $1)).%I', tbl, key), ', '))
+          INTO after FROM unnest(keys) AS key;
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT jsonb_build_object(%s), to_jsonb(t.*), t.version FROM %s AS t %s ORDER BY %s LIMIT $2',
+        (SELECT string_agg(format('%L, t.%I', key, key), ', ') FROM unnest(keys) AS key),
+        tbl, after, cols)
+    USING load, max;
+END
+$$;
+
+-- pull(): the rows of a table as the caller may see them, by cursor (src/track/pull.cpp).
+-- From a NULL cursor, first every row (the initial load, in key order), then
+-- the keys changed since, in the order of their last change, with
+-- tombstones for deleted keys; a page shorter than max means the caller is
+-- up to date.  The log's window is read as its owner, the rows as the
+-- caller, so table privileges and row level security decide what comes
+-- back.  Open to PUBLIC: it shows nothing the caller could not SELECT.
 CREATE FUNCTION edgesync.pull(tbl regclass, cursor text, max integer DEFAULT 1000)
 RETURNS TABLE (pk jsonb, "row" jsonb, version bigint, deleted boolean, next_cursor text)
     AS 'MODULE_PATHNAME', 'edgesync_pull' LANGUAGE C;
 COMMENT ON FUNCTION edgesync.pull(regclass, text, integer) IS
-    'edgesync: current rows of keys changed after a cursor, with tombstones for deleted keys';
+    'edgesync: every row, then the rows changed and tombstones of rows deleted, after a cursor';
 
 -- push(): apply a batch of client changes, each based on a version the client
 -- read.  A change whose version is stale is not applied: it comes back as a
@@ -332,6 +381,91 @@ END
 $$;
 COMMENT ON FUNCTION edgesync.push(regclass, jsonb) IS
     'edgesync: apply client changes based on known versions; stale ones come back as conflicts';
+
+-- RxDB's replication protocol over pull() and push(), one SQL call per page
+-- and per push (docs/tracking.md, "Offline clients with RxDB").  Documents
+-- are the table's rows as JSON with "_deleted": false, tombstones the key
+-- with "_deleted": true; the checkpoint is {"cursor": <pull()'s cursor>}.
+-- Both run as the caller: what pull() and push() allow, nothing more.
+
+-- A page of documents after checkpoint (NULL: the initial load), and the
+-- checkpoint after it.  Fewer than batch_size documents: up to date.
+CREATE FUNCTION edgesync.rxdb_pull(tbl regclass, checkpoint jsonb, batch_size integer DEFAULT 100)
+RETURNS jsonb
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT jsonb_build_object(
+               'documents', coalesce(jsonb_agg(CASE WHEN p.deleted THEN p.pk || '{"_deleted": true}'
+                                                    ELSE p."row" || '{"_deleted": false}' END
+                                               ORDER BY p.n) FILTER (WHERE p.pk IS NOT NULL), '[]'),
+               'checkpoint', coalesce(jsonb_build_object('cursor', (array_agg(p.next_cursor ORDER BY p.n DESC))[1]),
+                                      checkpoint))
+      FROM edgesync.pull(tbl, checkpoint->>'cursor', batch_size) WITH ORDINALITY
+           AS p(pk, "row", version, deleted, next_cursor, n)
+$$;
+COMMENT ON FUNCTION edgesync.rxdb_pull(regclass, jsonb, integer) IS
+    'edgesync: RxDB replication, pull handler: {"documents": [...], "checkpoint": {...}}';
+
+-- Applies RxDB's push rows ({"newDocumentState": ..., "assumedMasterState":
+-- ...}) through push(): a document is written only if the row is still the
+-- version the device assumed (by "version"); returns the current state of
+-- the others, RxDB's conflicts, as documents.  A delete of a row that is
+-- gone already is no conflict.
+CREATE FUNCTION edgesync.rxdb_push(tbl regclass, rows jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    changes  jsonb;
+    bad      integer;
+    result   jsonb;
+BEGIN
+    IF jsonb_typeof(rows) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'rows must be a JSON array'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Got a JSON %s.', coalesce(jsonb_typeof(rows), 'NULL')),
+                  HINT = 'Pass RxDB''s push rows: [{"newDocumentState": {...}, "assumedMasterState": {...}}, ...].';
+    END IF;
+    SELECT min(r.n) INTO bad FROM jsonb_array_elements(rows) WITH ORDINALITY AS r(e, n)
+     WHERE jsonb_typeof(r.e) IS DISTINCT FROM 'object'
+        OR jsonb_typeof(r.e->'newDocumentState') IS DISTINCT FROM 'object'
+        OR jsonb_typeof(coalesce(r.e->'assumedMasterState', 'null')) NOT IN ('object', 'null');
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'element % of rows is not a push row', bad
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A push row is an object with a "newDocumentState" object and an optional "assumedMasterState" object.';
+    END IF;
+
+    -- Each document as push() takes it: a device's new document is an insert,
+    -- a change of a document it had is an update or delete based on that
+    -- document's version.  RxDB's own fields (_deleted, _meta, ...) are not columns.
+    SELECT jsonb_agg(jsonb_build_object(
+               'op', CASE WHEN (r.e->'newDocumentState'->>'_deleted')::boolean THEN 'delete'
+                          WHEN NOT r.had THEN 'insert'
+                          ELSE 'update' END,
+               'row', (SELECT coalesce(jsonb_object_agg(d.key, d.value), '{}')
+                         FROM jsonb_each(r.e->'newDocumentState') AS d
+                        WHERE d.key NOT LIKE '\_%'),
+               'version', CASE WHEN r.had THEN r.e->'assumedMasterState'->'version'
+                               WHEN (r.e->'newDocumentState'->>'_deleted')::boolean THEN '0' END)
+           ORDER BY r.n)
+      INTO changes
+      FROM jsonb_array_elements(rows) WITH ORDINALITY AS e(e, n)
+     CROSS JOIN LATERAL (
+           SELECT e.e, e.n,
+                  coalesce(jsonb_typeof(e.e->'assumedMasterState') = 'object'
+                           AND NOT coalesce((e.e->'assumedMasterState'->>'_deleted')::boolean, false),
+                           false) AS had) r;
+
+    SELECT coalesce(jsonb_agg(CASE WHEN p."row" IS NULL THEN p.pk || '{"_deleted": true}'
+                                   ELSE p."row" || '{"_deleted": false}' END ORDER BY p.ord), '[]')
+      INTO result
+      FROM edgesync.push(tbl, coalesce(changes, '[]')) AS p
+     WHERE p.status = 'conflict'
+       AND NOT (p.op = 'delete' AND p."row" IS NULL);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION edgesync.rxdb_push(regclass, jsonb) IS
+    'edgesync: RxDB replication, push handler: applies rows, returns the conflicts as documents';
 
 -- The size of the log's BRIN block ranges (prune() works range by range;
 -- 32 if the index was dropped or replaced by hand).

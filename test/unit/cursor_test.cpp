@@ -24,14 +24,14 @@ TEST(Snapshot, AcceptsPgSnapshotText)
 
 TEST(Cursor, RoundTripsClosedAndOpenWindows)
 {
-	Cursor start{"6f1a.5", "all", std::nullopt, std::nullopt, 0, 0};
+	Cursor start{"6f1a.5", "all", std::nullopt, std::nullopt, 0, 0, std::nullopt};
 	EXPECT_EQ(format_cursor(start), "es1/6f1a.5/all/-/-/-/-");
 	Cursor back = parse_cursor(format_cursor(start));
 	EXPECT_EQ(back.database, "6f1a.5");
 	EXPECT_FALSE(back.seen.has_value());
 	EXPECT_FALSE(back.window.has_value());
 
-	Cursor open{"6f1a.5", "rel16384", "740:745:742", "750:760:", 755, 9001};
+	Cursor open{"6f1a.5", "rel16384", "740:745:742", "750:760:", 755, 9001, std::nullopt};
 	std::string text = format_cursor(open);
 	EXPECT_EQ(text, "es1/6f1a.5/rel16384/740:745:742/750:760:/755/9001");
 	Cursor parsed = parse_cursor(text);
@@ -42,11 +42,37 @@ TEST(Cursor, RoundTripsClosedAndOpenWindows)
 	EXPECT_EQ(parsed.last_id, 9001);
 }
 
+TEST(Cursor, RoundTripsLoadPositions)
+{
+	Cursor loading{"6f1a.5", "rel16384", "740:745:", std::nullopt, 0, 0, std::string()};
+	EXPECT_EQ(format_cursor(loading), "es1/6f1a.5/rel16384/740:745:/-/-/-/k");
+	Cursor back = parse_cursor(format_cursor(loading));
+	ASSERT_TRUE(back.load.has_value());
+	EXPECT_EQ(*back.load, "");
+
+	/* A text key may hold "/" and anything else: hex keeps the fields apart. */
+	loading.load = R"({"mrn": "A/7 é"})";
+	loading.window = "750:760:";
+	loading.last_xid = 755;
+	loading.last_id = 9001;
+	std::string text = format_cursor(loading);
+	EXPECT_EQ(text.find("A/7"), std::string::npos);
+	back = parse_cursor(text);
+	EXPECT_EQ(*back.load, R"({"mrn": "A/7 é"})");
+	EXPECT_EQ(*back.window, "750:760:");
+	EXPECT_EQ(back.last_id, 9001);
+
+	/* Seven fields: no load (changes() cursors, and pull() once loaded). */
+	EXPECT_FALSE(parse_cursor("es1/a/rel1/740:745:/-/-/-").load.has_value());
+}
+
 TEST(Cursor, RejectsMalformedText)
 {
-	for (const char *bad : {"", "es1", "es2/a/all/-/-/-/-", "es1/a/all/-/-/-", "es1//all/-/-/-/-",
-							"es1/a/all/x/-/-/-", "es1/a/all/-/750:760:/-/-",
-							"es1/a/all/-/750:760:/abc/1", "es1/a/all/-/-/-/-/extra"}) {
+	for (const char *bad :
+		 {"", "es1", "es2/a/all/-/-/-/-", "es1/a/all/-/-/-", "es1//all/-/-/-/-",
+		  "es1/a/all/x/-/-/-", "es1/a/all/-/750:760:/-/-", "es1/a/all/-/750:760:/abc/1",
+		  "es1/a/all/-/-/-/-/extra", "es1/a/all/-/-/-/-/k7", "es1/a/all/-/-/-/-/k7b7g",
+		  "es1/a/all/-/-/-/-/k3132", "es1/a/all/-/-/-/-/", "es1/a/all/-/-/-/-/k/x"}) {
 		try {
 			parse_cursor(bad);
 			ADD_FAILURE() << "accepted: " << bad;
