@@ -5,14 +5,15 @@
 #   2. builds the extension (PGXS) and installs it into a private copy of the
 #      PostgreSQL installation (scripts/private-install.sh), never the system;
 #   3. runs GoogleTest (ctest), pg_regress, isolation and TAP tests, each
-#      against temporary clusters it creates on unix sockets in a temp dir;
+#      against temporary clusters it creates on unix sockets in a temp dir,
+#      and RxDB devices in Node.js against one (test/rxdb/run.sh);
 #   4. prints one closing line: "N passed, N failed", summed over the layers.
 #
 # As root, clusters run as an unprivileged user (EDGESYNC_TEST_USER, default
 # postgres) from a copy of the tree in a temp dir that user owns: initdb
 # refuses root, and the checkout may not be readable by that user.
 #
-# Options: --only LAYER (unit, regress, isolation, tap; repeatable).
+# Options: --only LAYER (unit, regress, isolation, tap, rxdb; repeatable).
 # To run some tests of a layer, name them in the environment as the Makefile
 # does: REGRESS="track sync", ISOLATION="cursor-rule", PROVE_TESTS="test/t/010_track_crash.pl".
 # KEEP_RESULTS=DIR keeps a failing regress/isolation run's outputs in DIR.
@@ -26,10 +27,10 @@ layers=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 		--only) layers+=("$2"); shift 2 ;;
-		*) echo "usage: $0 [--only unit|regress|isolation|tap]..." >&2; exit 2 ;;
+		*) echo "usage: $0 [--only unit|regress|isolation|tap|rxdb]..." >&2; exit 2 ;;
 	esac
 done
-[ ${#layers[@]} -eq 0 ] && layers=(unit regress isolation tap)
+[ ${#layers[@]} -eq 0 ] && layers=(unit regress isolation tap rxdb)
 
 bash scripts/install-deps.sh || exit 1
 
@@ -147,6 +148,21 @@ for layer in "${layers[@]}"; do
 			find "$testdir/tmp_check/log" -name 'regress_log_*' -exec tail -n 60 {} \; 2>/dev/null
 		fi
 		record tap $((tests - failed > 0 ? tests - failed : 0)) "$failed"
+		;;
+	rxdb)
+		# Node.js, RxDB from npm, and a cluster of its own (as the test user).
+		echo "== rxdb (RxDB devices in Node.js)"
+		log="$workdir/rxdb.log"
+		PG_BINDIR=$PRIVATE_BINDIR bash test/rxdb/run.sh >"$log" 2>&1
+		rc=$?
+		grep -E '^(ok|not ok) ' "$log" | sed 's/^/   /'
+		passed=$(sed -nE 's/^# pass ([0-9]+)$/\1/p' "$log" | tail -1)
+		failed=$(sed -nE 's/^# fail ([0-9]+)$/\1/p' "$log" | tail -1)
+		passed=${passed:-0}
+		failed=${failed:-0}
+		if [ "$rc" != 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+		[ "$failed" -gt 0 ] && cat "$log"
+		record rxdb "$passed" "$failed"
 		;;
 	*) echo "unknown layer: $layer" >&2; exit 2 ;;
 	esac

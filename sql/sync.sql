@@ -161,6 +161,27 @@ SELECT * FROM edgesync.push('hospital_patients', '[{"op": "delete", "row": {"id"
 SELECT count(*) - :log_rows AS log_rows_added, (SELECT count(*) FROM hospital_patients WHERE id >= 7) AS rows_added
   FROM edgesync.sync_log;
 
+-- RxDB's protocol: a page of documents and its checkpoint; push rows, conflicts back.
+SELECT jsonb_path_query_array(p, '$.documents[*].id') AS ids,
+       jsonb_path_query_array(p, '$.documents[*]._deleted') AS deleted,
+       p->'checkpoint' ? 'cursor' AS has_checkpoint
+  FROM edgesync.rxdb_pull('hospital_patients', NULL, 2) AS p;
+SELECT jsonb_array_length(edgesync.rxdb_pull('hospital_patients', NULL, 10)->'documents') AS all_rows;
+SELECT edgesync.rxdb_pull('hospital_patients', edgesync.rxdb_pull('hospital_patients', NULL, 10)->'checkpoint', 10)->'documents' AS nothing_new;
+SELECT jsonb_path_query_array(edgesync.rxdb_push('hospital_patients', $$[
+    {"newDocumentState": {"id": 1, "hospital_id": 2, "name": "from a device", "_deleted": false, "_meta": {"lwt": 1}},
+     "assumedMasterState": {"id": 1, "version": 2, "_deleted": false}},
+    {"newDocumentState": {"id": 2, "name": "stale", "_deleted": false},
+     "assumedMasterState": {"id": 2, "version": 9, "_deleted": false}},
+    {"newDocumentState": {"id": 9, "hospital_id": 1, "name": "new", "_deleted": false}},
+    {"newDocumentState": {"id": 4, "_deleted": true}, "assumedMasterState": {"id": 4, "version": 1}}
+  ]$$), '$[*].name') AS conflicts_with_rows_as_they_are;
+SELECT id, name, version FROM hospital_patients WHERE id IN (1, 2, 9) ORDER BY id;
+SELECT edgesync.rxdb_push('hospital_patients', '{}');
+SELECT edgesync.rxdb_push('hospital_patients', '[{"assumedMasterState": {}}]');
+\echo :LAST_ERROR_SQLSTATE
+DELETE FROM hospital_patients WHERE id = 9;
+
 -- Untracked tables, bad cursors, bad limits.
 CREATE TABLE untracked (id int PRIMARY KEY);
 SELECT * FROM edgesync.pull('untracked', NULL);
