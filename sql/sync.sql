@@ -125,7 +125,9 @@ SELECT * FROM edgesync.pull('visits', (SELECT cursor FROM device WHERE tbl = 'vi
 \echo :LAST_ERROR_SQLSTATE
 SELECT pk, deleted, next_cursor IS NOT NULL AS has_cursor FROM edgesync.pull('visits', NULL);
 -- A malformed load position is an invalid cursor.
+\set VERBOSITY terse
 SELECT * FROM edgesync.pull('visits', regexp_replace(:'p1', '/-/-/-$', '/-/-/-/kxyz'));
+\set VERBOSITY default
 \echo :LAST_ERROR_SQLSTATE
 DROP VIEW device_differs;
 DROP FUNCTION sync_device(regclass, int, int);

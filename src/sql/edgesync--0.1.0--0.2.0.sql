@@ -728,6 +728,153 @@ $$;
 COMMENT ON FUNCTION edgesync.rxdb_push(regclass, jsonb) IS
     'edgesync: RxDB replication, push handler: applies rows, returns the conflicts as documents';
 
+CREATE OR REPLACE FUNCTION edgesync.push(tbl regclass, changes jsonb)
+RETURNS TABLE (ord integer, op text, pk jsonb, status text, "row" jsonb, version bigint)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_variable
+DECLARE
+    keys     name[];
+    columns  name[];
+    managed  constant name[] := ARRAY['version', 'created_at', 'updated_at'];
+    e        jsonb;
+    r        jsonb;
+    i        integer := 0;
+    bad      text;
+    match    text;
+    cols     text;
+    sets     text;
+    assumed  bigint;
+    result   jsonb;
+    current  jsonb;
+    affected bigint;
+BEGIN
+    PERFORM edgesync._require_tracked(tbl);
+    keys := edgesync._key_columns(tbl);
+    SELECT array_agg(a.attname) INTO columns FROM pg_attribute a
+     WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped;
+    SELECT string_agg(format('t.%1$I = k.%1$I', key), ' AND ') INTO match FROM unnest(keys) AS key;
+
+    IF jsonb_typeof(changes) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'changes must be a JSON array'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Got a JSON %s.', coalesce(jsonb_typeof(changes), 'NULL')),
+                  HINT = 'Pass [{"op": "update", "row": {...}, "version": 3}, ...].';
+    END IF;
+
+    -- 1. Check everything; apply nothing if anything is wrong.
+    FOR e IN SELECT value FROM jsonb_array_elements(changes) LOOP
+        i := i + 1;
+        IF jsonb_typeof(e) <> 'object' THEN
+            RAISE EXCEPTION 'element % of changes is not a JSON object', i
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        SELECT key INTO bad FROM jsonb_object_keys(e) AS key
+         WHERE key NOT IN ('op', 'row', 'version') LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'element % of changes has unknown key "%"', i, bad
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'An element has the keys "op", "row" and "version".';
+        END IF;
+        IF (e->>'op') IS NULL OR (e->>'op') NOT IN ('insert', 'update', 'delete') THEN
+            RAISE EXCEPTION 'element % of changes has invalid op %', i, coalesce(e->'op', 'null')
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'op is one of "insert", "update" and "delete".';
+        END IF;
+        r := e->'row';
+        IF jsonb_typeof(r) IS DISTINCT FROM 'object' THEN
+            RAISE EXCEPTION 'element % of changes has no "row" object', i
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        SELECT key INTO bad FROM jsonb_object_keys(r) AS key WHERE key <> ALL (columns) LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'column "%" of relation "%" does not exist', bad, tbl
+                USING ERRCODE = 'undefined_column', DETAIL = format('In element %s of changes.', i);
+        END IF;
+        SELECT key INTO bad FROM unnest(keys) AS key
+         WHERE NOT r ? key OR jsonb_typeof(r->key) = 'null' LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'element % of changes has no value for primary key column "%"', i, bad
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF (e->>'op') <> 'insert' AND jsonb_typeof(e->'version') IS DISTINCT FROM 'number' THEN
+            RAISE EXCEPTION 'element % of changes has no "version"', i
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'An update or delete carries the version of the row it was based on.';
+        END IF;
+    END LOOP;
+    -- Values of the right types: all at once, element by element only to
+    -- name the one that is wrong.
+    BEGIN
+        EXECUTE format('SELECT count(jsonb_populate_record(NULL::%s, e->''row'')), count((e->>''version'')::bigint)'
+                       ' FROM jsonb_array_elements($1) AS e', tbl) USING changes;
+    EXCEPTION WHEN data_exception THEN
+        i := 0;
+        FOR e IN SELECT value FROM jsonb_array_elements(changes) LOOP
+            i := i + 1;
+            BEGIN
+                EXECUTE format('SELECT jsonb_populate_record(NULL::%s, $1)', tbl) USING e->'row';
+                assumed := (e->>'version')::bigint;
+            EXCEPTION WHEN data_exception THEN
+                RAISE EXCEPTION 'element % of changes has an invalid value', i
+                    USING ERRCODE = SQLSTATE, DETAIL = SQLERRM;
+            END;
+        END LOOP;
+    END;
+
+    -- 2. Apply, in order.
+    i := 0;
+    FOR e IN SELECT value FROM jsonb_array_elements(changes) LOOP
+        i := i + 1;
+        r := e->'row';
+        op := e->>'op';
+        assumed := (e->>'version')::bigint;
+        pk := (SELECT jsonb_object_agg(key, r->key) FROM unnest(keys) AS key);
+        result := NULL;
+        IF op = 'insert' THEN
+            SELECT string_agg(format('%I', key), ', ') INTO cols
+              FROM jsonb_object_keys(r) AS key WHERE key <> ALL (managed);
+            EXECUTE format('INSERT INTO %1$s AS t (%2$s) SELECT %2$s FROM jsonb_populate_record(NULL::%1$s, $1)'
+                           ' ON CONFLICT DO NOTHING RETURNING to_jsonb(t.*)', tbl, cols)
+               INTO result USING r;
+        ELSIF op = 'update' THEN
+            SELECT string_agg(format('%1$I = k.%1$I', key), ', ') INTO sets
+              FROM jsonb_object_keys(r) AS key WHERE key <> ALL (managed) AND key <> ALL (keys);
+            EXECUTE format('UPDATE %1$s AS t SET %2$s version = $2 FROM jsonb_populate_record(NULL::%1$s, $1) AS k'
+                           ' WHERE %3$s AND t.version = $2 RETURNING to_jsonb(t.*)',
+                           tbl, coalesce(sets || ',', ''), match)
+               INTO result USING r, assumed;
+        ELSE
+            EXECUTE format('DELETE FROM %1$s AS t USING jsonb_populate_record(NULL::%1$s, $1) AS k'
+                           ' WHERE %2$s AND t.version = $2 RETURNING to_jsonb(t.*)', tbl, match)
+               INTO result USING r, assumed;
+        END IF;
+        GET DIAGNOSTICS affected = ROW_COUNT;
+
+        -- Applied: the row as stored (none once deleted).  Otherwise the
+        -- current row, which also tells an update that changed nothing (the
+        -- trigger skips it) from a conflict.
+        IF affected > 0 THEN
+            current := CASE WHEN op = 'delete' THEN NULL ELSE result END;
+        ELSE
+            EXECUTE format('SELECT to_jsonb(t.*) FROM %1$s AS t, jsonb_populate_record(NULL::%1$s, $1) AS k WHERE %2$s',
+                           tbl, match)
+               INTO current USING r;
+        END IF;
+        ord := i;
+        IF affected > 0 OR (op = 'update' AND (current->>'version')::bigint = assumed) THEN
+            status := 'applied';
+        ELSE
+            status := 'conflict';
+        END IF;
+        "row" := current;
+        version := (current->>'version')::bigint;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION edgesync.push(regclass, jsonb) IS
+    'edgesync: apply client changes based on known versions; stale ones come back as conflicts';
+
 REVOKE ALL ON FUNCTION edgesync._window(text, text, oid, integer), edgesync.changes(text, integer)
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION edgesync.changes(text, integer) TO edgesync_reader;

@@ -325,14 +325,25 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       DETAIL = 'An update or delete carries the version of the row it was based on.';
         END IF;
-        BEGIN
-            EXECUTE format('SELECT jsonb_populate_record(NULL::%s, $1)', tbl) USING r;
-            assumed := (e->>'version')::bigint;
-        EXCEPTION WHEN data_exception THEN
-            RAISE EXCEPTION 'element % of changes has an invalid value', i
-                USING ERRCODE = SQLSTATE, DETAIL = SQLERRM;
-        END;
     END LOOP;
+    -- Values of the right types: all at once, element by element only to
+    -- name the one that is wrong.
+    BEGIN
+        EXECUTE format('SELECT count(jsonb_populate_record(NULL::%s, e->''row'')), count((e->>''version'')::bigint)'
+                       ' FROM jsonb_array_elements($1) AS e', tbl) USING changes;
+    EXCEPTION WHEN data_exception THEN
+        i := 0;
+        FOR e IN SELECT value FROM jsonb_array_elements(changes) LOOP
+            i := i + 1;
+            BEGIN
+                EXECUTE format('SELECT jsonb_populate_record(NULL::%s, $1)', tbl) USING e->'row';
+                assumed := (e->>'version')::bigint;
+            EXCEPTION WHEN data_exception THEN
+                RAISE EXCEPTION 'element % of changes has an invalid value', i
+                    USING ERRCODE = SQLSTATE, DETAIL = SQLERRM;
+            END;
+        END LOOP;
+    END;
 
     -- 2. Apply, in order.
     i := 0;
@@ -363,11 +374,17 @@ BEGIN
         END IF;
         GET DIAGNOSTICS affected = ROW_COUNT;
 
-        EXECUTE format('SELECT to_jsonb(t.*) FROM %1$s AS t, jsonb_populate_record(NULL::%1$s, $1) AS k WHERE %2$s',
-                       tbl, match)
-           INTO current USING r;
+        -- Applied: the row as stored (none once deleted).  Otherwise the
+        -- current row, which also tells an update that changed nothing (the
+        -- trigger skips it) from a conflict.
+        IF affected > 0 THEN
+            current := CASE WHEN op = 'delete' THEN NULL ELSE result END;
+        ELSE
+            EXECUTE format('SELECT to_jsonb(t.*) FROM %1$s AS t, jsonb_populate_record(NULL::%1$s, $1) AS k WHERE %2$s',
+                           tbl, match)
+               INTO current USING r;
+        END IF;
         ord := i;
-        -- An update that changed nothing is skipped by the trigger: still applied.
         IF affected > 0 OR (op = 'update' AND (current->>'version')::bigint = assumed) THEN
             status := 'applied';
         ELSE

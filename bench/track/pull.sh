@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# Offline clients: pull() and push() against the plain SQL a hand-written
+# sync server would run on the same rows, in one run.  Prints one table;
+# exits 0.  Not a test.
+#
+#   bash bench/track/pull.sh        (as root or as any user; ~3 minutes)
+#
+# Environment: ROWS (100000) rows in the table, PAGE (1000) rows per page,
+# CHANGED (50000) rows changed for the change pages, PUSHED (10000) rows
+# pushed, BATCH (100) changes per push, REPEATS (5).
+#
+# Each variant is a psql script of one statement per page (or per push),
+# run by one psql whose output goes to /dev/null, timed from outside; the
+# cursor (or the last key) goes from page to page through a temporary table,
+# the same way for every variant.  Variants of one measure run in turns,
+# alternating their order between repeats; medians are printed.
+#
+#   load         pull() from a NULL cursor to the end of the table
+#   load rxdb    rxdb_pull() likewise (the rows as RxDB documents)
+#   load SELECT  SELECT * ... WHERE id > last ORDER BY id LIMIT PAGE
+#   changes      pull() from a cursor taken before CHANGED rows were updated
+#                (every other row, transactions of 1000), to the end
+#   changes SELECT  SELECT * ... WHERE id = ANY(the page's keys), same pages
+#   push         push() of BATCH updates, each based on the row's version
+#   push rxdb    rxdb_push() of the same, as RxDB sends them
+#   push UPDATE  BATCH statements UPDATE ... WHERE id = ? AND version = ?,
+#                one transaction per batch
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+ROWS=${ROWS:-100000}
+PAGE=${PAGE:-1000}
+CHANGED=${CHANGED:-50000}
+PUSHED=${PUSHED:-10000}
+BATCH=${BATCH:-100}
+REPEATS=${REPEATS:-5}
+
+source scripts/cluster.sh
+source bench/lib.sh
+cluster_setup
+cluster_start pull
+sql() { cluster_psql pull -At -d bench "$@"; }
+
+cluster_psql pull -d postgres -c 'CREATE DATABASE bench' >/dev/null
+sql -v rows="$ROWS" >/dev/null <<'SQL'
+\set ON_ERROR_STOP on
+CREATE EXTENSION edgesync;
+CREATE TABLE patients (id bigint PRIMARY KEY, hospital_id int NOT NULL, mrn text NOT NULL,
+                       name text, ward text, admitted date);
+INSERT INTO patients
+SELECT g, 1 + g % 3, 'MRN-' || lpad(g::text, 8, '0'), 'patient ' || g, 'A', date '2026-01-01' + g % 300
+  FROM generate_series(1, :rows) g;
+SELECT edgesync.track('patients');
+VACUUM ANALYZE patients;
+SQL
+
+dir=$CLUSTER_ROOT/scripts
+mkdir -p "$dir"
+pages=$(((ROWS + PAGE - 1) / PAGE + 1))
+change_pages=$(((CHANGED + PAGE - 1) / PAGE + 1))
+
+# Load: one statement per page, the cursor (or last key) kept in a temp table.
+{
+	echo "CREATE TEMP TABLE at (c text); INSERT INTO at VALUES (NULL);"
+	for ((i = 0; i < pages; i++)); do
+		echo "WITH p AS (SELECT * FROM edgesync.pull('patients', (SELECT c FROM at), $PAGE) WITH ORDINALITY AS p),"
+		echo "     s AS (UPDATE at SET c = coalesce((SELECT next_cursor FROM p ORDER BY ordinality DESC LIMIT 1), c))"
+		echo "SELECT pk, \"row\", version, deleted, next_cursor FROM p;"
+	done
+} >"$dir/load.sql"
+{
+	echo "CREATE TEMP TABLE at (c jsonb); INSERT INTO at VALUES (NULL);"
+	for ((i = 0; i < pages; i++)); do
+		echo "WITH p AS (SELECT edgesync.rxdb_pull('patients', (SELECT c FROM at), $PAGE) AS page),"
+		echo "     s AS (UPDATE at SET c = (SELECT page->'checkpoint' FROM p))"
+		echo "SELECT jsonb_array_elements(page->'documents') FROM p;"
+	done
+} >"$dir/load_rxdb.sql"
+{
+	echo "CREATE TEMP TABLE at (last bigint); INSERT INTO at VALUES (0);"
+	for ((i = 0; i < pages; i++)); do
+		echo "WITH p AS (SELECT * FROM patients WHERE id > (SELECT last FROM at) ORDER BY id LIMIT $PAGE),"
+		echo "     s AS (UPDATE at SET last = coalesce((SELECT max(id) FROM p), last))"
+		echo "SELECT * FROM p;"
+	done
+} >"$dir/load_select.sql"
+
+# Changes: from a cursor taken before the updates.
+{
+	echo "CREATE TEMP TABLE at (c text); INSERT INTO at VALUES (:'cursor');"
+	for ((i = 0; i < change_pages; i++)); do
+		echo "WITH p AS (SELECT * FROM edgesync.pull('patients', (SELECT c FROM at), $PAGE) WITH ORDINALITY AS p),"
+		echo "     s AS (UPDATE at SET c = coalesce((SELECT next_cursor FROM p ORDER BY ordinality DESC LIMIT 1), c))"
+		echo "SELECT pk, \"row\", version, deleted, next_cursor FROM p;"
+	done
+} >"$dir/changes.sql"
+{
+	for ((first = 2; first <= 2 * CHANGED; first += 2 * PAGE)); do
+		last=$((first + 2 * PAGE - 2))
+		((last > 2 * CHANGED)) && last=$((2 * CHANGED))
+		echo "SELECT * FROM patients WHERE id = ANY ('{$(seq -s, "$first" 2 "$last")}');"
+	done
+} >"$dir/changes_select.sql"
+
+# Pushes: BATCH updates per call, each based on version 1 (reset before each run).
+{
+	for ((first = 1; first <= PUSHED; first += BATCH)); do
+		printf "SELECT count(*) FROM edgesync.push('patients', '["
+		for ((id = first; id < first + BATCH && id <= PUSHED; id++)); do
+			((id > first)) && printf ','
+			printf '{"op":"update","row":{"id":%d,"ward":"W"},"version":1}' "$id"
+		done
+		printf "]') WHERE status = 'applied';\n"
+	done
+} >"$dir/push.sql"
+{
+	for ((first = 1; first <= PUSHED; first += BATCH)); do
+		printf "SELECT jsonb_array_length(edgesync.rxdb_push('patients', '["
+		for ((id = first; id < first + BATCH && id <= PUSHED; id++)); do
+			((id > first)) && printf ','
+			printf '{"newDocumentState":{"id":%d,"hospital_id":%d,"ward":"W","_deleted":false},' "$id" $((1 + id % 3))
+			printf '"assumedMasterState":{"id":%d,"hospital_id":%d,"ward":"A","version":1,"_deleted":false}}' "$id" $((1 + id % 3))
+		done
+		printf "]'));\n"
+	done
+} >"$dir/push_rxdb.sql"
+{
+	for ((first = 1; first <= PUSHED; first += BATCH)); do
+		echo "BEGIN;"
+		for ((id = first; id < first + BATCH && id <= PUSHED; id++)); do
+			echo "UPDATE patients SET ward = 'W' WHERE id = $id AND version = 1;"
+		done
+		echo "COMMIT;"
+	done
+} >"$dir/push_update.sql"
+chmod -R a+r "$dir"
+
+results=$CLUSTER_ROOT/results
+: >"$results"
+# timed NAME ROWS SCRIPT [psql args]: runs the script, records rows per second.
+timed() {
+	local name=$1 rows=$2 script=$3 start end
+	shift 3
+	start=$(date +%s.%N)
+	sql -q -v ON_ERROR_STOP=1 "$@" -f "$script" >/dev/null
+	end=$(date +%s.%N)
+	awk -v n="$name" -v r="$rows" -v s="$start" -v e="$end" 'BEGIN { printf "%s\t%.1f\t%.1f\n", n, r / (e - s), (e - s) * 1000 }' >>"$results"
+}
+# The rows back as they were before pushes (no trigger, so no new versions or log rows).
+reset_pushed() {
+	sql -c "SET session_replication_role = replica; UPDATE patients SET ward = 'A', version = 1 WHERE id <= $PUSHED" >/dev/null
+}
+
+echo "pull benchmark: $ROWS rows, pages of $PAGE, $CHANGED changed, $PUSHED pushed in batches of $BATCH" >&2
+for ((r = 0; r < REPEATS; r++)); do
+	# Load.
+	if ((r % 2 == 0)); then order="select pull rxdb"; else order="rxdb pull select"; fi
+	for v in $order; do
+		case $v in
+		pull) timed "load" "$ROWS" "$dir/load.sql" ;;
+		rxdb) timed "load rxdb" "$ROWS" "$dir/load_rxdb.sql" ;;
+		select) timed "load SELECT" "$ROWS" "$dir/load_select.sql" ;;
+		esac
+	done
+	# Changes: a fresh window of CHANGED updates each repeat.
+	cursor=$(sql -c "SELECT edgesync.current_cursor('patients')")
+	sql -v changed="$CHANGED" >/dev/null <<-'SQL'
+		SET bench.changed = :changed;
+		DO $$
+		BEGIN
+		    FOR b IN 0 .. (current_setting('bench.changed')::int - 1) / 1000 LOOP
+		        UPDATE patients SET admitted = admitted + 1
+		         WHERE id % 2 = 0 AND id BETWEEN b * 2000 + 1 AND (b + 1) * 2000;
+		        COMMIT;
+		    END LOOP;
+		END
+		$$;
+	SQL
+	if ((r % 2 == 0)); then order="select pull"; else order="pull select"; fi
+	for v in $order; do
+		case $v in
+		pull) timed "changes" "$CHANGED" "$dir/changes.sql" -v cursor="$cursor" ;;
+		select) timed "changes SELECT" "$CHANGED" "$dir/changes_select.sql" ;;
+		esac
+	done
+	# Pushes.
+	if ((r % 2 == 0)); then order="update push rxdb"; else order="rxdb push update"; fi
+	for v in $order; do
+		reset_pushed
+		case $v in
+		push) timed "push" "$PUSHED" "$dir/push.sql" ;;
+		rxdb) timed "push rxdb" "$PUSHED" "$dir/push_rxdb.sql" ;;
+		update) timed "push UPDATE" "$PUSHED" "$dir/push_update.sql" ;;
+		esac
+	done
+	sql -c "VACUUM patients" >/dev/null
+	echo "  repeat $((r + 1)) done" >&2
+done
+
+# Checks: the variants did what they claim (one more run of each, counted).
+loaded=$(sql -c "SELECT count(*) FROM edgesync.pull('patients', NULL, $((ROWS + 10)))")
+pushed=$(reset_pushed; sql -f "$dir/push.sql" | awk '{ s += $1 } END { print s }')
+
+median_of() { awk -F'\t' -v n="$1" -v c="$2" '$1 == n { print $c }' "$results" | median; }
+printf '\noffline clients: %d rows, pages of %d, %d changed rows, %d pushed in batches of %d; medians of %d repeats\n' \
+	"$ROWS" "$PAGE" "$CHANGED" "$PUSHED" "$BATCH" "$REPEATS"
+printf '(checks: one pull of the whole table returned %d rows; one push run applied %d of %d)\n' \
+	"$loaded" "$pushed" "$PUSHED"
+printf '%-15s | %12s | %9s | %s\n' what 'rows/s' 'ms' 'x plain SQL'
+for group in "load:load SELECT" "load rxdb:load SELECT" "load SELECT:load SELECT" \
+	"changes:changes SELECT" "changes SELECT:changes SELECT" \
+	"push:push UPDATE" "push rxdb:push UPDATE" "push UPDATE:push UPDATE"; do
+	name=${group%%:*}
+	base=${group#*:}
+	rate=$(median_of "$name" 2)
+	printf '%-15s | %12.0f | %9.0f | %s\n' "$name" "$rate" "$(median_of "$name" 3)" \
+		"$(awk -v a="$(median_of "$base" 2)" -v b="$rate" 'BEGIN { printf "%.2f", a / b }')"
+done
