@@ -167,9 +167,11 @@ SELECT count(*) - :log_rows AS log_rows_added, (SELECT count(*) FROM hospital_pa
 SELECT jsonb_path_query_array(p, '$.documents[*].id') AS ids,
        jsonb_path_query_array(p, '$.documents[*]._deleted') AS deleted,
        p->'checkpoint' ? 'cursor' AS has_checkpoint
-  FROM edgesync.rxdb_pull('hospital_patients', NULL, 2) AS p;
-SELECT jsonb_array_length(edgesync.rxdb_pull('hospital_patients', NULL, 10)->'documents') AS all_rows;
-SELECT edgesync.rxdb_pull('hospital_patients', edgesync.rxdb_pull('hospital_patients', NULL, 10)->'checkpoint', 10)->'documents' AS nothing_new;
+  FROM (SELECT edgesync.rxdb_pull('hospital_patients', NULL, 2)::jsonb AS p) page;
+SELECT json_array_length(edgesync.rxdb_pull('hospital_patients', NULL, 10)->'documents') AS all_rows;
+SELECT p->'documents' AS nothing_new, p->'checkpoint'->>'cursor' = c->>'cursor' AS checkpoint_kept
+  FROM (SELECT (edgesync.rxdb_pull('hospital_patients', NULL, 10)->'checkpoint')::jsonb AS c) l,
+       LATERAL (SELECT edgesync.rxdb_pull('hospital_patients', l.c, 10)::jsonb AS p) n;
 SELECT jsonb_path_query_array(edgesync.rxdb_push('hospital_patients', $$[
     {"newDocumentState": {"id": 1, "hospital_id": 2, "name": "from a device", "_deleted": false, "_meta": {"lwt": 1}},
      "assumedMasterState": {"id": 1, "version": 2, "_deleted": false}},

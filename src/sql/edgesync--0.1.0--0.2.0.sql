@@ -514,7 +514,7 @@ $$;
 
 CREATE FUNCTION edgesync._pull_page(tbl regclass, pks text[], ops "char"[], versions bigint[],
                                     cursors text[], images text[], load jsonb)
-RETURNS TABLE (pk jsonb, "row" jsonb, version bigint, deleted boolean, next_cursor text)
+RETURNS TABLE (pk jsonb, "row" json, version bigint, deleted boolean, next_cursor text)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     keys      name[];
@@ -555,7 +555,7 @@ BEGIN
               FROM w GROUP BY w.pk
         )
         SELECT l.pk,
-               CASE WHEN t.%3$I IS NULL THEN NULL ELSE to_jsonb(t.*) END,
+               CASE WHEN t.%3$I IS NULL THEN NULL ELSE row_to_json(t.*) END,
                coalesce(t.version, l.deleted_version),
                t.%3$I IS NULL,
                l.next_cursor
@@ -571,7 +571,7 @@ END
 $$;
 
 CREATE FUNCTION edgesync.pull(tbl regclass, cursor text, max integer DEFAULT 1000)
-RETURNS TABLE (pk jsonb, "row" jsonb, version bigint, deleted boolean, next_cursor text)
+RETURNS TABLE (pk jsonb, "row" json, version bigint, deleted boolean, next_cursor text)
     AS 'MODULE_PATHNAME', 'edgesync_pull' LANGUAGE C;
 COMMENT ON FUNCTION edgesync.pull(regclass, text, integer) IS
     'edgesync: every row, then the rows changed and tombstones of rows deleted, after a cursor';
@@ -634,7 +634,7 @@ END
 $$;
 
 CREATE FUNCTION edgesync._pull_load(tbl regclass, load jsonb, max integer)
-RETURNS TABLE (pk jsonb, "row" jsonb, version bigint)
+RETURNS TABLE (pk jsonb, "row" json, version bigint)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     keys  name[];
@@ -649,7 +649,7 @@ BEGIN
           INTO after FROM unnest(keys) AS key;
     END IF;
     RETURN QUERY EXECUTE format(
-        'SELECT jsonb_build_object(%s), to_jsonb(t.*), t.version FROM %s AS t %s ORDER BY %s LIMIT $2',
+        'SELECT jsonb_build_object(%s), row_to_json(t.*), t.version FROM %s AS t %s ORDER BY %s LIMIT $2',
         (SELECT string_agg(format('%L, t.%I', key, key), ', ') FROM unnest(keys) AS key),
         tbl, after, cols)
     USING load, max;
@@ -657,14 +657,14 @@ END
 $$;
 
 CREATE FUNCTION edgesync.rxdb_pull(tbl regclass, checkpoint jsonb, batch_size integer DEFAULT 100)
-RETURNS jsonb
+RETURNS json
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    SELECT jsonb_build_object(
-               'documents', coalesce(jsonb_agg(CASE WHEN p.deleted THEN p.pk || '{"_deleted": true}'
-                                                    ELSE p."row" || '{"_deleted": false}' END
-                                               ORDER BY p.n) FILTER (WHERE p.pk IS NOT NULL), '[]'),
-               'checkpoint', coalesce(jsonb_build_object('cursor', (array_agg(p.next_cursor ORDER BY p.n DESC))[1]),
-                                      checkpoint))
+    SELECT json_build_object(
+               'documents', coalesce(json_agg(CASE WHEN p.deleted THEN (p.pk || '{"_deleted": true}')::json
+                                                   ELSE (left(p."row"::text, -1) || ',"_deleted":false}')::json END
+                                              ORDER BY p.n) FILTER (WHERE p.pk IS NOT NULL), '[]'),
+               'checkpoint', CASE WHEN count(*) = 0 THEN checkpoint::json
+                                  ELSE json_build_object('cursor', (array_agg(p.next_cursor ORDER BY p.n DESC))[1]) END)
       FROM edgesync.pull(tbl, checkpoint->>'cursor', batch_size) WITH ORDINALITY
            AS p(pk, "row", version, deleted, next_cursor, n)
 $$;

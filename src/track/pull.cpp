@@ -120,11 +120,12 @@ page_init(PulledPage *page, int max)
  * Adds a row of the SPI result (pk, row, version, deleted) to the page, in
  * the page's memory context, unless the page already holds max rows and the
  * key is new to it: then returns false.  A key already in the page moves to
- * the end (its later change is the one that counts).
+ * the end (its later change is the one that counts).  key: the key's jsonb
+ * text if the caller has it already.
  */
 bool
 page_add(PulledPage *page, int max, HeapTuple tuple, TupleDesc desc, MemoryContext cxt,
-		 char *cursor, char *load)
+		 char *cursor, char *load, char *key = nullptr)
 {
 	Datum values[4];
 	bool nulls[4];
@@ -132,8 +133,8 @@ page_add(PulledPage *page, int max, HeapTuple tuple, TupleDesc desc, MemoryConte
 		values[i] = SPI_getbinval(tuple, desc, i + 1, &nulls[i]);
 
 	MemoryContext old = MemoryContextSwitchTo(cxt);
-	char *key =
-		nulls[0] ? pstrdup("") : JsonbToCString(nullptr, &DatumGetJsonbP(values[0])->root, 0);
+	if (key == nullptr)
+		key = nulls[0] ? pstrdup("") : JsonbToCString(nullptr, &DatumGetJsonbP(values[0])->root, 0);
 	bool found;
 	KeyEntry *entry = static_cast<KeyEntry *>(hash_search(page->keys, &key, HASH_FIND, &found));
 	if (!found && page->live >= max) {
@@ -181,19 +182,24 @@ split_cursor(const char *text, char **load, bool *loading)
 	});
 }
 
-/* base (a cursor without load position) with load as its load position (nullptr: none). */
+/*
+ * base (a cursor without load position) with load as its load position
+ * (nullptr: none): format_cursor()'s eighth field, appended here without
+ * parsing base again, once per row of a page.
+ */
 text *
 cursor_with_load(const char *base, const char *load)
 {
 	if (load == nullptr)
 		return cstring_to_text(base);
-	char *joined = edgesync::guarded([&] {
-		edgesync::track::Cursor c = edgesync::track::parse_cursor(base);
-		c.load = load;
-		std::string formatted = edgesync::track::format_cursor(c);
-		return edgesync::pg_call([&] { return pstrdup(formatted.c_str()); });
-	});
-	return cstring_to_text(joined);
+	size_t base_len = strlen(base), load_len = strlen(load);
+	text *t = static_cast<text *>(palloc(VARHDRSZ + base_len + 2 + 2 * load_len));
+	char *p = VARDATA(t);
+	memcpy(p, base, base_len);
+	memcpy(p + base_len, "/k", 2);
+	hex_encode(load, load_len, p + base_len + 2);
+	SET_VARSIZE(t, VARHDRSZ + base_len + 2 + 2 * load_len);
+	return t;
 }
 
 /* True if cursor (without load position) has read every change up to the snapshot now. */
@@ -393,7 +399,8 @@ edgesync_pull(PG_FUNCTION_ARGS)
 			MemoryContext old = MemoryContextSwitchTo(cxt);
 			load = JsonbToCString(nullptr, &DatumGetJsonbP(pk)->root, 0);
 			MemoryContextSwitchTo(old);
-			page_add(&page, max, SPI_tuptable->vals[i], SPI_tuptable->tupdesc, cxt, cursor, load);
+			page_add(&page, max, SPI_tuptable->vals[i], SPI_tuptable->tupdesc, cxt, cursor, load,
+					 load);
 		}
 		if (n <= static_cast<uint64>(wanted)) {
 			/* The table is read to its end: the load is done. */
