@@ -72,8 +72,8 @@ change_pages=$(((CHANGED + PAGE - 1) / PAGE + 1))
 	echo "CREATE TEMP TABLE at (c jsonb); INSERT INTO at VALUES (NULL);"
 	for ((i = 0; i < pages; i++)); do
 		echo "WITH p AS (SELECT edgesync.rxdb_pull('patients', (SELECT c FROM at), $PAGE) AS page),"
-		echo "     s AS (UPDATE at SET c = (SELECT page->'checkpoint' FROM p))"
-		echo "SELECT jsonb_array_elements(page->'documents') FROM p;"
+		echo "     s AS (UPDATE at SET c = (SELECT (page->'checkpoint')::jsonb FROM p))"
+		echo "SELECT json_array_elements(page->'documents') FROM p;"
 	done
 } >"$dir/load_rxdb.sql"
 {
