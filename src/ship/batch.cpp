@@ -125,23 +125,17 @@ cut_batch(const std::vector<Row> &rows, const BatchLimits &limits)
 	return cut;
 }
 
-/*
- * A sql-format statement applying a run of changes ends in a comment naming
- * their number (docs/output-format.md).
- */
-int64_t
-changes_in_row(std::string_view data)
+bool
+is_commit_row(std::string_view data)
 {
-	constexpr std::string_view suffix = " changes */";
-	if (data.size() < suffix.size() || data.substr(data.size() - suffix.size()) != suffix)
-		return 1;
-	size_t end = data.size() - suffix.size();
-	size_t start = end;
-	while (start > 0 && data[start - 1] >= '0' && data[start - 1] <= '9')
-		start--;
-	if (start == end || end - start > 9 || start < 3 || data.substr(start - 3, 3) != "/* ")
-		return 1;
-	return std::stoll(std::string(data.substr(start, end - start)));
+	return starts_with_nocase(data, "{\"op\":\"commit\"") ||
+		   (data.size() < 32 && starts_with_nocase(data, "commit"));
+}
+
+bool
+is_transactional_message(std::string_view data)
+{
+	return starts_with_nocase(data, "{\"op\":\"message\",\"transactional\":true");
 }
 
 int64_t
@@ -149,10 +143,7 @@ count_changes(const std::vector<Row> &rows, size_t n)
 {
 	int64_t changes = 0;
 	for (size_t i = 0; i < n && i < rows.size(); i++)
-		if (rows[i].spilled())
-			changes += rows[i].spill_changes;
-		else if (!is_frame_row(rows[i].data))
-			changes += changes_in_row(rows[i].data);
+		changes += rows[i].changes;
 	return changes;
 }
 

@@ -37,7 +37,11 @@ struct Row {
 	std::string data;
 	uint64_t spill_offset = 0;
 	uint64_t spill_bytes = 0; /* 0: an ordinary row */
-	int64_t spill_changes = 0;
+	/*
+	 * A commit row: the changes of its transaction, as the plugin decoded
+	 * them (slot_reader.cpp), whatever the format wrote for them.
+	 */
+	int64_t changes = 0;
 
 	bool spilled() const { return spill_bytes != 0; }
 	/* What the row adds to a body: its text and a newline, or the stretch. */
@@ -83,7 +87,13 @@ struct BatchLimits {
  */
 size_t cut_batch(const std::vector<Row> &rows, const BatchLimits &limits);
 
-/* Number of change rows in rows[0, n): those that are not begin/commit. */
+/*
+ * The changes of the transactions in rows[0, n): what their commit rows
+ * carry.  A change is one row inserted, updated (also when its key changes:
+ * the sql format writes that as a delete and an upsert, the json format as
+ * one update line) or deleted, or one truncate; the json format's messages
+ * are not changes.
+ */
 int64_t count_changes(const std::vector<Row> &rows, size_t n);
 
 /*
@@ -121,8 +131,11 @@ Body http_batch_body(std::vector<Row> &rows, size_t n);
 /* Whether a row is a begin, commit or apply_begin() row (never spilled). */
 bool is_frame_row(std::string_view data);
 
-/* How many changes a row applies (a sql run statement applies several). */
-int64_t changes_in_row(std::string_view data);
+/* Whether a row is a commit row (json or sql format). */
+bool is_commit_row(std::string_view data);
+
+/* Whether a row is a json message written in a transaction (not a change). */
+bool is_transactional_message(std::string_view data);
 
 /*
  * Milliseconds to wait after `failures` consecutive failures (>= 1):

@@ -223,8 +223,11 @@ class Resender {
 			MemoryContextDelete(context_);
 	}
 
-	/* Sends every row; false (with error) when a delivery failed or the slot is gone. */
-	bool run(std::string &error, int64_t &changes)
+	/*
+	 * Sends every row; false (with error) when a delivery failed or the slot
+	 * is gone.  delivered counts the batches acknowledged, also on failure.
+	 */
+	bool run(std::string &error, Delivered &delivered)
 	{
 		if (!read_slot_start(error))
 			return false;
@@ -232,9 +235,9 @@ class Resender {
 		pg_call([] { decode::relinfo_invalidate_all(); });
 		collected = &rows_;
 		for (const TrackedTable &table : tracked_tables())
-			if (!send_table(table, error, changes))
+			if (!send_table(table, error, delivered))
 				return false;
-		return flush(error, changes);
+		return flush(error, delivered);
 	}
 
   private:
@@ -275,7 +278,7 @@ class Resender {
 	bool sql() const { return state_->format == static_cast<int>(decode::Format::kSql); }
 
 	/* The rows of one tracked table, between its markers (sql: staged keys, then the sweep). */
-	bool send_table(const TrackedTable &table, std::string &error, int64_t &changes)
+	bool send_table(const TrackedTable &table, std::string &error, Delivered &delivered)
 	{
 		TableFacts facts = table_facts(table.root);
 		if (!facts.selected)
@@ -284,12 +287,12 @@ class Resender {
 		keys_table_.clear();
 		sweeping_ = facts.complete();
 		table_rows_ = 0;
-		if (sweeping_ && !begin_table(facts, error, changes))
+		if (sweeping_ && !begin_table(facts, error, delivered))
 			return false;
 		for (Oid leaf : table.leaves)
-			if (!send_rows(leaf, facts, error, changes))
+			if (!send_rows(leaf, facts, error, delivered))
 				return false;
-		return !sweeping_ || end_table(facts, error, changes);
+		return !sweeping_ || end_table(facts, error, delivered);
 	}
 
 	/* The root's names and key, read once; the lock is kept until the end of the transaction. */
@@ -312,7 +315,7 @@ class Resender {
 		return facts;
 	}
 
-	bool send_rows(Oid relid, const TableFacts &facts, std::string &error, int64_t &changes)
+	bool send_rows(Oid relid, const TableFacts &facts, std::string &error, Delivered &delivered)
 	{
 		Relation rel = pg_call([&] { return table_open(relid, AccessShareLock); });
 		const decode::RelInfo *info = pg_call([&] { return decode::relinfo_get(state_, rel); });
@@ -324,7 +327,7 @@ class Resender {
 		TupleTableSlot *slot = pg_call([&] { return table_slot_create(rel, nullptr); });
 		bool ok = true;
 		while (pg_call([&] { return table_scan_getnextslot(scan, ForwardScanDirection, slot); })) {
-			ok = make_room(error, changes);
+			ok = make_room(error, delivered);
 			if (!ok)
 				break;
 			begin_batch();
@@ -345,10 +348,10 @@ class Resender {
 	}
 
 	/* Flushes the open batch if the next row would not fit in it. */
-	bool make_room(std::string &error, int64_t &changes)
+	bool make_room(std::string &error, Delivered &delivered)
 	{
 		if (batch_rows_ >= config_.batch_changes - 2 || batch_bytes_ >= config_.batch_bytes)
-			return flush(error, changes);
+			return flush(error, delivered);
 		return true;
 	}
 
@@ -394,9 +397,9 @@ class Resender {
 			   std::string(state_->json_tail, static_cast<size_t>(state_->json_tail_len));
 	}
 
-	bool begin_table(const TableFacts &facts, std::string &error, int64_t &changes)
+	bool begin_table(const TableFacts &facts, std::string &error, Delivered &delivered)
 	{
-		if (!make_room(error, changes))
+		if (!make_room(error, delivered))
 			return false;
 		begin_batch();
 		if (!sql()) {
@@ -414,10 +417,10 @@ class Resender {
 		return true;
 	}
 
-	bool end_table(const TableFacts &facts, std::string &error, int64_t &changes)
+	bool end_table(const TableFacts &facts, std::string &error, Delivered &delivered)
 	{
 		if (!sql()) {
-			if (!make_room(error, changes))
+			if (!make_room(error, delivered))
 				return false;
 			begin_batch();
 			add_line(marker("resync_end", facts, ",\"rows\":" + std::to_string(table_rows_)));
@@ -518,7 +521,7 @@ class Resender {
 	}
 
 	/* Closes the open batch and delivers it. */
-	bool flush(std::string &error, int64_t &changes)
+	bool flush(std::string &error, Delivered &delivered)
 	{
 		if (!begun_)
 			return true;
@@ -539,9 +542,10 @@ class Resender {
 		if (sql())
 			body = std::string(strip_transaction(body)) + "\n";
 		std::string key = key_prefix_ + std::to_string(batches_ + 1);
+		int64_t bytes = static_cast<int64_t>(body.size());
 		if (!transport_.deliver(std::move(body), key, error))
 			return false;
-		changes += batch_changes_;
+		delivered.add(batch_changes_, bytes);
 		rows_.clear();
 		begun_ = false;
 		batch_rows_ = 0;
@@ -577,10 +581,10 @@ class Resender {
 
 bool
 resend_current_rows(const TargetConfig &config, Transport &transport, std::string &error,
-					int64_t &changes)
+					Delivered &delivered)
 {
 	Resender resender(config, transport);
-	return resender.run(error, changes);
+	return resender.run(error, delivered);
 }
 
 } // namespace edgesync::ship

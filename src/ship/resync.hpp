@@ -11,9 +11,10 @@ namespace edgesync::ship {
  * Sends the current rows of every tracked table to the target, in batches
  * within its limits, in the target's format and under its column policy.
  * Runs in the current transaction and snapshot, with SPI connected.  False,
- * with error set, when a delivery failed; changes counts what was delivered.
+ * with error set, when a delivery failed; delivered counts the batches
+ * acknowledged (their changes: the rows sent), also when a later one failed.
  */
 bool resend_current_rows(const TargetConfig &config, Transport &transport, std::string &error,
-						 int64_t &changes);
+						 Delivered &delivered);
 
 } // namespace edgesync::ship

@@ -60,8 +60,9 @@ CREATE TABLE edgesync.target_state (
     acked_lsn            pg_lsn,     -- end of the last acknowledged batch (crash-safe, unlike
                                      -- the slot's position, which is saved at checkpoints)
     resync_pending       boolean     NOT NULL DEFAULT false,
-    last_error_detail    text        -- the receiver's whole answer, which may quote row
+    last_error_detail    text,       -- the receiver's whole answer, which may quote row
                                      -- values: not in target_status (remote_error.hpp)
+    last_error_cleared_at timestamptz -- the first success after last_error: healthy again
 );
 REVOKE ALL ON edgesync.target_state FROM PUBLIC;
 GRANT SELECT ON edgesync.target_state TO edgesync_admin;
@@ -407,7 +408,9 @@ SELECT t.name,
        CASE WHEN pg_catalog.current_setting('max_slot_wal_keep_size') OPERATOR(pg_catalog.<>) '-1'
             THEN pg_catalog.pg_size_bytes(pg_catalog.current_setting('max_slot_wal_keep_size'))
        END                                                                AS wal_limit_bytes,
-       s.safe_wal_size
+       s.safe_wal_size,
+       st.last_attempt,
+       st.last_error_cleared_at
   FROM edgesync.targets t
   LEFT JOIN edgesync.target_state st ON st.name = t.name
   LEFT JOIN pg_catalog.pg_replication_slots s

@@ -257,17 +257,48 @@ advance(const TargetConfig &c, uint64_t to)
 			{text_param(c.slot), lsn_param(to)}, false);
 }
 
+/* Adds what was delivered to the target's figures (target_status: progress). */
 void
-record_success(const TargetConfig &c, int64_t changes, int64_t bytes, uint64_t acked)
+record_delivered(const TargetConfig &c, const Delivered &d)
+{
+	spi_run("UPDATE edgesync.target_state"
+			"   SET batches_shipped = batches_shipped OPERATOR(pg_catalog.+) $2,"
+			"       changes_shipped = changes_shipped OPERATOR(pg_catalog.+) $3,"
+			"       bytes_shipped = bytes_shipped OPERATOR(pg_catalog.+) $4"
+			" WHERE name OPERATOR(pg_catalog.=) $1",
+			{text_param(c.name), int8_param(d.batches), int8_param(d.changes), int8_param(d.bytes)},
+			false);
+}
+
+/*
+ * Records a successful attempt and what it delivered: the target is healthy
+ * again (consecutive_failures 0), and if it was failing, the error is
+ * cleared now (last_error stays, for reference).  acked: the end of the
+ * batch acknowledged, the slot's position to come back to after a crash (0:
+ * a full re-send, which leaves it); resync_done: the full re-send is over.
+ */
+void
+record_success(const TargetConfig &c, const Delivered &d, uint64_t acked, bool resync_done)
 {
 	spi_run("UPDATE edgesync.target_state SET last_success = pg_catalog.clock_timestamp(),"
 			"       last_attempt = pg_catalog.clock_timestamp(),"
-			"       batches_shipped = batches_shipped OPERATOR(pg_catalog.+) 1,"
-			"       changes_shipped = changes_shipped OPERATOR(pg_catalog.+) $2,"
-			"       bytes_shipped = bytes_shipped OPERATOR(pg_catalog.+) $3,"
-			"       consecutive_failures = 0, next_retry = NULL, pending_end = NULL, acked_lsn = $4"
+			"       batches_shipped = batches_shipped OPERATOR(pg_catalog.+) $2,"
+			"       changes_shipped = changes_shipped OPERATOR(pg_catalog.+) $3,"
+			"       bytes_shipped = bytes_shipped OPERATOR(pg_catalog.+) $4,"
+			"       last_error_cleared_at = CASE"
+			"           WHEN consecutive_failures OPERATOR(pg_catalog.>) 0"
+			"           THEN pg_catalog.clock_timestamp() ELSE last_error_cleared_at END,"
+			"       consecutive_failures = 0, next_retry = NULL, pending_end = NULL,"
+			"       acked_lsn = COALESCE($5, acked_lsn),"
+			"       resync_pending = resync_pending AND NOT $6"
 			" WHERE name OPERATOR(pg_catalog.=) $1",
-			{text_param(c.name), int8_param(changes), int8_param(bytes), lsn_param(acked)}, false);
+			{text_param(c.name),
+			 int8_param(d.batches),
+			 int8_param(d.changes),
+			 int8_param(d.bytes),
+			 lsn_param(acked),
+			 {BOOLOID, BoolGetDatum(resync_done), ' '}},
+			false);
 }
 
 } // namespace
@@ -375,27 +406,24 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 	if (config.resync_pending) {
 		bool ok = false;
 		std::string error;
-		int64_t sent = 0;
+		Delivered sent;
 		with_spi(own_transactions, [&] {
 			ok = resend_current_rows(config, *transport, error, sent);
 			if (ok)
-				spi_run(
-					"UPDATE edgesync.target_state SET resync_pending = false,"
-					"       changes_shipped = changes_shipped OPERATOR(pg_catalog.+) $2,"
-					"       last_success = pg_catalog.clock_timestamp(), consecutive_failures = 0,"
-					"       next_retry = NULL"
-					" WHERE name OPERATOR(pg_catalog.=) $1",
-					{text_param(config.name), int8_param(sent)}, false);
+				record_success(config, sent, 0, true);
 			else {
+				/* The batches acknowledged before the failure were delivered. */
+				record_delivered(config, sent);
 				result.error = record_failure(config, error, 0, transport->failure_detail());
 				result.has_detail = !transport->failure_detail().empty();
 			}
 		});
+		result.batches += sent.batches;
+		result.changes += sent.changes;
 		if (!ok) {
 			result.failed = true;
 			return result;
 		}
-		result.changes += sent;
 		config.failures = 0;
 	}
 
@@ -455,7 +483,8 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 		bool ok = transport->finish(error);
 		with_spi(own_transactions, [&] {
 			if (ok)
-				record_success(config, flight.changes, flight.bytes, flight.end);
+				record_success(config, Delivered{1, flight.changes, flight.bytes}, flight.end,
+							   false);
 			else {
 				result.error =
 					record_failure(config, error, flight.end, transport->failure_detail());

@@ -155,18 +155,37 @@ void
 SlotReader::write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bool)
 {
 	SlotReader *self = static_cast<SlotReader *>(ctx->output_writer_private);
+	std::string_view text(ctx->out->data, ctx->out->len);
 	if (xid != self->writing_xid_) {
 		self->writing_xid_ = xid;
 		self->writing_bytes_ = 0;
+		self->writing_messages_ = 0;
 	}
 	self->writing_bytes_ += ctx->out->len;
+	if (is_transactional_message(text))
+		self->writing_messages_++;
+	/*
+	 * The changes of a transaction are counted where they are decoded, the
+	 * same for both formats: the plugin's seq counts its row changes,
+	 * truncates and (json) transactional messages, and stands at their total
+	 * when the commit is written.  Counting rows of output would count a
+	 * key-changing update twice in the sql format (a delete and an upsert)
+	 * and once in json.
+	 */
+	int64_t changes = 0;
+	if (is_commit_row(text))
+		changes = static_cast<int64_t>(
+					  static_cast<const decode::DecodeState *>(ctx->output_plugin_private)->seq) -
+				  self->writing_messages_;
 	if (self->writing_bytes_ > static_cast<int64_t>(transaction_memory_kb) * 1024 &&
-		!is_frame_row(std::string_view(ctx->out->data, ctx->out->len))) {
+		!is_frame_row(text)) {
 		spill(self, ctx, lsn, xid);
 		return;
 	}
 	guarded([&] {
-		self->rows_.push_back(Row{lsn, xid, std::string(ctx->out->data, ctx->out->len)});
+		Row row{lsn, xid, std::string(text)};
+		row.changes = changes;
+		self->rows_.push_back(std::move(row));
 		self->buffered_bytes_ += ctx->out->len;
 	});
 }
@@ -199,12 +218,11 @@ SlotReader::spill(SlotReader *self, LogicalDecodingContext *ctx, XLogRecPtr lsn,
 		std::vector<Row> &rows = self->rows_;
 		if (rows.empty() || !rows.back().spilled() || rows.back().xid != xid ||
 			rows.back().spill_offset + rows.back().spill_bytes != offset)
-			rows.push_back(Row{lsn, xid, std::string(), offset, 0, 0});
+			rows.push_back(Row{lsn, xid, std::string(), offset, 0});
 		Row &stretch = rows.back();
 		stretch.lsn = lsn;
 		stretch.data.assign(text); /* its last row, for the Idempotency-Key */
 		stretch.spill_bytes += bytes;
-		stretch.spill_changes += changes_in_row(text);
 	});
 }
 

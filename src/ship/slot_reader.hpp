@@ -91,7 +91,8 @@ class SlotReader : public SpillSource {
 	/* Output of the transaction being written (edgesync.ship_transaction_memory). */
 	uint32_t writing_xid_ = 0;
 	int64_t writing_bytes_ = 0;
-	BufFile *spill_ = nullptr; /* created when first needed, closed when emptied */
+	int64_t writing_messages_ = 0; /* json: its transactional messages, which are no changes */
+	BufFile *spill_ = nullptr;	   /* created when first needed, closed when emptied */
 	uint64_t spill_end_ = 0;
 	bool acquired_ = false;
 };

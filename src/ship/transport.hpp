@@ -53,6 +53,20 @@ struct TargetConfig {
 	std::vector<std::string> secrets() const;
 };
 
+/* What was delivered: batches the receiver acknowledged, their changes and bytes. */
+struct Delivered {
+	int64_t batches = 0;
+	int64_t changes = 0;
+	int64_t bytes = 0; /* of the batches' bodies (batch.hpp), as built */
+
+	void add(int64_t batch_changes, int64_t batch_bytes)
+	{
+		batches++;
+		changes += batch_changes;
+		bytes += batch_bytes;
+	}
+};
+
 class Transport {
   public:
 	virtual ~Transport() = default;

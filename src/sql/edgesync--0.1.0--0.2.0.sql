@@ -1027,6 +1027,9 @@ BEGIN
 END
 $$;
 
+-- When a failing target recovered (issue 18).
+ALTER TABLE edgesync.target_state ADD COLUMN last_error_cleared_at timestamptz;
+
 CREATE OR REPLACE VIEW edgesync.target_status AS
 SELECT t.name,
        t.kind,
@@ -1051,7 +1054,9 @@ SELECT t.name,
        CASE WHEN pg_catalog.current_setting('max_slot_wal_keep_size') OPERATOR(pg_catalog.<>) '-1'
             THEN pg_catalog.pg_size_bytes(pg_catalog.current_setting('max_slot_wal_keep_size'))
        END                                                                AS wal_limit_bytes,
-       s.safe_wal_size
+       s.safe_wal_size,
+       st.last_attempt,
+       st.last_error_cleared_at
   FROM edgesync.targets t
   LEFT JOIN edgesync.target_state st ON st.name = t.name
   LEFT JOIN pg_catalog.pg_replication_slots s
