@@ -20,6 +20,10 @@
  *       reported as a WARNING (the recording would be lost with an ERROR);
  *       returns the number of changes delivered.
  *
+ *   edgesync._target_activity() -> (name, state, state_since, pid)
+ *       What the processes shipping this database's targets are doing now
+ *       (activity.hpp), for target_status; no rows without preload.
+ *
  *   edgesync._refuse_drop_with_targets() -> event_trigger
  *       Fired at ddl_command_start of DROP EXTENSION: refuses to drop
  *       edgesync while targets exist, since their replication slots would
@@ -27,6 +31,7 @@
  *       DROP SUBSCRIPTION protects its slot).  Plain C-style code.
  */
 #include "core/guard.hpp"
+#include "ship/activity.hpp"
 #include "ship/owner.hpp"
 #include "ship/shipper.hpp"
 #include "ship/url.hpp"
@@ -38,11 +43,14 @@ extern "C" {
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 
 PG_FUNCTION_INFO_V1(edgesync_parse_target_url);
 PG_FUNCTION_INFO_V1(edgesync_calling_role);
 PG_FUNCTION_INFO_V1(edgesync_check_target_owner);
 PG_FUNCTION_INFO_V1(edgesync_ship);
+PG_FUNCTION_INFO_V1(edgesync_target_activity);
 PG_FUNCTION_INFO_V1(edgesync_refuse_drop_with_targets);
 }
 
@@ -116,6 +124,25 @@ edgesync_ship(PG_FUNCTION_ARGS)
 			});
 		}
 		return Int64GetDatum(r.changes);
+	});
+}
+
+Datum
+edgesync_target_activity(PG_FUNCTION_ARGS)
+{
+	return guarded([&]() -> Datum {
+		std::vector<ActivityRow> rows = activities_of_database(MyDatabaseId);
+		pg_call([&] { InitMaterializedSRF(fcinfo, 0); });
+		ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+		for (const ActivityRow &row : rows)
+			pg_call([&] {
+				Datum values[4] = {CStringGetTextDatum(row.target.c_str()),
+								   CStringGetTextDatum(activity_name(row.activity)),
+								   TimestampTzGetDatum(row.since), Int32GetDatum(row.pid)};
+				bool nulls[4] = {false, false, false, false};
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			});
+		return static_cast<Datum>(0);
 	});
 }
 

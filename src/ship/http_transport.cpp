@@ -15,6 +15,7 @@
  * for the next batch.
  */
 #include "core/guard.hpp"
+#include "ship/activity.hpp"
 #include "ship/transport.hpp"
 #include "ship/url.hpp"
 
@@ -126,6 +127,7 @@ class HttpTransport : public Transport {
 
 	bool start(const Body &body, const std::string &key, std::string &error) override
 	{
+		report_activity(Activity::kSending);
 		detail_.clear();
 		std::string response;
 		char curl_error[CURL_ERROR_SIZE] = "";
@@ -199,6 +201,11 @@ class HttpTransport : public Transport {
 			}
 			if (running == 0)
 				break;
+			/* The whole body is out: what is left is the receiver's answer. */
+			curl_off_t uploaded = 0;
+			if (curl_easy_getinfo(e, CURLINFO_SIZE_UPLOAD_T, &uploaded) == CURLE_OK &&
+				static_cast<uint64_t>(uploaded) >= body.size())
+				report_activity(Activity::kWaiting);
 			int numfds = 0;
 			curl_multi_wait(multi_, nullptr, 0, 100, &numfds);
 			check_for_interrupts();

@@ -37,6 +37,7 @@
  * (Terminate), so the replica sees a clean disconnect, not a lost client.
  */
 #include "core/guard.hpp"
+#include "ship/activity.hpp"
 #include "ship/owner.hpp"
 #include "ship/remote_error.hpp"
 #include "ship/transport.hpp"
@@ -347,6 +348,7 @@ class PgTransport : public Transport {
 
 	bool connect(std::string &error)
 	{
+		report_activity(Activity::kConnecting);
 		TargetOwner owner{config_.owner, config_.owner_superuser};
 		check_owner_params(config_.name, parse_target_url(config_.url), config_.password, owner);
 		if (!open_connection(error))
@@ -474,6 +476,7 @@ class PgTransport : public Transport {
 	/* Sends the batch as one query string: the replica runs it while we go on. */
 	bool send(const std::string &body, std::string &error)
 	{
+		report_activity(Activity::kSending);
 		if (!PQsendQuery(conn_, body.c_str())) {
 			error = "could not send batch to replica: " + conn_error();
 			return false;
@@ -558,6 +561,7 @@ class PgTransport : public Transport {
 	 */
 	bool read_results(const std::function<void(const PGresult *)> &on_row, std::string &error)
 	{
+		report_activity(Activity::kWaiting);
 		std::string first_error;
 		Answer answer;
 		for (;;) {

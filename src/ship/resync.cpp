@@ -61,6 +61,7 @@
 #include "core/guard.hpp"
 #include "decode/decode.hpp"
 #include "decode/options.hpp"
+#include "ship/activity.hpp"
 #include "ship/batch.hpp"
 #include "ship/resync.hpp"
 
@@ -229,6 +230,7 @@ class Resender {
 	 */
 	bool run(std::string &error, Delivered &delivered)
 	{
+		report_activity(Activity::kResyncing);
 		if (!read_slot_start(error))
 			return false;
 		/* Facts cached by a peek in this backend were read under historic snapshots. */
@@ -546,6 +548,7 @@ class Resender {
 		if (!transport_.deliver(std::move(body), key, error))
 			return false;
 		delivered.add(batch_changes_, bytes);
+		report_activity(Activity::kResyncing);
 		rows_.clear();
 		begun_ = false;
 		batch_rows_ = 0;

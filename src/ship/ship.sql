@@ -228,8 +228,12 @@ END
 $$;
 REVOKE ALL ON FUNCTION edgesync._create_target_slot(text) FROM PUBLIC;
 
--- Drops a target's slot, waiting a little while the shipper holds it; a
--- slot of that name in another database is not this target's.
+-- Drops a target's slot; a slot of that name in another database is not this
+-- target's.  A process that holds it has a second to let go (a round
+-- ending); then, if it is the target's own background worker (waiting, maybe,
+-- on a receiver that hangs, for up to its timeout_ms), that worker is ended:
+-- its target is going, or starting over (resync).  A session in ship() is
+-- waited for, 10 s at most.
 CREATE FUNCTION edgesync._drop_target_slot(slot text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -246,6 +250,17 @@ BEGIN
             tries := tries + 1;
             IF tries >= 100 THEN
                 RAISE;
+            END IF;
+            IF tries = 10 THEN
+                BEGIN
+                    PERFORM pg_terminate_backend(a.pid)
+                       FROM pg_replication_slots s
+                       JOIN pg_stat_activity a ON a.pid = s.active_pid
+                      WHERE s.slot_name = slot AND s.database = current_database()
+                        AND a.backend_type = 'edgesync shipper';
+                EXCEPTION WHEN insufficient_privilege THEN
+                    NULL;  -- an owner who is not superuser waits, as before
+                END;
             END IF;
             PERFORM pg_sleep(0.1);
         END;
@@ -383,7 +398,17 @@ CREATE EVENT TRIGGER edgesync_keep_target_slots ON ddl_command_start
     WHEN TAG IN ('DROP EXTENSION')
     EXECUTE FUNCTION edgesync._refuse_drop_with_targets();
 
--- One row per target: where it stands, and what it holds back.
+-- What the processes shipping this database's targets are doing now: the
+-- target's background worker, or a session in ship() (src/ship/activity.hpp).
+-- No rows without edgesync in shared_preload_libraries.
+CREATE FUNCTION edgesync._target_activity(OUT name text, OUT state text,
+                                          OUT state_since timestamptz, OUT pid integer)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'edgesync_target_activity' LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION edgesync._target_activity() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION edgesync._target_activity() TO edgesync_reader, edgesync_admin;
+
+-- One row per target: where it stands, what it is doing, and what it holds back.
 CREATE VIEW edgesync.target_status AS
 SELECT t.name,
        t.kind,
@@ -410,11 +435,17 @@ SELECT t.name,
        END                                                                AS wal_limit_bytes,
        s.safe_wal_size,
        st.last_attempt,
-       st.last_error_cleared_at
+       st.last_error_cleared_at,
+       CASE WHEN a.state IS NOT NULL THEN a.state
+            WHEN NOT t.enabled THEN 'disabled'
+            ELSE 'no worker' END                                          AS state,
+       a.state_since,
+       a.pid
   FROM edgesync.targets t
   LEFT JOIN edgesync.target_state st ON st.name = t.name
   LEFT JOIN pg_catalog.pg_replication_slots s
-         ON s.slot_name = t.slot_name AND s.database = current_database();
+         ON s.slot_name = t.slot_name AND s.database = current_database()
+  LEFT JOIN edgesync._target_activity() a ON a.name = t.name;
 COMMENT ON VIEW edgesync.target_status IS 'edgesync: one row per target: position, progress, failures';
 REVOKE ALL ON edgesync.target_status FROM PUBLIC;
 GRANT SELECT ON edgesync.target_status TO edgesync_reader, edgesync_admin;

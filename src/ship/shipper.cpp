@@ -26,6 +26,7 @@
  */
 #include "core/guard.hpp"
 #include "core/sql_objects.hpp"
+#include "ship/activity.hpp"
 #include "ship/batch.hpp"
 #include "ship/resync.hpp"
 #include "ship/shipper.hpp"
@@ -383,6 +384,8 @@ ship_target(const std::string &name, int max_batches, bool own_transactions)
 		result.busy = true;
 		return result;
 	}
+	/* What this process does for the target shows in target_status (activity.hpp). */
+	ActivityClaim claim(name);
 	ShipResult r = found && (enabled || !own_transactions)
 					   ? ship_locked(config, max_batches, own_transactions)
 					   : result;
@@ -409,6 +412,7 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 		Delivered sent;
 		with_spi(own_transactions, [&] {
 			ok = resend_current_rows(config, *transport, error, sent);
+			report_activity(Activity::kRecording);
 			if (ok)
 				record_success(config, sent, 0, true);
 			else {
@@ -461,6 +465,7 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 	if (idle)
 		return result;
 
+	report_activity(Activity::kDecoding);
 	std::unique_ptr<SlotReader> reader;
 	with_transaction(own_transactions, [&] {
 		reader = std::make_unique<SlotReader>(config.slot, config.kind == "http" ? "json" : "sql",
@@ -481,6 +486,7 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 	auto acknowledge = [&]() -> bool {
 		std::string error;
 		bool ok = transport->finish(error);
+		report_activity(Activity::kRecording);
 		with_spi(own_transactions, [&] {
 			if (ok)
 				record_success(config, Delivered{1, flight.changes, flight.bytes}, flight.end,
@@ -524,6 +530,7 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 		 * in flight) goes again, exactly: everything decoded up to its end.
 		 */
 		uint64_t retry_end = flight.active ? 0 : config.pending_end;
+		report_activity(Activity::kDecoding);
 		with_transaction(own_transactions, [&] {
 			if (retry_end != 0)
 				wal_left = reader->fill(SIZE_MAX, INT64_MAX, retry_end);
@@ -582,6 +589,7 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 
 		std::string error;
 		if (!transport->start(body, key, error)) {
+			report_activity(Activity::kRecording);
 			with_spi(own_transactions, [&] {
 				result.error = record_failure(config, error, end, transport->failure_detail());
 				result.has_detail = !transport->failure_detail().empty();

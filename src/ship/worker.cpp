@@ -1,27 +1,48 @@
 /*
  * worker.cpp — the shipper's background workers and settings.
  *
- * With edgesync in shared_preload_libraries, a launcher starts one worker
- * per database named in edgesync.ship_databases (and stops the workers of
- * databases taken off the list on SIGHUP).  Each worker ships every enabled
- * target of its database, round by round: a target gets at most
- * edgesync.ship_round_batches batches per round, so a busy target does not
- * starve the others; a failing target is skipped until its next_retry
- * (exponential backoff with jitter, capped by edgesync.ship_retry_max), so
- * it costs the others at most one attempt (bounded by its timeout_ms) per
- * backoff period.  When nothing is left to ship, the worker sleeps
- * edgesync.ship_naptime or until its latch is set.
+ * With edgesync in shared_preload_libraries, three kinds of background
+ * workers ship the targets:
  *
- * SIGHUP reloads the settings; SIGTERM ends the workers at the next
- * interrupt check (die(), as for any backend), including in the middle of a
- * network wait.  The postmaster restarts the launcher (after a crash, too);
- * the launcher restarts a database's worker that ended, at most once every
- * kWorkerRestartSeconds.  The workers themselves are never restarted by the
- * postmaster: after a crash it would start them again beside the ones the
- * restarted launcher starts, two workers for one database.  A batch that was
- * in flight is delivered again (the slot had not moved).
+ *   launcher    one per server, connected to no database (it reads the
+ *               shared catalog pg_database): starts a supervisor for each
+ *               database named in edgesync.ship_databases, and stops those of
+ *               databases taken off the list on SIGHUP.  A name that names no
+ *               database (or one that takes no connections) is reported once
+ *               with a WARNING and looked up again at the retry pace
+ *               (edgesync.ship_retry_min doubling up to ship_retry_max); it
+ *               never holds up the others.
+ *   supervisor  one per database: starts a worker for each enabled target,
+ *               and stops the workers of targets dropped or disabled.
+ *   worker      one per enabled target: ships it round after round, at most
+ *               edgesync.ship_round_batches batches a round; after a failure
+ *               it waits until the target's next_retry (exponential backoff
+ *               with jitter, capped by edgesync.ship_retry_max); with nothing
+ *               to ship it sleeps edgesync.ship_naptime or until its latch
+ *               is set.
+ *
+ * A target's waits (its receiver, its connection, its decoding) happen in its
+ * own process, so a target that hangs, is slow or fails costs the others
+ * nothing.  Why not one process looping over all targets: decoding and SPI
+ * must stay on a process's main thread, and a process holds one replication
+ * slot at a time; a process per target keeps each target's decoding context
+ * across its batches (docs/shipping.md, "A worker per target", with the
+ * costs).
+ *
+ * SIGHUP reloads the settings; SIGTERM ends a worker at the next interrupt
+ * check (die(), as for any backend), including in the middle of a network
+ * wait.  The postmaster restarts the launcher (after a crash, too); the
+ * launcher restarts a supervisor that ended, and a supervisor a target's
+ * worker, at most once every kWorkerRestartSeconds.  Those two kinds are
+ * never restarted by the postmaster: after a crash it would start them again
+ * beside the ones the restarted launcher starts.  A launcher or supervisor
+ * that exits stops the workers it started (on_shmem_exit), so that the one
+ * that replaces it does not start them twice.  A batch that was in flight is
+ * delivered again (the slot had not moved).
  */
 #include "core/guard.hpp"
+#include "ship/activity.hpp"
+#include "ship/batch.hpp"
 #include "ship/shipper.hpp"
 
 #include <algorithm>
@@ -29,7 +50,12 @@
 #include <vector>
 
 extern "C" {
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -48,7 +74,8 @@ extern "C" {
 #include "utils/varlena.h"
 
 PGDLLEXPORT void edgesync_ship_launcher_main(Datum arg);
-PGDLLEXPORT void edgesync_ship_worker_main(Datum arg);
+PGDLLEXPORT void edgesync_ship_database_main(Datum arg);
+PGDLLEXPORT void edgesync_ship_target_main(Datum arg);
 }
 
 namespace edgesync::ship {
@@ -62,6 +89,8 @@ namespace {
 char *ship_databases = nullptr;
 int naptime_ms = 200;
 int round_batches = 50;
+
+constexpr int kWorkerRestartSeconds = 5;
 
 /* The databases named in edgesync.ship_databases (a comma list). */
 std::vector<std::string>
@@ -84,30 +113,157 @@ configured_databases()
 	return out;
 }
 
-constexpr int kWorkerRestartSeconds = 5;
+/*
+ * The workers a launcher or a supervisor started, by what each serves
+ * (a database's name, a target's name).  Global, for the exit callback.
+ */
+struct Child {
+	BackgroundWorkerHandle *handle = nullptr;
+	TimestampTz started = 0;   /* its last start */
+	bool start_failed = false; /* reported, until a start succeeds */
+};
+std::map<std::string, Child> children;
 
-bool
-start_worker(const std::string &db, BackgroundWorkerHandle **handle)
+/* At exit: the workers this one started go too (see the top of this file). */
+void
+stop_children(int, Datum)
 {
-	BackgroundWorker w = {};
+	for (auto &[name, child] : children)
+		if (child.handle != nullptr)
+			TerminateBackgroundWorker(child.handle);
+}
+
+/* Forgets the children that ended, and stops those no longer wanted. */
+void
+prune_children(const std::vector<std::string> &wanted)
+{
+	for (auto it = children.begin(); it != children.end();) {
+		Child &child = it->second;
+		bool keep = std::find(wanted.begin(), wanted.end(), it->first) != wanted.end();
+		if (child.handle != nullptr) {
+			pid_t pid;
+			BgwHandleStatus status = GetBackgroundWorkerPid(child.handle, &pid);
+			if (!keep)
+				TerminateBackgroundWorker(child.handle);
+			if (!keep || status == BGWH_STOPPED) {
+				pfree(child.handle);
+				child.handle = nullptr;
+			}
+		}
+		if (!keep)
+			it = children.erase(it);
+		else
+			++it;
+	}
+}
+
+/*
+ * Starts the worker for name unless it runs, or ended less than
+ * kWorkerRestartSeconds after its last start (then lowers timeout to when it
+ * may start again).  what names it in a warning when no worker can be
+ * started (max_worker_processes), given once until a start succeeds.
+ */
+void
+start_child(const std::string &name, BackgroundWorker &w, const char *what, long &timeout)
+{
+	Child &child = children[name];
+	if (child.handle != nullptr)
+		return;
+	TimestampTz now = GetCurrentTimestamp();
+	if (child.started != 0) {
+		TimestampTz allowed =
+			TimestampTzPlusMilliseconds(child.started, kWorkerRestartSeconds * 1000);
+		if (now < allowed) {
+			timeout = std::min(timeout, TimestampDifferenceMilliseconds(now, allowed) + 1);
+			return;
+		}
+	}
 	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	w.bgw_restart_time = BGW_NEVER_RESTART; /* the launcher does (see above) */
+	w.bgw_restart_time = BGW_NEVER_RESTART; /* the parent does (see above) */
 	snprintf(w.bgw_library_name, BGW_MAXLEN, "edgesync");
-	snprintf(w.bgw_function_name, BGW_MAXLEN, "edgesync_ship_worker_main");
-	snprintf(w.bgw_name, BGW_MAXLEN, "edgesync shipper for database %s", db.c_str());
-	snprintf(w.bgw_type, BGW_MAXLEN, "edgesync shipper");
-	strlcpy(w.bgw_extra, db.c_str(), BGW_EXTRALEN);
 	w.bgw_notify_pid = MyProcPid;
-	return RegisterDynamicBackgroundWorker(&w, handle);
+	child.started = now;
+	if (RegisterDynamicBackgroundWorker(&w, &child.handle)) {
+		child.start_failed = false;
+		return;
+	}
+	child.handle = nullptr;
+	if (!child.start_failed)
+		ereport(WARNING,
+				(errmsg("could not start the edgesync shipper for %s \"%s\"", what, name.c_str()),
+				 errdetail("All background worker slots are in use; it is tried again every %d "
+						   "seconds.",
+						   kWorkerRestartSeconds),
+				 errhint("Raise max_worker_processes (one worker per shipped database and one "
+						 "per enabled target, docs/shipping.md).")));
+	child.start_failed = true;
+	timeout = std::min(timeout, static_cast<long>(kWorkerRestartSeconds) * 1000);
 }
+
+/*
+ * The OID of the database named name, if it takes connections; InvalidOid
+ * otherwise, with closed set when it exists but does not (datallowconn off,
+ * or left invalid by an interrupted DROP DATABASE).  A heap scan of the
+ * shared catalog, as the autovacuum launcher reads it: a process connected
+ * to no database cannot build the relcache entries of its indexes.
+ */
+Oid
+lookup_database(const std::string &name, bool &closed)
+{
+	Oid oid = InvalidOid;
+	closed = false;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	Relation rel = table_open(DatabaseRelationId, AccessShareLock);
+	TableScanDesc scan = table_beginscan_catalog(rel, 0, nullptr);
+	for (HeapTuple tuple; HeapTupleIsValid(tuple = heap_getnext(scan, ForwardScanDirection));) {
+		Form_pg_database db = reinterpret_cast<Form_pg_database>(GETSTRUCT(tuple));
+		if (strcmp(NameStr(db->datname), name.c_str()) != 0)
+			continue;
+		/* -2: DATCONNLIMIT_INVALID_DB (a DROP DATABASE that did not finish) */
+		if (db->datallowconn && db->datconnlimit != -2)
+			oid = db->oid;
+		else
+			closed = true;
+		break;
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return oid;
+}
+
+/* Said once for a name of edgesync.ship_databases that names no database we can use. */
+void
+warn_unusable_database(const std::string &name, bool closed)
+{
+	ereport(
+		WARNING,
+		(errcode(closed ? ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE : ERRCODE_UNDEFINED_DATABASE),
+		 closed ? errmsg("database \"%s\" named in edgesync.ship_databases does not accept "
+						 "connections",
+						 name.c_str())
+				: errmsg("database \"%s\" named in edgesync.ship_databases does not exist",
+						 name.c_str()),
+		 errdetail("No targets of it are shipped; the shipper looks for it again from time "
+				   "to time, at most every %d ms.",
+				   retry_max_ms),
+		 errhint("Create the database (or let it take connections), or take it off "
+				 "edgesync.ship_databases and reload.")));
+}
+
+/* A name of edgesync.ship_databases that names no database we can use (yet). */
+struct Missing {
+	int lookups = 0; /* that found none, in a row */
+	TimestampTz next_lookup = 0;
+};
 
 /* The launcher's loop; plain C-style code (no C++ objects cross an ereport). */
 void
 launcher_loop()
 {
-	std::map<std::string, BackgroundWorkerHandle *> workers;
-	std::map<std::string, TimestampTz> started; /* when each database's worker last started */
+	std::map<std::string, Missing> missing;
 
 	for (;;) {
 		if (ConfigReloadPending) {
@@ -115,41 +271,50 @@ launcher_loop()
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		std::vector<std::string> wanted = configured_databases();
-		for (auto it = workers.begin(); it != workers.end();) {
-			bool keep = std::find(wanted.begin(), wanted.end(), it->first) != wanted.end();
-			pid_t pid;
-			BgwHandleStatus status = GetBackgroundWorkerPid(it->second, &pid);
-			if (!keep)
-				TerminateBackgroundWorker(it->second);
-			if (!keep || status == BGWH_STOPPED) {
-				pfree(it->second);
-				it = workers.erase(it);
-			} else
+		prune_children(wanted);
+		for (auto it = missing.begin(); it != missing.end();)
+			if (std::find(wanted.begin(), wanted.end(), it->first) == wanted.end())
+				it = missing.erase(it);
+			else
 				++it;
-		}
+
 		long timeout = 10000L;
-		TimestampTz now = GetCurrentTimestamp();
 		for (const std::string &db : wanted) {
-			if (workers.count(db))
+			if (children.count(db) && children[db].handle != nullptr)
 				continue;
-			/* A worker that keeps failing (say, its database is gone) restarts slowly. */
-			auto last = started.find(db);
-			if (last != started.end()) {
-				TimestampTz allowed =
-					TimestampTzPlusMilliseconds(last->second, kWorkerRestartSeconds * 1000);
-				if (now < allowed) {
-					timeout = std::min(timeout, TimestampDifferenceMilliseconds(now, allowed) + 1);
-					continue;
-				}
+			TimestampTz now = GetCurrentTimestamp();
+			auto m = missing.find(db);
+			if (m != missing.end() && now < m->second.next_lookup) {
+				timeout = std::min(timeout,
+								   TimestampDifferenceMilliseconds(now, m->second.next_lookup) + 1);
+				continue;
 			}
-			BackgroundWorkerHandle *handle = nullptr;
-			if (start_worker(db, &handle)) {
-				workers[db] = handle;
-				started[db] = now;
-			} else
-				ereport(WARNING,
-						(errmsg("could not start edgesync shipper for database \"%s\"", db.c_str()),
-						 errhint("Raise max_worker_processes.")));
+			bool closed;
+			Oid oid = lookup_database(db, closed);
+			if (!OidIsValid(oid)) {
+				Missing &gone = missing[db];
+				if (gone.lookups == 0)
+					warn_unusable_database(db, closed);
+				gone.lookups++;
+				int64_t delay = retry_delay_ms(gone.lookups, retry_min_ms, retry_max_ms, 1.0);
+				gone.next_lookup = TimestampTzPlusMilliseconds(now, delay);
+				timeout = std::min(timeout, static_cast<long>(delay) + 1);
+				continue;
+			}
+			if (m != missing.end()) {
+				ereport(LOG, (errmsg("database \"%s\" named in edgesync.ship_databases takes "
+									 "connections now: its targets are shipped",
+									 db.c_str())));
+				missing.erase(m);
+			}
+			BackgroundWorker w = {};
+			snprintf(w.bgw_function_name, BGW_MAXLEN, "edgesync_ship_database_main");
+			snprintf(w.bgw_name, BGW_MAXLEN, "edgesync shipper supervisor for database %s",
+					 db.c_str());
+			snprintf(w.bgw_type, BGW_MAXLEN, "edgesync shipper supervisor");
+			strlcpy(w.bgw_extra, db.c_str(), BGW_EXTRALEN);
+			w.bgw_main_arg = ObjectIdGetDatum(oid);
+			start_child(db, w, "database", timeout);
 		}
 		int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout,
 						   PG_WAIT_EXTENSION);
@@ -159,57 +324,87 @@ launcher_loop()
 	}
 }
 
-struct Due {
-	std::string name;
-};
-
-/* The enabled targets of this database that are due; empty without the extension. */
-std::vector<std::string>
-due_targets(TimestampTz &next_wake)
+/* Runs body in a transaction of its own, connected to SPI, if the extension is installed. */
+template <typename Fn>
+void
+with_extension(Fn &&body)
 {
-	std::vector<std::string> out;
 	pg_call([] {
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 	});
-	bool installed = pg_call([] { return OidIsValid(get_extension_oid("edgesync", true)); });
-	if (installed) {
+	if (pg_call([] { return OidIsValid(get_extension_oid("edgesync", true)); })) {
 		pg_call([] {
-			SPI_connect();
-			int rc = SPI_execute(
-				"SELECT t.name,"
-				"       st.next_retry OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()"
-				"       OR st.next_retry IS NULL,"
-				"       st.next_retry"
-				"  FROM edgesync.targets t"
-				"  JOIN edgesync.target_state st ON st.name OPERATOR(pg_catalog.=) t.name"
-				" WHERE t.enabled ORDER BY t.name",
-				true, 0);
-			if (rc != SPI_OK_SELECT)
-				elog(ERROR, "could not list edgesync targets");
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "SPI_connect failed");
 		});
-		for (uint64 i = 0; i < SPI_processed; i++) {
-			bool isnull;
-			HeapTuple row = SPI_tuptable->vals[i];
-			char *name = pg_call([&] { return SPI_getvalue(row, SPI_tuptable->tupdesc, 1); });
-			bool due = DatumGetBool(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull));
-			if (due)
-				out.emplace_back(name);
-			else {
-				TimestampTz at =
-					DatumGetTimestampTz(SPI_getbinval(row, SPI_tuptable->tupdesc, 3, &isnull));
-				if (next_wake == 0 || at < next_wake)
-					next_wake = at;
-			}
-		}
+		body();
 		pg_call([] { SPI_finish(); });
 	}
 	pg_call([] {
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 	});
+}
+
+/*
+ * The enabled targets of this database that have a state row (a target
+ * restored from a dump has none until resync() gives it one); none without
+ * the extension.
+ */
+std::vector<std::string>
+enabled_targets()
+{
+	std::vector<std::string> out;
+	with_extension([&] {
+		pg_call([] {
+			if (SPI_execute(
+					"SELECT t.name FROM edgesync.targets t"
+					"  JOIN edgesync.target_state st ON st.name OPERATOR(pg_catalog.=) t.name"
+					" WHERE t.enabled ORDER BY 1",
+					true, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not list edgesync targets");
+		});
+		for (uint64 i = 0; i < SPI_processed; i++)
+			out.emplace_back(pg_call(
+				[&] { return SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1); }));
+	});
 	return out;
+}
+
+/*
+ * Whether target still exists and is enabled; then due tells whether its
+ * next_retry has come, and next_retry is when (0: none).
+ */
+bool
+target_enabled(const std::string &target, bool &due, TimestampTz &next_retry)
+{
+	bool found = false;
+	with_extension([&] {
+		pg_call([&] {
+			Oid types[1] = {TEXTOID};
+			Datum values[1] = {CStringGetTextDatum(target.c_str())};
+			if (SPI_execute_with_args(
+					"SELECT st.next_retry IS NULL"
+					"       OR st.next_retry OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp(),"
+					"       st.next_retry"
+					"  FROM edgesync.targets t"
+					"  JOIN edgesync.target_state st ON st.name OPERATOR(pg_catalog.=) t.name"
+					" WHERE t.name OPERATOR(pg_catalog.=) $1 AND t.enabled",
+					1, types, values, nullptr, true, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not read edgesync target \"%s\"", target.c_str());
+		});
+		found = SPI_processed == 1;
+		if (found) {
+			bool isnull;
+			HeapTuple row = SPI_tuptable->vals[0];
+			due = DatumGetBool(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
+			Datum at = SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull);
+			next_retry = isnull ? 0 : DatumGetTimestampTz(at);
+		}
+	});
+	return found;
 }
 
 /*
@@ -263,16 +458,19 @@ report_failure(const std::string &target, const std::string &message, const char
 	});
 }
 
-/* Runs one step of the loop; an exception fails it (and target's round) only. */
+/*
+ * Runs one step of a loop; an exception fails it (and target's round) only.
+ * Returns whether the step went through.
+ */
 template <typename Fn>
-void
+bool
 isolated(const std::string &target, Fn &&step)
 {
 	std::string message;
 	char sqlstate[6] = "XX000";
 	try {
 		step();
-		return;
+		return true;
 	} catch (PgException &e) {
 		message = e.what();
 		strlcpy(sqlstate, unpack_sql_state(e.data()->sqlerrcode), sizeof sqlstate);
@@ -291,51 +489,116 @@ isolated(const std::string &target, Fn &&step)
 	}
 	abort_round();
 	report_failure(target, message, sqlstate);
+	return false;
+}
+
+/* Waits on the latch up to timeout ms (at least 10). */
+void
+nap(long timeout)
+{
+	int rc = pg_call([&] {
+		return WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 std::max(10L, timeout), PG_WAIT_EXTENSION);
+	});
+	if (rc & WL_LATCH_SET)
+		ResetLatch(MyLatch);
 }
 
 void
-worker_loop()
+reload_if_asked()
+{
+	pg_call([] {
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending) {
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	});
+}
+
+/* A supervisor's loop: a worker for each enabled target of its database. */
+void
+database_loop()
 {
 	for (;;) {
-		pg_call([] {
-			CHECK_FOR_INTERRUPTS();
-			if (ConfigReloadPending) {
-				ConfigReloadPending = false;
-				ProcessConfigFile(PGC_SIGHUP);
-			}
-		});
-		TimestampTz next_wake = 0;
-		bool more = false;
+		reload_if_asked();
 		std::vector<std::string> targets;
-		isolated(std::string(), [&] { targets = due_targets(next_wake); });
-		for (const std::string &target : targets) {
-			pg_call([&] { pgstat_report_activity(STATE_RUNNING, "edgesync: shipping"); });
-			isolated(target, [&] {
-				ShipResult r = ship_target(target, round_batches, true);
-				if (r.more && !r.failed)
-					more = true;
-			});
+		/* (A failed listing stops nothing: the targets' workers go on.) */
+		if (isolated(std::string(), [&] { targets = enabled_targets(); })) {
+			pg_call([&] { prune_children(targets); });
 		}
-		pg_call([] { pgstat_report_activity(STATE_IDLE, nullptr); });
+		long timeout = naptime_ms;
+		for (const std::string &target : targets)
+			pg_call([&] {
+				BackgroundWorker w = {};
+				snprintf(w.bgw_function_name, BGW_MAXLEN, "edgesync_ship_target_main");
+				snprintf(w.bgw_name, BGW_MAXLEN, "edgesync shipper for target %s", target.c_str());
+				snprintf(w.bgw_type, BGW_MAXLEN, "edgesync shipper");
+				strlcpy(w.bgw_extra, target.c_str(), BGW_EXTRALEN);
+				w.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
+				start_child(target, w, "target", timeout);
+			});
+		nap(timeout);
+	}
+}
+
+/*
+ * A target's worker's loop: ships the target while it exists and is enabled,
+ * skipping it until its next_retry after a failure.
+ */
+void
+target_loop(const std::string &target)
+{
+	ActivityClaim claim(target);
+	for (;;) {
+		reload_if_asked();
+		bool due = false, enabled = true;
+		TimestampTz next_retry = 0;
+		if (isolated(std::string(), [&] { enabled = target_enabled(target, due, next_retry); }) &&
+			!enabled)
+			return; /* dropped or disabled */
+		bool more = false, failed = !due;
+		if (due) {
+			pg_call([] { pgstat_report_activity(STATE_RUNNING, "edgesync: shipping"); });
+			bool went = isolated(target, [&] {
+				ShipResult r = ship_target(target, round_batches, true);
+				more = r.more && !r.failed;
+				failed = r.failed;
+			});
+			failed |= !went;
+			pg_call([] { pgstat_report_activity(STATE_IDLE, nullptr); });
+		}
 		if (more)
 			continue;
+		report_activity(failed ? Activity::kBackingOff : Activity::kIdle);
 		long timeout = naptime_ms;
-		if (next_wake != 0) {
-			long until = static_cast<long>((next_wake - GetCurrentTimestamp()) / 1000);
-			timeout = std::max(10L, std::min(timeout, until));
-		}
-		int rc = pg_call([&] {
-			return WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout,
-							 PG_WAIT_EXTENSION);
-		});
-		if (rc & WL_LATCH_SET)
-			ResetLatch(MyLatch);
+		if (!due && next_retry != 0)
+			timeout = std::min<long>(
+				timeout, static_cast<long>((next_retry - GetCurrentTimestamp()) / 1000));
+		nap(timeout);
 	}
+}
+
+/*
+ * What every worker connected to a database sets where it starts.  It runs
+ * as the bootstrap superuser: no object a user can create may be found by
+ * name in anything it runs (its own queries, decoding, the re-send).  Its
+ * queries also name their operators and functions with their schema; this
+ * covers what they call.  PGC_S_OVERRIDE: no reload, database or role
+ * setting replaces it.
+ */
+void
+settle_in_database(const char *appname)
+{
+	pgstat_report_appname(appname);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	/* Every round that decodes a slot logs "starting logical decoding" lines at LOG. */
+	SetConfigOption("log_min_messages", "warning", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 } // namespace
 
-/* Settings (all processes) and, at preload, the launcher. */
+/* Settings (all processes) and, at preload, the launcher and the shared memory it reports in. */
 void
 init()
 {
@@ -349,8 +612,9 @@ init()
 		nullptr, &naptime_ms, 200, 10, 3600000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable(
 		"edgesync.ship_round_batches",
-		"Batches a target may ship before the shipper turns to the next target.", nullptr,
-		&round_batches, 50, 1, 1000000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+		"Batches a target's worker ships in one round, before it releases the target's slot "
+		"and reloads its settings.",
+		nullptr, &round_batches, 50, 1, 1000000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable(
 		"edgesync.ship_transaction_memory",
 		"Output of one source transaction the shipper keeps in memory.",
@@ -367,8 +631,9 @@ init()
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
+	request_activity_memory();
 	BackgroundWorker w = {};
-	w.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	w.bgw_restart_time = 5;
 	snprintf(w.bgw_library_name, BGW_MAXLEN, "edgesync");
@@ -386,28 +651,37 @@ edgesync_ship_launcher_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
+	/* No database: the shared catalogs (pg_database) only. */
+	BackgroundWorkerInitializeConnection(nullptr, nullptr, 0);
+	on_shmem_exit(edgesync::ship::stop_children, 0);
+	/*
+	 * An ERROR here has no handler to jump to and ends the process as FATAL
+	 * (no longjmp through the loop's frames); the postmaster restarts it.
+	 */
 	edgesync::guarded([] { edgesync::ship::launcher_loop(); });
 }
 
 void
-edgesync_ship_worker_main(Datum arg)
+edgesync_ship_database_main(Datum arg)
 {
-	char db[BGW_EXTRALEN];
-	strlcpy(db, MyBgworkerEntry->bgw_extra, BGW_EXTRALEN);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(db, nullptr, 0);
-	pgstat_report_appname("edgesync shipper");
-	/*
-	 * The worker runs as the bootstrap superuser: no object a user can create
-	 * may be found by name in anything it runs (its own queries, decoding,
-	 * the re-send).  Its queries also name their operators and functions
-	 * with their schema; this covers what they call.  PGC_S_OVERRIDE: no
-	 * reload, database or role setting replaces it.
-	 */
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
-	/* Every round that decodes a slot logs "starting logical decoding" lines at LOG. */
-	SetConfigOption("log_min_messages", "warning", PGC_SUSET, PGC_S_OVERRIDE);
-	edgesync::guarded([] { edgesync::ship::worker_loop(); });
+	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
+	on_shmem_exit(edgesync::ship::stop_children, 0);
+	edgesync::ship::settle_in_database("edgesync shipper supervisor");
+	edgesync::guarded([] { edgesync::ship::database_loop(); });
+}
+
+void
+edgesync_ship_target_main(Datum arg)
+{
+	char target[BGW_EXTRALEN];
+	strlcpy(target, MyBgworkerEntry->bgw_extra, BGW_EXTRALEN);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
+	edgesync::ship::settle_in_database("edgesync shipper");
+	edgesync::guarded([&] { edgesync::ship::target_loop(target); });
 }

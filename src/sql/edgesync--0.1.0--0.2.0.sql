@@ -1030,6 +1030,16 @@ $$;
 -- When a failing target recovered (issue 18).
 ALTER TABLE edgesync.target_state ADD COLUMN last_error_cleared_at timestamptz;
 
+-- Each target is shipped by a worker of its own (issue 18): what it is doing
+-- now comes from shared memory (and _drop_target_slot(), below, ends a
+-- worker that holds the slot of a target being dropped).
+CREATE FUNCTION edgesync._target_activity(OUT name text, OUT state text,
+                                          OUT state_since timestamptz, OUT pid integer)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'edgesync_target_activity' LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION edgesync._target_activity() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION edgesync._target_activity() TO edgesync_reader, edgesync_admin;
+
 CREATE OR REPLACE VIEW edgesync.target_status AS
 SELECT t.name,
        t.kind,
@@ -1056,11 +1066,17 @@ SELECT t.name,
        END                                                                AS wal_limit_bytes,
        s.safe_wal_size,
        st.last_attempt,
-       st.last_error_cleared_at
+       st.last_error_cleared_at,
+       CASE WHEN a.state IS NOT NULL THEN a.state
+            WHEN NOT t.enabled THEN 'disabled'
+            ELSE 'no worker' END                                          AS state,
+       a.state_since,
+       a.pid
   FROM edgesync.targets t
   LEFT JOIN edgesync.target_state st ON st.name = t.name
   LEFT JOIN pg_catalog.pg_replication_slots s
-         ON s.slot_name = t.slot_name AND s.database = current_database();
+         ON s.slot_name = t.slot_name AND s.database = current_database()
+  LEFT JOIN edgesync._target_activity() a ON a.name = t.name;
 
 -- Targets are in a dump, their secrets, state and slots are not: resync()
 -- gives a restored target a slot and state, alter_target() its secrets; a
@@ -1107,6 +1123,17 @@ BEGIN
             tries := tries + 1;
             IF tries >= 100 THEN
                 RAISE;
+            END IF;
+            IF tries = 10 THEN
+                BEGIN
+                    PERFORM pg_terminate_backend(a.pid)
+                       FROM pg_replication_slots s
+                       JOIN pg_stat_activity a ON a.pid = s.active_pid
+                      WHERE s.slot_name = slot AND s.database = current_database()
+                        AND a.backend_type = 'edgesync shipper';
+                EXCEPTION WHEN insufficient_privilege THEN
+                    NULL;  -- an owner who is not superuser waits, as before
+                END;
             END IF;
             PERFORM pg_sleep(0.1);
         END;

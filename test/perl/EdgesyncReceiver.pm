@@ -9,6 +9,9 @@
 #   ok        read the body, record it, answer 200
 #   fail500   read the body, answer 500 (not recorded as delivered)
 #   timeout   read the body, never answer (until the mode changes), close
+#   hang      accept the connection and read nothing, never answer (until
+#             the mode changes), close; later connections wait in the
+#             listen queue meanwhile
 #   reset     read part of the body, then reset the connection (RST)
 #   slow      read the body, wait 1.5 s, then record and answer 200
 #   redirect URL  read the body, answer 307 with Location: URL
@@ -114,6 +117,12 @@ sub _serve
 		# Keep-alive: serve requests on this connection until it closes.
 		while (1)
 		{
+			if ($self->mode eq 'hang')
+			{
+				$self->_append('attempts.log', "hang -\n");
+				sleep(0.05) while $self->mode eq 'hang';
+				last;
+			}
 			my %h;
 			my $line = <$c>;
 			last unless defined $line;

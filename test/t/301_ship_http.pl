@@ -188,17 +188,20 @@ $receiver->set_mode('ok');
 $node->start;
 wait_all_delivered('immediate shutdown mid-batch');
 
-# SIGHUP: taking the database off the list stops the worker; back, it ships.
-sub shipper_pid
+# SIGHUP: taking the database off the list stops its workers; back, they ship.
+sub shipper_pids
 {
-	return $node->safe_psql('postgres',
-		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'edgesync shipper'");
+	return $node->safe_psql('postgres', q{
+		SELECT string_agg(pid::text, ' ') FROM pg_stat_activity
+		 WHERE backend_type IN ('edgesync shipper', 'edgesync shipper supervisor')});
 }
+# The worker of target cloud_api (each target has its own).
 sub running_shipper_pid
 {
 	for (1 .. 200)
 	{
-		my $pid = shipper_pid();
+		my $pid = $node->safe_psql('postgres',
+			"SELECT pid FROM edgesync.target_status WHERE name = 'cloud_api'");
 		return $pid if $pid =~ /^\d+$/;
 		sleep(0.05);
 	}
@@ -207,8 +210,8 @@ sub running_shipper_pid
 $node->append_conf('postgresql.conf', "edgesync.ship_databases = ''");
 $node->reload;
 my $gone = 0;
-for (1 .. 100) { if (shipper_pid() eq '') { $gone = 1; last } sleep(0.1) }
-ok($gone, 'SIGHUP: worker stopped when its database left the list');
+for (1 .. 100) { if (shipper_pids() eq '') { $gone = 1; last } sleep(0.1) }
+ok($gone, 'SIGHUP: the workers stopped when their database left the list');
 workload(2);
 $node->append_conf('postgresql.conf', "edgesync.ship_databases = 'postgres'");
 $node->reload;
@@ -225,12 +228,16 @@ sleep(1);
 $node->poll_query_until('postgres', 'SELECT true') or die 'server did not come back';
 workload(2);
 wait_all_delivered('after the worker crashed');
-# One worker for the database after the crash restart, not the one the
-# postmaster would restart beside the one the restarted launcher starts.
+# One worker for the database and one for each target after the crash
+# restart, not those the postmaster would restart beside the ones the
+# restarted launcher starts.
 sleep(6);    # past the restart delays
-is($node->safe_psql('postgres',
-		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'edgesync shipper'"),
-	'1', 'after the crash restart: one shipper for the database');
+is($node->safe_psql('postgres', q{
+		SELECT string_agg(backend_type || ' ' || n, ', ' ORDER BY backend_type)
+		  FROM (SELECT backend_type, count(*) AS n FROM pg_stat_activity
+		         WHERE backend_type LIKE 'edgesync shipper%' GROUP BY 1) w}),
+	'edgesync shipper 2, edgesync shipper launcher 1, edgesync shipper supervisor 1',
+	'after the crash restart: one shipper for the database and one for each target');
 
 like($node->safe_psql('postgres',
 		"SELECT consecutive_failures > 3 AND next_retry IS NOT NULL FROM edgesync.target_status WHERE name = 'dead_one'"),

@@ -2,10 +2,10 @@
 # round raises a PostgreSQL error every time (its slot belongs to another
 # output plugin, which the shipper refuses to decode), and one whose round throws
 # a C++ exception (a stored URL the shipper cannot parse), are recorded and
-# retried; neither takes the worker or the good target down, and the worker's
-# memory stays flat: its TopMemoryContext (where a copied error lives) grows by
-# less than 64 kB, and its private memory (RssAnon: shared buffers it touches
-# do not count) by less than 1 MB.  (Each failed round of the first kind used
+# retried; neither takes its worker or the good target down, and the memory
+# of each failing target's worker stays flat: its TopMemoryContext (where a
+# copied error lives) grows by less than 64 kB, and its private memory
+# (RssAnon: shared buffers it touches do not count) by less than 1 MB.  (Each failed round of the first kind used
 # to leak about 200 bytes of TopMemoryContext: strings of the copied error that
 # FreeErrorData does not free; about 280 kB over this test.)
 use strict;
@@ -43,10 +43,12 @@ $node->safe_psql('postgres', q{
 	UPDATE edgesync.targets SET url = 'gopher://127.0.0.1/in' WHERE name = 'bad_url';
 });
 
+# The worker of a target (each target has its own).
 sub worker_pid
 {
+	my ($target) = @_;
 	return $node->safe_psql('postgres',
-		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'edgesync shipper'");
+		"SELECT pid FROM edgesync.target_status WHERE name = '$target'");
 }
 
 sub rss_anon_kb
@@ -91,31 +93,37 @@ sub write_for
 }
 
 write_for(5);
-my $pid = worker_pid();
-like($pid, qr/^\d+$/, 'the shipper runs');
-my $before = rss_anon_kb($pid);
-my $top_before = top_context_used($pid);
+my %pid = map { $_ => worker_pid($_) } qw(broken bad_url);
+like("$pid{broken} $pid{bad_url}", qr/^\d+ \d+$/, 'the failing targets have their workers');
+my %before = map { $_ => rss_anon_kb($pid{$_}) } keys %pid;
+my %top_before = map { $_ => top_context_used($pid{$_}) } keys %pid;
 my $failures_before = $node->safe_psql('postgres',
 	"SELECT consecutive_failures FROM edgesync.target_status WHERE name = 'broken'");
 write_for(20);
-my $after = rss_anon_kb($pid);
-my $top_after = top_context_used($pid);
+my %after = map { $_ => rss_anon_kb($pid{$_}) } keys %pid;
+my %top_after = map { $_ => top_context_used($pid{$_}) } keys %pid;
 my $failures = $node->safe_psql('postgres',
 	"SELECT consecutive_failures FROM edgesync.target_status WHERE name = 'broken'");
-note("RssAnon $before kB -> $after kB; TopMemoryContext used $top_before -> $top_after bytes; broken target failed rounds $failures_before -> $failures");
+note("$_: RssAnon $before{$_} kB -> $after{$_} kB; TopMemoryContext used $top_before{$_} -> $top_after{$_} bytes")
+  for sort keys %pid;
+note("broken target failed rounds $failures_before -> $failures");
 
 cmp_ok($failures - $failures_before, '>', 200, 'the broken target failed round after round');
 like($node->safe_psql('postgres', "SELECT last_error FROM edgesync.target_status WHERE name = 'broken'"),
 	qr/uses output plugin "test_decoding", not edgesync/, 'its PostgreSQL error is recorded');
 like($node->safe_psql('postgres', "SELECT consecutive_failures || ' ' || last_error FROM edgesync.target_status WHERE name = 'bad_url'"),
 	qr/^[1-9]\d* unsupported target URL scheme/, 'a C++ exception in a round is recorded for its target');
-is(worker_pid(), $pid, 'the same worker still runs (no crash, no restart)');
+is(worker_pid($_), $pid{$_}, "$_: the same worker still runs (no crash, no restart)") for sort keys %pid;
 ok($node->poll_query_until('postgres',
 		"SELECT changes_shipped = $rows FROM edgesync.target_status WHERE name = 'good'"),
 	'the good target got every change meanwhile');
-cmp_ok($top_after - $top_before, '<', 65536,
-	'worker TopMemoryContext flat over the rounds (< 64 kB growth)');
-cmp_ok($after - $before, '<', 1024, 'worker private memory flat over the rounds (< 1 MB growth)');
+for my $t (sort keys %pid)
+{
+	cmp_ok($top_after{$t} - $top_before{$t}, '<', 65536,
+		"$t: worker TopMemoryContext flat over the rounds (< 64 kB growth)");
+	cmp_ok($after{$t} - $before{$t}, '<', 1024,
+		"$t: worker private memory flat over the rounds (< 1 MB growth)");
+}
 
 $node->safe_psql('postgres', q{
 	UPDATE edgesync.targets SET slot_name = 'edgesync_broken' WHERE name = 'broken';

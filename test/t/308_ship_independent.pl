@@ -1,4 +1,4 @@
-# Targets on their own (issue 18): the shipper's figures.
+# Targets on their own (issue 18).
 #
 #  1. Exact figures: ship() and target_status count the same changes for an
 #     HTTP receiver and a replica, checked against what each received: an
@@ -8,12 +8,27 @@
 #     requests the receiver stored and their bodies, the transactions the
 #     replica committed and their query strings; a full re-send counts its
 #     rows and batches.
+#  2. A hung HTTP receiver (it accepts and never answers) costs the replica
+#     target of the same database nothing measurable: the replica's median
+#     commit-to-applied latency while the receiver hangs stays within twice
+#     (plus 50 ms of scheduling noise) what it is with the replica alone.
+#     (With one worker serving both targets in turn, each hung attempt held
+#     the replica for the receiver's timeout_ms.)  target_status says what
+#     each target's worker is doing: the hung one waits for an answer, the
+#     replica's is idle; once the receiver answers again, its error is
+#     cleared.  A disabled target has no worker; one whose receiver hangs is
+#     dropped at once.
+#  3. A database named in edgesync.ship_databases that does not exist: one
+#     WARNING naming it, no FATAL restart loop, the other database ships at
+#     once after a restart, and once the database is created its shipper
+#     starts.
 use strict;
 use warnings;
 
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(sleep time);
 use FindBin;
 use lib "$FindBin::RealBin/../perl";
 use EdgesyncTest;
@@ -22,8 +37,19 @@ use EdgesyncReceiver;
 my $receiver = EdgesyncReceiver->new;
 my $cloud = edgesync_node('cloud');
 my $hospital = edgesync_node('hospital', extra_conf => q{
+edgesync.ship_databases = 'postgres'
+edgesync.ship_naptime = 50ms
+edgesync.ship_retry_min = 50ms
+edgesync.ship_retry_max = 200ms
 log_statement = none
 });
+
+sub median
+{
+	my @v = sort { $a <=> $b } @_;
+	return undef unless @v;
+	return @v % 2 ? $v[$#v / 2] : ($v[@v / 2 - 1] + $v[@v / 2]) / 2;
+}
 
 # ---------------------------------------------------------------------------
 # 1. Exact figures, through ship() in a database no worker serves.
@@ -141,6 +167,168 @@ is(figures('counts_api'),
 	'HTTP target: a re-send adds its rows, requests and bytes');
 like(figures('counts_db'), qr/^@{[$expected + 5]} @{[$replica_batches + 1]} \d+$/,
 	'replica target: a re-send adds its rows and its batch');
+
+# ---------------------------------------------------------------------------
+# 2. A hung receiver and a replica in one database.
+
+my $patients = q{
+	CREATE EXTENSION edgesync;
+	CREATE TABLE hospital_patients (id int PRIMARY KEY, name text NOT NULL,
+	                                written_at timestamptz NOT NULL DEFAULT clock_timestamp());
+	SELECT edgesync.track('hospital_patients');
+};
+$hospital->safe_psql('postgres', $patients);
+$cloud->safe_psql('postgres', $patients);
+# Latency of each row: from its write on the hospital to its apply on the
+# replica (both servers read the same clock).
+$cloud->safe_psql('postgres', q{
+	CREATE TABLE latency (id int, seconds float8);
+	CREATE FUNCTION record_latency() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+		SET search_path = public AS $$
+	BEGIN
+		INSERT INTO latency VALUES (NEW.id, extract(epoch FROM clock_timestamp() - NEW.written_at));
+		RETURN NULL;
+	END $$;
+	CREATE TRIGGER record_latency AFTER INSERT ON hospital_patients
+		FOR EACH ROW EXECUTE FUNCTION record_latency();
+	ALTER TABLE hospital_patients ENABLE ALWAYS TRIGGER record_latency;
+});
+my $url = edgesync_applier_url($cloud, ['hospital_patients']);
+$hospital->safe_psql('postgres', "SELECT edgesync.add_target('cloud_db', '$url')");
+
+my $writer = $hospital->background_psql('postgres');
+my $next_id = 1;
+
+# Writes one row a transaction, every 150 ms; returns the median latency of
+# those rows on the replica, in seconds.
+sub median_latency
+{
+	my ($rows) = @_;
+	my $first = $next_id;
+	for (1 .. $rows)
+	{
+		$writer->query_safe("INSERT INTO hospital_patients (id, name) VALUES ($next_id, 'p')");
+		$next_id++;
+		sleep(0.15);
+	}
+	my $last = $next_id - 1;
+	$cloud->poll_query_until('postgres', "SELECT count(*) = $rows FROM latency WHERE id BETWEEN $first AND $last")
+	  or die "rows $first to $last not applied";
+	return median(split /\n/, $cloud->safe_psql('postgres',
+		"SELECT seconds FROM latency WHERE id BETWEEN $first AND $last"));
+}
+
+median_latency(5);    # the worker is up and connected
+my $alone = median_latency(30);
+
+$receiver->set_mode('hang');
+my $partner_from = $next_id;
+$hospital->safe_psql('postgres', "SELECT edgesync.add_target('partner', '"
+	  . $receiver->url('/partner') . "', timeout_ms => 2000)");
+$writer->query_safe("INSERT INTO hospital_patients (id, name) VALUES ($next_id, 'p')");
+$next_id++;
+for (1 .. 200)
+{
+	last if grep { /^hang/ } $receiver->attempts;
+	sleep(0.05);
+}
+ok((grep { /^hang/ } $receiver->attempts), 'the partner\'s receiver hangs');
+my $hung = median_latency(30);
+note(sprintf('replica median latency: %.0f ms alone, %.0f ms beside a hung receiver',
+	$alone * 1000, $hung * 1000));
+cmp_ok($hung, '<=', 2 * $alone + 0.05,
+	'a hung receiver: the replica keeps its latency (within 2x + 50 ms of the replica alone)');
+
+# What each target's worker is doing, and when it last tried.
+ok($hospital->poll_query_until('postgres', q{
+	SELECT state = 'waiting for answer' AND state_since < now() AND pid IS NOT NULL
+	  FROM edgesync.target_status WHERE name = 'partner'}),
+	'target_status: the partner waits for an answer, since when, in which process');
+ok($hospital->poll_query_until('postgres', q{
+	SELECT consecutive_failures > 0 AND last_attempt IS NOT NULL AND last_error_cleared_at IS NULL
+	       AND last_error LIKE 'HTTP request failed: %'
+	  FROM edgesync.target_status WHERE name = 'partner'}),
+	'target_status: the partner\'s timeouts are failures, not cleared');
+is($hospital->safe_psql('postgres', q{
+	SELECT state || ' ' || consecutive_failures || ' ' || (a.pid <> b.pid)
+	  FROM edgesync.target_status a, (SELECT pid FROM edgesync.target_status WHERE name = 'partner') b
+	 WHERE a.name = 'cloud_db'}),
+	'idle 0 true', 'target_status: the replica\'s worker, another process, is idle and healthy');
+is($hospital->safe_psql('postgres', q{
+	SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'edgesync shipper'}),
+	'2', 'one shipper process per target');
+
+# The receiver answers again: everything arrives, and the error is cleared.
+$receiver->set_mode('ok');
+ok($hospital->poll_query_until('postgres', qq{
+	SELECT changes_shipped = @{[$next_id - $partner_from]} AND consecutive_failures = 0
+	       AND last_error_cleared_at > last_error_at AND state = 'idle'
+	  FROM edgesync.target_status WHERE name = 'partner'}),
+	'the partner catches up; last_error_cleared_at says its error is over');
+
+# Disabled: its worker stops, and target_status says why nothing ships.
+$hospital->safe_psql('postgres', q{SELECT edgesync.alter_target('partner', enabled => false)});
+ok($hospital->poll_query_until('postgres', q{
+	SELECT state = 'disabled' AND pid IS NULL FROM edgesync.target_status WHERE name = 'partner'}),
+	'a disabled target has no worker');
+
+# A target whose receiver hangs is dropped at once: its worker, which holds
+# the slot while it waits, is ended (before, drop_target waited 10 s for the
+# slot and failed).
+$receiver->set_mode('hang');
+$hospital->safe_psql('postgres', q{SELECT edgesync.alter_target('partner', enabled => true, timeout_ms => 30000)});
+$writer->query_safe("INSERT INTO hospital_patients (id, name) VALUES ($next_id, 'p')");
+$next_id++;
+ok($hospital->poll_query_until('postgres', q{
+	SELECT state = 'waiting for answer' FROM edgesync.target_status WHERE name = 'partner'}),
+	'the partner hangs again');
+my $t_drop = time();
+my ($drop_rc, $drop_out, $drop_err) = $hospital->psql('postgres', q{SELECT edgesync.drop_target('partner')});
+$t_drop = time() - $t_drop;
+is($drop_rc, 0, 'drop_target of a target whose receiver hangs succeeds') or diag($drop_err);
+cmp_ok($t_drop, '<', 5, sprintf('... in %.1f s, not after the receiver\'s timeout', $t_drop));
+$receiver->set_mode('ok');
+$writer->quit;
+
+# ---------------------------------------------------------------------------
+# 3. A database that does not exist in edgesync.ship_databases.
+
+$hospital->safe_psql('postgres', q{
+	ALTER SYSTEM SET edgesync.ship_databases = '';
+	SELECT pg_reload_conf();
+});
+$hospital->poll_query_until('postgres', q{
+	SELECT count(*) = 0 FROM pg_stat_activity
+	 WHERE backend_type IN ('edgesync shipper', 'edgesync shipper supervisor')})
+  or die 'workers did not stop';
+is($hospital->safe_psql('postgres', q{SELECT state FROM edgesync.target_status WHERE name = 'cloud_db'}),
+	'no worker', 'target_status: no worker serves the database');
+$hospital->safe_psql('postgres', "INSERT INTO hospital_patients (id, name) VALUES ($next_id, 'after restart')");
+$hospital->safe_psql('postgres', q{
+	ALTER SYSTEM SET edgesync.ship_databases = 'no_such_db, postgres';
+	ALTER SYSTEM SET edgesync.ship_retry_max = '300ms';
+});
+my $log_start = -s $hospital->logfile;
+$hospital->restart;
+my $t0 = time();
+$cloud->poll_query_until('postgres', "SELECT count(*) = 1 FROM hospital_patients WHERE id = $next_id")
+  or die 'not shipped after the restart';
+my $first_shipping = time() - $t0;
+cmp_ok($first_shipping, '<', 3, sprintf('the other database ships at once (%.1f s after the restart)', $first_shipping));
+sleep(3);    # about ten lookups at the backoff pace
+my $log = substr(slurp_file($hospital->logfile), $log_start);
+my @warnings = $log =~ /WARNING:  database "no_such_db" named in edgesync.ship_databases does not exist/g;
+is(scalar(@warnings), 1, 'the missing database: one WARNING naming it');
+unlike($log, qr/FATAL:  database "no_such_db" does not exist/, 'the missing database: no FATAL restart loop');
+
+$hospital->safe_psql('postgres', 'CREATE DATABASE no_such_db');
+ok($hospital->poll_query_until('postgres', q{
+	SELECT count(*) = 1 FROM pg_stat_activity
+	 WHERE backend_type = 'edgesync shipper supervisor' AND datname = 'no_such_db'}),
+	'once the database exists, its shipper starts');
+ok(substr(slurp_file($hospital->logfile), $log_start)
+	  =~ /database "no_such_db" named in edgesync.ship_databases takes connections now/,
+	'and the log says so');
 
 $hospital->stop;
 $cloud->stop;

@@ -285,7 +285,7 @@ ok($hospital->poll_query_until('postgres',
 		q{SELECT consecutive_failures >= 3 FROM edgesync.target_state WHERE name = 'evil'}),
 	'worker: tried the malicious replica');
 my $worker = $hospital->safe_psql('postgres',
-	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'edgesync shipper'});
+	q{SELECT pid FROM edgesync.target_status WHERE name = 'evil'});
 my ($worker_hwm) = slurp_file("/proc/$worker/status") =~ /^VmHWM:\s+(\d+) kB/m;
 cmp_ok($worker_hwm, '<', 128 * 1024, "worker: its peak memory is $worker_hwm kB");
 $hospital->safe_psql('postgres', q{SELECT edgesync.alter_target('evil', enabled => false)});
