@@ -633,6 +633,11 @@ BEGIN
 END
 $$;
 
+-- The primary key of a row of tracked table tbl, as the change log writes
+-- keys (the same JSON in every session, whatever its DateStyle or TimeZone).
+CREATE FUNCTION edgesync._row_key(tbl regclass, r record) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'edgesync_row_key' LANGUAGE C STABLE STRICT;
+
 CREATE FUNCTION edgesync._pull_load(tbl regclass, load jsonb, max integer)
 RETURNS TABLE (pk jsonb, "row" json, version bigint)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -649,9 +654,9 @@ BEGIN
           INTO after FROM unnest(keys) AS key;
     END IF;
     RETURN QUERY EXECUTE format(
-        'SELECT jsonb_build_object(%s), row_to_json(t.*), t.version FROM %s AS t %s ORDER BY %s LIMIT $2',
-        (SELECT string_agg(format('%L, t.%I', key, key), ', ') FROM unnest(keys) AS key),
-        tbl, after, cols)
+        'SELECT edgesync._row_key(%s::pg_catalog.oid, t.*), row_to_json(t.*), t.version'
+        ' FROM %s AS t %s ORDER BY %s LIMIT $2',
+        tbl::oid, tbl, after, cols)
     USING load, max;
 END
 $$;

@@ -42,9 +42,11 @@
 #include "core/catalog_owner.hpp"
 #include "core/guard.hpp"
 #include "track/cursor.hpp"
+#include "track/tracked_rel.hpp"
 
 extern "C" {
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
@@ -55,6 +57,7 @@ extern "C" {
 #include "utils/jsonb.h"
 
 PG_FUNCTION_INFO_V1(edgesync_pull);
+PG_FUNCTION_INFO_V1(edgesync_row_key);
 }
 
 namespace {
@@ -436,4 +439,36 @@ edgesync_pull(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return Datum(0);
+}
+
+/*
+ * edgesync._row_key(tbl regclass, r record) -> jsonb
+ * The primary key of row r of tracked table tbl, written exactly as the
+ * change log writes keys (append_key_json: output settings pinned), so that
+ * the initial load's keys and the stream's keys of one row are the same
+ * JSON whatever the session's DateStyle or TimeZone.  It formats a row the
+ * caller already holds: nothing to check beyond the row's type.
+ */
+Datum
+edgesync_row_key(PG_FUNCTION_ARGS)
+{
+	Oid relid = PG_GETARG_OID(0);
+	HeapTupleHeader header = PG_GETARG_HEAPTUPLEHEADER(1);
+	Relation rel = table_open(relid, AccessShareLock);
+	if (HeapTupleHeaderGetTypeId(header) != rel->rd_rel->reltype)
+		ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+						errmsg("row is not of the row type of table \"%s\"",
+							   RelationGetRelationName(rel))));
+	HeapTupleData tuple;
+	tuple.t_len = HeapTupleHeaderGetDatumLength(header);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = relid;
+	tuple.t_data = header;
+
+	const edgesync::track::TrackedRel *info = edgesync::track::tracked_rel_for(fcinfo, rel);
+	StringInfoData key;
+	initStringInfo(&key);
+	edgesync::track::append_key_json(&key, info, &tuple, RelationGetDescr(rel));
+	table_close(rel, AccessShareLock);
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(key.data)));
 }
