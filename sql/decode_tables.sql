@@ -161,7 +161,7 @@ SELECT edgesync.track('moods');
 INSERT INTO moods VALUES (1, 'calm', '{calm}');
 ALTER TYPE mood RENAME TO feeling;
 INSERT INTO moods VALUES (2, 'upset', '{upset}');
-SELECT substring(data from '\d+, ''[a-z]+''::[a-z.]+, ''[{}a-z]+''::[][a-z.]+') AS value
+SELECT substring(data from '\d+, ''[a-z]+''::[a-z."]+, ''[{}a-z]+''::[][a-z."]+') AS value
   FROM pg_logical_slot_get_changes('r', NULL, NULL, 'format', 'sql') WHERE data LIKE 'INSERT%';
 DROP TABLE moods;
 DROP TYPE feeling;

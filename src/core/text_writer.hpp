@@ -176,24 +176,64 @@ append_sql_literal_one_line(Sink &out, std::string_view s)
 	out.push_back('\'');
 }
 
+/* Where append_sql_identifier writes a name. */
+enum class IdentifierUse : char {
+	kToken,	   /* an identifier token of SQL text */
+	kInString, /* text inside a SQL literal or a JSON string that a name parser reads */
+};
+
 /*
  * Appends name as a SQL identifier, always double-quoted: exact for every
- * name, keyword or not, mixed case or not.
+ * name, keyword or not, mixed case or not.  Every name the output plugin and
+ * the shipper write (schemas, tables, columns, types, operators' schemas)
+ * goes through this one function, comments included.
+ *
+ * As a token (kToken), a name holding a control character (line break, tab,
+ * ..., DEL) is written in PostgreSQL's Unicode escape form, U&"a\000ab": each
+ * control character as \XXXX, a backslash as \\.  The statement then stays on
+ * one line, so neither a line-based reader (psql) nor a -- comment around
+ * the name can be ended inside it.  U&"..." identifiers read the same
+ * whatever standard_conforming_strings says (only U&'...' strings depend on
+ * it) and in any client encoding (the escapes are ASCII).
+ *
+ * kInString writes the plain "..." form that regclass input and parse_ident()
+ * read (they do not know U&): the caller puts it inside a literal or JSON
+ * string whose own escaping keeps control characters off the line.
  */
 template <typename Sink>
 void
-append_sql_identifier(Sink &out, std::string_view name)
+append_sql_identifier(Sink &out, std::string_view name, IdentifierUse use = IdentifierUse::kToken)
 {
+	static constexpr char hex[] = "0123456789abcdef";
+	bool unicode = false;
+	if (use == IdentifierUse::kToken)
+		for (char c : name)
+			unicode |= static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+	if (unicode) {
+		out.push_back('U');
+		out.push_back('&');
+	}
 	out.push_back('"');
 	const char *p = name.data();
 	const char *end = p + name.size();
 	const char *run = p;
 	for (; p < end; p++) {
-		if (*p != '"')
-			continue;
-		out.append(run, static_cast<size_t>(p + 1 - run));
-		out.push_back('"');
-		run = p + 1;
+		unsigned char c = static_cast<unsigned char>(*p);
+		if (c == '"') {
+			out.append(run, static_cast<size_t>(p + 1 - run));
+			out.push_back('"'); /* doubled */
+			run = p + 1;
+		} else if (unicode && (c < 0x20 || c == 0x7f || c == '\\')) {
+			if (p > run)
+				out.append(run, static_cast<size_t>(p - run));
+			if (c == '\\') {
+				out.append("\\\\", 2);
+			} else {
+				const char esc[5] = {'\\', '0', '0', hex[c >> 4], hex[c & 0xf]};
+				out.append(esc, 5);
+			}
+			run = p + 1;
+		}
 	}
 	if (end > run)
 		out.append(run, static_cast<size_t>(end - run));

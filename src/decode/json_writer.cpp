@@ -106,6 +106,23 @@ append_key(StringInfo out, const DecodeState *state, const Change *c)
 	appendStringInfoChar(out, '}');
 }
 
+/*
+ * One part of a qualified name as regclass output and parse_ident() have it:
+ * bare where SQL needs no quotes (quote_identifier() decides), otherwise
+ * quoted by the one quoting function; the JSON string around it escapes
+ * control characters.
+ */
+void
+append_name_for_parser(StringInfo out, const char *name)
+{
+	if (quote_identifier(name) == name) {
+		appendStringInfoString(out, name);
+		return;
+	}
+	StringInfoSink sink{out};
+	text::append_sql_identifier(sink, name, text::IdentifierUse::kInString);
+}
+
 /* A JSON array of column names: ,"key":["a","b"] */
 void
 append_name_list(StringInfo out, const char *key, const RelInfo *rel, const bool *which)
@@ -224,7 +241,9 @@ json_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n, cons
 		 * "a"."b.c" must not both read a.b.c.
 		 */
 		resetStringInfo(&name);
-		appendStringInfo(&name, "%s.%s", quote_identifier(schemas[i]), quote_identifier(tables[i]));
+		append_name_for_parser(&name, schemas[i]);
+		appendStringInfoChar(&name, '.');
+		append_name_for_parser(&name, tables[i]);
 		text::append_json_string(sink, std::string_view(name.data, name.len));
 	}
 	appendStringInfo(out, "],\"cascade\":%s,\"restart_identity\":%s", cascade ? "true" : "false",

@@ -30,6 +30,7 @@ extern "C" {
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "nodes/bitmapset.h"
@@ -50,7 +51,8 @@ namespace {
 /*
  * OPERATOR(schema.=) naming the equality of typid's default btree opclass, as
  * the key is compared with on the replica: "=" alone would be looked up in
- * the applying role's search_path.
+ * the applying role's search_path.  (An operator's own name is made of
+ * operator characters only, and never holds a comment start.)
  */
 const char *
 qualified_equality(Oid typid)
@@ -62,11 +64,63 @@ qualified_equality(Oid typid)
 	if (!HeapTupleIsValid(tuple))
 		return "OPERATOR(pg_catalog.=)";
 	Form_pg_operator op = reinterpret_cast<Form_pg_operator>(GETSTRUCT(tuple));
-	const char *text =
-		psprintf("OPERATOR(%s.%s)", quote_identifier(get_namespace_name(op->oprnamespace)),
-				 NameStr(op->oprname));
+	StringInfoData buf;
+	initStringInfo(&buf);
+	StringInfoSink sink{&buf};
+	appendStringInfoString(&buf, "OPERATOR(");
+	if (op->oprnamespace == PG_CATALOG_NAMESPACE)
+		appendStringInfoString(&buf, "pg_catalog");
+	else
+		text::append_sql_identifier(sink, get_namespace_name(op->oprnamespace));
+	appendStringInfo(&buf, ".%s)", NameStr(op->oprname));
 	ReleaseSysCache(tuple);
-	return text;
+	return buf.data;
+}
+
+/*
+ * The column's type as the sql format casts to it, schema-qualified.  Types
+ * of pg_catalog keep format_type()'s SQL spelling (timestamp with time zone,
+ * character varying(10)); any other type's schema and name, which anyone who
+ * may create a type chooses, go through text::append_sql_identifier like
+ * every name in the output (format_type() would keep a line break in them).
+ */
+const char *
+sql_type_name(Oid typid, int32 typmod)
+{
+	HeapTuple tuple = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for type %u", typid);
+	Form_pg_type type = reinterpret_cast<Form_pg_type>(GETSTRUCT(tuple));
+	/* An array is written as its element type and [], as format_type() does. */
+	bool is_array = IsTrueArrayType(type) && type->typstorage != TYPSTORAGE_PLAIN;
+	Oid named = is_array ? type->typelem : typid;
+	ReleaseSysCache(tuple);
+	tuple = SearchSysCache1(TYPEOID, ObjectIdGetDatum(named));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for type %u", named);
+	type = reinterpret_cast<Form_pg_type>(GETSTRUCT(tuple));
+	if (type->typnamespace == PG_CATALOG_NAMESPACE) {
+		ReleaseSysCache(tuple);
+		return format_type_extended(typid, typmod,
+									FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY);
+	}
+	StringInfoData buf;
+	initStringInfo(&buf);
+	StringInfoSink sink{&buf};
+	text::append_sql_identifier(sink, get_namespace_name(type->typnamespace));
+	appendStringInfoChar(&buf, '.');
+	text::append_sql_identifier(sink, NameStr(type->typname));
+	if (typmod >= 0) {
+		if (OidIsValid(type->typmodout))
+			appendStringInfoString(
+				&buf, DatumGetCString(OidFunctionCall1(type->typmodout, Int32GetDatum(typmod))));
+		else
+			appendStringInfo(&buf, "(%d)", typmod);
+	}
+	ReleaseSysCache(tuple);
+	if (is_array)
+		appendStringInfoString(&buf, "[]");
+	return buf.data;
 }
 
 HTAB *cache = nullptr;
@@ -366,8 +420,7 @@ build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext conte
 		initStringInfo(&buf);
 		text::append_sql_identifier(sink, col->name);
 		col->sql_ident = buf.data;
-		col->sql_type = format_type_extended(att->atttypid, att->atttypmod,
-											 FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY);
+		col->sql_type = sql_type_name(att->atttypid, att->atttypmod);
 		Oid output;
 		bool varlena;
 		getTypeOutputInfo(att->atttypid, &output, &varlena);

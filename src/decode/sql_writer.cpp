@@ -344,9 +344,9 @@ sql_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n, const
 			appendStringInfoString(out, ", ");
 		resetStringInfo(&name);
 		StringInfoSink name_sink{&name};
-		text::append_sql_identifier(name_sink, schemas[i]);
+		text::append_sql_identifier(name_sink, schemas[i], text::IdentifierUse::kInString);
 		appendStringInfoChar(&name, '.');
-		text::append_sql_identifier(name_sink, tables[i]);
+		text::append_sql_identifier(name_sink, tables[i], text::IdentifierUse::kInString);
 		text::append_sql_literal_one_line(sink, std::string_view(name.data, name.len));
 	}
 	appendStringInfo(out, "]::pg_catalog.regclass[], %s, %s);", restart_identity ? "true" : "false",

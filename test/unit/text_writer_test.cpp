@@ -92,6 +92,81 @@ TEST(SqlIdentifier, AlwaysQuotedAndDoubled)
 	EXPECT_EQ(ident("patients"), "\"patients\"");
 	EXPECT_EQ(ident("Select"), "\"Select\"");
 	EXPECT_EQ(ident("we\"ird"), "\"we\"\"ird\"");
+	/* A backslash needs nothing outside the U& form. */
+	EXPECT_EQ(ident("a\\b"), "\"a\\b\"");
+	EXPECT_EQ(ident("😀 ß"), "\"😀 ß\"");
+}
+
+namespace {
+
+/*
+ * Reads an identifier token back as PostgreSQL's lexer does ("" is ", and in
+ * U&"..." \\ is \ and \XXXX a code point, here always below 0x80); false if
+ * it is not one whole token.
+ */
+bool
+read_identifier(std::string_view token, std::string &name)
+{
+	bool unicode = token.substr(0, 2) == "U&";
+	if (unicode)
+		token.remove_prefix(2);
+	if (token.size() < 2 || token.front() != '"' || token.back() != '"')
+		return false;
+	token = token.substr(1, token.size() - 2);
+	name.clear();
+	for (size_t i = 0; i < token.size(); i++) {
+		char c = token[i];
+		if (c == '"') {
+			if (i + 1 >= token.size() || token[i + 1] != '"')
+				return false;
+			name.push_back('"');
+			i++;
+		} else if (unicode && c == '\\') {
+			if (i + 1 < token.size() && token[i + 1] == '\\') {
+				name.push_back('\\');
+				i++;
+				continue;
+			}
+			if (i + 4 >= token.size())
+				return false;
+			name.push_back(
+				static_cast<char>(std::stoi(std::string(token.substr(i + 1, 4)), nullptr, 16)));
+			i += 4;
+		} else
+			name.push_back(c);
+	}
+	return true;
+}
+
+} // namespace
+
+TEST(SqlIdentifier, ControlCharactersUseUnicodeEscapes)
+{
+	EXPECT_EQ(ident("x\nCREATE TABLE pwned(a int);--"),
+			  "U&\"x\\000aCREATE TABLE pwned(a int);--\"");
+	EXPECT_EQ(ident("a\rb\tc\x7f"), "U&\"a\\000db\\0009c\\007f\"");
+	/* In the U& form a backslash is doubled and a quote still is. */
+	EXPECT_EQ(ident("\n\\\"'"), "U&\"\\000a\\\\\"\"'\"");
+}
+
+TEST(SqlIdentifier, EveryNameStaysOnOneLineAndReadsBack)
+{
+	for (int c = 1; c < 0x100; c++) {
+		std::string name = std::string("a") + static_cast<char>(c) + "\\\"" + static_cast<char>(c);
+		std::string out = ident(name);
+		for (char o : out)
+			EXPECT_FALSE(static_cast<unsigned char>(o) < 0x20 || o == 0x7f) << "byte " << c;
+		std::string back;
+		EXPECT_TRUE(read_identifier(out, back)) << out;
+		EXPECT_EQ(back, name) << "byte " << c;
+	}
+}
+
+TEST(SqlIdentifier, InsideAStringThePlainForm)
+{
+	std::string out;
+	append_sql_identifier(out, "a\nb\"c\\", IdentifierUse::kInString);
+	EXPECT_EQ(out, "\"a\nb\"\"c\\\"");
 }
 
 namespace {
