@@ -99,6 +99,40 @@ append_hmac_hex(StringInfo out, const char *data, size_t len)
 
 using namespace edgesync::decode;
 
+namespace {
+
+/* Errors out if col is in the replica identity index of relid or of one of its inheritors. */
+void
+refuse_identity_column(Oid relid, const char *relname, const char *col)
+{
+	List *rels = find_all_inheritors(relid, NoLock, nullptr);
+	ListCell *lc;
+	foreach (lc, rels) {
+		Oid part = lfirst_oid(lc);
+		AttrNumber attnum = get_attnum(part, col);
+		if (attnum <= 0)
+			continue;
+		Relation rel = RelationIdGetRelation(part);
+		Bitmapset *identity = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_IDENTITY_KEY);
+		Oid index = RelationGetReplicaIndex(rel);
+		bool is_pkey = OidIsValid(index) && index == RelationGetPrimaryKeyIndex(rel);
+		RelationClose(rel);
+		if (!OidIsValid(index) || is_pkey ||
+			!bms_is_member(attnum - FirstLowInvalidHeapAttributeNumber, identity))
+			continue;
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("column \"%s\" of relation \"%s\" cannot be redacted", col, relname),
+				 errdetail("It is in index \"%s\", the replica identity of \"%s\": deletes find "
+						   "their rows by it in the stream.",
+						   get_rel_name(index), get_rel_name(part)),
+				 errhint("Use the \"hash\" policy to hide its values, or set another replica "
+						 "identity first.")));
+	}
+}
+
+} // namespace
+
 /*
  * edgesync.set_column_policy(tbl regclass, col name, policy text) -> void
  * Plain C-style: checks, one SPI write, one invalidation.
@@ -166,6 +200,16 @@ edgesync_set_column_policy(PG_FUNCTION_ARGS)
 	 * after the policy is decoded with a snapshot that has it.
 	 */
 	LockRelationOid(relid, ShareLock);
+
+	/*
+	 * A column of a replica identity index (of the table or of one of its
+	 * partitions) is what a delete finds its row by: redacted, the sql
+	 * format could not apply those deletes.  (An identity set on it later
+	 * does not make it leave: the plugin then writes such a change as a
+	 * comment saying it cannot be applied.)
+	 */
+	if (strcmp(policy, "redact") == 0)
+		refuse_identity_column(relid, relname, col);
 
 	/*
 	 * Rows this transaction already wrote would be decoded before the policy

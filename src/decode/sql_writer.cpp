@@ -45,6 +45,29 @@ append_value_or_null(StringInfo out, const DecodeState *state, const ColumnInfo 
 		append_sql_value(out, state, col, value);
 }
 
+/*
+ * The columns a statement finds the row by: the primary key, of the new
+ * tuple or (use_old) of the old one; an old tuple without the whole primary
+ * key (REPLICA IDENTITY USING INDEX on another index) has the identity
+ * index's columns instead.
+ */
+void
+key_columns(const Change *c, bool use_old, const AttrNumber **attnums, int *n)
+{
+	const RelInfo *rel = c->rel;
+	*attnums = rel->keys;
+	*n = rel->nkeys;
+	if (use_old) {
+		bool complete = rel->nkeys > 0;
+		for (int k = 0; k < rel->nkeys; k++)
+			complete &= !c->old_nulls[rel->keys[k] - 1];
+		if (!complete) {
+			*attnums = rel->identity;
+			*n = rel->nidentity;
+		}
+	}
+}
+
 /* target."k1" = v1 AND target."k2" = v2 from the given tuple's values. */
 void
 append_key_condition(StringInfo out, const DecodeState *state, const Change *c, bool use_old)
@@ -52,18 +75,10 @@ append_key_condition(StringInfo out, const DecodeState *state, const Change *c, 
 	const RelInfo *rel = c->rel;
 	const Datum *values = use_old ? c->old_values : c->new_values;
 	const bool *nulls = use_old ? c->old_nulls : c->new_nulls;
-	const AttrNumber *attnums = rel->keys;
-	int n = rel->nkeys;
+	const AttrNumber *attnums;
+	int n;
 
-	if (use_old) {
-		bool complete = n > 0;
-		for (int k = 0; k < n; k++)
-			complete &= !nulls[attnums[k] - 1];
-		if (!complete) {
-			attnums = rel->identity;
-			n = rel->nidentity;
-		}
-	}
+	key_columns(c, use_old, &attnums, &n);
 	for (int k = 0; k < n; k++) {
 		int i = attnums[k] - 1;
 		const ColumnInfo *col = &rel->columns[i];
@@ -120,6 +135,52 @@ write_update(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
 	append_key_condition(out, state, c, c->key_changed);
 	append_version_guard(out, c, kVersionLess, false);
 	appendStringInfoString(out, " AND edgesync.applying();");
+	OutputPluginWrite(ctx, true);
+}
+
+/* The first of the columns the change's statements find rows by that is redacted, or nullptr. */
+const ColumnInfo *
+redacted_key(const DecodeState *state, const Change *c)
+{
+	const RelInfo *rel = c->rel;
+	for (int pass = 0; pass < 2; pass++) {
+		/* pass 0: the new row's key (insert, update); pass 1: the old one (delete, key change). */
+		bool use_old = pass == 1;
+		if (use_old ? c->action != REORDER_BUFFER_CHANGE_DELETE && !c->key_changed
+					: c->new_values == nullptr)
+			continue;
+		const AttrNumber *attnums;
+		int n;
+		key_columns(c, use_old, &attnums, &n);
+		for (int k = 0; k < n; k++) {
+			const ColumnInfo *col = &rel->columns[attnums[k] - 1];
+			if (effective_policy(state, col) == Policy::kRedact)
+				return col;
+		}
+	}
+	return nullptr;
+}
+
+/*
+ * In place of a change that cannot be applied, a comment line saying so:
+ *   -- edgesync: a delete from "s"."t" cannot be applied: <why>
+ * (names through the one quoting function: the line cannot be ended early).
+ */
+void
+write_not_applied(LogicalDecodingContext *ctx, DecodeState *state, const Change *c, const char *why,
+				  const ColumnInfo *col)
+{
+	run_flush(ctx, state);
+	OutputPluginPrepareWrite(ctx, true);
+	StringInfo out = ctx->out;
+	const char *what = c->action == REORDER_BUFFER_CHANGE_INSERT   ? "an insert into"
+					   : c->action == REORDER_BUFFER_CHANGE_UPDATE ? "an update of"
+																   : "a delete from";
+	appendStringInfo(out, "-- edgesync: %s %s cannot be applied: ", what, c->rel->sql_name);
+	if (col != nullptr)
+		appendStringInfo(out, "column %s %s", col->sql_ident, why);
+	else
+		appendStringInfoString(out, why);
 	OutputPluginWrite(ctx, true);
 }
 
@@ -289,6 +350,21 @@ sql_write_commit(LogicalDecodingContext *ctx, DecodeState *state)
 void
 sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
 {
+	if (c->action == REORDER_BUFFER_CHANGE_DELETE && c->old_values == nullptr) {
+		/* REPLICA IDENTITY NOTHING: no key to delete by; say so in the stream. */
+		sql::write_not_applied(ctx, state, c, "the table has REPLICA IDENTITY NOTHING", nullptr);
+		return;
+	}
+	/*
+	 * A redacted column never leaves, not even in a WHERE clause: a change
+	 * that can find its row only by one (a replica identity index set on it
+	 * after its policy, a policy put in the catalog by other means) is not
+	 * applied, and the stream says so.
+	 */
+	if (const ColumnInfo *col = sql::redacted_key(state, c)) {
+		sql::write_not_applied(ctx, state, c, "identifies the row and is redacted", col);
+		return;
+	}
 	switch (c->action) {
 	case REORDER_BUFFER_CHANGE_INSERT:
 		sql::add_upsert(ctx, state, c);
@@ -309,17 +385,6 @@ sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *
 		return;
 	}
 	case REORDER_BUFFER_CHANGE_DELETE:
-		if (c->old_values == nullptr) {
-			/* REPLICA IDENTITY NOTHING: no key to delete by; say so in the stream. */
-			sql::run_flush(ctx, state);
-			OutputPluginPrepareWrite(ctx, true);
-			appendStringInfo(ctx->out,
-							 "-- edgesync: a delete from %s cannot be applied: the table has "
-							 "REPLICA IDENTITY NOTHING",
-							 c->rel->sql_name);
-			OutputPluginWrite(ctx, true);
-			return;
-		}
 		sql::add_delete(ctx, state, c, kVersionAtMost, true);
 		return;
 	default:

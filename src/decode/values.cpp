@@ -180,9 +180,30 @@ append_json_value(StringInfo out, const DecodeState *state, const ColumnInfo *co
 	}
 }
 
+namespace {
+
+/*
+ * The writers never ask for a redacted value (they leave the column out, or
+ * the change, sql_writer.cpp); should one ever do, this stops decoding
+ * rather than write it.
+ */
+void
+refuse_redacted(const DecodeState *state, const ColumnInfo *col)
+{
+	if (effective_policy(state, col) == Policy::kRedact)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("value of redacted column \"%s\" of relation \"%s.%s\" reached the sql "
+						"format",
+						col->name, col->rel->schema, col->rel->table)));
+}
+
+} // namespace
+
 void
 append_sql_value(StringInfo out, const DecodeState *state, const ColumnInfo *col, Datum value)
 {
+	refuse_redacted(state, col);
 	size_t len;
 	const char *text = value_text(col, value, &len);
 	StringInfoSink sink{out};
@@ -232,6 +253,7 @@ void
 append_sql_array_element(StringInfo out, const DecodeState *state, const ColumnInfo *col,
 						 bool isnull, Datum value)
 {
+	refuse_redacted(state, col);
 	if (isnull) {
 		appendStringInfoString(out, "NULL");
 		return;

@@ -312,6 +312,11 @@ class Resender {
 				facts.key_equalities.emplace_back(
 					decode::key_equality(state_, &info->columns[info->keys[k] - 1]));
 			}
+			/* A redacted key never leaves: its rows cannot be told apart, nothing is swept. */
+			for (int k = 0; k < info->nkeys; k++)
+				if (decode::effective_policy(state_, &info->columns[info->keys[k] - 1]) ==
+					decode::Policy::kRedact)
+					facts.keys.clear();
 		}
 		pg_call([&] { table_close(rel, NoLock); });
 		return facts;

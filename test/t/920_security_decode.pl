@@ -10,6 +10,11 @@
 #     nothing runs, every statement stays on one line, and the replica ends
 #     with the same rows under the same names.  The json format parses back
 #     to the same names.
+#  2. A redacted column that is a replica identity key (REPLICA IDENTITY
+#     USING INDEX on it, set after the policy): its clear value is in no
+#     byte of either format (the sql format's delete becomes a comment the
+#     replica applies as nothing), and set_column_policy refuses to redact a
+#     replica identity column.
 use strict;
 use warnings;
 
@@ -235,5 +240,41 @@ is($source->safe_psql('hospital',
 is($replica->safe_psql('shipped', $pwned), '0', 'names, shipper: no SQL of a name ran on the replica');
 is($replica->safe_psql('shipped', $rows), $source->safe_psql('hospital', $rows),
 	'names, shipper: the re-sent rows are the source\'s');
+
+# 2. A redacted replica identity column, streamed through the stock tools.
+my $secret = 'MRN-SECRET-4711';
+# (The replica's mrn takes NULL: a redacted column is left out of the inserts.)
+$source->safe_psql('hospital', q{CREATE TABLE patients (id int PRIMARY KEY, mrn text NOT NULL, name text);
+	CREATE UNIQUE INDEX patients_mrn ON patients (mrn);
+	SELECT edgesync.track('patients');});
+$replica->safe_psql('hospital', q{CREATE TABLE patients (id int PRIMARY KEY, mrn text, name text);
+	SELECT edgesync.track('patients');});
+create_slots(qw(redact_sql redact_json));
+$source->safe_psql('hospital', qq{
+	SELECT edgesync.set_column_policy('patients', 'mrn', 'redact');
+	ALTER TABLE patients REPLICA IDENTITY USING INDEX patients_mrn;
+	INSERT INTO patients VALUES (1, '$secret', 'Ann'), (2, 'MRN-2', 'Bob');
+	DELETE FROM patients WHERE id = 1;
+	UPDATE patients SET mrn = 'MRN-3' WHERE id = 2;
+});
+$end = $source->lsn('insert');
+$source->safe_psql('hospital', 'SELECT pg_logical_emit_message(false, $$end$$, $$$$)');
+my $redact_sql = slurp_slot('redact_sql', $end, 'format=sql');
+my $redact_json = slurp_slot('redact_json', $end);
+ok($redact_sql =~ /DELETE|cannot be applied/ && $redact_json =~ /"op":"delete"/, 'redact: both streams have the delete');
+unlike($redact_sql, qr/MRN-/, 'redact: no value of the redacted identity column in the sql stream');
+unlike($redact_json, qr/MRN-/, 'redact: nor in the json stream');
+like($redact_sql, qr/^-- edgesync: a delete from "public"\."patients" cannot be applied: column "mrn" identifies the row and is redacted$/m,
+	'redact: the sql format says the delete cannot be applied');
+($out, $err) = ('', '');
+ok(IPC::Run::run(psql_cmd($replica), '<', \$redact_sql, '>', \$out, '2>', \$err, IPC::Run::timeout($timeout)),
+	'redact: the replica applies the stream') or diag($err);
+is($replica->safe_psql('hospital', q{SELECT string_agg(id || ':' || coalesce(mrn, 'null') || ':' || name, ',' ORDER BY id) FROM patients}),
+	'1:null:Ann,2:null:Bob', 'redact: the replica has no redacted value, and the delete it could not apply left its row');
+my ($rc, $stdout, $stderr) = $source->psql('hospital', q{
+	SELECT edgesync.set_column_policy('patients', 'mrn', 'replicate');
+	SELECT edgesync.set_column_policy('patients', 'mrn', 'redact');});
+like($stderr, qr/column "mrn" of relation "patients" cannot be redacted/,
+	'redact: set_column_policy refuses to redact a replica identity column');
 
 done_testing();
