@@ -137,8 +137,21 @@ struct Change {
 	Datum *old_values; /* nullptr if no old tuple */
 	bool *old_nulls;
 	bool *unchanged; /* new tuple: unchanged TOAST value not in WAL (natts) */
+	bool *too_large; /* new tuple: value left out, over the output limit (natts); or nullptr */
 	bool key_changed;
 };
+
+/*
+ * Output limits (docs/output-format.md, "Size limits").  One change is one
+ * output message, which PostgreSQL allocates at once (at most 1 GB,
+ * MaxAllocSize): a change whose values would take it past kMaxChangeOutput
+ * has its largest values left out and named instead, so that no row stops
+ * the slot.  A logical message's prefix and content over their limits are
+ * left out the same way: anyone may emit one (pg_logical_emit_message).
+ */
+constexpr size_t kMaxChangeOutput = (size_t{1} << 30) - 1 - (size_t{1} << 20); /* 1 GB - 1 MB */
+constexpr size_t kMaxMessagePrefix = 1024;
+constexpr size_t kMaxMessageContent = size_t{16} << 20; /* 16 MB */
 
 /* relinfo.cpp */
 const RelInfo *relinfo_get(DecodeState *state, Relation rel);
@@ -183,9 +196,13 @@ void flush_open_run(LogicalDecodingContext *ctx);
 constexpr const char *kVersionLess = "OPERATOR(pg_catalog.<)";
 constexpr const char *kVersionAtMost = "OPERATOR(pg_catalog.<=)";
 
-/* values.cpp: one value under its column's policy (raw_columns: none). */
+/*
+ * values.cpp: one value under its column's policy (raw_columns: none).  The
+ * json writer's value sets *too_large instead, and writes null, if the value
+ * would take the line past kMaxChangeOutput.
+ */
 void append_json_value(StringInfo out, const DecodeState *state, const ColumnInfo *col, Datum value,
-					   bool *json_null);
+					   bool *json_null, bool *too_large);
 void append_sql_value(StringInfo out, const DecodeState *state, const ColumnInfo *col, Datum value);
 void append_sql_array_element(StringInfo out, const DecodeState *state, const ColumnInfo *col,
 							  bool isnull, Datum value);
@@ -193,6 +210,12 @@ Policy effective_policy(const DecodeState *state, const ColumnInfo *col);
 /* The operator a key column is compared with on the replica: its type's, or text's when hashed. */
 const char *key_equality(const DecodeState *state, const ColumnInfo *col);
 bool value_is_unchanged_toast(const ColumnInfo *col, Datum value);
+/*
+ * Sets c->too_large for the values that cannot be written, or whose output
+ * would take the change past kMaxChangeOutput (largest first); sizes only
+ * large values exactly, after which the writers find them detoasted.
+ */
+void limit_change_size(const DecodeState *state, Change *c);
 
 /* policy.cpp */
 void register_policy_settings();

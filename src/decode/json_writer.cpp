@@ -84,6 +84,7 @@ append_key(StringInfo out, const DecodeState *state, const Change *c)
 	const AttrNumber *attnums;
 	int n;
 	bool json_null = false;
+	bool too_large = false; /* (keys are small: btree entries) */
 
 	if (c->new_values == nullptr && c->old_values == nullptr) {
 		/* A delete under REPLICA IDENTITY NOTHING: the WAL has no key. */
@@ -101,7 +102,7 @@ append_key(StringInfo out, const DecodeState *state, const Change *c)
 		if (nulls[i])
 			appendStringInfoString(out, "null");
 		else
-			append_json_value(out, state, col, values[i], &json_null);
+			append_json_value(out, state, col, values[i], &json_null, &too_large);
 	}
 	appendStringInfoChar(out, '}');
 }
@@ -190,7 +191,8 @@ json_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change 
 
 	if (c->new_values != nullptr) {
 		bool *json_nulls = static_cast<bool *>(palloc0(sizeof(bool) * (rel->natts + 1)));
-		bool any_unchanged = false, any_json_null = false;
+		bool *too_large = static_cast<bool *>(palloc0(sizeof(bool) * (rel->natts + 1)));
+		bool any_unchanged = false, any_json_null = false, any_too_large = false;
 		bool first = true;
 		appendStringInfoString(out, ",\"row\":{");
 		for (int i = 0; i < rel->natts; i++) {
@@ -207,16 +209,21 @@ json_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change 
 			appendStringInfoString(out, col->json_key);
 			if (c->new_nulls[i])
 				appendStringInfoString(out, "null");
-			else {
-				append_json_value(out, state, col, c->new_values[i], &json_nulls[i]);
-				any_json_null |= json_nulls[i];
-			}
+			else if (c->too_large != nullptr && c->too_large[i])
+				appendStringInfoString(out, "null");
+			else
+				append_json_value(out, state, col, c->new_values[i], &json_nulls[i], &too_large[i]);
+			too_large[i] |= c->too_large != nullptr && c->too_large[i] && !c->new_nulls[i];
+			any_json_null |= json_nulls[i];
+			any_too_large |= too_large[i];
 		}
 		appendStringInfoChar(out, '}');
 		if (any_unchanged)
 			append_name_list(out, ",\"unchanged\":[", rel, c->unchanged);
 		if (any_json_null)
 			append_name_list(out, ",\"json_nulls\":[", rel, json_nulls);
+		if (any_too_large)
+			append_name_list(out, ",\"too_large\":[", rel, too_large);
 	}
 	append_txn_tail(out, state, true);
 	OutputPluginWrite(ctx, true);
@@ -260,11 +267,24 @@ json_write_message(LogicalDecodingContext *ctx, DecodeState *state, XLogRecPtr l
 	StringInfo out = ctx->out;
 	StringInfoSink sink{out};
 
+	/*
+	 * Anyone may emit a message (pg_logical_emit_message is PUBLIC): a prefix
+	 * or content over its limit is left out, its size given, rather than make
+	 * a line that cannot be allocated and would stop the slot for good.
+	 */
+	size_t prefix_size = strlen(prefix);
+	bool prefix_too_large = prefix_size > kMaxMessagePrefix;
+	bool content_too_large = size > kMaxMessageContent;
 	appendStringInfo(out, "{\"op\":\"message\",\"transactional\":%s,\"prefix\":",
 					 transactional ? "true" : "false");
-	text::append_json_string(sink, prefix);
+	if (prefix_too_large)
+		appendStringInfoString(out, "null");
+	else
+		text::append_json_string(sink, std::string_view(prefix, prefix_size));
+	if (content_too_large)
+		appendStringInfoString(out, ",\"content\":null");
 	/* Text if it is valid in the database encoding, else base64. */
-	if (pg_verify_mbstr(GetDatabaseEncoding(), message, static_cast<int>(size), true)) {
+	else if (pg_verify_mbstr(GetDatabaseEncoding(), message, static_cast<int>(size), true)) {
 		appendStringInfoString(out, ",\"content\":");
 		text::append_json_string(sink, std::string_view(message, size));
 	} else {
@@ -275,6 +295,14 @@ json_write_message(LogicalDecodingContext *ctx, DecodeState *state, XLogRecPtr l
 		appendBinaryStringInfo(out, b64, written);
 		appendStringInfoChar(out, '"');
 	}
+	if (prefix_too_large)
+		appendStringInfo(out, ",\"prefix_size\":%zu", prefix_size);
+	if (content_too_large)
+		appendStringInfo(out, ",\"content_size\":%zu", static_cast<size_t>(size));
+	if (prefix_too_large || content_too_large)
+		appendStringInfo(out, ",\"too_large\":[%s%s%s]", prefix_too_large ? "\"prefix\"" : "",
+						 prefix_too_large && content_too_large ? "," : "",
+						 content_too_large ? "\"content\"" : "");
 	if (transactional)
 		append_txn_tail(out, state, true);
 	else

@@ -411,6 +411,8 @@ change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation relation,
 				c.unchanged[i] = true;
 		}
 	}
+	/* Values too large for the output are left out (and named), never a stuck slot. */
+	limit_change_size(state, &c);
 	if (c.new_values != nullptr && c.old_values != nullptr && rel->nkeys > 0) {
 		bool complete = true;
 		for (int k = 0; k < rel->nkeys; k++)

@@ -138,6 +138,15 @@ write_update(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
 	OutputPluginWrite(ctx, true);
 }
 
+/* "an insert into", "an update of", "a delete from": for the comment lines below. */
+const char *
+change_kind(const Change *c)
+{
+	return c->action == REORDER_BUFFER_CHANGE_INSERT   ? "an insert into"
+		   : c->action == REORDER_BUFFER_CHANGE_UPDATE ? "an update of"
+													   : "a delete from";
+}
+
 /* The first of the columns the change's statements find rows by that is redacted, or nullptr. */
 const ColumnInfo *
 redacted_key(const DecodeState *state, const Change *c)
@@ -173,10 +182,8 @@ write_not_applied(LogicalDecodingContext *ctx, DecodeState *state, const Change 
 	run_flush(ctx, state);
 	OutputPluginPrepareWrite(ctx, true);
 	StringInfo out = ctx->out;
-	const char *what = c->action == REORDER_BUFFER_CHANGE_INSERT   ? "an insert into"
-					   : c->action == REORDER_BUFFER_CHANGE_UPDATE ? "an update of"
-																   : "a delete from";
-	appendStringInfo(out, "-- edgesync: %s %s cannot be applied: ", what, c->rel->sql_name);
+	appendStringInfo(out, "-- edgesync: %s %s cannot be applied: ", change_kind(c),
+					 c->rel->sql_name);
 	if (col != nullptr)
 		appendStringInfo(out, "column %s %s", col->sql_ident, why);
 	else
@@ -184,14 +191,39 @@ write_not_applied(LogicalDecodingContext *ctx, DecodeState *state, const Change 
 	OutputPluginWrite(ctx, true);
 }
 
+/*
+ * Before a change written without its too large values, a comment line
+ * naming them: -- edgesync: an update of "s"."t" is applied without "c": ...
+ */
+void
+write_left_out(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
+{
+	run_flush(ctx, state);
+	OutputPluginPrepareWrite(ctx, true);
+	StringInfo out = ctx->out;
+	appendStringInfo(out, "-- edgesync: %s %s is applied without ", change_kind(c),
+					 c->rel->sql_name);
+	bool first = true;
+	for (int i = 0; i < c->rel->natts; i++) {
+		if (!c->too_large[i] || !in_column_list(state, c, i, true))
+			continue;
+		appendStringInfoString(out, first ? "column " : ", ");
+		appendStringInfoString(out, c->rel->columns[i].sql_ident);
+		first = false;
+	}
+	appendStringInfoString(out, ": its value is too large for the sql format");
+	OutputPluginWrite(ctx, true);
+}
+
 } // namespace
 
 bool
-in_column_list(const DecodeState *state, const Change *c, int i)
+in_column_list(const DecodeState *state, const Change *c, int i, bool with_too_large)
 {
 	const ColumnInfo *col = &c->rel->columns[i];
 	return !col->dropped && !col->generated && effective_policy(state, col) != Policy::kRedact &&
-		   (c->unchanged == nullptr || !c->unchanged[i]);
+		   (c->unchanged == nullptr || !c->unchanged[i]) &&
+		   (with_too_large || c->too_large == nullptr || !c->too_large[i]);
 }
 
 /* The single-row DELETE of a change (op and guard: see sql_write_change). */
@@ -365,6 +397,9 @@ sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *
 		sql::write_not_applied(ctx, state, c, "identifies the row and is redacted", col);
 		return;
 	}
+	/* Values over the output limit (limit_change_size) are left out, like unchanged TOAST. */
+	if (c->too_large != nullptr)
+		sql::write_left_out(ctx, state, c);
 	switch (c->action) {
 	case REORDER_BUFFER_CHANGE_INSERT:
 		sql::add_upsert(ctx, state, c);
@@ -372,7 +407,7 @@ sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *
 	case REORDER_BUFFER_CHANGE_UPDATE: {
 		bool complete = true;
 		for (int i = 0; i < c->natts; i++)
-			complete &= !c->unchanged[i];
+			complete &= !c->unchanged[i] && (c->too_large == nullptr || !c->too_large[i]);
 		if (!complete) {
 			sql::run_flush(ctx, state);
 			sql::write_update(ctx, state, c);

@@ -15,8 +15,11 @@ namespace edgesync::decode::sql {
 
 /* sql_writer.cpp */
 
-/* Whether column i is written: not dropped, generated, redacted or unchanged TOAST. */
-bool in_column_list(const DecodeState *state, const Change *c, int i);
+/*
+ * Whether column i is written: not dropped, generated, redacted or unchanged
+ * TOAST, nor too large for the output (unless with_too_large).
+ */
+bool in_column_list(const DecodeState *state, const Change *c, int i, bool with_too_large = false);
 /* The single-row DELETE; op and guard_with_old: see sql_write_change. */
 void build_delete(StringInfo out, DecodeState *state, const Change *c, const char *op,
 				  bool guard_with_old);

@@ -10,10 +10,13 @@
  * (the common case, and the hot path of the plugin).
  */
 #include "decode/decode.hpp"
+#include "decode/options.hpp"
 
 extern "C" {
 #include "access/detoast.h"
+#include "catalog/pg_type.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 }
 
@@ -68,18 +71,34 @@ is_special_float(const char *s, size_t len)
 }
 
 /*
- * Errors out, naming the column, when a value written as format would take
- * the output line past MaxAllocSize (1 GB), the most a StringInfo holds.
- * Otherwise the StringInfo would fail part way with "out of memory", which
- * misnames the problem (a limit, not a shortage) and the row.  The exact size
- * is counted only when the worst case does not fit, i.e. for huge values.
+ * True when a value written as format fits in the output line: the line
+ * stays under kMaxChangeOutput (1 GB less a margin for what follows the
+ * value), below MaxAllocSize, the most a StringInfo holds.  The exact size is
+ * counted only when the worst case does not fit, i.e. for huge values.
+ * limit_change_size() has left out the values it could size; this catches
+ * the rest (a type whose text output is much longer than its stored value).
+ */
+bool
+has_room(StringInfo out, size_t worst, size_t (*exact)(std::string_view), std::string_view text)
+{
+	size_t used = static_cast<size_t>(out->len);
+	if (used >= kMaxChangeOutput)
+		return false;
+	size_t room = kMaxChangeOutput - used;
+	return worst < room || (exact != nullptr && exact(text) < room);
+}
+
+/*
+ * The sql format has no way to leave a value out once its statement is
+ * under way: it errors out, naming the column, rather than let the
+ * StringInfo fail part way with "out of memory", which would misname the
+ * problem (a limit, not a shortage) and the row.
  */
 void
 check_room(StringInfo out, const ColumnInfo *col, const char *format, size_t worst,
 		   size_t (*exact)(std::string_view), std::string_view text)
 {
-	size_t room = MaxAllocSize - 1 - static_cast<size_t>(out->len);
-	if (worst < room || exact(text) < room)
+	if (has_room(out, worst, exact, text))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -87,7 +106,7 @@ check_room(StringInfo out, const ColumnInfo *col, const char *format, size_t wor
 					col->name, col->rel->schema, col->rel->table, format),
 			 errdetail("Its text is %zu bytes; escaped, the change's output line would exceed the "
 					   "limit of %zu bytes.",
-					   text.size(), static_cast<size_t>(MaxAllocSize - 1)),
+					   text.size(), kMaxChangeOutput),
 			 errhint("The slot cannot move past this change: skip it with "
 					 "pg_replication_slot_advance() and copy the row by other means.")));
 }
@@ -117,7 +136,7 @@ value_is_unchanged_toast(const ColumnInfo *col, Datum value)
 
 void
 append_json_value(StringInfo out, const DecodeState *state, const ColumnInfo *col, Datum value,
-				  bool *json_null)
+				  bool *json_null, bool *too_large)
 {
 	Policy policy = effective_policy(state, col);
 	if (policy == Policy::kRedact) {
@@ -150,6 +169,11 @@ append_json_value(StringInfo out, const DecodeState *state, const ColumnInfo *co
 		appendStringInfoString(out, text[0] == 't' ? "true" : "false");
 		return;
 	case ValueKind::kJson: {
+		if (!has_room(out, len, nullptr, {})) {
+			appendStringInfoString(out, "null");
+			*too_large = true;
+			return;
+		}
 		if (is_json_null_text(text, len))
 			*json_null = true;
 		/*
@@ -166,6 +190,11 @@ append_json_value(StringInfo out, const DecodeState *state, const ColumnInfo *co
 		return;
 	}
 	case ValueKind::kJsonb:
+		if (!has_room(out, len, nullptr, {})) {
+			appendStringInfoString(out, "null");
+			*too_large = true;
+			return;
+		}
 		if (is_json_null_text(text, len))
 			*json_null = true;
 		appendBinaryStringInfo(out, text, static_cast<int>(len));
@@ -173,8 +202,11 @@ append_json_value(StringInfo out, const DecodeState *state, const ColumnInfo *co
 	case ValueKind::kNumeric:
 	case ValueKind::kText:
 	case ValueKind::kOther:
-		check_room(out, col, "json", 6 * len + 2, text::json_string_size,
-				   std::string_view(text, len));
+		if (!has_room(out, 6 * len + 2, text::json_string_size, std::string_view(text, len))) {
+			appendStringInfoString(out, "null");
+			*too_large = true;
+			return;
+		}
 		text::append_json_string(sink, std::string_view(text, len));
 		return;
 	}
@@ -285,6 +317,137 @@ append_sql_array_element(StringInfo out, const DecodeState *state, const ColumnI
 		appendBinaryStringInfo(out, run, static_cast<int>(end - run));
 	}
 	appendStringInfoChar(out, '"');
+}
+
+namespace {
+
+/* output_size(): the value cannot be written at all. */
+constexpr size_t kCannotWrite = SIZE_MAX;
+/* Values stored in fewer bytes are bounded, not sized exactly (their text is at most ~6x). */
+constexpr Size kSizeExactlyFrom = Size{1} << 20;
+/* Values of other types are sized by their output function up to this stored size. */
+constexpr Size kMaxSizedByOutput = Size{128} << 20;
+
+/*
+ * The bytes col's value takes in the output, exactly for a large value and
+ * as a bound for a small one, or kCannotWrite: a bytea whose hex text would
+ * not fit in memory (byteaout itself fails), a value of another type stored
+ * in more than kMaxSizedByOutput.  A large text or json value is detoasted
+ * here, once: *value then points to it, for the writer.
+ */
+size_t
+output_size(const DecodeState *state, const ColumnInfo *col, Datum *value)
+{
+	bool sql = state->format == static_cast<int>(Format::kSql);
+	Policy policy = effective_policy(state, col);
+	constexpr size_t kHashed = 128; /* 64 hex digits, quotes, cast */
+	size_t cast = strlen(col->sql_type) + 4;
+	if (policy == Policy::kRedact)
+		return 4;
+	if (col->typlen != -1) /* fixed size: a short text */
+		return 6 * static_cast<size_t>(Max(col->typlen, 64)) + cast;
+	Size raw = toast_raw_datum_size(*value);
+	if (raw < kSizeExactlyFrom)
+		return policy == Policy::kHash ? kHashed : 6 * raw + cast;
+
+	if (col->kind == ValueKind::kText || col->kind == ValueKind::kJson) {
+		struct varlena *v =
+			pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(*value)));
+		*value = PointerGetDatum(v);
+		std::string_view text(VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
+		if (policy == Policy::kHash)
+			return kHashed;
+		if (sql)
+			return text::sql_literal_one_line_size(text) + cast;
+		return col->kind == ValueKind::kJson ? text.size() : text::json_string_size(text);
+	}
+	if (getBaseType(col->typid) == BYTEAOID) {
+		/* \x and two hex digits a byte: no escape but the backslash's. */
+		size_t hex = 2 * (raw - VARHDRSZ) + 2;
+		if (hex + 1 >= MaxAllocSize)
+			return kCannotWrite;
+		return policy == Policy::kHash ? kHashed : sql ? hex + 4 + cast : hex + 3;
+	}
+	if (raw > kMaxSizedByOutput)
+		return kCannotWrite;
+	size_t len;
+	char *text = const_cast<char *>(value_text(col, *value, &len));
+	size_t size = policy == Policy::kHash ? kHashed
+				  : sql ? text::sql_literal_one_line_size(std::string_view(text, len)) + cast
+				  : col->kind == ValueKind::kJsonb
+					  ? len
+					  : text::json_string_size(std::string_view(text, len));
+	pfree(text);
+	return size;
+}
+
+} // namespace
+
+void
+limit_change_size(const DecodeState *state, Change *c)
+{
+	if (c->new_values == nullptr)
+		return;
+	const RelInfo *rel = c->rel;
+	bool sql = state->format == static_cast<int>(Format::kSql);
+
+	/*
+	 * The common case, checked from the stored sizes alone (a varlena
+	 * header read per column): no value large enough to be measured, and
+	 * all of them together far below the limit even escaped.
+	 */
+	Size stored = 0;
+	bool measure = false;
+	for (int i = 0; i < rel->natts && !measure; i++) {
+		if (rel->columns[i].typlen != -1 || c->new_nulls[i] || c->unchanged[i])
+			continue;
+		const struct varlena *v =
+			reinterpret_cast<const struct varlena *>(DatumGetPointer(c->new_values[i]));
+		Size size = VARATT_IS_EXTERNAL(v) || VARATT_IS_COMPRESSED(v)
+						? toast_raw_datum_size(c->new_values[i])
+						: VARSIZE_ANY(v);
+		stored += size;
+		measure = size >= kSizeExactlyFrom || stored >= kMaxChangeOutput / 16;
+	}
+	if (!measure)
+		return;
+
+	size_t *sizes = static_cast<size_t *>(palloc0(sizeof(size_t) * (rel->natts + 1)));
+	size_t total = 64 * 1024; /* the key, the framing */
+	bool cannot = false;
+
+	for (int i = 0; i < rel->natts; i++) {
+		const ColumnInfo *col = &rel->columns[i];
+		if (col->dropped || c->new_nulls[i] || c->unchanged[i] || (sql && col->generated))
+			continue;
+		total += 512; /* its name, escaped */
+		sizes[i] = output_size(state, col, &c->new_values[i]);
+		if (sizes[i] == kCannotWrite)
+			cannot = true;
+		else
+			total += Min(sizes[i], kMaxChangeOutput);
+	}
+	if (!cannot && total <= kMaxChangeOutput)
+		return;
+
+	/* Leave out what cannot be written, then the largest values until the rest fits. */
+	c->too_large = static_cast<bool *>(palloc0(sizeof(bool) * (rel->natts + 1)));
+	for (int i = 0; i < rel->natts; i++)
+		c->too_large[i] = sizes[i] == kCannotWrite;
+	while (total > kMaxChangeOutput) {
+		int largest = -1;
+		for (int i = 0; i < rel->natts; i++) {
+			const ColumnInfo *col = &rel->columns[i];
+			/* (Keys are small: btree entries are at most a few kB.) */
+			if (!c->too_large[i] && !col->is_key && !col->is_identity && sizes[i] > 0 &&
+				(largest < 0 || sizes[i] > sizes[largest]))
+				largest = i;
+		}
+		if (largest < 0)
+			break;
+		c->too_large[largest] = true;
+		total -= Min(sizes[largest], kMaxChangeOutput);
+	}
 }
 
 } // namespace edgesync::decode

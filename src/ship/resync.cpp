@@ -508,6 +508,7 @@ class Resender {
 					detoast_external_attr(reinterpret_cast<struct varlena *>(DatumGetPointer(v))));
 			c.new_values[i] = v;
 		}
+		decode::limit_change_size(state_, &c);
 		state_->seq++;
 		if (sql())
 			decode::sql_write_change(ctx_, state_, &c);

@@ -15,6 +15,10 @@
 #     byte of either format (the sql format's delete becomes a comment the
 #     replica applies as nothing), and set_column_policy refuses to redact a
 #     replica identity column.
+#  3. Sizes: a 190 MB logical message (any role may emit one) and row values
+#     too large for one output line (a 600 MB bytea, 180 MB of control
+#     characters for JSON), read with pg_recvlogical and with
+#     pg_logical_slot_get_changes: left out and named, the slot goes on.
 use strict;
 use warnings;
 
@@ -276,5 +280,68 @@ my ($rc, $stdout, $stderr) = $source->psql('hospital', q{
 	SELECT edgesync.set_column_policy('patients', 'mrn', 'redact');});
 like($stderr, qr/column "mrn" of relation "patients" cannot be redacted/,
 	'redact: set_column_policy refuses to redact a replica identity column');
+
+# 3. Sizes: a logical message anyone may emit, and row values, too large
+# for one output line.  Nothing stops the slot: what is too large is left
+# out and named, and the changes after it arrive.
+$source->safe_psql('hospital', q{CREATE TABLE documents (id int PRIMARY KEY, scan bytea, body text, note text);
+	SELECT edgesync.track('documents');});
+$replica->safe_psql('hospital', q{CREATE TABLE documents (id int PRIMARY KEY, scan bytea, body text, note text);
+	SELECT edgesync.track('documents');});
+create_slots(qw(size_sql size_json size_get));
+# The issue's reproduction, by a role that owns nothing: 190 MB of control
+# characters, six bytes each in JSON.
+$source->safe_psql('hospital', q{CREATE ROLE nobody_special LOGIN;});
+$source->safe_psql('hospital', q{SET ROLE nobody_special;
+	SELECT pg_logical_emit_message(false, 'p', repeat(chr(1), 190 * 1024 * 1024));});
+$source->safe_psql('hospital', q{
+	BEGIN;
+	SELECT pg_logical_emit_message(true, 'big', repeat('x', 16 * 1024 * 1024 + 1));
+	SELECT pg_logical_emit_message(true, repeat('p', 1025), 'long prefix');
+	SELECT pg_logical_emit_message(true, 'small', 'fits');
+	COMMIT;
+	-- byteaout cannot print 600 MB (1.2 GB of hex): left out in both formats
+	INSERT INTO documents VALUES (1, convert_to(repeat('x', 600 * 1024 * 1024), 'SQL_ASCII'), NULL, 'scan');
+	-- 180 MB of control characters: 1.08 GB in JSON, as it is in SQL
+	INSERT INTO documents VALUES (2, NULL, repeat(chr(1), 180000000), 'body');
+	INSERT INTO documents VALUES (3, NULL, NULL, 'after');
+});
+$end = $source->lsn('insert');
+$source->safe_psql('hospital', 'SELECT pg_logical_emit_message(false, $$end$$, $$$$)');
+
+my @json = map { JSON::PP->new->utf8->decode($_) } grep { $_ ne '' } split /\n/, slurp_slot('size_json', $end);
+my %message = map { ($_->{prefix} // 'null') => $_ } grep { $_->{op} eq 'message' } @json;
+is_deeply([ @{ $message{p} }{qw(content content_size too_large)} ], [ undef, 190 * 1024 * 1024, ['content'] ],
+	'sizes, pg_recvlogical: a 190 MB message is written without its content, with its size');
+is_deeply([ @{ $message{big} }{qw(content content_size too_large)} ], [ undef, 16 * 1024 * 1024 + 1, ['content'] ],
+	'sizes: a message one byte over 16 MB too');
+is_deeply([ @{ $message{null} }{qw(content prefix_size too_large)} ], [ 'long prefix', 1025, ['prefix'] ],
+	'sizes: a prefix over 1 kB is left out, with its size');
+is($message{small}{content}, 'fits', 'sizes: a small message in the same transaction is whole');
+my %doc = map { $_->{row}{id} => $_ } grep { ($_->{table} // '') eq 'documents' } @json;
+is_deeply([ $doc{1}{row}{scan}, $doc{1}{row}{note}, $doc{1}{too_large} ], [ undef, 'scan', ['scan'] ],
+	'sizes, json: a 600 MB bytea is left out and named');
+is_deeply([ $doc{2}{row}{body}, $doc{2}{row}{note}, $doc{2}{too_large} ], [ undef, 'body', ['body'] ],
+	'sizes, json: a text whose JSON would pass 1 GB too');
+is($doc{3}{row}{note}, 'after', 'sizes, json: the change after them arrives');
+
+is($source->safe_psql('hospital', q{
+	SELECT string_agg(coalesce(d->>'prefix', 'null') || ':' || coalesce(d->>'content_size', '-') || ':' || coalesce(d->>'too_large', '-'), ',' ORDER BY n)
+	  FROM pg_logical_slot_get_changes('size_get', NULL, NULL) WITH ORDINALITY AS c(l, x, data, n),
+	       LATERAL (SELECT c.data::jsonb) AS j(d)
+	 WHERE d->>'op' = 'message' AND d->>'prefix' IS DISTINCT FROM 'end'}),
+	qq{p:199229440:["content"],big:16777217:["content"],null:-:["prefix"],small:-:-},
+	'sizes, pg_logical_slot_get_changes: the same messages');
+
+($out, $err) = ('', '');
+$ok = IPC::Run::run(
+	recvlogical_cmd($source, '-S', 'size_sql', '--start', '--no-loop', '--endpos', $end, '-f', '-',
+		'-o', 'format=sql'),
+	'|', psql_cmd($replica), '>', \$out, '2>', \$err, IPC::Run::timeout($timeout));
+ok($ok, 'sizes, sql: pg_recvlogical | psql applies the stream') or diag($err);
+is($replica->safe_psql('hospital',
+		q{SELECT string_agg(id || ':' || (scan IS NULL) || ':' || coalesce(length(body), -1) || ':' || note, ',' ORDER BY id) FROM documents}),
+	'1:true:-1:scan,2:true:180000000:body,3:true:-1:after',
+	'sizes, sql: the replica has the rows, without the value too large for the sql format');
 
 done_testing();
