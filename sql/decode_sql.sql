@@ -167,7 +167,7 @@ SELECT edgesync.applying() AS applying;
 RESET search_path;
 DROP SCHEMA regress_trap CASCADE;
 
--- Applying needs edgesync_applier (or edgesync_admin).
+-- Applying needs edgesync_applier; edgesync_admin does not apply.
 CREATE ROLE regress_nobody;
 SET ROLE regress_nobody;
 SELECT edgesync.apply_begin('x', '0/1');
@@ -176,8 +176,15 @@ SELECT edgesync.apply_resync('x');
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 DROP ROLE regress_nobody;
--- A plain role granted edgesync_applier applies with triggers off, as the
--- function's owner may set session_replication_role.
+CREATE ROLE regress_admin IN ROLE edgesync_admin;
+SET ROLE regress_admin;
+SELECT edgesync.apply_begin('x', '0/1');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+DROP ROLE regress_admin;
+-- apply_begin() grants nothing: a plain role granted edgesync_applier records
+-- its LSNs with its own rights, but its triggers still fire (this row gets
+-- version 1 from edgesync's trigger) ...
 CREATE ROLE regress_applier IN ROLE edgesync_applier;
 GRANT INSERT, UPDATE, DELETE ON doses TO regress_applier;
 SET ROLE regress_applier;
@@ -186,10 +193,22 @@ SELECT edgesync.apply_begin('another source', '0/10') AS fresh,
        current_setting('session_replication_role') AS role;
 INSERT INTO doses (id, mg, version) VALUES (99, 1, 42);
 COMMIT;
+-- ... until it is granted SET on the setting, as a superuser may grant:
+-- then it applies in replica mode, and the row keeps its version.
 RESET ROLE;
-SELECT id, version FROM doses WHERE id = 99;
+GRANT SET ON PARAMETER session_replication_role TO regress_applier;
+SET ROLE regress_applier;
+BEGIN;
+SELECT edgesync.apply_begin('another source', '0/20') AS fresh,
+       current_setting('session_replication_role') AS role;
+INSERT INTO doses (id, mg, version) VALUES (98, 1, 42);
+COMMIT;
+SELECT current_setting('session_replication_role') AS role_after;
+RESET ROLE;
+SELECT id, version FROM doses WHERE id IN (98, 99) ORDER BY id;
 SELECT source, lsn FROM edgesync.applied_lsn WHERE source = 'another source';
-DELETE FROM doses WHERE id = 99;
+DELETE FROM doses WHERE id IN (98, 99);
+REVOKE SET ON PARAMETER session_replication_role FROM regress_applier;
 DROP OWNED BY regress_applier;
 DROP ROLE regress_applier;
 

@@ -10,7 +10,8 @@
  * before: it returns false and edgesync.applying() (decode.sql) turns false
  * for the rest of the transaction, so the statements change nothing.  Either
  * way the rest of the transaction runs with session_replication_role =
- * replica, as a logical replication worker does.
+ * replica, as a logical replication worker does, if the caller may set that
+ * itself.
  *
  * apply_resync() enters the same apply mode (applying() true, replica role)
  * and records nothing: a re-send's batches are not transactions of the
@@ -20,10 +21,16 @@
  * that stays down").  Re-applying them is harmless: their upserts are
  * version-guarded.
  *
- * Both are declared SECURITY DEFINER with search_path pinned to pg_catalog, pg_temp
- * (decode.sql), as the PL/pgSQL function it replaces was: the write to
- * applied_lsn and the superuser-only setting are done with the owner's
- * rights, and only edgesync_applier and edgesync_admin may call it.  It is C
+ * Both run with the caller's rights (search_path pinned to pg_catalog,
+ * pg_temp, decode.sql): they grant nothing the caller does not have.  The
+ * write to applied_lsn needs the INSERT and UPDATE that edgesync_applier is
+ * granted; session_replication_role = replica (which switches off triggers,
+ * the audit's included, and foreign key checks) is set only for a caller who
+ * may set it: a superuser, or a role granted SET ON PARAMETER
+ * session_replication_role.  Anyone else applies with triggers firing and
+ * foreign keys checked as the statements come (docs/replica.md).  Until
+ * 0.2.0 they were SECURITY DEFINER, and let any edgesync_applier or
+ * edgesync_admin member switch off every trigger of the database.  It is C
  * because a replica calls it once per source transaction: with its SELECT,
  * about 60 µs a call where the PL/pgSQL body (the same upsert and two
  * PERFORM set_config) took about 80 µs, and a bare SELECT set_config() 15 µs
@@ -39,6 +46,8 @@
 extern "C" {
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/guc.h"
 
 PG_FUNCTION_INFO_V1(edgesync_apply_begin);
@@ -56,19 +65,32 @@ constexpr const char *kRecordSql =
 SPIPlanPtr record_plan = nullptr;
 
 /*
+ * True if the calling role may set session_replication_role itself
+ * (a PGC_SUSET setting): a superuser, or a role granted SET on it.
+ */
+bool
+may_set_replication_role()
+{
+	return superuser() ||
+		   pg_parameter_aclcheck("session_replication_role", GetUserId(), ACL_SET) == ACLCHECK_OK;
+}
+
+/*
  * The apply mode, for the rest of the transaction (GUC_ACTION_LOCAL outlives
  * the calling function: its own SET clause covers search_path only):
- * edgesync.applying() is !skip, and session_replication_role is replica.
- * The context is the one set_config() would use for the function's owner.
+ * edgesync.applying() is !skip, and session_replication_role is replica
+ * where the caller may set it.  The context is the one set_config() would
+ * use for the caller, so PostgreSQL checks the same rights again.
  */
 void
 enter_apply_mode(bool skip)
 {
 	GucContext context = superuser() ? PGC_SUSET : PGC_USERSET;
-	(void) set_config_option("edgesync_internal.apply_skip", skip ? "on" : "off", context,
+	(void) set_config_option("edgesync_internal.apply_skip", skip ? "on" : "off", PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-	(void) set_config_option("session_replication_role", "replica", context, PGC_S_SESSION,
-							 GUC_ACTION_LOCAL, true, 0, false);
+	if (may_set_replication_role())
+		(void) set_config_option("session_replication_role", "replica", context, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
 }
 
 } // namespace

@@ -62,6 +62,8 @@ COMMENT ON TABLE edgesync.applied_lsn IS 'edgesync: per source, the commit LSN o
 SELECT pg_catalog.pg_extension_config_dump('edgesync.applied_lsn', '');
 REVOKE ALL ON edgesync.applied_lsn FROM PUBLIC;
 GRANT SELECT ON edgesync.applied_lsn TO edgesync_reader, edgesync_admin, edgesync_applier;
+-- apply_begin() runs with the caller's rights: the applier records its LSNs itself.
+GRANT INSERT, UPDATE ON edgesync.applied_lsn TO edgesync_applier;
 
 -- apply_begin(source, commit_lsn): the first statement of every transaction
 -- of the sql format.  Records commit_lsn for source if it is beyond the one
@@ -69,27 +71,31 @@ GRANT SELECT ON edgesync.applied_lsn TO edgesync_reader, edgesync_admin, edgesyn
 -- returns false and edgesync.applying() turns false for the rest of the
 -- transaction, so its statements change nothing.  Either way the rest of the
 -- transaction runs with session_replication_role = replica, as a logical
--- replication worker does: triggers (edgesync's own, which would otherwise
--- give the rows new versions) and foreign key checks do not fire, and the
--- versions and timestamps arrive as they were on the source.  In C
+-- replication worker does, if the caller may set it (a superuser, or a role
+-- granted SET ON PARAMETER session_replication_role): triggers (edgesync's
+-- own, which would otherwise give the rows new versions) and foreign key
+-- checks do not fire, and the versions and timestamps arrive as they were on
+-- the source.  It runs with the caller's rights and grants nothing: a caller
+-- who may not set that role applies with triggers firing.  In C
 -- (src/decode/apply.cpp): a replica calls it once per source transaction.
 CREATE FUNCTION edgesync.apply_begin(source text, commit_lsn pg_lsn) RETURNS boolean
     AS 'MODULE_PATHNAME', 'edgesync_apply_begin'
-    LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+    LANGUAGE C SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION edgesync.apply_begin(text, pg_lsn) IS
     'edgesync replica: start applying a source''s transaction; false if it was applied before';
 
 -- apply_resync(source): the first statement of every batch of the shipper's
 -- full re-send (edgesync.resync() on the hospital).  The same apply mode as
 -- apply_begin() (applying() true, session_replication_role = replica for
--- the rest of the transaction), but nothing is read from or recorded in
+-- the rest of the transaction where the caller may set it), but nothing is
+-- read from or recorded in
 -- applied_lsn: a re-send's batches are not transactions of the stream, and
 -- a commit LSN recorded for them could make the replica skip the stream's
 -- next transactions, or the batches of a later re-send, as applied before.
 -- Re-applying a batch is harmless: its upserts are version-guarded.
 CREATE FUNCTION edgesync.apply_resync(source text) RETURNS void
     AS 'MODULE_PATHNAME', 'edgesync_apply_resync'
-    LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+    LANGUAGE C SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION edgesync.apply_resync(text) IS
     'edgesync replica: start applying a batch of a source''s full re-send; records no LSN';
 
@@ -124,4 +130,4 @@ COMMENT ON FUNCTION edgesync.apply_truncate(regclass[], boolean, boolean) IS
 REVOKE ALL ON FUNCTION edgesync.apply_begin(text, pg_lsn), edgesync.apply_resync(text),
     edgesync.apply_truncate(regclass[], boolean, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION edgesync.apply_begin(text, pg_lsn), edgesync.apply_resync(text),
-    edgesync.apply_truncate(regclass[], boolean, boolean) TO edgesync_applier, edgesync_admin;
+    edgesync.apply_truncate(regclass[], boolean, boolean) TO edgesync_applier;

@@ -886,6 +886,15 @@ GRANT EXECUTE ON FUNCTION edgesync.changes(text, integer) TO edgesync_reader;
 
 -- decode
 
+-- The apply functions grant nothing the caller does not have: they run with
+-- the caller's rights, the applier writes applied_lsn itself, and
+-- edgesync_admin no longer applies.
+ALTER FUNCTION edgesync.apply_begin(text, pg_lsn) SECURITY INVOKER;
+ALTER FUNCTION edgesync.apply_resync(text) SECURITY INVOKER;
+GRANT INSERT, UPDATE ON edgesync.applied_lsn TO edgesync_applier;
+REVOKE EXECUTE ON FUNCTION edgesync.apply_begin(text, pg_lsn), edgesync.apply_resync(text),
+    edgesync.apply_truncate(regclass[], boolean, boolean) FROM edgesync_admin;
+
 -- ship
 
 -- The shipper's queries run with search_path = pg_catalog, pg_temp however

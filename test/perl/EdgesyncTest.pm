@@ -34,8 +34,10 @@ sub edgesync_node
 
 # edgesync_applier_url(cloud, [tables]): creates the role cloud_applier on
 # node CLOUD (a member of edgesync_applier, with the table privileges
-# applying needs on TABLES) and returns the postgresql:// URL a target uses
-# to apply there as that role.
+# applying needs on TABLES, and SET on session_replication_role: the
+# replica's tables carry edgesync's triggers, which must not fire while it
+# applies) and returns the postgresql:// URL a target uses to apply there as
+# that role.
 sub edgesync_applier_url
 {
 	my ($cloud, $tables) = @_;
@@ -43,7 +45,8 @@ sub edgesync_applier_url
 		'CREATE ROLE cloud_applier LOGIN IN ROLE edgesync_applier;'
 		  . 'GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON '
 		  . join(', ', @$tables)
-		  . ' TO cloud_applier;');
+		  . ' TO cloud_applier;'
+		  . 'GRANT SET ON PARAMETER session_replication_role TO cloud_applier;');
 	return 'postgresql://cloud_applier@/postgres?host=' . $cloud->host . '&port=' . $cloud->port;
 }
 

@@ -2,7 +2,7 @@
 # stream to a spool file it fsyncs before acknowledging; a separate applier,
 # the systemd unit's command `psql -f <(tail -n +1 -F spool)`, applies it to
 # the replica as a role that is neither superuser nor owner (edgesync_applier
-# plus table grants).  The applier fails when the hospital adds a column the
+# plus table grants, and SET on session_replication_role).  The applier fails when the hospital adds a column the
 # replica lacks; the failing transaction is acknowledged to the hospital (it
 # is in the spool) but not lost: once the column exists, the restarted
 # applier replays the whole spool, skips what was applied and applies the
@@ -48,6 +48,9 @@ $replica->safe_psql('hospital', q{
 	CREATE ROLE hospital_feed LOGIN;
 	GRANT edgesync_applier TO hospital_feed;
 	GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON patients TO hospital_feed;
+	-- The copied table has edgesync's triggers: the feed applies in replica
+	-- mode, which apply_begin() sets only for a role that may set it.
+	GRANT SET ON PARAMETER session_replication_role TO hospital_feed;
 });
 # Every row write, so that a change applied twice shows.
 $replica->safe_psql('hospital', edgesync_apply_audit('patients'));

@@ -49,6 +49,8 @@ $cloud->safe_psql('postgres', q{
 	CREATE ROLE cloud_applier LOGIN PASSWORD 'pw-SECRET-42' IN ROLE edgesync_applier;
 	GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE
 	   ON hospital_patients, hospital_wards, hospital_stays, hospital_mrns TO cloud_applier;
+	-- The replica's tables are tracked (edgesync's triggers): apply in replica mode.
+	GRANT SET ON PARAMETER session_replication_role TO cloud_applier;
 });
 $cloud->safe_psql('postgres', edgesync_apply_audit('hospital_patients'));
 $cloud->safe_psql('postgres', q{
