@@ -12,11 +12,11 @@
  *       reads it with each change's historic snapshot: a policy applies from
  *       the commit that set it on) and sends a relcache invalidation for the
  *       table, which the plugin replays at that point of the stream.  It
- *       takes a SHARE lock on the table first, like CREATE INDEX: it waits
- *       for the transactions writing the table, so none of them straddles
- *       the policy's commit; and it refuses a table the calling transaction
- *       has already written.  The caller must own the table; the write runs
- *       as the catalog's owner.
+ *       takes a SHARE lock on the table and on each of its partitions
+ *       first, like CREATE INDEX: it waits for the transactions writing any
+ *       of them, so none of them straddles the policy's commit; and it
+ *       refuses a table the calling transaction has already written.  The caller must own the
+ * table; the write runs as the catalog's owner.
  */
 #include "core/catalog_owner.hpp"
 #include "core/guard.hpp"
@@ -101,11 +101,11 @@ using namespace edgesync::decode;
 
 namespace {
 
-/* Errors out if col is in the replica identity index of relid or of one of its inheritors. */
+/* Errors out if col is in the replica identity index of one of rels (a table and its inheritors).
+ */
 void
-refuse_identity_column(Oid relid, const char *relname, const char *col)
+refuse_identity_column(List *rels, const char *relname, const char *col)
 {
-	List *rels = find_all_inheritors(relid, NoLock, nullptr);
 	ListCell *lc;
 	foreach (lc, rels) {
 		Oid part = lfirst_oid(lc);
@@ -194,12 +194,15 @@ edgesync_set_column_policy(PG_FUNCTION_ARGS)
 	}
 
 	/*
-	 * Wait for the transactions writing the table, and hold off new ones
-	 * until this one commits.  No transaction then both wrote the table
-	 * before the policy and commits after it, so every change committed
-	 * after the policy is decoded with a snapshot that has it.
+	 * Wait for the transactions writing the table or any of its partitions
+	 * (a row may be inserted into a partition directly, which locks only the
+	 * partition), and hold off new ones until this one commits.  No
+	 * transaction then both wrote the table before the policy and commits
+	 * after it, so every change committed after the policy is decoded with a
+	 * snapshot that has it.
 	 */
 	LockRelationOid(relid, ShareLock);
+	List *rels = find_all_inheritors(relid, ShareLock, nullptr);
 
 	/*
 	 * A column of a replica identity index (of the table or of one of its
@@ -209,14 +212,13 @@ edgesync_set_column_policy(PG_FUNCTION_ARGS)
 	 * comment saying it cannot be applied.)
 	 */
 	if (strcmp(policy, "redact") == 0)
-		refuse_identity_column(relid, relname, col);
+		refuse_identity_column(rels, relname, col);
 
 	/*
 	 * Rows this transaction already wrote would be decoded before the policy
 	 * (the snapshot of their own position in the transaction): refuse rather
 	 * than let them out under the old policy.
 	 */
-	List *rels = find_all_inheritors(relid, NoLock, nullptr);
 	ListCell *lc;
 	foreach (lc, rels) {
 		LOCKTAG tag;
