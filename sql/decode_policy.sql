@@ -45,7 +45,7 @@ SELECT d->'row'->>'mrn' = encode(hmac('MRN-5', 'regress-secret', 'sha256'), 'hex
        d->'row'->>'dob' = encode(hmac('2000-05-05', 'regress-secret', 'sha256'), 'hex') AS dob_hmac,
        d->'row'->'name' AS name
   FROM decoded('p') AS d;
-SELECT relid, attnum, policy FROM edgesync.column_policies ORDER BY attnum;
+SELECT relid, attname, policy FROM edgesync.column_policies ORDER BY attname;
 
 -- A hashed primary key is hashed in "pk" too.
 CREATE TABLE ids (mrn text PRIMARY KEY, note text);
@@ -126,7 +126,7 @@ SELECT edgesync.set_column_policy('patients', 'mrn', NULL);
 \echo :LAST_ERROR_SQLSTATE
 -- Nobody but the function writes the policy catalog.
 SET ROLE regress_clerk;
-INSERT INTO edgesync.column_policies VALUES ('patients', 2, 'hash');
+INSERT INTO edgesync.column_policies (relid, attname, policy) VALUES ('patients', 'mrn', 'hash');
 RESET ROLE;
 
 -- The policy catalog is written as its owner, with a search_path of its own:
@@ -155,7 +155,7 @@ DROP SCHEMA regress_trap CASCADE;
 -- Dropping a table drops its policies.
 DROP VIEW patient_view;
 DROP TABLE ids;
-SELECT relid, attnum, policy FROM edgesync.column_policies ORDER BY 1::text, 2;
+SELECT relid, attname, policy FROM edgesync.column_policies ORDER BY 1::text, 2;
 
 SELECT pg_drop_replication_slot('p');
 DROP TABLE patients, stays;

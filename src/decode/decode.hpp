@@ -23,6 +23,7 @@ extern "C" {
 #include "replication/output_plugin.h"
 #include "replication/reorderbuffer.h"
 #include "utils/rel.h"
+#include "utils/snapshot.h"
 }
 
 namespace edgesync::decode {
@@ -220,6 +221,22 @@ void limit_change_size(const DecodeState *state, Change *c);
 /* policy.cpp */
 void register_policy_settings();
 void append_hmac_hex(StringInfo out, const char *data, size_t len);
+
+/* One row of edgesync.column_policies: the column it names and its policy. */
+struct StoredPolicy {
+	const char *column;
+	Policy policy;
+};
+
+/*
+ * The policies stored for relid (a tracked table, never a partition), read
+ * with snapshot (nullptr: the catalog snapshot, the historic one while
+ * decoding), allocated in the current memory context.  A policy names its
+ * column; in the catalog of 0.1.0 (which a slot decodes until ALTER
+ * EXTENSION UPDATE commits) it had the column's number, read as the name
+ * that number has.
+ */
+int read_column_policies(Oid relid, Snapshot snapshot, StoredPolicy **out);
 
 /* json_writer.cpp */
 void json_write_begin(LogicalDecodingContext *ctx, DecodeState *state);

@@ -18,13 +18,20 @@ COMMENT ON ROLE edgesync_applier IS 'edgesync: may apply the sql stream of a sou
 -- Column policies of tracked tables: hash or redact (no row: replicate).  A
 -- user catalog table, so the plugin reads it with each change's historic
 -- snapshot: a policy applies to the stream from its own commit on.  Keyed by
--- attnum, so renaming a column keeps its policy.
+-- the column's name, which a dump and restore keep (a column's number does
+-- not, once a column was dropped), and by regclass, which a restore maps to
+-- the new table: the rows come back with the table.  The event triggers
+-- below rename a policy with its column and remove it with its column or
+-- table; a policy naming a column the table does not have stops decoding
+-- (src/decode/relinfo.cpp).  attname comes last: 0.1.0 had the column's
+-- number instead, and its table is changed in place (a slot may still decode
+-- WAL that reads it, and a user catalog table cannot be dropped under it).
 CREATE TABLE edgesync.column_policies (
-    relid  regclass    NOT NULL,
-    attnum smallint    NOT NULL,
-    policy text        NOT NULL CHECK (policy IN ('hash', 'redact')),
-    set_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (relid, attnum)
+    relid   regclass    NOT NULL,
+    policy  text        NOT NULL CHECK (policy IN ('hash', 'redact')),
+    set_at  timestamptz NOT NULL DEFAULT now(),
+    attname name        NOT NULL,
+    PRIMARY KEY (relid, attname)
 ) WITH (user_catalog_table = true);
 COMMENT ON TABLE edgesync.column_policies IS 'edgesync: PHI column policies applied by the output plugin';
 SELECT pg_catalog.pg_extension_config_dump('edgesync.column_policies', '');
@@ -36,19 +43,35 @@ CREATE FUNCTION edgesync.set_column_policy(tbl regclass, col name, policy text) 
 COMMENT ON FUNCTION edgesync.set_column_policy(regclass, name, text) IS
     'edgesync: how a column leaves the server: replicate, hash (HMAC-SHA256) or redact';
 
--- A dropped table takes its policies with it.
+-- A dropped table or column takes its policies with it, whatever command
+-- drops it (DROP TABLE, ALTER TABLE ... DROP COLUMN, DROP TYPE ... CASCADE).
+-- ENABLE ALWAYS: also in a session with session_replication_role = replica.
 CREATE FUNCTION edgesync._on_drop_policies() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     DELETE FROM edgesync.column_policies p
      USING pg_catalog.pg_event_trigger_dropped_objects() d
-     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND p.relid::oid = d.objid;
+     WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+       AND p.relid::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid
+       AND (d.objsubid OPERATOR(pg_catalog.=) 0
+            OR (d.object_type OPERATOR(pg_catalog.=) 'table column'
+                AND p.attname OPERATOR(pg_catalog.=) d.address_names[3]));
 END
 $$;
 REVOKE ALL ON FUNCTION edgesync._on_drop_policies() FROM PUBLIC;
 CREATE EVENT TRIGGER edgesync_drop_policies ON sql_drop
-    WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
     EXECUTE FUNCTION edgesync._on_drop_policies();
+ALTER EVENT TRIGGER edgesync_drop_policies ENABLE ALWAYS;
+
+-- A renamed column keeps its policy (ALTER TABLE ... RENAME COLUMN).  In C
+-- (src/decode/policy.cpp): it reads the statement for the old name.
+CREATE FUNCTION edgesync._on_rename_column() RETURNS event_trigger
+    AS 'MODULE_PATHNAME', 'edgesync_on_rename_column' LANGUAGE C;
+REVOKE ALL ON FUNCTION edgesync._on_rename_column() FROM PUBLIC;
+CREATE EVENT TRIGGER edgesync_rename_policies ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION edgesync._on_rename_column();
+ALTER EVENT TRIGGER edgesync_rename_policies ENABLE ALWAYS;
 
 -- On a replica: the last commit LSN applied from each source.  The sql
 -- format's apply_begin() checks and moves it in the transaction that applies

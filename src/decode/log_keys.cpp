@@ -76,31 +76,26 @@ struct KeyMask {
 	MaskColumn cols[INDEX_MAX_KEYS];
 };
 
-/* The policy ('h', 'r', or 0 for replicate) of each column of relid with one. */
+/*
+ * The policy ('h', 'r', or 0 for replicate) of column attnum of relid.  A
+ * stored policy naming a column the table does not have (stale: see
+ * relinfo.cpp) could be this column's under an old name: 'r'.
+ */
 char
 policy_of(Oid relid, AttrNumber attnum)
 {
-	Oid nsp = get_namespace_oid("edgesync", true);
-	Oid catalog = OidIsValid(nsp) ? get_relname_relid("column_policies", nsp) : InvalidOid;
-	if (!OidIsValid(catalog))
-		return 0;
-	Relation r = table_open(catalog, AccessShareLock);
-	ScanKeyData keys[2];
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
-	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT2EQ, Int16GetDatum(attnum));
-	SysScanDesc scan = systable_beginscan(r, InvalidOid, false, GetLatestSnapshot(), 2, keys);
+	StoredPolicy *rows;
+	int n = read_column_policies(relid, GetLatestSnapshot(), &rows);
+	const char *name = get_attname(relid, attnum, false);
 	char policy = 0;
-	HeapTuple tuple = systable_getnext(scan);
-	if (HeapTupleIsValid(tuple)) {
-		bool isnull;
-		Datum d = heap_getattr(tuple, 3, RelationGetDescr(r), &isnull);
-		if (!isnull) {
-			char *name = text_to_cstring(reinterpret_cast<::text *>(DatumGetPointer(d)));
-			policy = strcmp(name, "hash") == 0 ? 'h' : strcmp(name, "redact") == 0 ? 'r' : 0;
-		}
+	for (int r = 0; r < n; r++) {
+		if (strcmp(rows[r].column, name) == 0)
+			policy = rows[r].policy == Policy::kHash	 ? 'h'
+					 : rows[r].policy == Policy::kRedact ? 'r'
+														 : 0;
+		else if (get_attnum(relid, rows[r].column) == InvalidAttrNumber)
+			return 'r';
 	}
-	systable_endscan(scan);
-	table_close(r, AccessShareLock);
 	return policy;
 }
 

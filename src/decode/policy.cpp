@@ -23,7 +23,10 @@
 #include "decode/decode.hpp"
 
 extern "C" {
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "commands/event_trigger.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_class.h"
@@ -37,9 +40,12 @@ extern "C" {
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/fmgroids.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 PG_FUNCTION_INFO_V1(edgesync_set_column_policy);
+PG_FUNCTION_INFO_V1(edgesync_on_rename_column);
 }
 
 namespace edgesync::decode {
@@ -95,11 +101,135 @@ append_hmac_hex(StringInfo out, const char *data, size_t len)
 	appendBinaryStringInfo(out, text, sizeof(text));
 }
 
+int
+read_column_policies(Oid relid, Snapshot snapshot, StoredPolicy **out)
+{
+	*out = nullptr;
+	Oid nsp = get_namespace_oid("edgesync", true);
+	Oid catalog = OidIsValid(nsp) ? get_relname_relid("column_policies", nsp) : InvalidOid;
+	if (!OidIsValid(catalog))
+		return 0;
+	Relation r = table_open(catalog, AccessShareLock);
+	TupleDesc desc = RelationGetDescr(r);
+	/* 0.2.0 keeps the column's name; 0.1.0 its number (read while a slot decodes older WAL). */
+	int by_name = 0, by_number = 0, policy_col = 0;
+	for (int i = 0; i < desc->natts; i++) {
+		const char *name = NameStr(TupleDescAttr(desc, i)->attname);
+		if (TupleDescAttr(desc, i)->attisdropped)
+			continue;
+		if (strcmp(name, "attname") == 0)
+			by_name = i + 1;
+		else if (strcmp(name, "attnum") == 0)
+			by_number = i + 1;
+		else if (strcmp(name, "policy") == 0)
+			policy_col = i + 1;
+	}
+	ScanKeyData key;
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
+	SysScanDesc scan = systable_beginscan(r, InvalidOid, false, snapshot, 1, &key);
+	int n = 0, size = 0;
+	for (HeapTuple tuple; HeapTupleIsValid(tuple = systable_getnext(scan));) {
+		bool null_name = true, null_number = true, null_policy = true;
+		Datum name_d = by_name > 0 ? heap_getattr(tuple, by_name, desc, &null_name) : 0;
+		Datum number = by_number > 0 ? heap_getattr(tuple, by_number, desc, &null_number) : 0;
+		Datum policy = policy_col > 0 ? heap_getattr(tuple, policy_col, desc, &null_policy) : 0;
+		if (null_policy || (null_name && null_number))
+			continue;
+		/* (Both, in the update's own transaction: the name once it is filled in.) */
+		char *name = !null_name ? pstrdup(NameStr(*DatumGetName(name_d)))
+								: get_attname(relid, DatumGetInt16(number), true);
+		if (name == nullptr)
+			continue; /* 0.1.0: the number of a dropped column */
+		/* (::text: inside edgesync, "text" names the text_writer namespace) */
+		char *text = text_to_cstring(reinterpret_cast<::text *>(PG_DETOAST_DATUM_PACKED(policy)));
+		if (n == size) {
+			size = size == 0 ? 8 : 2 * size;
+			*out = static_cast<StoredPolicy *>(*out == nullptr
+												   ? palloc(sizeof(StoredPolicy) * size)
+												   : repalloc(*out, sizeof(StoredPolicy) * size));
+		}
+		(*out)[n].column = name;
+		(*out)[n].policy = strcmp(text, "hash") == 0	 ? Policy::kHash
+						   : strcmp(text, "redact") == 0 ? Policy::kRedact
+														 : Policy::kReplicate;
+		n++;
+	}
+	systable_endscan(scan);
+	table_close(r, AccessShareLock);
+	return n;
+}
+
 } // namespace edgesync::decode
 
 using namespace edgesync::decode;
 
 namespace {
+
+/* The type of column name of edgesync.column_policies; InvalidOid if it has none. */
+Oid
+get_catalog_column(const char *name)
+{
+	Oid catalog = get_relname_relid("column_policies", get_namespace_oid("edgesync", false));
+	AttrNumber attnum = get_attnum(catalog, name);
+	return attnum == InvalidAttrNumber ? InvalidOid : get_atttype(catalog, attnum);
+}
+
+/* The write of 0.1.0's catalog (by column number), until ALTER EXTENSION UPDATE. */
+void
+set_policy_by_number(Oid relid, AttrNumber attnum, const char *policy)
+{
+	Oid types[3] = {OIDOID, INT2OID, TEXTOID};
+	Datum values[3] = {ObjectIdGetDatum(relid), Int16GetDatum(attnum), CStringGetTextDatum(policy)};
+	if (strcmp(policy, "replicate") == 0)
+		edgesync::run_as_catalog_owner("column_policies",
+									   "DELETE FROM edgesync.column_policies"
+									   " WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
+									   "   AND attnum OPERATOR(pg_catalog.=) $2",
+									   2, types, values);
+	else
+		edgesync::run_as_catalog_owner(
+			"column_policies",
+			"WITH updated AS ("
+			"  UPDATE edgesync.column_policies SET policy = $3, set_at = pg_catalog.now()"
+			"   WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
+			"     AND attnum OPERATOR(pg_catalog.=) $2 RETURNING 1)"
+			" INSERT INTO edgesync.column_policies (relid, attnum, policy)"
+			" SELECT $1::pg_catalog.regclass, $2, $3 WHERE NOT EXISTS (SELECT FROM updated)",
+			3, types, values);
+}
+
+/* True if a policy is stored for column name col of relid. */
+bool
+has_stored_policy(Oid relid, const char *col)
+{
+	StoredPolicy *rows;
+	int n = read_column_policies(relid, GetLatestSnapshot(), &rows);
+	for (int r = 0; r < n; r++)
+		if (strcmp(rows[r].column, col) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Removes the stored policy of col, a name relid no longer has: the owner's
+ * way out of the error the plugin stops with (relinfo.cpp).
+ */
+void
+remove_stale_policy(Oid relid, const char *col)
+{
+	LockRelationOid(relid, ShareLock);
+	(void) find_all_inheritors(relid, ShareLock, nullptr);
+	Oid types[2] = {OIDOID, NAMEOID};
+	NameData name;
+	namestrcpy(&name, col);
+	Datum values[2] = {ObjectIdGetDatum(relid), NameGetDatum(&name)};
+	edgesync::run_as_catalog_owner("column_policies",
+								   "DELETE FROM edgesync.column_policies"
+								   " WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
+								   "   AND attname OPERATOR(pg_catalog.=) $2",
+								   2, types, values);
+	CacheInvalidateRelcacheByRelid(relid);
+}
 
 /* Errors out if col is in the replica identity index of one of rels (a table and its inheritors).
  */
@@ -165,6 +295,14 @@ edgesync_set_column_policy(PG_FUNCTION_ARGS)
 						errhint("Set the policy on the partitioned table.")));
 
 	AttrNumber attnum = get_attnum(relid, col);
+	/* Until ALTER EXTENSION UPDATE, 0.1.0's catalog keeps a policy by column number. */
+	bool by_number = !OidIsValid(get_catalog_column("attname"));
+	/* A stale policy (its column renamed while the event triggers were off) can be removed. */
+	if (attnum == InvalidAttrNumber && !by_number && strcmp(policy, "replicate") == 0 &&
+		has_stored_policy(relid, col)) {
+		remove_stale_policy(relid, col);
+		PG_RETURN_VOID();
+	}
 	if (attnum == InvalidAttrNumber)
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN),
 						errmsg("column \"%s\" of relation \"%s\" does not exist", col, relname)));
@@ -234,13 +372,23 @@ edgesync_set_column_policy(PG_FUNCTION_ARGS)
 							 "are written.")));
 	}
 
-	Oid types[3] = {OIDOID, INT2OID, TEXTOID};
-	Datum values[3] = {ObjectIdGetDatum(relid), Int16GetDatum(attnum), CStringGetTextDatum(policy)};
+	/*
+	 * Kept by the column's name, which dump and restore keep (its number
+	 * changes when a dropped column is left behind); RENAME COLUMN follows
+	 * it (edgesync_on_rename_column), DROP COLUMN removes it (decode.sql).
+	 */
+	if (by_number) {
+		set_policy_by_number(relid, attnum, policy);
+		CacheInvalidateRelcacheByRelid(relid);
+		PG_RETURN_VOID();
+	}
+	Oid types[3] = {OIDOID, NAMEOID, TEXTOID};
+	Datum values[3] = {ObjectIdGetDatum(relid), PG_GETARG_DATUM(1), CStringGetTextDatum(policy)};
 	if (strcmp(policy, "replicate") == 0)
 		edgesync::run_as_catalog_owner("column_policies",
 									   "DELETE FROM edgesync.column_policies"
 									   " WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
-									   "   AND attnum OPERATOR(pg_catalog.=) $2",
+									   "   AND attname OPERATOR(pg_catalog.=) $2",
 									   2, types, values);
 	else
 		/* No ON CONFLICT: PostgreSQL does not allow it on user catalog tables. */
@@ -249,11 +397,59 @@ edgesync_set_column_policy(PG_FUNCTION_ARGS)
 			"WITH updated AS ("
 			"  UPDATE edgesync.column_policies SET policy = $3, set_at = pg_catalog.now()"
 			"   WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
-			"     AND attnum OPERATOR(pg_catalog.=) $2 RETURNING 1)"
-			" INSERT INTO edgesync.column_policies (relid, attnum, policy)"
+			"     AND attname OPERATOR(pg_catalog.=) $2 RETURNING 1)"
+			" INSERT INTO edgesync.column_policies (relid, attname, policy)"
 			" SELECT $1::pg_catalog.regclass, $2, $3 WHERE NOT EXISTS (SELECT FROM updated)",
 			3, types, values);
 	/* The plugin's cache of this table (and its partitions) is stale from here on. */
 	CacheInvalidateRelcacheByRelid(relid);
+	PG_RETURN_VOID();
+}
+
+/*
+ * edgesync._on_rename_column(): event trigger at the end of ALTER TABLE
+ * (edgesync_rename_policies, decode.sql).  A policy is kept by its column's
+ * name: ALTER TABLE ... RENAME COLUMN a TO b renames it in the policies of
+ * the table and of the tables it recurses to.  Runs as whoever renames (the
+ * table's owner); writes the catalog as its owner.  Plain C-style.
+ */
+Datum
+edgesync_on_rename_column(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),
+						errmsg("edgesync._on_rename_column() must be called as an event trigger")));
+	EventTriggerData *trigger = reinterpret_cast<EventTriggerData *>(fcinfo->context);
+	if (!IsA(trigger->parsetree, RenameStmt))
+		PG_RETURN_VOID();
+	RenameStmt *stmt = reinterpret_cast<RenameStmt *>(trigger->parsetree);
+	if (stmt->renameType != OBJECT_COLUMN || stmt->relation == nullptr)
+		PG_RETURN_VOID();
+	/* (The rename is done: the name resolves as the statement's did, and the table is locked.) */
+	Oid relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+	if (!OidIsValid(relid))
+		PG_RETURN_VOID();
+	NameData from, to;
+	namestrcpy(&from, stmt->subname);
+	namestrcpy(&to, stmt->newname);
+	List *rels = find_all_inheritors(relid, NoLock, nullptr);
+	ListCell *lc;
+	foreach (lc, rels) {
+		Oid rel = lfirst_oid(lc);
+		StoredPolicy *rows;
+		bool stored = false;
+		int n = read_column_policies(rel, GetLatestSnapshot(), &rows);
+		for (int r = 0; r < n; r++)
+			stored |= strcmp(rows[r].column, NameStr(from)) == 0;
+		if (!stored)
+			continue;
+		Oid types[3] = {OIDOID, NAMEOID, NAMEOID};
+		Datum values[3] = {ObjectIdGetDatum(rel), NameGetDatum(&from), NameGetDatum(&to)};
+		edgesync::run_as_catalog_owner("column_policies",
+									   "UPDATE edgesync.column_policies SET attname = $3"
+									   " WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
+									   "   AND attname OPERATOR(pg_catalog.=) $2",
+									   3, types, values);
+	}
 	PG_RETURN_VOID();
 }

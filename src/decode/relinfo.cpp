@@ -262,43 +262,42 @@ is_tracked(Oid relid)
 	return found;
 }
 
-/* Applies the rows of edgesync.column_policies for info->root, by column name. */
+/*
+ * Applies the policies stored for info->root to its columns (a partition's
+ * matched by name).  A policy naming a column the table does not have can
+ * only be stale (a RENAME COLUMN made while edgesync's event triggers were
+ * off, a row written into the catalog by hand): its column may now stream
+ * under another name, so decoding stops rather than guess.
+ */
 void
 load_policies(RelInfo *info)
 {
-	Oid catalog = catalog_relid("column_policies");
-	if (!OidIsValid(catalog))
-		return;
-	Relation r = table_open(catalog, AccessShareLock);
-	TupleDesc desc = RelationGetDescr(r);
-	ScanKeyData key;
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(info->root));
-	SysScanDesc scan = systable_beginscan(r, InvalidOid, false, nullptr, 1, &key);
-	for (HeapTuple tuple; HeapTupleIsValid(tuple = systable_getnext(scan));) {
-		bool null1, null2;
-		Datum attnum = heap_getattr(tuple, 2, desc, &null1);
-		Datum policy = heap_getattr(tuple, 3, desc, &null2);
-		if (null1 || null2)
-			continue;
-		char *name = get_attname(info->root, DatumGetInt16(attnum), true);
-		if (name == nullptr)
-			continue;
-		/* (::text: inside edgesync, "text" names the text_writer namespace) */
-		char *name_of_policy =
-			text_to_cstring(reinterpret_cast<::text *>(PG_DETOAST_DATUM_PACKED(policy)));
-		Policy p = strcmp(name_of_policy, "hash") == 0	   ? Policy::kHash
-				   : strcmp(name_of_policy, "redact") == 0 ? Policy::kRedact
-														   : Policy::kReplicate;
+	StoredPolicy *rows;
+	int n = read_column_policies(info->root, nullptr, &rows);
+	for (int r = 0; r < n; r++) {
+		bool found = false;
 		for (int i = 0; i < info->natts; i++) {
 			ColumnInfo *col = &info->columns[i];
-			if (!col->dropped && strcmp(col->name, name) == 0) {
-				col->policy = p;
-				info->has_policy |= p != Policy::kReplicate;
+			if (!col->dropped && strcmp(col->name, rows[r].column) == 0) {
+				col->policy = rows[r].policy;
+				info->has_policy |= rows[r].policy != Policy::kReplicate;
+				found = true;
 			}
 		}
+		if (!found)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("column policy of relation \"%s.%s\" names column \"%s\", which it "
+							"does not have",
+							info->schema, info->table, rows[r].column),
+					 errdetail("The column was renamed or dropped while edgesync's event triggers "
+							   "did not run; rather than guess which column the policy protects, "
+							   "nothing of the table is streamed."),
+					 errhint("Set the column's policy again with edgesync.set_column_policy(), "
+							 "and remove the stale one with edgesync.set_column_policy('%s.%s', "
+							 "'%s', 'replicate').",
+							 info->schema, info->table, rows[r].column)));
 	}
-	systable_endscan(scan);
-	table_close(r, AccessShareLock);
 }
 
 bool

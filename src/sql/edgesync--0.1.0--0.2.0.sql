@@ -886,6 +886,48 @@ GRANT EXECUTE ON FUNCTION edgesync.changes(text, integer) TO edgesync_reader;
 
 -- decode
 
+-- Column policies are kept by the column's name, not its number (a dump and
+-- restore renumbers the columns of a table that had one dropped), filled
+-- from the names the numbers have now; a policy of a dropped column goes.
+-- In place, without a rewrite: a slot may still decode WAL from before the
+-- update, which reads this user catalog table as it was then (its old rows
+-- stay until the slot no longer needs them).
+ALTER TABLE edgesync.column_policies ADD COLUMN attname name;
+UPDATE edgesync.column_policies p SET attname = a.attname
+  FROM pg_catalog.pg_attribute a
+ WHERE a.attrelid OPERATOR(pg_catalog.=) p.relid::pg_catalog.oid
+   AND a.attnum OPERATOR(pg_catalog.=) p.attnum AND NOT a.attisdropped;
+DELETE FROM edgesync.column_policies WHERE attname IS NULL;
+ALTER TABLE edgesync.column_policies DROP CONSTRAINT column_policies_pkey;
+ALTER TABLE edgesync.column_policies DROP COLUMN attnum;
+ALTER TABLE edgesync.column_policies ALTER COLUMN attname SET NOT NULL;
+ALTER TABLE edgesync.column_policies ADD PRIMARY KEY (relid, attname);
+
+CREATE OR REPLACE FUNCTION edgesync._on_drop_policies() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM edgesync.column_policies p
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+       AND p.relid::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid
+       AND (d.objsubid OPERATOR(pg_catalog.=) 0
+            OR (d.object_type OPERATOR(pg_catalog.=) 'table column'
+                AND p.attname OPERATOR(pg_catalog.=) d.address_names[3]));
+END
+$$;
+DROP EVENT TRIGGER edgesync_drop_policies;
+CREATE EVENT TRIGGER edgesync_drop_policies ON sql_drop
+    EXECUTE FUNCTION edgesync._on_drop_policies();
+ALTER EVENT TRIGGER edgesync_drop_policies ENABLE ALWAYS;
+
+CREATE FUNCTION edgesync._on_rename_column() RETURNS event_trigger
+    AS 'MODULE_PATHNAME', 'edgesync_on_rename_column' LANGUAGE C;
+REVOKE ALL ON FUNCTION edgesync._on_rename_column() FROM PUBLIC;
+CREATE EVENT TRIGGER edgesync_rename_policies ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION edgesync._on_rename_column();
+ALTER EVENT TRIGGER edgesync_rename_policies ENABLE ALWAYS;
+
 -- The apply functions grant nothing the caller does not have: they run with
 -- the caller's rights, the applier writes applied_lsn itself, and
 -- edgesync_admin no longer applies.
