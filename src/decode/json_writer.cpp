@@ -9,6 +9,7 @@
  * object is written with one OutputPluginPrepareWrite/OutputPluginWrite pair
  * and contains no raw newline.
  */
+#include "core/pg_compat.hpp"
 #include "decode/decode.hpp"
 
 extern "C" {
@@ -290,7 +291,7 @@ json_write_message(LogicalDecodingContext *ctx, DecodeState *state, XLogRecPtr l
 	} else {
 		int len = pg_b64_enc_len(static_cast<int>(size));
 		char *b64 = static_cast<char *>(palloc(len + 1));
-		int written = pg_b64_encode(message, static_cast<int>(size), b64, len);
+		int written = edgesync::base64_encode(message, static_cast<int>(size), b64, len);
 		appendStringInfoString(out, ",\"content\":null,\"content_base64\":\"");
 		appendBinaryStringInfo(out, b64, written);
 		appendStringInfoChar(out, '"');

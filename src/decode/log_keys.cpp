@@ -24,6 +24,7 @@
  * code: it calls PostgreSQL directly and owns no C++ objects.
  */
 #include "core/catalog_owner.hpp"
+#include "core/pg_compat.hpp"
 #include "decode/decode.hpp"
 
 extern "C" {
@@ -118,7 +119,7 @@ build_mask(KeyMask *m, Oid relid, Oid user)
 	bool table_select = pg_class_aclcheck(relid, user, ACL_SELECT) == ACLCHECK_OK;
 
 	Relation rel = relation_open(relid, AccessShareLock);
-	Oid pk = RelationGetPrimaryKeyIndex(rel);
+	Oid pk = edgesync::primary_key_index(rel);
 	if (OidIsValid(pk)) {
 		Relation index = index_open(pk, AccessShareLock);
 		m->ncols = index->rd_index->indnkeyatts;

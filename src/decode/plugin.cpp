@@ -18,6 +18,7 @@
  * option parsing at startup, which runs under edgesync::guarded().
  */
 #include "core/guard.hpp"
+#include "core/pg_compat.hpp"
 #include "decode/decode.hpp"
 #include "decode/options.hpp"
 
@@ -370,18 +371,18 @@ change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation relation,
 	c.action = rbchange->action;
 	c.natts = desc->natts;
 
-	ReorderBufferTupleBuf *newtuple = nullptr;
-	ReorderBufferTupleBuf *oldtuple = nullptr;
+	HeapTuple newtuple = nullptr;
+	HeapTuple oldtuple = nullptr;
 	switch (rbchange->action) {
 	case REORDER_BUFFER_CHANGE_INSERT:
-		newtuple = rbchange->data.tp.newtuple;
+		newtuple = edgesync::change_new_tuple(rbchange);
 		break;
 	case REORDER_BUFFER_CHANGE_UPDATE:
-		newtuple = rbchange->data.tp.newtuple;
-		oldtuple = rbchange->data.tp.oldtuple;
+		newtuple = edgesync::change_new_tuple(rbchange);
+		oldtuple = edgesync::change_old_tuple(rbchange);
 		break;
 	case REORDER_BUFFER_CHANGE_DELETE:
-		oldtuple = rbchange->data.tp.oldtuple;
+		oldtuple = edgesync::change_old_tuple(rbchange);
 		break;
 	default:
 		MemoryContextSwitchTo(old);
@@ -390,12 +391,12 @@ change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation relation,
 	if (newtuple != nullptr) {
 		c.new_values = static_cast<Datum *>(palloc(sizeof(Datum) * desc->natts));
 		c.new_nulls = static_cast<bool *>(palloc(sizeof(bool) * desc->natts));
-		heap_deform_tuple(&newtuple->tuple, desc, c.new_values, c.new_nulls);
+		heap_deform_tuple(newtuple, desc, c.new_values, c.new_nulls);
 	}
 	if (oldtuple != nullptr) {
 		c.old_values = static_cast<Datum *>(palloc(sizeof(Datum) * desc->natts));
 		c.old_nulls = static_cast<bool *>(palloc(sizeof(bool) * desc->natts));
-		heap_deform_tuple(&oldtuple->tuple, desc, c.old_values, c.old_nulls);
+		heap_deform_tuple(oldtuple, desc, c.old_values, c.old_nulls);
 	}
 	if (c.new_values != nullptr) {
 		c.unchanged = static_cast<bool *>(palloc0(sizeof(bool) * desc->natts));

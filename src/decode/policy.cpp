@@ -20,6 +20,7 @@
  */
 #include "core/catalog_owner.hpp"
 #include "core/guard.hpp"
+#include "core/pg_compat.hpp"
 #include "decode/decode.hpp"
 
 extern "C" {
@@ -281,7 +282,7 @@ edgesync_set_column_policy(PG_FUNCTION_ARGS)
 	if (relname == nullptr)
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
 						errmsg("relation with OID %u does not exist", relid)));
-	if (!pg_class_ownercheck(relid, GetUserId()))
+	if (!edgesync::owns_relation(relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
 	char relkind = get_rel_relkind(relid);
 	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
@@ -361,7 +362,7 @@ edgesync_set_column_policy(PG_FUNCTION_ARGS)
 	foreach (lc, rels) {
 		LOCKTAG tag;
 		SET_LOCKTAG_RELATION(tag, MyDatabaseId, lfirst_oid(lc));
-		if (LockHeldByMe(&tag, RowExclusiveLock))
+		if (edgesync::lock_held_by_me(&tag, RowExclusiveLock))
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("cannot set a column policy on \"%s\" after writing to it in the same "

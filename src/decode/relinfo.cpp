@@ -20,6 +20,7 @@
  * Every entry is also invalidated when a decoding session starts (peek
  * decodes the same WAL again).
  */
+#include "core/pg_compat.hpp"
 #include "decode/decode.hpp"
 
 extern "C" {
@@ -428,7 +429,7 @@ build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext conte
 			info->version_attnum = att->attnum;
 	}
 
-	info->nkeys = index_attnums(RelationGetPrimaryKeyIndex(rel), info->keys);
+	info->nkeys = index_attnums(edgesync::primary_key_index(rel), info->keys);
 	info->nidentity = index_attnums(RelationGetReplicaIndex(rel), info->identity);
 	info->keys_text_exact = info->nkeys > 0;
 	for (int k = 0; k < info->nkeys; k++) {

@@ -19,6 +19,7 @@
  *
  * C-style code (no C++ objects): PostgreSQL errors may pass through it.
  */
+#include "core/pg_compat.hpp"
 #include "federate/remote.hpp"
 #include "federate/scan.hpp"
 
@@ -79,8 +80,8 @@ add_count_path(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *output_rel,
 	/* One statement at the hospital, one row back. */
 	Cost startup = 100.0;
 	Cost total = startup + cpu_tuple_cost;
-	add_path(output_rel, reinterpret_cast<Path *>(create_foreign_upper_path(
-							 root, output_rel, target, 1, startup, total, NIL, nullptr, NIL)));
+	add_path(output_rel, reinterpret_cast<Path *>(edgesync::foreign_upper_path(
+							 root, output_rel, target, 1, startup, total)));
 }
 
 ForeignScan *

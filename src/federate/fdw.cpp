@@ -24,6 +24,7 @@
  * objects.
  */
 #include "core/guard.hpp"
+#include "core/pg_compat.hpp"
 #include "federate/deparse.hpp"
 #include "federate/remote.hpp"
 #include "federate/scan.hpp"
@@ -235,9 +236,8 @@ add_scan_path(PlannerInfo *root, RelOptInfo *baserel, double rows, Relids requir
 {
 	Cost startup = 100.0;
 	Cost total = startup + rows * cpu_tuple_cost * 4;
-	add_path(baserel,
-			 reinterpret_cast<Path *>(create_foreignscan_path(
-				 root, baserel, nullptr, rows, startup, total, NIL, required_outer, nullptr, NIL)));
+	add_path(baserel, reinterpret_cast<Path *>(edgesync::foreign_scan_path(
+						  root, baserel, rows, startup, total, required_outer)));
 }
 
 /* Does an equivalence class member name one of our columns? */
@@ -365,7 +365,7 @@ begin_scan(ForeignScanState *node, int eflags)
 	s->aggregate = plan->scan.scanrelid == 0;
 	Index rti = s->aggregate ? bms_next_member(plan->fs_relids, -1) : plan->scan.scanrelid;
 	RangeTblEntry *rte = exec_rt_fetch(rti, estate);
-	s->userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
+	s->userid = edgesync::foreign_scan_user(node);
 	const RelInfo *info = rel_info(rte->relid);
 	s->server = pstrdup(info->server);
 	s->remote_table = pstrdup(info->remote_table);
@@ -542,24 +542,26 @@ explain_scan(ForeignScanState *node, ExplainState *es)
 {
 	FederatedScan *s = static_cast<FederatedScan *>(node->fdw_state);
 	if (s->aggregate)
-		ExplainPropertyText("Relations", psprintf("Aggregate on (%s)", s->scan_name), es);
-	if (s->aggregate && es->verbose) {
-		ExplainPropertyText("Hospital Server", s->server, es);
-		ExplainPropertyText("Remote SQL", count_sql(s->remote_table), es);
-		ExplainPropertyText("Replica SQL", count_sql(s->replica_table), es);
+		edgesync::explain_property_text("Relations", psprintf("Aggregate on (%s)", s->scan_name),
+										es);
+	if (s->aggregate && edgesync::explain_verbose(es)) {
+		edgesync::explain_property_text("Hospital Server", s->server, es);
+		edgesync::explain_property_text("Remote SQL", count_sql(s->remote_table), es);
+		edgesync::explain_property_text("Replica SQL", count_sql(s->replica_table), es);
 	}
-	if (!s->aggregate && es->verbose) {
-		ExplainPropertyText("Hospital Server", s->server, es);
-		ExplainPropertyText("Remote SQL", select_sql(s, s->remote_table), es);
-		ExplainPropertyText("Replica SQL", select_sql(s, s->replica_table), es);
-		ExplainPropertyText("Merge", s->stream ? "in key order" : "in memory", es);
+	if (!s->aggregate && edgesync::explain_verbose(es)) {
+		edgesync::explain_property_text("Hospital Server", s->server, es);
+		edgesync::explain_property_text("Remote SQL", select_sql(s, s->remote_table), es);
+		edgesync::explain_property_text("Replica SQL", select_sql(s, s->replica_table), es);
+		edgesync::explain_property_text("Merge", s->stream ? "in key order" : "in memory", es);
 	}
-	if (es->analyze && s->built)
-		ExplainPropertyText("Answered By",
-							!s->reachable	 ? "replica alone"
-							: s->rows_hidden ? "hospital (rows it hides: replica) and replica"
-											 : "hospital and replica",
-							es);
+	if (edgesync::explain_analyze(es) && s->built)
+		edgesync::explain_property_text("Answered By",
+										!s->reachable ? "replica alone"
+										: s->rows_hidden
+											? "hospital (rows it hides: replica) and replica"
+											: "hospital and replica",
+										es);
 }
 
 } // namespace

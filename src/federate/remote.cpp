@@ -17,6 +17,8 @@
 #include "federate/remote.hpp"
 #include "federate/scan.hpp"
 
+#include "core/pg_compat.hpp"
+
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -89,7 +91,7 @@ cache_entry(Oid serverid, Oid userid, bool create)
 void
 mark_skipped(CachedConn *c)
 {
-	c->failed_lxid = MyProc->lxid;
+	c->failed_lxid = my_local_transaction_id();
 	c->failed_stmt = GetCurrentStatementStartTimestamp();
 	c->warned = false;
 }
@@ -100,7 +102,7 @@ mark_failed(CachedConn *c)
 	if (c->conn != nullptr)
 		PQfinish(c->conn);
 	c->conn = nullptr;
-	c->failed_lxid = MyProc->lxid;
+	c->failed_lxid = my_local_transaction_id();
 	c->failed_stmt = GetCurrentStatementStartTimestamp();
 	c->warned = false;
 }
@@ -264,7 +266,7 @@ remote_failed_this_statement(const char *server_name)
 	if (server == nullptr)
 		return false;
 	for (auto &c : cache)
-		if (c.serverid == server->serverid && c.failed_lxid == MyProc->lxid &&
+		if (c.serverid == server->serverid && c.failed_lxid == my_local_transaction_id() &&
 			c.failed_stmt == GetCurrentStatementStartTimestamp())
 			return true;
 	return false;
@@ -285,7 +287,8 @@ remote_should_warn(const char *server_name)
 	ForeignServer *server = GetForeignServerByName(server_name, true);
 	bool warn = true;
 	for (auto &c : cache)
-		if (server != nullptr && c.serverid == server->serverid && c.failed_lxid == MyProc->lxid &&
+		if (server != nullptr && c.serverid == server->serverid &&
+			c.failed_lxid == my_local_transaction_id() &&
 			c.failed_stmt == GetCurrentStatementStartTimestamp()) {
 			warn = warn && !c.warned;
 			c.warned = true;
@@ -302,7 +305,7 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 	 * TABLE, so its USAGE right is checked here, for the role whose mapping
 	 * is used: a role without it must not borrow the server's mappings.
 	 */
-	AclResult acl = pg_foreign_server_aclcheck(server->serverid, userid, ACL_USAGE);
+	AclResult acl = foreign_server_aclcheck(server->serverid, userid, ACL_USAGE);
 	if (acl != ACLCHECK_OK)
 		aclcheck_error(acl, OBJECT_FOREIGN_SERVER, server->servername);
 	UserMapping *mapping = GetUserMapping(userid, server->serverid);

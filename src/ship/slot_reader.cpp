@@ -16,6 +16,7 @@
  * context, releases the slot and clears the caches on every path.
  */
 #include "core/guard.hpp"
+#include "core/pg_compat.hpp"
 #include "decode/decode.hpp"
 #include "ship/shipper.hpp"
 #include "ship/slot_reader.hpp"
@@ -75,7 +76,7 @@ SlotReader::SlotReader(const std::string &slot, const std::string &format,
 		pg_call([&] {
 			CheckSlotPermissions();
 			CheckLogicalDecodingRequirements();
-			ReplicationSlotAcquire(slot.c_str(), true);
+			acquire_replication_slot(slot.c_str(), true);
 		});
 		acquired_ = true;
 		/* The plugin's state is ours to reach into (hold_runs_across_commits). */

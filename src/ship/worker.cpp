@@ -41,6 +41,7 @@
  * delivered again (the slot had not moved).
  */
 #include "core/guard.hpp"
+#include "core/pg_compat.hpp"
 #include "ship/activity.hpp"
 #include "ship/batch.hpp"
 #include "ship/shipper.hpp"
@@ -418,7 +419,7 @@ abort_round()
 	pg_call([] {
 		if (MyReplicationSlot != nullptr)
 			ReplicationSlotRelease();
-		ReplicationSlotCleanup();
+		cleanup_replication_slots();
 		AbortCurrentTransaction();
 		/* Session advisory locks of targets survive the abort. */
 		StartTransactionCommand();

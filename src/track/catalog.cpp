@@ -21,6 +21,7 @@
  */
 #include "core/catalog_owner.hpp"
 #include "core/guard.hpp"
+#include "core/pg_compat.hpp"
 #include "track/cursor.hpp"
 
 #include <cstdio>
@@ -60,7 +61,7 @@ namespace {
 void
 require_table_owner(Oid relid)
 {
-	if (!pg_class_ownercheck(relid, GetUserId()))
+	if (!edgesync::owns_relation(relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(relid));
 }
 
@@ -153,7 +154,7 @@ check_trackable(Oid relid)
 	check_trackable_kind(relid);
 
 	Relation rel = relation_open(relid, NoLock);
-	Oid pk = RelationGetPrimaryKeyIndex(rel);
+	Oid pk = edgesync::primary_key_index(rel);
 	relation_close(rel, NoLock);
 	char *name = regclass_text(relid);
 	if (!OidIsValid(pk))
@@ -280,7 +281,7 @@ edgesync_register_schema(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE), errmsg("cannot track schema \"%s\"", name),
 				 errdetail("System schemas cannot be tracked.")));
-	if (!pg_namespace_ownercheck(nspid, GetUserId()))
+	if (!edgesync::owns_schema(nspid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_SCHEMA, name);
 	edgesync::run_as_catalog_owner(
 		"tracked_schemas",

@@ -225,7 +225,7 @@ edgesync_track_as_owner(PG_FUNCTION_ARGS)
 						errmsg("relation with OID %u does not exist", relid)));
 	Oid owner = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple))->relowner;
 	ReleaseSysCache(tuple);
-	if (!pg_class_ownercheck(relid, GetUserId()))
+	if (!edgesync::owns_relation(relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(relid));
 
 	Oid saved_user;

@@ -83,7 +83,7 @@ loading_rows_as_they_were(Relation rel)
 	if (names_managed_columns(copy->attlist)) {
 		Oid target = RangeVarGetRelid(copy->relation, NoLock, true);
 		loading = OidIsValid(target) && belongs_to(rel, target) &&
-				  pg_class_ownercheck(target, GetUserId());
+				  edgesync::owns_relation(target, GetUserId());
 	}
 	last = {copy, portal->creation_time, relid, loading};
 	return loading;

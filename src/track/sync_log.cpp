@@ -21,6 +21,7 @@
 #include "track/sync_log.hpp"
 
 #include "core/guard.hpp"
+#include "core/pg_compat.hpp"
 #include "track/restore.hpp"
 #include "track/tracked_rel.hpp"
 
@@ -352,7 +353,7 @@ flush()
 			insert_index_entries(w, rel, tuple, values, nulls);
 		else {
 			ExecStoreHeapTuple(tuple, slot, false);
-			ExecInsertIndexTuples(result_rel, slot, estate, false, false, nullptr, NIL);
+			edgesync::insert_index_tuples(result_rel, slot, estate);
 			ExecClearTuple(slot);
 		}
 		start = end;

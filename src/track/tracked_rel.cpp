@@ -5,6 +5,7 @@
 #include "track/tracked_rel.hpp"
 
 #include "core/text_writer.hpp"
+#include "core/pg_compat.hpp"
 
 extern "C" {
 #include "access/genam.h"
@@ -380,7 +381,7 @@ build(TrackedRel *info, Relation rel, MemoryContext context)
 	info->created_at_attnum = required_column(rel, "created_at", TIMESTAMPTZOID);
 	info->updated_at_attnum = required_column(rel, "updated_at", TIMESTAMPTZOID);
 
-	Oid pk_index = RelationGetPrimaryKeyIndex(rel);
+	Oid pk_index = edgesync::primary_key_index(rel);
 	if (!OidIsValid(pk_index))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
