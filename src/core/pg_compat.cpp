@@ -10,6 +10,7 @@ extern "C" {
 #include "catalog/pg_class.h"
 #include "catalog/pg_foreign_server.h"
 #include "catalog/pg_namespace.h"
+#include "access/genam.h"
 #include "commands/explain.h"
 #include "common/base64.h"
 #include "executor/executor.h"
@@ -103,6 +104,22 @@ insert_index_tuples(ResultRelInfo *result_rel, TupleTableSlot *slot, EState *est
 	ExecInsertIndexTuples(result_rel, slot, estate, false, false, nullptr, NIL, false);
 #else
 	ExecInsertIndexTuples(result_rel, slot, estate, false, false, nullptr, NIL);
+#endif
+}
+
+void
+insert_index_entry(Relation index, Datum *values, bool *isnull, ItemPointer tid, Relation heap,
+				   IndexInfo *info, MemoryContext keep_context, MemoryContext scratch_context)
+{
+#if PG_VERSION_NUM >= 170000
+	/* index_insert_cleanup (17) ends the cache; nothing of it survives a call. */
+	info->ii_Context = scratch_context;
+	info->ii_AmCache = nullptr;
+	index_insert(index, values, isnull, tid, heap, UNIQUE_CHECK_NO, false, info);
+	index_insert_cleanup(index, info);
+#else
+	info->ii_Context = keep_context;
+	index_insert(index, values, isnull, tid, heap, UNIQUE_CHECK_NO, false, info);
 #endif
 }
 

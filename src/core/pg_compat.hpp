@@ -48,6 +48,17 @@ bool lock_held_by_me(const LOCKTAG *tag, LOCKMODE mode);
 /* Inserts slot's index entries for all of result_rel's indexes, no conflict checks. */
 void insert_index_tuples(ResultRelInfo *result_rel, TupleTableSlot *slot, EState *estate);
 
+/*
+ * Inserts the index entry of the heap tuple at tid (UNIQUE_CHECK_NO).  The
+ * access method's cache (info->ii_AmCache) is kept for the next call where
+ * that is safe: up to 16 it holds descriptors only, built in keep_context.
+ * From 17 on it can hold buffer pins (BRIN's revmap): it is built in
+ * scratch_context and released before this returns, as the executor does at
+ * the end of each statement.
+ */
+void insert_index_entry(Relation index, Datum *values, bool *isnull, ItemPointer tid, Relation heap,
+						IndexInfo *info, MemoryContext keep_context, MemoryContext scratch_context);
+
 /* The OID of rel's primary key index if it is not deferrable, else InvalidOid. */
 Oid primary_key_index(Relation rel);
 

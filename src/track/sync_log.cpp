@@ -243,18 +243,17 @@ insert_index_entries(const LogWriter &w, Relation rel, HeapTuple tuple, const Da
 		}
 		/*
 		 * The access method's cache (BRIN's BrinDesc) is kept with the
-		 * IndexInfo.  It points into the index's relcache entry, so the
-		 * relcache callback marks the writer invalid when that entry is
-		 * invalidated (the writer is rebuilt at the next flush), and an
-		 * invalidation taken in while opening the index (or the log's TOAST
-		 * table) drops the cache here, before the access method uses it.
+		 * IndexInfo up to PostgreSQL 16 (from 17 on it is released after
+		 * each insert: edgesync::insert_index_entry).  It points into the index's relcache entry,
+		 * so the relcache callback marks the writer invalid when that entry is invalidated (the
+		 * writer is rebuilt at the next flush), and an invalidation taken in while opening the
+		 * index (or the log's TOAST table) drops the cache here, before the access method uses it.
 		 */
-		info->ii_Context = w.context;
 		Relation index = index_open(w.index_oids[i], RowExclusiveLock);
 		if (!w.valid)
 			info->ii_AmCache = nullptr;
-		index_insert(index, index_values, index_nulls, &tuple->t_self, rel, UNIQUE_CHECK_NO, false,
-					 info);
+		edgesync::insert_index_entry(index, index_values, index_nulls, &tuple->t_self, rel, info,
+									 w.context, w.scratch);
 		index_close(index, NoLock);
 	}
 }
