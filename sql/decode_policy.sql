@@ -88,9 +88,11 @@ SET ROLE regress_stream_reader;
 SELECT * FROM pg_logical_slot_peek_changes('p', NULL, NULL, 'columns', 'raw');
 \echo :LAST_ERROR_SQLSTATE
 SELECT data::jsonb->'row'->'full_name' AS redacted FROM pg_logical_slot_peek_changes('p', NULL, NULL);
--- The key is for superusers only.
+-- The key is for superusers only.  (SQLSTATE only: PostgreSQL 16 reworded
+-- its own message.)
+\set VERBOSITY sqlstate
 SHOW edgesync.hash_key;
-\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
 SELECT count(*) FROM pg_settings WHERE name = 'edgesync.hash_key';
 RESET ROLE;
 GRANT edgesync_phi_reader TO regress_stream_reader;

@@ -176,7 +176,9 @@ ALTER VIEW hospital_patients_federated OWNER TO regress_owner;
 SELECT count(*) FROM hospital_patients_federated;   -- no USAGE on the postgres_fdw server
 \echo :LAST_ERROR_SQLSTATE
 GRANT USAGE ON FOREIGN SERVER hospital TO regress_owner;
-SELECT count(*) FROM hospital_patients_federated;
+\set VERBOSITY sqlstate
+SELECT count(*) FROM hospital_patients_federated;  -- no user mapping (16 reworded the message)
+\set VERBOSITY default
 CREATE USER MAPPING FOR regress_owner SERVER hospital;
 SELECT count(*) FROM hospital_patients_federated;
 \echo :LAST_ERROR_SQLSTATE

@@ -24,7 +24,9 @@ SELECT edgesync.ship('refused');
 SELECT edgesync.ship('refused_db');
 RESET client_min_messages;
 SELECT name, consecutive_failures,
-       regexp_replace(last_error, 'after \d+ ms', 'after N ms') AS last_error,
+       -- libcurl 8 says "Could not" where 7 said "Couldn't".
+       regexp_replace(regexp_replace(last_error, 'after \d+ ms', 'after N ms'),
+                      'Couldn''t connect', 'Could not connect') AS last_error,
        next_retry > last_error_at AS backing_off, batches_shipped, changes_shipped
   FROM edgesync.target_status ORDER BY name;
 SELECT pending_end IS NOT NULL AS batch_remembered FROM edgesync.target_state WHERE name = 'refused';
