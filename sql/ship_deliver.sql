@@ -24,9 +24,11 @@ SELECT edgesync.ship('refused');
 SELECT edgesync.ship('refused_db');
 RESET client_min_messages;
 SELECT name, consecutive_failures,
-       -- libcurl 8 says "Could not" where 7 said "Couldn't".
-       regexp_replace(regexp_replace(last_error, 'after \d+ ms', 'after N ms'),
-                      'Couldn''t connect', 'Could not connect') AS last_error,
+       -- libcurl's own words vary by version ("Couldn't"/"Could not",
+       -- "127.0.0.1 port 9"/"127.0.0.1:9"): the text as libcurl 7.88 writes it.
+       regexp_replace(regexp_replace(regexp_replace(last_error, 'after \d+ ms', 'after N ms'),
+                                     'Could not connect', 'Couldn''t connect'),
+                      '127\.0\.0\.1:9 ', '127.0.0.1 port 9 ') AS last_error,
        next_retry > last_error_at AS backing_off, batches_shipped, changes_shipped
   FROM edgesync.target_status ORDER BY name;
 SELECT pending_end IS NOT NULL AS batch_remembered FROM edgesync.target_state WHERE name = 'refused';
