@@ -146,6 +146,14 @@ acquire_replication_slot(const char *name, bool nowait)
 }
 
 void
+wait_for_failover_standbys(XLogRecPtr lsn)
+{
+#if PG_VERSION_NUM >= 170000
+	WaitForStandbyConfirmation(lsn); /* returns at once unless both apply */
+#endif
+}
+
+void
 cleanup_replication_slots()
 {
 #if PG_VERSION_NUM >= 170000

@@ -14,6 +14,7 @@
 
 extern "C" {
 #include "access/htup.h"
+#include "access/xlogdefs.h"
 #include "nodes/execnodes.h"
 #include "nodes/pathnodes.h"
 #include "replication/reorderbuffer.h"
@@ -64,6 +65,14 @@ Oid primary_key_index(Relation rel);
 
 /* Acquires the replication slot name for this backend; refuses an invalidated slot. */
 void acquire_replication_slot(const char *name, bool nowait);
+/*
+ * Before the changes of the acquired slot up to lsn leave the server: waits
+ * until the standbys named in synchronized_standby_slots (17) have received
+ * that WAL, as a walsender does for a failover slot, so that nothing is
+ * shipped that a promoted standby would not have.  Returns at once before
+ * 17, for a slot without failover, or when the setting is empty.
+ */
+void wait_for_failover_standbys(XLogRecPtr lsn);
 /* Drops this backend's temporary slots and releases any it holds (error cleanup). */
 void cleanup_replication_slots();
 

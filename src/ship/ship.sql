@@ -223,7 +223,17 @@ BEGIN
        AND NOT EXISTS (SELECT FROM edgesync.targets t WHERE t.slot_name = slot) THEN
         PERFORM pg_drop_replication_slot(slot);
     END IF;
-    PERFORM pg_create_logical_replication_slot(slot, 'edgesync');
+    -- A failover slot where the server has them (PostgreSQL 17): standbys
+    -- that synchronize slots keep a copy, so a promoted standby goes on
+    -- shipping where the old primary stopped (docs/shipping.md).
+    IF EXISTS (SELECT FROM pg_catalog.pg_proc p
+                WHERE p.oid = 'pg_catalog.pg_create_logical_replication_slot'::pg_catalog.regproc
+                  AND 'failover' OPERATOR(pg_catalog.=) ANY (p.proargnames)) THEN
+        EXECUTE 'SELECT pg_catalog.pg_create_logical_replication_slot($1, ''edgesync'', failover => true)'
+          USING slot;
+    ELSE
+        PERFORM pg_create_logical_replication_slot(slot, 'edgesync');
+    END IF;
 END
 $$;
 REVOKE ALL ON FUNCTION edgesync._create_target_slot(text) FROM PUBLIC;

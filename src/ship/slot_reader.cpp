@@ -246,6 +246,7 @@ SlotReader::fill(size_t min_rows, int64_t min_bytes, uint64_t stop_at)
 {
 	return pg_call([&] {
 		XLogRecPtr end_of_wal = end_of_complete_wal();
+		wait_for_failover_standbys(end_of_wal);
 		XLogReaderState *reader = ctx_->reader;
 		/* The WAL reader keeps buffers it allocates here: the reader's lifetime. */
 		MemoryContext caller = MemoryContextSwitchTo(context_);
