@@ -65,7 +65,8 @@ sub top_context_used
 	my ($pid) = @_;
 	my $offset = -s $node->logfile;
 	$node->safe_psql('postgres', "SELECT pg_log_backend_memory_contexts($pid)");
-	my $line = qr/\[$pid\] [^\n]*?LOG:  level: 0; TopMemoryContext: [^\n]*; (\d+) used/;
+	# (TopMemoryContext is at level 0 up to PostgreSQL 17, at level 1 from 18.)
+	my $line = qr/\[$pid\] [^\n]*?LOG:  level: \d+; TopMemoryContext: [^\n]*; (\d+) used/;
 	$node->wait_for_log($line, $offset);
 	my $log = substr(slurp_file($node->logfile), $offset);
 	$log =~ $line
