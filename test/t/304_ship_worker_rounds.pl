@@ -126,9 +126,13 @@ for my $t (sort keys %pid)
 		"$t: worker private memory flat over the rounds (< 1 MB growth)");
 }
 
+# (One transaction: the worker never sees the broken target on its own slot,
+# whose backlog it would otherwise hold round after round while the drop waits.)
 $node->safe_psql('postgres', q{
+	BEGIN;
 	UPDATE edgesync.targets SET slot_name = 'edgesync_broken' WHERE name = 'broken';
 	SELECT edgesync.drop_target('broken');
+	COMMIT;
 	SELECT edgesync.drop_target('bad_url');
 	SELECT edgesync.drop_target('good');
 	SELECT pg_drop_replication_slot('foreign_plugin');
