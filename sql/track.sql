@@ -128,6 +128,13 @@ SELECT version FROM ward.hospital_patient_reviews;
 SELECT edgesync.track_schema('no_such_schema');
 \echo :LAST_ERROR_SQLSTATE
 SELECT edgesync.track_schema('pg_catalog');
+-- Tracked schemas are kept by name (pg_upgrade keeps no schema OIDs): a
+-- renamed schema stays tracked under its new name.
+ALTER SCHEMA ward RENAME TO "Ward 2";
+SELECT nspname FROM edgesync.tracked_schemas;
+CREATE TABLE "Ward 2".rooms (id int PRIMARY KEY);
+SELECT edgesync._is_tracked('"Ward 2".rooms') AS renamed_schema_tracks;
+ALTER SCHEMA "Ward 2" RENAME TO ward;
 DROP SCHEMA ward CASCADE;
 SELECT count(*) AS schemas_left FROM edgesync.tracked_schemas;
 

@@ -10,6 +10,27 @@
 
 -- track
 
+-- tracked_schemas names its schemas (pg_upgrade refuses a regnamespace
+-- column); _on_ddl() follows a rename, _on_drop() a drop, by name.  First in
+-- this script.  0.1.0's _on_ddl(), which reads the old column, stays
+-- installed until it is replaced below: its recursion guard, on for the rest
+-- of this transaction, keeps it out of the way (0.2.0 reads no such guard).
+SELECT pg_catalog.set_config('edgesync_internal.in_track', 'on', true);
+ALTER TABLE edgesync.tracked_schemas RENAME COLUMN nspid TO nspname;
+ALTER TABLE edgesync.tracked_schemas ALTER COLUMN nspname TYPE name
+    USING (pg_catalog.parse_ident(nspname::pg_catalog.text))[1];
+-- PostgreSQL 18 catalogs the NOT NULL constraint under the column's old name.
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_constraint
+                WHERE conrelid = 'edgesync.tracked_schemas'::pg_catalog.regclass
+                  AND conname = 'tracked_schemas_nspid_not_null') THEN
+        ALTER TABLE edgesync.tracked_schemas
+            RENAME CONSTRAINT tracked_schemas_nspid_not_null TO tracked_schemas_nspname_not_null;
+    END IF;
+END
+$$;
+
 -- track() and the catalog writers check everything themselves (issue 17);
 -- edgesync's triggers are recognised by what they are, not by name; the
 -- user-settable recursion guard edgesync_internal.in_track is gone; a
@@ -227,6 +248,17 @@ DECLARE
     logged  boolean;
     part    regclass;
 BEGIN
+    IF TG_TAG = 'ALTER SCHEMA' THEN
+        -- A renamed tracked schema stays tracked under its new name (the
+        -- name it had is the one no schema has any more).
+        UPDATE edgesync.tracked_schemas s SET nspname = n.nspname
+          FROM pg_catalog.pg_event_trigger_ddl_commands() c
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.objid
+         WHERE c.object_type = 'schema'
+           AND NOT EXISTS (SELECT FROM pg_catalog.pg_namespace o
+                            WHERE o.nspname OPERATOR(pg_catalog.=) s.nspname);
+        RETURN;
+    END IF;
     FOR cmd IN SELECT * FROM pg_catalog.pg_event_trigger_ddl_commands()
                 WHERE object_type IN ('table', 'table column', 'table constraint', 'index', 'rule')
     LOOP
@@ -296,12 +328,16 @@ BEGIN
                 -- TRUNCATE triggers (ours only).  In a tracked schema it is
                 -- tracked as any new table there.
                 PERFORM edgesync._drop_truncate_triggers(chg.relid);
-                IF EXISTS (SELECT FROM edgesync.tracked_schemas s JOIN pg_catalog.pg_class c
-                                ON c.relnamespace = s.nspid WHERE c.oid = chg.relid) THEN
+                IF EXISTS (SELECT FROM edgesync.tracked_schemas s
+                             JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) s.nspname
+                             JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid
+                            WHERE c.oid = chg.relid) THEN
                     PERFORM edgesync._track_in_schema(chg.relid);
                 END IF;
             ELSIF chg.change = 'set schema' AND NOT rel.relispartition AND rel.relpersistence = 'p'
-                  AND EXISTS (SELECT FROM edgesync.tracked_schemas WHERE nspid = rel.relnamespace)
+                  AND EXISTS (SELECT FROM edgesync.tracked_schemas s JOIN pg_catalog.pg_namespace n
+                                 ON n.nspname OPERATOR(pg_catalog.=) s.nspname
+                              WHERE n.oid = rel.relnamespace)
                   AND NOT edgesync._is_tracked(chg.relid) THEN
                 -- Moved into a tracked schema: as a table created there.
                 PERFORM edgesync._track_in_schema(chg.relid);
@@ -310,7 +346,9 @@ BEGIN
 
         -- A new table of a tracked schema, or one that waited for a primary key and has one.
         IF NOT rel.relispartition AND rel.relpersistence = 'p'
-           AND EXISTS (SELECT FROM edgesync.tracked_schemas WHERE nspid = rel.relnamespace)
+           AND EXISTS (SELECT FROM edgesync.tracked_schemas s JOIN pg_catalog.pg_namespace n
+                          ON n.nspname OPERATOR(pg_catalog.=) s.nspname
+                       WHERE n.oid = rel.relnamespace)
            AND NOT edgesync._is_tracked(rel.oid::regclass)
            AND (cmd.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
                 OR (EXISTS (SELECT FROM edgesync.pending_tables WHERE relid = rel.oid)
@@ -324,7 +362,7 @@ $$;
 DROP EVENT TRIGGER edgesync_ddl;
 CREATE EVENT TRIGGER edgesync_ddl ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE', 'CREATE INDEX',
-                 'CREATE RULE')
+                 'CREATE RULE', 'ALTER SCHEMA')
     EXECUTE FUNCTION edgesync._on_ddl();
 CREATE EVENT TRIGGER edgesync_ddl_start ON ddl_command_start
     WHEN TAG IN ('ALTER TABLE')
@@ -341,7 +379,8 @@ BEGIN
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND t.relid::oid = d.objid;
     DELETE FROM edgesync.tracked_schemas s
      USING pg_catalog.pg_event_trigger_dropped_objects() d
-     WHERE d.classid = 'pg_catalog.pg_namespace'::regclass AND s.nspid::oid = d.objid;
+     WHERE d.classid = 'pg_catalog.pg_namespace'::regclass
+       AND s.nspname OPERATOR(pg_catalog.=) d.object_name;
 END
 $$;
 
@@ -349,7 +388,8 @@ $$;
 -- would have tracked them once it was added.
 INSERT INTO edgesync.pending_tables (relid)
 SELECT c.oid::regclass FROM pg_catalog.pg_class c
-  JOIN edgesync.tracked_schemas s ON s.nspid = c.relnamespace
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  JOIN edgesync.tracked_schemas s ON s.nspname OPERATOR(pg_catalog.=) n.nspname
  WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relpersistence = 'p'
    AND NOT EXISTS (SELECT FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
    AND NOT EXISTS (SELECT FROM edgesync.tracked_tables t WHERE t.relid = c.oid);

@@ -22,6 +22,7 @@
 #include "core/catalog_owner.hpp"
 #include "core/guard.hpp"
 #include "core/pg_compat.hpp"
+#include "core/sql_objects.hpp"
 #include "track/cursor.hpp"
 
 #include <cstdio>
@@ -283,10 +284,16 @@ edgesync_register_schema(PG_FUNCTION_ARGS)
 				 errdetail("System schemas cannot be tracked.")));
 	if (!edgesync::owns_schema(nspid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_SCHEMA, name);
+	/* 0.1.0's table kept the schema as regnamespace (docs/upgrading.md). */
+	char *version = edgesync::installed_sql_version();
+	bool by_oid = version != nullptr && strcmp(version, "0.1.0") == 0;
 	edgesync::run_as_catalog_owner(
 		"tracked_schemas",
-		"INSERT INTO edgesync.tracked_schemas (nspid) VALUES ($1::pg_catalog.regnamespace)"
-		" ON CONFLICT (nspid) DO NOTHING",
+		by_oid ? "INSERT INTO edgesync.tracked_schemas (nspid) VALUES ($1::pg_catalog.regnamespace)"
+				 " ON CONFLICT (nspid) DO NOTHING"
+			   : "INSERT INTO edgesync.tracked_schemas (nspname)"
+				 " SELECT n.nspname FROM pg_catalog.pg_namespace n"
+				 " WHERE n.oid OPERATOR(pg_catalog.=) $1 ON CONFLICT (nspname) DO NOTHING",
 		1, types, values);
 	/* Its tables without a primary key wait for one (track_schema() warns about each). */
 	if (OidIsValid(get_relname_relid("pending_tables", get_namespace_oid("edgesync", false))))

@@ -29,6 +29,7 @@
  *
  * Plain C-style code: it calls PostgreSQL directly and owns no C++ objects.
  */
+#include "core/pg_compat.hpp"
 #include "track/tracked_rel.hpp"
 
 extern "C" {

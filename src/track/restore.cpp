@@ -2,6 +2,7 @@
  * restore.cpp — rows a restore loads keep what they were (see restore.hpp).
  */
 #include "track/restore.hpp"
+#include "core/pg_compat.hpp"
 
 extern "C" {
 #include "catalog/namespace.h"

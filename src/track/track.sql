@@ -34,8 +34,11 @@ REVOKE ALL ON edgesync.tracked_tables FROM PUBLIC;
 GRANT SELECT ON edgesync.tracked_tables TO edgesync_reader, edgesync_admin;
 
 -- Schemas whose new tables are tracked as they are created (track_schema).
+-- By name, not regnamespace: pg_upgrade refuses tables with reg* columns whose
+-- OIDs it does not keep (schemas' are not kept); a rename is followed by
+-- _on_ddl().
 CREATE TABLE edgesync.tracked_schemas (
-    nspid      regnamespace PRIMARY KEY,
+    nspname    name         PRIMARY KEY,
     tracked_at timestamptz  NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE edgesync.tracked_schemas IS 'edgesync: schemas whose new tables are tracked automatically';
@@ -432,6 +435,17 @@ DECLARE
     logged  boolean;
     part    regclass;
 BEGIN
+    IF TG_TAG = 'ALTER SCHEMA' THEN
+        -- A renamed tracked schema stays tracked under its new name (the
+        -- name it had is the one no schema has any more).
+        UPDATE edgesync.tracked_schemas s SET nspname = n.nspname
+          FROM pg_catalog.pg_event_trigger_ddl_commands() c
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.objid
+         WHERE c.object_type = 'schema'
+           AND NOT EXISTS (SELECT FROM pg_catalog.pg_namespace o
+                            WHERE o.nspname OPERATOR(pg_catalog.=) s.nspname);
+        RETURN;
+    END IF;
     FOR cmd IN SELECT * FROM pg_catalog.pg_event_trigger_ddl_commands()
                 WHERE object_type IN ('table', 'table column', 'table constraint', 'index', 'rule')
     LOOP
@@ -501,12 +515,16 @@ BEGIN
                 -- TRUNCATE triggers (ours only).  In a tracked schema it is
                 -- tracked as any new table there.
                 PERFORM edgesync._drop_truncate_triggers(chg.relid);
-                IF EXISTS (SELECT FROM edgesync.tracked_schemas s JOIN pg_catalog.pg_class c
-                                ON c.relnamespace = s.nspid WHERE c.oid = chg.relid) THEN
+                IF EXISTS (SELECT FROM edgesync.tracked_schemas s
+                             JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) s.nspname
+                             JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid
+                            WHERE c.oid = chg.relid) THEN
                     PERFORM edgesync._track_in_schema(chg.relid);
                 END IF;
             ELSIF chg.change = 'set schema' AND NOT rel.relispartition AND rel.relpersistence = 'p'
-                  AND EXISTS (SELECT FROM edgesync.tracked_schemas WHERE nspid = rel.relnamespace)
+                  AND EXISTS (SELECT FROM edgesync.tracked_schemas s JOIN pg_catalog.pg_namespace n
+                                 ON n.nspname OPERATOR(pg_catalog.=) s.nspname
+                              WHERE n.oid = rel.relnamespace)
                   AND NOT edgesync._is_tracked(chg.relid) THEN
                 -- Moved into a tracked schema: as a table created there.
                 PERFORM edgesync._track_in_schema(chg.relid);
@@ -515,7 +533,9 @@ BEGIN
 
         -- A new table of a tracked schema, or one that waited for a primary key and has one.
         IF NOT rel.relispartition AND rel.relpersistence = 'p'
-           AND EXISTS (SELECT FROM edgesync.tracked_schemas WHERE nspid = rel.relnamespace)
+           AND EXISTS (SELECT FROM edgesync.tracked_schemas s JOIN pg_catalog.pg_namespace n
+                          ON n.nspname OPERATOR(pg_catalog.=) s.nspname
+                       WHERE n.oid = rel.relnamespace)
            AND NOT edgesync._is_tracked(rel.oid::regclass)
            AND (cmd.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
                 OR (EXISTS (SELECT FROM edgesync.pending_tables WHERE relid = rel.oid)
@@ -538,7 +558,8 @@ BEGIN
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND t.relid::oid = d.objid;
     DELETE FROM edgesync.tracked_schemas s
      USING pg_catalog.pg_event_trigger_dropped_objects() d
-     WHERE d.classid = 'pg_catalog.pg_namespace'::regclass AND s.nspid::oid = d.objid;
+     WHERE d.classid = 'pg_catalog.pg_namespace'::regclass
+       AND s.nspname OPERATOR(pg_catalog.=) d.object_name;
 END
 $$;
 
@@ -547,7 +568,7 @@ CREATE EVENT TRIGGER edgesync_ddl_start ON ddl_command_start
     EXECUTE FUNCTION edgesync._on_ddl_start();
 CREATE EVENT TRIGGER edgesync_ddl ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE', 'CREATE INDEX',
-                 'CREATE RULE')
+                 'CREATE RULE', 'ALTER SCHEMA')
     EXECUTE FUNCTION edgesync._on_ddl();
 CREATE EVENT TRIGGER edgesync_drop ON sql_drop
     WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
