@@ -32,6 +32,49 @@ tree_files() {
 	fi
 }
 
+# Puts this machine's own PostgreSQL server (when it is an older major than
+# the chroot's), with edgesync built for it, beside the chroot's: TAP 060
+# upgrades a hospital from it with pg_upgrade.  Shared libraries the chroot's
+# release lacks (older sonames: ICU, OpenLDAP) are copied with it; JIT is
+# left out (the test runs it with jit = off).  Only for the suites in
+# $EDGESYNC_UPGRADE_SUITES (default trixie: 15 to 17, the upgrade
+# docs/upgrading.md describes).  Not sid: this machine's 15.20 stores an
+# attribute option (pg_attver) on every column that 18.6 rejects, so
+# pg_upgrade to it fails in pg_restore for any database.
+stage_host_server() { # suite root
+	local suite=$1 root=$2 host_major chroot_major dir lib
+	case " ${EDGESYNC_UPGRADE_SUITES-trixie} " in *" $suite "*) ;; *) return 0 ;; esac
+	host_major=$(pg_config --version 2>/dev/null | sed -nE 's/^PostgreSQL ([0-9]+).*/\1/p')
+	chroot_major=$(chroot "$root" pg_config --version 2>/dev/null | sed -nE 's/^PostgreSQL ([0-9]+).*/\1/p')
+	[ -n "$host_major" ] && [ -n "$chroot_major" ] && [ "$host_major" -lt "$chroot_major" ] || return 0
+	[ -x "/usr/lib/postgresql/$host_major/bin/postgres" ] || return 0
+	echo "   (staging this machine's PostgreSQL $host_major for the pg_upgrade test)"
+	rm -rf "$root/usr/lib/postgresql/$host_major" "$root/usr/share/postgresql/$host_major"
+	mkdir -p "$root/usr/lib/postgresql" "$root/usr/share/postgresql"
+	cp -a "/usr/lib/postgresql/$host_major" "$root/usr/lib/postgresql/"
+	cp -a "/usr/share/postgresql/$host_major" "$root/usr/share/postgresql/"
+	rm -f "$root/usr/lib/postgresql/$host_major/lib/llvmjit"*
+	dir=$root/usr/local/lib/edgesync-host
+	mkdir -p "$dir"
+	echo /usr/local/lib/edgesync-host >"$root/etc/ld.so.conf.d/edgesync-host.conf"
+	local pass
+	for pass in 1 2 3; do # a copied library may need others (libldap needs liblber)
+		for lib in $(chroot "$root" sh -c "ldd /usr/lib/postgresql/$host_major/bin/* /usr/lib/postgresql/$host_major/lib/*.so 2>/dev/null" |
+			sed -nE 's/^\s*(\S+) => not found$/\1/p' | sort -u); do
+			cp -L "$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')" "$dir/" 2>/dev/null || true
+		done
+		chroot "$root" ldconfig
+	done
+	# edgesync for that server, built here from a copy of the tree.
+	local build
+	build=$(mktemp -d /tmp/edgesync-stage.XXXXXX)
+	tree_files | tar --null -T - -cf - | tar -xf - -C "$build"
+	(cd "$build" && make -s -j2 PG_CONFIG="/usr/lib/postgresql/$host_major/bin/pg_config" >/dev/null &&
+		make -s PG_CONFIG="/usr/lib/postgresql/$host_major/bin/pg_config" install DESTDIR="$root" >/dev/null) ||
+		echo "   (could not build edgesync for PostgreSQL $host_major: the pg_upgrade test will skip)"
+	rm -rf "$build"
+}
+
 total_passed=0
 total_failed=0
 summary=()
@@ -48,6 +91,7 @@ for suite in "${suites[@]}"; do
 	created=$(date +%s)
 
 	root=$(bash scripts/chroot.sh path "$suite")
+	stage_host_server "$suite" "$root" >>"$log" 2>&1
 	rm -rf "$root/root/edgesync"
 	mkdir -p "$root/root/edgesync"
 	tree_files | tar --null -T - -cf - | tar -xf - -C "$root/root/edgesync"
