@@ -16,8 +16,13 @@ extern "C" {
 #include "executor/executor.h"
 #include "optimizer/pathnode.h"
 #include "replication/slot.h"
+#include "storage/fd.h"
 #include "storage/proc.h"
 #include "utils/rel.h"
+#include "libpq-fe.h"
+#if PG_VERSION_NUM >= 160000
+#include "libpq/libpq-be-fe-helpers.h"
+#endif
 #if PG_VERSION_NUM >= 180000
 #include "commands/explain_format.h"
 #include "commands/explain_state.h"
@@ -225,6 +230,39 @@ void
 explain_property_text(const char *label, const char *value, ExplainState *es)
 {
 	ExplainPropertyText(label, value, es);
+}
+
+PGconn *
+backend_connect_start(const char *const *keywords, const char *const *values, int expand_dbname)
+{
+#if PG_VERSION_NUM >= 160000
+	libpqsrv_connect_prepare();
+#else
+	/* What libpqsrv_connect_prepare() does from 16 on. */
+	if (!AcquireExternalFD())
+		ereport(ERROR, (errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+						errmsg("could not establish connection"),
+						errdetail("There are too many open files on the local server."),
+						errhint("Raise the server's \"max_files_per_process\" and/or \"ulimit -n\" "
+								"limits.")));
+#endif
+	PGconn *conn = PQconnectStartParams(keywords, values, expand_dbname);
+	if (conn == nullptr)
+		ReleaseExternalFD();
+	return conn;
+}
+
+void
+backend_disconnect(PGconn *conn)
+{
+#if PG_VERSION_NUM >= 160000
+	libpqsrv_disconnect(conn);
+#else
+	if (conn == nullptr)
+		return;
+	ReleaseExternalFD();
+	PQfinish(conn);
+#endif
 }
 
 int

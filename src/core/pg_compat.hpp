@@ -28,6 +28,8 @@ extern "C" {
 #endif
 
 struct ExplainState;
+struct pg_conn;
+typedef struct pg_conn PGconn;
 
 namespace edgesync {
 
@@ -88,6 +90,18 @@ ForeignPath *foreign_upper_path(PlannerInfo *root, RelOptInfo *rel, PathTarget *
 bool explain_verbose(const ExplainState *es);
 bool explain_analyze(const ExplainState *es);
 void explain_property_text(const char *label, const char *value, ExplainState *es);
+
+/*
+ * A backend's own libpq connections, as libpq-be-fe-helpers.h (16) makes
+ * them: the socket counts against max_files_per_process (AcquireExternalFD),
+ * so a backend short of descriptors gets an error here (08001) instead of
+ * failing somewhere else.  backend_connect_start() is PQconnectStartParams()
+ * with that accounting (it may raise the error); every connection it returns,
+ * and only those, is closed with backend_disconnect() (nullptr is a no-op).
+ */
+PGconn *backend_connect_start(const char *const *keywords, const char *const *values,
+							  int expand_dbname);
+void backend_disconnect(PGconn *conn);
 
 /* Base64 of len bytes at src into dst (dstlen >= pg_b64_enc_len(len)); returns the length. */
 int base64_encode(const char *src, int len, char *dst, int dstlen);

@@ -80,7 +80,7 @@ cache_entry(Oid serverid, Oid userid, bool create)
 				break;
 			}
 		if (free_slot == nullptr) {
-			PQfinish(cache[0].conn);
+			backend_disconnect(cache[0].conn);
 			free_slot = &cache[0];
 		}
 	}
@@ -100,7 +100,7 @@ void
 mark_failed(CachedConn *c)
 {
 	if (c->conn != nullptr)
-		PQfinish(c->conn);
+		backend_disconnect(c->conn);
 	c->conn = nullptr;
 	c->failed_lxid = my_local_transaction_id();
 	c->failed_stmt = GetCurrentStatementStartTimestamp();
@@ -213,7 +213,7 @@ xact_callback(XactEvent event, void *)
 	for (auto &c : cache)
 		if (c.conn != nullptr &&
 			(PQstatus(c.conn) != CONNECTION_OK || PQtransactionStatus(c.conn) != PQTRANS_IDLE)) {
-			PQfinish(c.conn);
+			backend_disconnect(c.conn);
 			c.conn = nullptr;
 		}
 }
@@ -322,7 +322,7 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 			alive = PQconsumeInput(entry->conn) && PQstatus(entry->conn) == CONNECTION_OK;
 		if (alive)
 			return entry->conn;
-		PQfinish(entry->conn);
+		backend_disconnect(entry->conn);
 		entry->conn = nullptr;
 	}
 
@@ -377,7 +377,7 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 								  "server \"%s\".",
 								  server_name)));
 
-	PGconn *conn = PQconnectStartParams(keywords, values, false);
+	PGconn *conn = backend_connect_start(keywords, values, false);
 	entry->stale = false;
 	entry->conn = conn; /* owned by the cache from here, whatever happens */
 	if (conn == nullptr || PQstatus(conn) == CONNECTION_BAD) {
@@ -404,7 +404,7 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 	}
 	entry->failed_lxid = InvalidLocalTransactionId; /* it answers again */
 	if (must_use_password && !PQconnectionUsedPassword(conn)) {
-		PQfinish(conn);
+		backend_disconnect(conn);
 		entry->conn = nullptr;
 		ereport(ERROR, (errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
 						errmsg("password is required"),

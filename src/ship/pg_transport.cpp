@@ -37,6 +37,7 @@
  * (Terminate), so the replica sees a clean disconnect, not a lost client.
  */
 #include "core/guard.hpp"
+#include "core/pg_compat.hpp"
 #include "ship/activity.hpp"
 #include "ship/owner.hpp"
 #include "ship/remote_error.hpp"
@@ -68,8 +69,7 @@ PGconn *open_conn = nullptr; /* the process's replica connection, if any */
 void
 close_on_exit(int, Datum)
 {
-	if (open_conn != nullptr)
-		PQfinish(open_conn);
+	backend_disconnect(open_conn);
 	open_conn = nullptr;
 }
 
@@ -289,8 +289,7 @@ class PgTransport : public Transport {
   private:
 	void disconnect()
 	{
-		if (conn_ != nullptr)
-			PQfinish(conn_);
+		backend_disconnect(conn_);
 		notices_.forget();
 		if (open_conn == conn_)
 			open_conn = nullptr;
@@ -443,7 +442,7 @@ class PgTransport : public Transport {
 		if (!exit_callback)
 			pg_call([] { on_proc_exit(close_on_exit, 0); });
 		exit_callback = true;
-		conn_ = PQconnectStartParams(keys, values, 1);
+		conn_ = pg_call([&] { return backend_connect_start(keys, values, 1); });
 		open_conn = conn_;
 		if (conn_ != nullptr)
 			PQsetNoticeReceiver(conn_, ReplicaNotices::receive, &notices_);
