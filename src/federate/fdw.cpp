@@ -189,17 +189,6 @@ rel_info(Oid relid)
 	return r;
 }
 
-AttrNumber
-attno_named(TupleDesc desc, const char *name)
-{
-	for (int a = 0; a < desc->natts; a++) {
-		Form_pg_attribute att = TupleDescAttr(desc, a);
-		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
-			return att->attnum;
-	}
-	return InvalidAttrNumber;
-}
-
 /* Remote column names by attno - 1: _version is the hospital's "version". */
 char **
 remote_names(TupleDesc desc)
@@ -261,9 +250,7 @@ get_paths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 {
 	add_scan_path(root, baserel, baserel->rows, nullptr);
 
-	Relation rel = table_open(foreigntableid, NoLock);
-	AttrNumber source = attno_named(RelationGetDescr(rel), "_source");
-	table_close(rel, NoLock);
+	AttrNumber source = get_attnum(foreigntableid, "_source");
 
 	List *clauses = NIL;
 	ListCell *lc;
@@ -315,7 +302,7 @@ get_plan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid, ForeignPath
 
 	Relation rel = table_open(foreigntableid, NoLock);
 	TupleDesc desc = CreateTupleDescCopy(RelationGetDescr(rel));
-	AttrNumber source = attno_named(desc, "_source");
+	AttrNumber source = get_attnum(foreigntableid, "_source");
 	char **names = remote_names(desc);
 	table_close(rel, NoLock);
 

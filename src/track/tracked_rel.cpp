@@ -54,21 +54,10 @@ struct StringInfoSink {
 };
 
 AttrNumber
-find_column(TupleDesc desc, const char *name)
-{
-	for (int i = 0; i < desc->natts; i++) {
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
-			return att->attnum;
-	}
-	return InvalidAttrNumber;
-}
-
-AttrNumber
 required_column(Relation rel, const char *name, Oid typid)
 {
 	TupleDesc desc = RelationGetDescr(rel);
-	AttrNumber attnum = find_column(desc, name);
+	AttrNumber attnum = get_attnum(RelationGetRelid(rel), name);
 	if (attnum == InvalidAttrNumber || TupleDescAttr(desc, attnum - 1)->atttypid != typid)
 		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 						errmsg("table \"%s\" has no column \"%s\" of type %s",
@@ -357,7 +346,7 @@ find_image_columns(TrackedRel *info, Relation rel, MemoryContext context)
 			(!whole_row &&
 			 !bms_is_member(root_att->attnum - FirstLowInvalidHeapAttributeNumber, attrs)))
 			continue;
-		AttrNumber attnum = find_column(desc, NameStr(root_att->attname));
+		AttrNumber attnum = get_attnum(RelationGetRelid(rel), NameStr(root_att->attname));
 		if (attnum == InvalidAttrNumber)
 			continue;
 		Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
