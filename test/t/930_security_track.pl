@@ -94,29 +94,40 @@ $node->safe_psql('postgres', 'VACUUM clinic_notes');
 	CREATE RULE "_RETURN" AS ON SELECT TO clinic_notes DO INSTEAD
 	  SELECT 1 AS id, 'x'::text AS body, 1::bigint AS version, now() AS created_at, now() AS updated_at;
 });
-like($stderr, qr/ERROR:  table "public.clinic_notes" is tracked by edgesync\nDETAIL:  The command would make it a view/,
+# (PostgreSQL 16 and later never turn a table into a view: there the server
+# refuses it itself, before edgesync's check.)
+my $converts_tables = $node->safe_psql('postgres', 'SHOW server_version_num') < 160000;
+like($stderr,
+	$converts_tables
+	? qr/ERROR:  table "public.clinic_notes" is tracked by edgesync\nDETAIL:  The command would make it a view/
+	: qr/ERROR:  relation "clinic_notes" cannot have ON SELECT rules/,
 	'turning a tracked table into a view is refused');
 is($node->safe_psql('postgres', q{SELECT relkind FROM pg_class WHERE relname = 'clinic_notes'}),
 	'r', 'it is still a table');
 resync_done('after the refused conversion');
 
 # Defence in depth: a superuser with event triggers off (replica mode) can
-# still convert it, leaving a catalog row that names a view.  The shipper's
-# resync skips it with a warning instead of scanning it.
-$node->safe_psql('postgres', q{
-	SET session_replication_role = replica;
-	CREATE RULE "_RETURN" AS ON SELECT TO clinic_notes DO INSTEAD
-	  SELECT 1 AS id, 'x'::text AS body, 1::bigint AS version, now() AS created_at, now() AS updated_at;
-});
-is($node->safe_psql('postgres',
-		q{SELECT c.relkind FROM edgesync.tracked_tables t JOIN pg_class c ON c.oid = t.relid WHERE c.relname = 'clinic_notes'}),
-	'v', 'the catalog now names a view');
-my $log_offset = -s $node->logfile;
-my $before = inserts_received('hospital_patients');
-resync_done('with a view in the catalog');
-is(inserts_received('hospital_patients') - $before, 20, 'the resync re-sent every row of the real table');
-ok($node->wait_for_log(qr/WARNING:  edgesync.tracked_tables lists relation \d+, which is not a table edgesync can track/, $log_offset),
-	'the view was skipped with a warning');
+# still convert it on 15, leaving a catalog row that names a view.  The
+# shipper's resync skips it with a warning instead of scanning it.
+my $log_offset;
+SKIP:
+{
+	skip 'PostgreSQL 16 and later never turn a table into a view', 4 unless $converts_tables;
+	$node->safe_psql('postgres', q{
+		SET session_replication_role = replica;
+		CREATE RULE "_RETURN" AS ON SELECT TO clinic_notes DO INSTEAD
+		  SELECT 1 AS id, 'x'::text AS body, 1::bigint AS version, now() AS created_at, now() AS updated_at;
+	});
+	is($node->safe_psql('postgres',
+			q{SELECT c.relkind FROM edgesync.tracked_tables t JOIN pg_class c ON c.oid = t.relid WHERE c.relname = 'clinic_notes'}),
+		'v', 'the catalog now names a view');
+	$log_offset = -s $node->logfile;
+	my $before = inserts_received('hospital_patients');
+	resync_done('with a view in the catalog');
+	is(inserts_received('hospital_patients') - $before, 20, 'the resync re-sent every row of the real table');
+	ok($node->wait_for_log(qr/WARNING:  edgesync.tracked_tables lists relation \d+, which is not a table edgesync can track/, $log_offset),
+		'the view was skipped with a warning');
+}
 ($ret, $stdout, $stderr) = $node->psql('postgres', q{SET ROLE clinic_owner; SELECT edgesync.untrack('clinic_notes')});
 is($ret, 0, 'its owner can still untrack it');
 
