@@ -33,7 +33,7 @@ tree_files() {
 }
 
 # Puts this machine's own PostgreSQL server (when it is an older major than
-# the chroot's), with edgesync built for it, beside the chroot's: TAP 060
+# the chroot's), with edgesync built for it, beside the chroot's: TAP 055
 # upgrades a hospital from it with pg_upgrade.  Shared libraries the chroot's
 # release lacks (older sonames: ICU, OpenLDAP) are copied with it; JIT is
 # left out (the test runs it with jit = off).  Only for the suites in
