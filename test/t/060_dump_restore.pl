@@ -286,8 +286,12 @@ $new->append_conf('postgresql.conf', slurp_file("$FindBin::RealBin/../edgesync.c
 $new->append_conf('postgresql.conf', $key_conf);
 $new->start;
 $node->safe_psql('postgres', 'DROP DATABASE plain; DROP DATABASE custom; DROP DATABASE single; DROP DATABASE parallel; DROP DATABASE split; DROP DATABASE plain_split; DROP DATABASE cloudside_restored');
+# (From PostgreSQL 16 pg_dumpall writes role memberships "GRANTED BY
+# postgres", which a server whose first superuser is another role refuses:
+# the clause goes, as docs/install.md says.)
 restored_cleanly('dumpall', run_pipeline(
 	[ 'pg_dumpall', @conn ], '|',
+	[ 'sed', '-e', 's/ GRANTED BY [^;]*;$/;/' ], '|',
 	[ 'psql', '-h', $new->host, '-p', $new->port, '-U', 'dba', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'postgres' ]));
 check_restored('dumpall', $new, 'hospital', restored_by_dba => 1);
 is($new->safe_psql('cloudside', $cloud_sql) =~ s/view: \d+//r, $cloud_state =~ s/view: \d+//r,

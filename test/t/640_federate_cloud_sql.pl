@@ -210,7 +210,7 @@ is(fed(q{SELECT v.id || '/' || p.ward || '/' || p._source FROM clinic.visits v,
 {
 	my $s = $cloud->background_psql('postgres', on_error_stop => 0, extra_params => [ '-U', 'reporting' ]);
 	is($s->query_safe(q{SELECT _source FROM clinic.patients_federated_get(1)}), 'hospital', 'a session reads the hospital');
-	$hospital->restart('fast');
+	$hospital->restart;    # pg_ctl's default mode, fast
 	$s->{stderr} = '';
 	is($s->query(q{SELECT _source FROM clinic.patients_federated_get(1)}), 'hospital',
 		'after the hospital restarted, the same session reads it again');
