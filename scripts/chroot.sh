@@ -6,7 +6,11 @@
 #                                         and install edgesync's dependencies
 #                                         with scripts/install-deps.sh; reused
 #                                         when it is already there
-#   scripts/chroot.sh run SUITE CMD...    run CMD as root inside the chroot
+#   scripts/chroot.sh run SUITE CMD...    run CMD as root inside the chroot,
+#                                         with only loopback (no network)
+#   scripts/chroot.sh run-online SUITE CMD...  the same with the host's network
+#                                         (package registries: npm for TAP's
+#                                         RxDB layer)
 #   scripts/chroot.sh path SUITE          print the chroot's directory
 #
 # Chroots live in $EDGESYNC_CHROOTS (default /var/tmp/edgesync-chroots), never
@@ -14,7 +18,8 @@
 # ($EDGESYNC_MIRROR overrides it).  Every command runs in its own mount and
 # PID namespace, so nothing started inside (a server, a test cluster)
 # outlives it and no mount leaks to the host; `run` also gets its own network
-# namespace with only loopback, so test servers cannot meet the host's ports.
+# namespace with only loopback, so test servers cannot meet the host's ports
+# (`run-online` keeps the host's network).
 # A policy-rc.d refuses every service start, and postgresql-common creates no
 # main cluster: installing postgresql-NN starts nothing.
 set -euo pipefail
@@ -95,13 +100,15 @@ create() {
 
 case "${1:-}" in
 create) [ $# -eq 2 ] || die "usage: $0 create SUITE"; create "$2" ;;
-run)
-	[ $# -ge 3 ] || die "usage: $0 run SUITE CMD..."
+run | run-online)
+	[ $# -ge 3 ] || die "usage: $0 $1 SUITE CMD..."
 	root=$chroots/$2
 	[ -f "$root/.edgesync-ready" ] || die "no chroot $root: run $0 create $2"
+	net=isolated
+	[ "$1" = run-online ] && net=host
 	shift 2
-	in_chroot "$root" isolated "$*"
+	in_chroot "$root" "$net" "$*"
 	;;
 path) [ $# -eq 2 ] || die "usage: $0 path SUITE"; echo "$chroots/$2" ;;
-*) die "usage: $0 create|run|path SUITE [CMD...]" ;;
+*) die "usage: $0 create|run|run-online|path SUITE [CMD...]" ;;
 esac
