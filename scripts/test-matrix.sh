@@ -95,8 +95,26 @@ for suite in "${suites[@]}"; do
 	rm -rf "$root/root/edgesync"
 	mkdir -p "$root/root/edgesync"
 	tree_files | tar --null -T - -cf - | tar -xf - -C "$root/root/edgesync"
-	# The host's network: the RxDB layer installs Node.js and npm packages.
-	bash scripts/chroot.sh run-online "$suite" \
+	# What the RxDB layer downloads, fetched first with the host's network
+	# (the same cache as test/rxdb/run.sh: Debian's nodejs and npm, then npm ci
+	# of its lock file); the suite itself runs with only loopback, so that a
+	# test's "unreachable" server is not someone else's port on this machine.
+	if [ -f test/rxdb/package-lock.json ]; then
+		mkdir -p "$root/usr/local/share/ca-certificates"
+		cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/" 2>/dev/null || true
+		bash scripts/chroot.sh run-online "$suite" 'set -e
+			update-ca-certificates >/dev/null 2>&1 || true
+			command -v npm >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+			cd /root/edgesync/test/rxdb
+			deps=$HOME/.cache/edgesync/rxdb-$(sha256sum package-lock.json | cut -c1-16)
+			if [ ! -e "$deps/node_modules/.edgesync-complete" ]; then
+				rm -rf "$deps"; mkdir -p "$deps"; cp package.json package-lock.json "$deps/"
+				cd "$deps" && NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
+					npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+				touch "$deps/node_modules/.edgesync-complete"
+			fi' >>"$log" 2>&1 || echo "   (could not fetch the RxDB layer's packages: see $log)"
+	fi
+	bash scripts/chroot.sh run "$suite" \
 		'cd /root/edgesync && echo "PostgreSQL $(pg_config --version 2>/dev/null)" && make test' >>"$log" 2>&1
 	rc=$?
 	finished=$(date +%s)
