@@ -246,7 +246,7 @@ refuse_identity_column(List *rels, const char *relname, const char *col)
 		Relation rel = RelationIdGetRelation(part);
 		Bitmapset *identity = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_IDENTITY_KEY);
 		Oid index = RelationGetReplicaIndex(rel);
-		bool is_pkey = OidIsValid(index) && index == RelationGetPrimaryKeyIndex(rel);
+		bool is_pkey = OidIsValid(index) && index == edgesync::primary_key_index(rel);
 		RelationClose(rel);
 		if (!OidIsValid(index) || is_pkey ||
 			!bms_is_member(attnum - FirstLowInvalidHeapAttributeNumber, identity))

@@ -112,10 +112,10 @@ SKIP:
 		$before, 'the tracked table and its versions came through');
 	is( $new->safe_psql('postgres', q{
 			SELECT (SELECT count(*) FROM edgesync.sync_log)
-			    || ' ' || (SELECT string_agg(relid::text || '.' || attnum || '=' || policy, ',')
+			    || ' ' || (SELECT string_agg(relid::text || '.' || attname || '=' || policy, ',')
 			                 FROM edgesync.column_policies)
 			    || ' ' || (SELECT string_agg(nspname, ',') FROM edgesync.tracked_schemas)}),
-		"$log_before patients.2=redact clinic",
+		"$log_before patients.name=redact clinic",
 		'the change log, the column policy and the tracked schema came through');
 	is( $new->safe_psql('postgres', q{
 			UPDATE patients SET ward = 'E' WHERE id = 3;
