@@ -14,6 +14,7 @@
 
 #include "core/postgres.hpp"
 #include "core/text_writer.hpp"
+#include "core/value_kind.hpp"
 
 extern "C" {
 #include "access/htup.h"
@@ -36,19 +37,6 @@ struct StringInfoSink {
 		appendBinaryStringInfo(s, data, static_cast<int>(len));
 	}
 	void push_back(char c) { appendStringInfoCharMacro(s, c); }
-};
-
-/* How a column's value is written. */
-enum class ValueKind : char {
-	kInt,	  /* int2, int4, int8: JSON number, formatted directly */
-	kOid,	  /* oid: JSON number through its output function */
-	kFloat,	  /* float4, float8: number; NaN and infinities as strings */
-	kNumeric, /* numeric: JSON string (exact) */
-	kBool,	  /* true/false */
-	kJson,	  /* json: embedded, raw newlines re-serialised */
-	kJsonb,	  /* jsonb: embedded */
-	kText,	  /* text, varchar, bpchar: the bytes, as a JSON string */
-	kOther	  /* anything else: its text output as a JSON string */
 };
 
 /* The column policy (edgesync.set_column_policy). */

@@ -178,35 +178,6 @@ on_type_syscache(Datum, int, uint32 hashvalue)
 			}
 }
 
-ValueKind
-kind_of(Oid typid)
-{
-	switch (getBaseType(typid)) {
-	case INT2OID:
-	case INT4OID:
-	case INT8OID:
-		return ValueKind::kInt;
-	case OIDOID:
-		return ValueKind::kOid;
-	case FLOAT4OID:
-	case FLOAT8OID:
-		return ValueKind::kFloat;
-	case NUMERICOID:
-		return ValueKind::kNumeric;
-	case BOOLOID:
-		return ValueKind::kBool;
-	case JSONOID:
-		return ValueKind::kJson;
-	case JSONBOID:
-		return ValueKind::kJsonb;
-	case TEXTOID:
-	case VARCHAROID: /* not bpchar: 'a' = 'a ' */
-		return ValueKind::kText;
-	default:
-		return ValueKind::kOther;
-	}
-}
-
 /*
  * True if a value of the type may print names that depend on search_path
  * (regclass, regtype, ... or, to be safe, a composite or range that could
@@ -404,7 +375,7 @@ build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext conte
 		col->typid = att->atttypid;
 		col->typlen = att->attlen;
 		col->type_hash = GetSysCacheHashValue1(TYPEOID, ObjectIdGetDatum(att->atttypid));
-		col->kind = kind_of(att->atttypid);
+		col->kind = value_kind_of(att->atttypid);
 		/* Not an array itself (unnest would flatten it), and has an array type. */
 		col->in_array = !OidIsValid(get_element_type(getBaseType(att->atttypid))) &&
 						getBaseType(att->atttypid) != BOXOID && /* its arrays use ';' */

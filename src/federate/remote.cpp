@@ -7,9 +7,9 @@
  *     callback drops connections left busy by an aborted query; it cannot
  *     fail.  (postgres_fdw's callbacks talk to the remote server at local
  *     commit, which is how a dead hospital fails a local COMMIT.)
- *   - Every network wait goes through WaitLatchOrSocket with a deadline, so
- *     a hospital that accepts no packets costs at most the timeout, and a
- *     cancel request is served at once.
+ *   - Every network wait goes through wait_for_socket() (core/remote_wait.hpp)
+ *     with a deadline, so a hospital that accepts no packets costs at most
+ *     the timeout, and a cancel request is served at once.
  *   - Once a server failed, it is not tried again during the same statement:
  *     a nested loop that rescans a federated table would otherwise pay the
  *     connect timeout on every rescan.
@@ -18,6 +18,7 @@
 #include "federate/scan.hpp"
 
 #include "core/pg_compat.hpp"
+#include "core/remote_wait.hpp"
 
 #include <climits>
 #include <cstdlib>
@@ -118,29 +119,6 @@ reason(const char *text)
 	return s;
 }
 
-/*
- * Waits until conn's socket is readable (or writable); false once deadline
- * passed.  Serves interrupts: a cancel raises its error from here.
- */
-bool
-wait_socket(PGconn *conn, bool for_write, TimestampTz deadline)
-{
-	for (;;) {
-		long ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-		if (ms <= 0)
-			return false;
-		int events = WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | WL_TIMEOUT |
-					 (for_write ? WL_SOCKET_WRITEABLE : WL_SOCKET_READABLE);
-		int rc = WaitLatchOrSocket(MyLatch, events, PQsocket(conn), ms, PG_WAIT_EXTENSION);
-		if (rc & WL_LATCH_SET) {
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-		}
-		if (rc & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
-			return true;
-	}
-}
-
 /* Runs a SET on a new connection, whatever its outcome; false only when the
  * hospital does not answer before deadline. */
 bool
@@ -149,7 +127,7 @@ run_setting(PGconn *conn, const char *sql, TimestampTz deadline)
 	if (!PQsendQuery(conn, sql))
 		return false;
 	while (PQisBusy(conn))
-		if (!wait_socket(conn, false, deadline) || !PQconsumeInput(conn))
+		if (!wait_for_socket(conn, false, deadline) || !PQconsumeInput(conn))
 			return false;
 	for (PGresult *res; (res = PQgetResult(conn)) != nullptr;)
 		PQclear(res);
@@ -386,21 +364,16 @@ remote_connect(const char *server_name, Oid userid, bool fresh, char **why)
 		return nullptr;
 	}
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
-	PostgresPollingStatusType state = PGRES_POLLING_WRITING;
-	while (state != PGRES_POLLING_OK) {
-		if (state == PGRES_POLLING_FAILED) {
+	ConnectOutcome outcome = finish_connecting(conn, deadline);
+	if (outcome != ConnectOutcome::kConnected) {
+		if (outcome == ConnectOutcome::kFailed)
 			*why = reason(PQerrorMessage(conn));
-			mark_failed(entry);
-			return nullptr;
-		}
-		if (!wait_socket(conn, state == PGRES_POLLING_WRITING, deadline)) {
+		else
 			*why = psprintf("no connection within %d ms (edgesync.federate_connect_timeout, or "
 							"the server's connect_timeout if shorter)",
 							timeout_ms);
-			mark_failed(entry);
-			return nullptr;
-		}
-		state = PQconnectPoll(conn);
+		mark_failed(entry);
+		return nullptr;
 	}
 	entry->failed_lxid = InvalidLocalTransactionId; /* it answers again */
 	if (must_use_password && !PQconnectionUsedPassword(conn)) {
@@ -444,7 +417,7 @@ bool
 wait_result(PGconn *conn, TimestampTz deadline, char **why)
 {
 	while (PQisBusy(conn)) {
-		if (!wait_socket(conn, false, deadline)) {
+		if (!wait_for_socket(conn, false, deadline)) {
 			*why = psprintf("no answer within %d ms (edgesync.federate_query_timeout)",
 							query_timeout_ms);
 			mark_failed(entry_of(conn));

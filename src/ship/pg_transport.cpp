@@ -38,6 +38,7 @@
  */
 #include "core/guard.hpp"
 #include "core/pg_compat.hpp"
+#include "core/remote_wait.hpp"
 #include "ship/activity.hpp"
 #include "ship/owner.hpp"
 #include "ship/remote_error.hpp"
@@ -307,29 +308,24 @@ class PgTransport : public Transport {
 		return text;
 	}
 
-	/* Waits until the socket is ready for what is asked, the deadline, or an interrupt. */
+	/*
+	 * Waits until the socket is ready for what is asked, the deadline, or an
+	 * interrupt (raised from here, as an exception).
+	 */
 	bool wait_socket(bool for_read, std::string &error)
 	{
-		for (;;) {
-			auto left =
-				std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now());
-			if (left.count() <= 0) {
-				error = format("no answer from replica within %d ms", config_.timeout_ms);
-				return false;
-			}
-			int socket = PQsocket(conn_);
-			int events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH |
-						 (for_read ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE);
-			long timeout = std::min<long>(100, left.count());
-			int rc = pg_call([&] {
-				return WaitLatchOrSocket(MyLatch, events, socket, timeout, PG_WAIT_EXTENSION);
-			});
-			if (rc & WL_LATCH_SET)
-				ResetLatch(MyLatch);
-			check_for_interrupts();
-			if (rc & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
-				return true;
+		if (!pg_call([&] { return wait_for_socket(conn_, !for_read, pg_deadline()); })) {
+			error = format("no answer from replica within %d ms", config_.timeout_ms);
+			return false;
 		}
+		return true;
+	}
+
+	/* deadline_ as the server's clock reads it. */
+	TimestampTz pg_deadline() const
+	{
+		auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now());
+		return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), std::max<long>(0, left.count()));
 	}
 
 	/* Closes the connection, then raises a refusal. */
@@ -451,18 +447,14 @@ class PgTransport : public Transport {
 			disconnect();
 			return false;
 		}
-		PostgresPollingStatusType poll = PGRES_POLLING_WRITING;
-		while (poll != PGRES_POLLING_OK) {
-			if (poll == PGRES_POLLING_FAILED) {
+		ConnectOutcome outcome = pg_call([&] { return finish_connecting(conn_, pg_deadline()); });
+		if (outcome != ConnectOutcome::kConnected) {
+			if (outcome == ConnectOutcome::kFailed)
 				error = "could not connect to replica: " + conn_error();
-				disconnect();
-				return false;
-			}
-			if (!wait_socket(poll == PGRES_POLLING_READING, error)) {
-				disconnect();
-				return false;
-			}
-			poll = PQconnectPoll(conn_);
+			else
+				error = format("no answer from replica within %d ms", config_.timeout_ms);
+			disconnect();
+			return false;
 		}
 		if (PQsetnonblocking(conn_, 1) != 0) {
 			error = "could not set replica connection nonblocking: " + conn_error();

@@ -6,6 +6,7 @@
 
 #include "core/text_writer.hpp"
 #include "core/pg_compat.hpp"
+#include "core/value_kind.hpp"
 
 extern "C" {
 #include "access/genam.h"
@@ -115,25 +116,24 @@ require_tracked(Relation rel)
 JsonKind
 json_kind_of(Oid typid)
 {
-	switch (getBaseType(typid)) {
-	case INT2OID:
-	case INT4OID:
-	case INT8OID:
-	case OIDOID:
+	switch (value_kind_of(typid)) {
+	case ValueKind::kInt:
+	case ValueKind::kOid:
 		return JsonKind::kNumber;
-	case FLOAT4OID:
-	case FLOAT8OID:
+	case ValueKind::kFloat:
 		return JsonKind::kFloat;
-	case NUMERICOID:
+	case ValueKind::kNumeric:
 		return JsonKind::kNumeric;
-	case BOOLOID:
+	case ValueKind::kBool:
 		return JsonKind::kBool;
-	case JSONOID:
-	case JSONBOID:
+	case ValueKind::kJson:
+	case ValueKind::kJsonb:
 		return JsonKind::kJson;
-	default:
-		return JsonKind::kString;
+	case ValueKind::kText:
+	case ValueKind::kOther:
+		break;
 	}
+	return JsonKind::kString;
 }
 
 namespace {

@@ -87,7 +87,7 @@ bool keys_equal(const TrackedRel *info, HeapTuple a, HeapTuple b, TupleDesc desc
 /* Appends one value as JSON (a number, true/false, embedded JSON, or a string). */
 void append_json_value(StringInfo out, JsonKind kind, FmgrInfo *output, Datum value);
 
-/* The JsonKind of a type. */
+/* The JsonKind of a type, by the one classifier (core/value_kind.hpp). */
 JsonKind json_kind_of(Oid typid);
 
 } // namespace edgesync::track
