@@ -8,9 +8,10 @@
 # For each suite it creates the chroot if it is not there yet (or brings its
 # packages up to date), copies this tree into it, runs `make test` there (the
 # same script as a native run: scripts/install-deps.sh picks the suite's own
-# PostgreSQL) and reports the suite's counts and times.  It ends with one line,
-# "N passed, N failed", summed over the suites, and exits non-zero if a suite
-# failed.  Logs stay in $EDGESYNC_CHROOTS/logs/.  Runs as root.
+# PostgreSQL), then `make demo`, and reports the suite's counts and times.  It
+# ends with one line, "N passed, N failed", summed over the suites (a failed
+# demo counts as one failed test), and exits non-zero if a suite failed.  Logs
+# stay in $EDGESYNC_CHROOTS/logs/.  Runs as root.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -118,6 +119,13 @@ for suite in "${suites[@]}"; do
 		'cd /root/edgesync && echo "PostgreSQL $(pg_config --version 2>/dev/null)" && make test' >>"$log" 2>&1
 	rc=$?
 	finished=$(date +%s)
+	# The README's other command: the demo runs its whole story on this
+	# suite's server too (a failure counts as one failed test).
+	demo_log=$logs/$suite-demo.log
+	bash scripts/chroot.sh run "$suite" 'cd /root/edgesync && make demo' >"$demo_log" 2>&1
+	demo_rc=$?
+	demo=ok
+	[ "$demo_rc" -ne 0 ] && demo=FAILED
 
 	version=$(sed -nE 's/^PostgreSQL PostgreSQL ([0-9.]+).*/\1/p' "$log" | head -n 1)
 	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
@@ -126,13 +134,18 @@ for suite in "${suites[@]}"; do
 	passed=${passed:-0}
 	failed=${failed:-1}
 	[ "$rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
+	if [ "$demo_rc" -ne 0 ]; then
+		failed=$((failed + 1))
+		echo "   make demo failed on $suite; the end of $demo_log:"
+		tail -n 40 "$demo_log" | sed 's/^/   | /'
+	fi
 	sed -n '/^== summary/,$p' "$log" | sed 's/^/   /'
 	if [ "$failed" -gt 0 ]; then
 		echo "   $suite failed; the end of $log:"
 		tail -n 150 "$log" | sed 's/^/   | /'
 	fi
-	summary+=("$(printf '%-8s PostgreSQL %-6s %4d passed, %d failed (chroot %ds, tests %ds)' \
-		"$suite" "${version:-?}" "$passed" "$failed" $((created - start)) $((finished - created)))")
+	summary+=("$(printf '%-8s PostgreSQL %-6s %4d passed, %d failed (chroot %ds, tests %ds), make demo %s' \
+		"$suite" "${version:-?}" "$passed" "$failed" $((created - start)) $((finished - created)) "$demo")")
 	total_passed=$((total_passed + passed))
 	total_failed=$((total_failed + failed))
 done
