@@ -297,7 +297,6 @@ my $shipper = $hospital->safe_psql('postgres',
 	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'edgesync shipper'");
 my $t0 = Time::HiRes::time();
 $hospital->safe_psql('postgres', "SELECT pg_terminate_backend($shipper)");
-my $gone;
 for (1 .. 100)
 {
 	last if $hospital->safe_psql('postgres',
