@@ -289,6 +289,16 @@ parse_postgresql(const std::string &input, TargetUrl &t)
 	}
 	if (!t.option("replication").empty())
 		bad_url("replication connections are not supported");
+	/*
+	 * The passphrase of a client key is a secret too, but the URL is stored
+	 * and shown as it is: refused rather than kept in clear text.
+	 */
+	if (!t.option("sslpassword").empty())
+		throw Error(kInvalid, "invalid target URL: sslpassword is not accepted")
+			.detail("The target's URL is stored and shown without its password only; a key "
+					"passphrase in it would be kept in clear text.")
+			.hint("Give the server an unencrypted client key file that only its operating "
+				  "system user can read (sslkey), or authenticate with a password.");
 	std::string dbname = t.option("dbname");
 	if (dbname.find('=') != std::string::npos || dbname.find("://") != std::string::npos)
 		bad_url("dbname must be the name of a database, not a connection string");

@@ -49,6 +49,19 @@ TEST(TargetUrl, PostgresqlQueryPasswordIsSplit)
 	EXPECT_EQ(s.option("host"), "/tmp");
 }
 
+/* A client key's passphrase would be stored in clear text with the URL: refused. */
+TEST(TargetUrl, PostgresqlSslpasswordIsRefused)
+{
+	for (const char *url : {
+			 "postgresql://u@h/db?sslpassword=k3y",
+			 "postgresql://u@h/db?sslmode=require&ssl%70assword=k3y",
+		 }) {
+		std::string error = error_of(url);
+		EXPECT_NE(error.find("sslpassword is not accepted"), std::string::npos) << url;
+		EXPECT_EQ(error.find("k3y"), std::string::npos) << url;
+	}
+}
+
 /* Every spelling libpq accepts is found: libpq itself parses the URL. */
 TEST(TargetUrl, PostgresqlPasswordInEverySpelling)
 {
