@@ -20,11 +20,12 @@ namespace {
 
 /*
  * Runs sql as the owner of edgesync.<catalog>; with result, copies its rows
- * into the memory context current at the call.
+ * into the memory context current at the call.  With plan, through the plan
+ * *plan holds, prepared and kept first if there is none.
  */
 void
 execute_as_owner(const char *catalog, const char *sql, int nargs, Oid *types, Datum *values,
-				 const char *nulls, bool read_only, OwnerRows *result)
+				 const char *nulls, bool read_only, OwnerRows *result, SPIPlanPtr *plan = nullptr)
 {
 	Oid relid = get_relname_relid(catalog, get_namespace_oid("edgesync", false));
 	HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
@@ -43,7 +44,15 @@ execute_as_owner(const char *catalog, const char *sql, int nargs, Oid *types, Da
 	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	SPI_connect();
-	int rc = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);
+	if (plan != nullptr && *plan == nullptr) {
+		SPIPlanPtr prepared = SPI_prepare(sql, nargs, types);
+		if (prepared == nullptr || SPI_keepplan(prepared) != 0)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		*plan = prepared;
+	}
+	int rc = plan != nullptr
+				 ? SPI_execute_plan(*plan, values, nulls, read_only, 0)
+				 : SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
 	if (result != nullptr) {
@@ -74,6 +83,15 @@ query_as_catalog_owner(const char *catalog, const char *sql, int nargs, Oid *typ
 {
 	OwnerRows result{};
 	execute_as_owner(catalog, sql, nargs, types, values, nulls, true, &result);
+	return result;
+}
+
+OwnerRows
+query_as_catalog_owner(const char *catalog, SPIPlanPtr *plan, const char *sql, int nargs,
+					   Oid *types, Datum *values, const char *nulls)
+{
+	OwnerRows result{};
+	execute_as_owner(catalog, sql, nargs, types, values, nulls, true, &result, plan);
 	return result;
 }
 

@@ -21,6 +21,7 @@
 extern "C" {
 #include "access/htup.h"
 #include "access/tupdesc.h"
+#include "executor/spi.h"
 }
 
 namespace edgesync {
@@ -43,5 +44,12 @@ struct OwnerRows {
  */
 OwnerRows query_as_catalog_owner(const char *catalog, const char *sql, int nargs, Oid *types,
 								 Datum *values, const char *nulls);
+
+/*
+ * The same for a query run again and again: *plan holds it prepared (kept
+ * for the backend's life), prepared at its first use.
+ */
+OwnerRows query_as_catalog_owner(const char *catalog, SPIPlanPtr *plan, const char *sql, int nargs,
+								 Oid *types, Datum *values, const char *nulls);
 
 } // namespace edgesync

@@ -23,7 +23,7 @@
 #include "core/guard.hpp"
 #include "core/pg_compat.hpp"
 #include "core/sql_objects.hpp"
-#include "track/cursor.hpp"
+#include "track/catalog.hpp"
 
 #include <cstdio>
 
@@ -201,14 +201,32 @@ describe_scope(const std::string &scope)
 	return format("scope \"%s\"", scope.c_str());
 }
 
-/* "<system identifier>.<database oid>": what ties a cursor to this database. */
+} // namespace
+
 std::string
 database_identity()
 {
 	return format("%llx.%u", static_cast<unsigned long long>(GetSystemIdentifier()), MyDatabaseId);
 }
 
-} // namespace
+Cursor
+parse_cursor_for(std::string_view text, const std::string &scope)
+{
+	Cursor c = parse_cursor(text);
+	if (c.database != database_identity())
+		throw edgesync::Error("22023", "cursor belongs to another database")
+			.detail(
+				edgesync::format("The cursor was issued by database \"%s\".", c.database.c_str()))
+			.hint("Start again with a NULL cursor.");
+	if (c.scope != scope)
+		throw edgesync::Error("22023", "cursor was issued for another stream of changes")
+			.detail(edgesync::format("The cursor was issued by %s, not by %s.",
+									 describe_scope(c.scope).c_str(),
+									 describe_scope(scope).c_str()))
+			.hint("Cursors of edgesync.changes() and of edgesync.pull() for each table are not "
+				  "interchangeable.");
+	return c;
+}
 
 } // namespace edgesync::track
 
@@ -336,19 +354,7 @@ edgesync_cursor_parse(PG_FUNCTION_ARGS)
 		int64 last_xid = 0, last_id = 0;
 
 		edgesync::guarded([&] {
-			Cursor c = parse_cursor(cursor_text);
-			if (c.database != database_identity())
-				throw edgesync::Error("22023", "cursor belongs to another database")
-					.detail(edgesync::format("The cursor was issued by database \"%s\".",
-											 c.database.c_str()))
-					.hint("Start again with a NULL cursor.");
-			if (c.scope != scope)
-				throw edgesync::Error("22023", "cursor was issued for another stream of changes")
-					.detail(edgesync::format("The cursor was issued by %s, not by %s.",
-											 describe_scope(c.scope).c_str(),
-											 describe_scope(scope).c_str()))
-					.hint("Cursors of edgesync.changes() and of edgesync.pull() for each table are "
-						  "not interchangeable.");
+			Cursor c = parse_cursor_for(cursor_text, scope);
 			seen = c.seen ? edgesync::pg_call([&] { return pstrdup(c.seen->c_str()); }) : nullptr;
 			window =
 				c.window ? edgesync::pg_call([&] { return pstrdup(c.window->c_str()); }) : nullptr;

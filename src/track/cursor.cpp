@@ -132,15 +132,24 @@ parse_cursor(std::string_view text)
 }
 
 std::string
-format_cursor(const Cursor &c)
+format_cursor_head(const Cursor &c)
 {
 	std::string out(kPrefix);
 	out += '/' + c.database + '/' + c.scope + '/';
 	out += c.seen ? *c.seen : "-";
+	out += '/';
+	out += c.window ? *c.window : "-";
+	return out;
+}
+
+std::string
+format_cursor(const Cursor &c)
+{
+	std::string out = format_cursor_head(c);
 	if (c.window)
-		out += '/' + *c.window + '/' + std::to_string(c.last_xid) + '/' + std::to_string(c.last_id);
+		out += '/' + std::to_string(c.last_xid) + '/' + std::to_string(c.last_id);
 	else
-		out += "/-/-/-";
+		out += "/-/-";
 	if (c.load) {
 		static constexpr char kHex[] = "0123456789abcdef";
 		out += "/k";

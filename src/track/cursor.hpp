@@ -45,6 +45,13 @@ Cursor parse_cursor(std::string_view text);
 /* The text form of c. */
 std::string format_cursor(const Cursor &c);
 
+/*
+ * The first five fields of format_cursor(c), up to the window: a reader
+ * that hands out a cursor per row appends each row's "/<last xid>/<last
+ * id>" (or "/-/-" with no window) and load position to one head.
+ */
+std::string format_cursor_head(const Cursor &c);
+
 /* True if s is the text of a pg_snapshot: xmin:xmax:xip,... in order. */
 bool is_snapshot_text(std::string_view s);
 

@@ -190,6 +190,8 @@ set_output_setting(const char *name, const char *value)
 							 false);
 }
 
+} // namespace
+
 /*
  * Sets, until unpin_output_settings(), each output setting the session has
  * otherwise: the settings the stream writes every value under
@@ -232,8 +234,6 @@ unpin_output_settings(int nest_level)
 	if (nest_level >= 0)
 		AtEOXact_GUC(true, nest_level);
 }
-
-} // namespace
 
 void
 append_json_value(StringInfo out, JsonKind kind, FmgrInfo *output, Datum value)
@@ -460,9 +460,10 @@ tracked_rel_for(FunctionCallInfo fcinfo, Relation rel)
 
 namespace {
 
+/* The columns as a JSON object; value(attnum, &isnull) gives each one's value. */
+template <typename Value>
 void
-append_columns_json(StringInfo out, const KeyColumn *columns, int n, HeapTuple tuple,
-					TupleDesc desc, bool pin)
+append_columns_json(StringInfo out, const KeyColumn *columns, int n, bool pin, Value value)
 {
 	int nest_level = pin ? pin_output_settings() : -1;
 	StringInfoSink sink{out};
@@ -470,7 +471,7 @@ append_columns_json(StringInfo out, const KeyColumn *columns, int n, HeapTuple t
 	for (int i = 0; i < n; i++) {
 		const KeyColumn *key = &columns[i];
 		bool isnull;
-		Datum value = heap_getattr(tuple, key->attnum, desc, &isnull);
+		Datum datum = value(key->attnum, &isnull);
 		if (i > 0)
 			appendStringInfoChar(out, ',');
 		text::append_json_string(sink, key->name);
@@ -478,7 +479,7 @@ append_columns_json(StringInfo out, const KeyColumn *columns, int n, HeapTuple t
 		if (isnull)
 			appendStringInfoString(out, "null");
 		else
-			append_json_value(out, key->kind, const_cast<FmgrInfo *>(&key->output), value);
+			append_json_value(out, key->kind, const_cast<FmgrInfo *>(&key->output), datum);
 	}
 	appendStringInfoChar(out, '}');
 	unpin_output_settings(nest_level);
@@ -489,13 +490,27 @@ append_columns_json(StringInfo out, const KeyColumn *columns, int n, HeapTuple t
 void
 append_key_json(StringInfo out, const TrackedRel *info, HeapTuple tuple, TupleDesc desc)
 {
-	append_columns_json(out, info->keys, info->nkeys, tuple, desc, info->keys_need_pinning);
+	append_columns_json(
+		out, info->keys, info->nkeys, info->keys_need_pinning,
+		[&](AttrNumber attnum, bool *isnull) { return heap_getattr(tuple, attnum, desc, isnull); });
+}
+
+void
+append_key_json(StringInfo out, const TrackedRel *info, const Datum *values, const bool *nulls)
+{
+	append_columns_json(out, info->keys, info->nkeys, info->keys_need_pinning,
+						[&](AttrNumber attnum, bool *isnull) {
+							*isnull = nulls[attnum - 1];
+							return values[attnum - 1];
+						});
 }
 
 void
 append_image_json(StringInfo out, const TrackedRel *info, HeapTuple tuple, TupleDesc desc)
 {
-	append_columns_json(out, info->image, info->nimage, tuple, desc, info->image_needs_pinning);
+	append_columns_json(
+		out, info->image, info->nimage, info->image_needs_pinning,
+		[&](AttrNumber attnum, bool *isnull) { return heap_getattr(tuple, attnum, desc, isnull); });
 }
 
 bool

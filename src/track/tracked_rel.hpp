@@ -78,11 +78,24 @@ void require_tracked(Relation rel);
  */
 void append_key_json(StringInfo out, const TrackedRel *info, HeapTuple tuple, TupleDesc desc);
 
+/* The same for a row given as its columns (one per attribute, dropped ones included). */
+void append_key_json(StringInfo out, const TrackedRel *info, const Datum *values,
+					 const bool *nulls);
+
 /* Appends the columns of info->image of tuple as a JSON object. */
 void append_image_json(StringInfo out, const TrackedRel *info, HeapTuple tuple, TupleDesc desc);
 
 /* True if the primary key columns of a and b hold the same bytes. */
 bool keys_equal(const TrackedRel *info, HeapTuple a, HeapTuple b, TupleDesc desc);
+
+/*
+ * Sets, until unpin_output_settings(nest_level), the output settings keys
+ * are written under (DateStyle ISO, TimeZone UTC, ...) where the session
+ * has others; returns the GUC nest level to unwind, -1 if nothing was set.
+ * Keys read back under them read as they were written.
+ */
+int pin_output_settings();
+void unpin_output_settings(int nest_level);
 
 /* Appends one value as JSON (a number, true/false, embedded JSON, or a string). */
 void append_json_value(StringInfo out, JsonKind kind, FmgrInfo *output, Datum value);

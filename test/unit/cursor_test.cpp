@@ -6,6 +6,7 @@
 
 using edgesync::track::Cursor;
 using edgesync::track::format_cursor;
+using edgesync::track::format_cursor_head;
 using edgesync::track::is_snapshot_text;
 using edgesync::track::parse_cursor;
 
@@ -81,4 +82,12 @@ TEST(Cursor, RejectsMalformedText)
 			EXPECT_STREQ(e.what(), "invalid cursor");
 		}
 	}
+}
+
+TEST(Cursor, HeadIsTheCursorUpToItsWindow)
+{
+	Cursor open{"6f1a.5", "rel16384", "740:745:742", "750:760:", 755, 9001, std::nullopt};
+	EXPECT_EQ(format_cursor_head(open) + "/755/9001", format_cursor(open));
+	Cursor closed{"6f1a.5", "rel16384", "740:745:", std::nullopt, 0, 0, std::string("{\"id\":1}")};
+	EXPECT_EQ(format_cursor_head(closed) + "/-/-/k7b226964223a317d", format_cursor(closed));
 }
