@@ -133,6 +133,54 @@ DROP VIEW device_differs;
 DROP FUNCTION sync_device(regclass, int, int);
 DROP TABLE device, visits, wards;
 
+-- pull() writes each row as row_to_json() does, byte for byte, for every
+-- kind of column, in the session's settings: the load and the change pages.
+CREATE TYPE kinds_mood AS ENUM ('ok', 'sad');
+CREATE DOMAIN kinds_dose AS numeric(6,2);
+CREATE TYPE kinds_pair AS (a int, b text);
+CREATE TABLE kinds (id int PRIMARY KEY, gone int, b bool, i2 int2, i8 int8, f4 float4,
+                    f8 float8, n numeric, d date, t time, tz timetz, ts timestamp,
+                    tstz timestamptz, iv interval, j json, jb jsonb, s text, c char(3),
+                    bin bytea, u uuid, ip inet, arr int[], tarr text[], mood kinds_mood,
+                    dose kinds_dose, pair kinds_pair, pt point);
+ALTER TABLE kinds DROP COLUMN gone;
+INSERT INTO kinds VALUES
+  (1, true, 2, 3, 1.5, 2.25, 3.125, '2026-01-02', '10:11:12', '10:11:12+02', '2026-01-02 03:04:05.678',
+   '2026-01-02 03:04:05+00', '1 day 2 hours', '{"x": [1, 2]}', '{"y": {"z": null}}', 'a "quoted"\ttab\nline \u00e9',
+   'ab', '\x00ff', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '10.0.0.1/8', '{1,NULL,3}', '{"a,b",c}',
+   'sad', 12.5, ROW(1, 'x'), '(1,2)'),
+  (2, false, -2, -9223372036854775808, 'NaN', 'Infinity', 'NaN', '-infinity', '00:00', '00:00+00',
+   'infinity', '1999-12-31 23:59:59.999999+05', '-1 mon', 'null', '[]', '', NULL, '', NULL, NULL, '{}',
+   '{}', 'ok', NULL, ROW(NULL, NULL), NULL),
+  (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+   NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+SELECT edgesync.track('kinds');
+SELECT edgesync.current_cursor('kinds') AS kinds_from \gset
+UPDATE kinds SET s = s || '!' WHERE id <> 3;
+CREATE FUNCTION kinds_differ(cur text) RETURNS bigint LANGUAGE sql AS $$
+    SELECT count(*) FROM edgesync.pull('kinds', cur) p JOIN kinds k ON k.id = (p.pk->>'id')::int
+     WHERE p."row"::text IS DISTINCT FROM row_to_json(k)::text
+$$;
+SELECT kinds_differ(NULL) AS load_differs, kinds_differ(:'kinds_from') AS changes_differ,
+       (SELECT count(*) FROM edgesync.pull('kinds', NULL)) AS loaded,
+       (SELECT count(*) FROM edgesync.pull('kinds', :'kinds_from')) AS changed;
+SET DateStyle = 'SQL, DMY';
+SET TimeZone = 'America/New_York';
+SET IntervalStyle = 'sql_standard';
+SET extra_float_digits = 0;
+SET bytea_output = 'escape';
+SELECT kinds_differ(NULL) AS load_differs, kinds_differ(:'kinds_from') AS changes_differ;
+RESET DateStyle;
+RESET TimeZone;
+RESET IntervalStyle;
+RESET extra_float_digits;
+RESET bytea_output;
+DROP FUNCTION kinds_differ(text);
+DROP TABLE kinds;
+DROP TYPE kinds_pair;
+DROP DOMAIN kinds_dose;
+DROP TYPE kinds_mood;
+
 -- push(): each change is applied, or comes back as a conflict with the row.
 SELECT ord, op, pk, status, "row"->>'ward' AS ward, version
   FROM edgesync.push('hospital_patients', $$[

@@ -552,64 +552,6 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
             OR EXISTS (SELECT FROM unnest(p.polroles) AS r WHERE pg_has_role(current_user, r, 'USAGE')))
 $$;
 
-CREATE FUNCTION edgesync._pull_page(tbl regclass, pks text[], ops "char"[], versions bigint[],
-                                    cursors text[], images text[], load jsonb)
-RETURNS TABLE (pk jsonb, "row" json, version bigint, deleted boolean, next_cursor text)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    keys      name[];
-    match     text;
-    loaded    text := 'true';
-    tombstone text := 'true';
-BEGIN
-    IF 'T' = ANY (ops) THEN
-        RAISE EXCEPTION 'table "%" was truncated after this cursor', tbl
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = 'TRUNCATE deletes rows without tombstones: a client cannot tell which of its rows are gone.',
-                  HINT = 'Start again with a NULL cursor and reload the current rows.';
-    END IF;
-    keys := edgesync._key_columns(tbl);
-    SELECT string_agg(format('t.%1$I = k.%1$I', key), ' AND ') INTO match FROM unnest(keys) AS key;
-    IF load IS NOT NULL THEN
-        SELECT format('(%s) <= (%s)', string_agg(format('k.%I', key), ', '),
-                      string_agg(format('(jsonb_populate_record(NULL::%s, $6)).%I', tbl, key), ', '))
-          INTO loaded FROM unnest(keys) AS key;
-    END IF;
-    IF row_security_active(tbl) THEN
-        tombstone := format('l.image IS NOT NULL AND EXISTS (SELECT FROM jsonb_populate_record(NULL::%s, l.image || l.pk) AS %I WHERE %s)',
-                            tbl, (SELECT c.relname FROM pg_class c WHERE c.oid = tbl),
-                            edgesync._select_policy_qual(tbl));
-    END IF;
-
-    RETURN QUERY EXECUTE format($q$
-        WITH w AS (
-            SELECT w.pk::jsonb AS pk, w.op, w.version, w.next_cursor, w.image, w.n
-              FROM unnest($1, $2, $3, $4, $5) WITH ORDINALITY AS w(pk, op, version, next_cursor, image, n)
-             WHERE w.pk IS NOT NULL
-        ), changed AS (
-            -- Each key at its last change, with its last delete's version and image.
-            SELECT w.pk, max(w.n) AS n,
-                   (array_agg(w.next_cursor ORDER BY w.n DESC))[1] AS next_cursor,
-                   (array_agg(w.version ORDER BY w.n DESC) FILTER (WHERE w.op = 'D'))[1] AS deleted_version,
-                   (array_agg(w.image ORDER BY w.n DESC) FILTER (WHERE w.op = 'D'))[1]::jsonb AS image
-              FROM w GROUP BY w.pk
-        )
-        SELECT l.pk,
-               CASE WHEN t.%3$I IS NULL THEN NULL ELSE row_to_json(t.*) END,
-               coalesce(t.version, l.deleted_version),
-               t.%3$I IS NULL,
-               l.next_cursor
-          FROM changed l
-          CROSS JOIN LATERAL jsonb_populate_record(NULL::%1$s, l.pk) AS k
-          LEFT JOIN %1$s AS t ON %2$s
-         WHERE %5$s
-           AND (t.%3$I IS NOT NULL OR (l.deleted_version IS NOT NULL AND %4$s))
-         ORDER BY l.n
-        $q$, tbl, match, keys[1], tombstone, loaded)
-    USING pks, ops, versions, cursors, images, load;
-END
-$$;
-
 CREATE FUNCTION edgesync.pull(tbl regclass, cursor text, max integer DEFAULT 1000)
 RETURNS TABLE (pk jsonb, "row" json, version bigint, deleted boolean, next_cursor text)
     AS 'MODULE_PATHNAME', 'edgesync_pull' LANGUAGE C;
@@ -673,46 +615,9 @@ BEGIN
 END
 $$;
 
--- The primary key of a row of tracked table tbl, as the change log writes
--- keys (the same JSON in every session, whatever its DateStyle or TimeZone).
-CREATE FUNCTION edgesync._row_key(tbl regclass, r record) RETURNS jsonb
-    AS 'MODULE_PATHNAME', 'edgesync_row_key' LANGUAGE C STABLE STRICT;
-
-CREATE FUNCTION edgesync._pull_load(tbl regclass, load jsonb, max integer)
-RETURNS TABLE (pk jsonb, "row" json, version bigint)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    keys  name[];
-    cols  text;
-    after text := '';
-BEGIN
-    keys := edgesync._key_columns(tbl);
-    SELECT string_agg(format('t.%I', key), ', ') INTO cols FROM unnest(keys) AS key;
-    IF load IS NOT NULL THEN
-        SELECT format('WHERE (%s) > (%s)', cols,
-                      string_agg(format('(jsonb_populate_record(NULL::%s, $1)).%I', tbl, key), ', '))
-          INTO after FROM unnest(keys) AS key;
-    END IF;
-    RETURN QUERY EXECUTE format(
-        'SELECT edgesync._row_key(%s::pg_catalog.oid, t.*), row_to_json(t.*), t.version'
-        ' FROM %s AS t %s ORDER BY %s LIMIT $2',
-        tbl::oid, tbl, after, cols)
-    USING load, max;
-END
-$$;
-
 CREATE FUNCTION edgesync.rxdb_pull(tbl regclass, checkpoint jsonb, batch_size integer DEFAULT 100)
 RETURNS json
-LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    SELECT json_build_object(
-               'documents', coalesce(json_agg(CASE WHEN p.deleted THEN (p.pk || '{"_deleted": true}')::json
-                                                   ELSE (left(p."row"::text, -1) || ',"_deleted":false}')::json END
-                                              ORDER BY p.n) FILTER (WHERE p.pk IS NOT NULL), '[]'),
-               'checkpoint', CASE WHEN count(*) = 0 THEN checkpoint::json
-                                  ELSE json_build_object('cursor', (array_agg(p.next_cursor ORDER BY p.n DESC))[1]) END)
-      FROM edgesync.pull(tbl, checkpoint->>'cursor', batch_size) WITH ORDINALITY
-           AS p(pk, "row", version, deleted, next_cursor, n)
-$$;
+    AS 'MODULE_PATHNAME', 'edgesync_rxdb_pull' LANGUAGE C;
 COMMENT ON FUNCTION edgesync.rxdb_pull(regclass, jsonb, integer) IS
     'edgesync: RxDB replication, pull handler: {"documents": [...], "checkpoint": {...}}';
 

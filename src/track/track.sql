@@ -96,7 +96,7 @@ END
 $lz4$;
 -- The keys and images are read by nobody but the owner: the sync_log view
 -- and changes() show keys masked for their reader, pull() only what its
--- caller may see (src/decode/log_keys.cpp, src/track/pull.cpp).
+-- caller may see (src/decode/log_keys.cpp, src/track/pull_changes.cpp).
 REVOKE ALL ON edgesync.sync_log_data FROM PUBLIC;
 GRANT SELECT (first_id, xid, changed_at, relid, role, ops, versions, application_name)
     ON edgesync.sync_log_data TO edgesync_reader, edgesync_admin;

@@ -1,0 +1,213 @@
+/*
+ * pull_output.cpp — what a page of pull() becomes, and the two SQL entry
+ * points: edgesync.pull() returns its rows as a set (the key as jsonb, the
+ * row as json, a cursor on each row), edgesync.rxdb_pull() one JSON document
+ * in RxDB's pull format, {"documents": [...], "checkpoint": {...}}, built as
+ * text from the rows' JSON without parsing it again.
+ *
+ * Plain C-style code: it calls PostgreSQL directly and owns no C++ objects.
+ */
+#include "core/text_writer.hpp"
+#include "track/key_json.hpp"
+#include "track/pull.hpp"
+
+extern "C" {
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+
+PG_FUNCTION_INFO_V1(edgesync_pull);
+PG_FUNCTION_INFO_V1(edgesync_rxdb_pull);
+}
+
+namespace {
+
+using edgesync::track::KeyMember;
+using edgesync::track::pull::PageSink;
+using edgesync::track::pull::Pull;
+using edgesync::track::pull::run_pull;
+using edgesync::track::pull::start_pull;
+
+/*
+ * A key's JSON text as jsonb: what jsonb_in() makes of it, built from the
+ * members read by parse_key_json() rather than by the JSON parser.
+ */
+Datum
+key_jsonb(const char *json)
+{
+	size_t len = strlen(json);
+	char *scratch = static_cast<char *>(palloc(len + 1));
+	KeyMember members[INDEX_MAX_KEYS];
+	int n = edgesync::track::parse_key_json(std::string_view(json, len), scratch, members,
+											INDEX_MAX_KEYS);
+	if (n < 0)
+		return DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+	JsonbParseState *state = nullptr;
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, nullptr);
+	for (int i = 0; i < n; i++) {
+		JsonbValue key, value;
+		key.type = jbvString;
+		key.val.string.val = const_cast<char *>(members[i].name.data());
+		key.val.string.len = static_cast<int>(members[i].name.size());
+		pushJsonbValue(&state, WJB_KEY, &key);
+		std::string_view v = members[i].value;
+		if (members[i].is_null)
+			value.type = jbvNull;
+		else if (members[i].is_string) {
+			value.type = jbvString;
+			value.val.string.val = const_cast<char *>(v.data());
+			value.val.string.len = static_cast<int>(v.size());
+		} else if (v == "true" || v == "false") {
+			value.type = jbvBool;
+			value.val.boolean = v == "true";
+		} else {
+			value.type = jbvNumeric;
+			value.val.numeric = DatumGetNumeric(
+				DirectFunctionCall3(numeric_in, CStringGetDatum(pnstrdup(v.data(), v.size())),
+									ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+		}
+		pushJsonbValue(&state, WJB_VALUE, &value);
+	}
+	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, nullptr)));
+}
+
+/* pull()'s sink: its result rows. */
+struct RowsSink {
+	PageSink base;
+	ReturnSetInfo *rsinfo;
+};
+
+void
+rows_row(PageSink *sink, const char *pk, text *row, int64 version, bool deleted, text *cursor)
+{
+	ReturnSetInfo *rsinfo = reinterpret_cast<RowsSink *>(sink)->rsinfo;
+	Datum values[5] = {key_jsonb(pk), PointerGetDatum(row), Int64GetDatum(version),
+					   BoolGetDatum(deleted), PointerGetDatum(cursor)};
+	bool nulls[5] = {false, row == nullptr, false, false, false};
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+void
+rows_moved(PageSink *sink, text *cursor)
+{
+	ReturnSetInfo *rsinfo = reinterpret_cast<RowsSink *>(sink)->rsinfo;
+	Datum values[5] = {0, 0, 0, 0, PointerGetDatum(cursor)};
+	bool nulls[5] = {true, true, true, true, false};
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/* rxdb_pull()'s sink: the documents of RxDB's pull response, and its checkpoint. */
+struct DocumentsSink {
+	PageSink base;
+	StringInfoData documents;
+	int count;
+	StringInfoData cursor; /* the last row's (the rows' memory is gone by the end) */
+};
+
+/* Adapter so the text_writer templates append to a StringInfo. */
+struct StringInfoSink {
+	StringInfo s;
+	void append(const char *data, size_t len)
+	{
+		appendBinaryStringInfo(s, data, static_cast<int>(len));
+	}
+	void push_back(char c) { appendStringInfoCharMacro(s, c); }
+};
+
+void
+documents_row(PageSink *sink, const char *pk, text *row, int64, bool deleted, text *cursor)
+{
+	DocumentsSink *d = reinterpret_cast<DocumentsSink *>(sink);
+	if (d->count++ > 0)
+		appendStringInfoChar(&d->documents, ',');
+	/* The row (or the key) as an object, with RxDB's "_deleted" added before its "}". */
+	const char *object = deleted ? pk : VARDATA_ANY(row);
+	int len = deleted ? static_cast<int>(strlen(pk)) : static_cast<int>(VARSIZE_ANY_EXHDR(row));
+	while (len > 0 && object[len - 1] != '}')
+		len--;
+	appendBinaryStringInfo(&d->documents, object, len - 1);
+	appendStringInfoString(&d->documents, deleted ? ",\"_deleted\":true}" : ",\"_deleted\":false}");
+	if (cursor != nullptr) {
+		resetStringInfo(&d->cursor);
+		appendBinaryStringInfo(&d->cursor, VARDATA_ANY(cursor),
+							   static_cast<int>(VARSIZE_ANY_EXHDR(cursor)));
+	}
+}
+
+void
+documents_moved(PageSink *sink, text *cursor)
+{
+	DocumentsSink *d = reinterpret_cast<DocumentsSink *>(sink);
+	d->count++;
+	resetStringInfo(&d->cursor);
+	appendBinaryStringInfo(&d->cursor, VARDATA_ANY(cursor),
+						   static_cast<int>(VARSIZE_ANY_EXHDR(cursor)));
+}
+
+} // namespace
+
+/*
+ * edgesync.pull(tbl regclass, cursor text, max integer)
+ *   -> (pk jsonb, row json, version bigint, deleted boolean, next_cursor text)
+ */
+Datum
+edgesync_pull(PG_FUNCTION_ARGS)
+{
+	Pull p = {};
+	start_pull(&p, fcinfo, "max");
+	p.incoming = PG_ARGISNULL(1) ? nullptr : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	InitMaterializedSRF(fcinfo, 0);
+	RowsSink sink = {{rows_row, rows_moved, true},
+					 reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo)};
+	p.sink = &sink.base;
+	run_pull(&p);
+	return Datum(0);
+}
+
+/*
+ * edgesync.rxdb_pull(tbl regclass, checkpoint jsonb, batch_size integer) -> json
+ * RxDB's pull response: {"documents": [...], "checkpoint": {"cursor": ...}},
+ * the documents pull()'s rows with "_deleted": false, its tombstones the key
+ * with "_deleted": true.  With nothing at all to show, the checkpoint passed.
+ */
+Datum
+edgesync_rxdb_pull(PG_FUNCTION_ARGS)
+{
+	Pull p = {};
+	start_pull(&p, fcinfo, "batch_size");
+	Datum checkpoint = PG_ARGISNULL(1) ? Datum(0) : PG_GETARG_DATUM(1);
+	if (!PG_ARGISNULL(1)) {
+		LOCAL_FCINFO(field, 2);
+		InitFunctionCallInfoData(*field, nullptr, 2, InvalidOid, nullptr, nullptr);
+		field->args[0].value = checkpoint;
+		field->args[0].isnull = false;
+		field->args[1].value = CStringGetTextDatum("cursor");
+		field->args[1].isnull = false;
+		Datum cursor = jsonb_object_field_text(field);
+		p.incoming = field->isnull ? nullptr : TextDatumGetCString(cursor);
+	}
+	DocumentsSink sink = {{documents_row, documents_moved, false}, {}, 0, {}};
+	initStringInfo(&sink.documents);
+	initStringInfo(&sink.cursor);
+	p.sink = &sink.base;
+	run_pull(&p);
+
+	StringInfoData out;
+	initStringInfo(&out);
+	appendStringInfoString(&out, "{\"documents\":[");
+	appendBinaryStringInfo(&out, sink.documents.data, sink.documents.len);
+	appendStringInfoString(&out, "],\"checkpoint\":");
+	if (sink.count > 0) {
+		StringInfoSink json{&out};
+		appendStringInfoString(&out, "{\"cursor\":");
+		edgesync::text::append_json_string(json,
+										   std::string_view(sink.cursor.data, sink.cursor.len));
+		appendStringInfoChar(&out, '}');
+	} else if (!PG_ARGISNULL(1))
+		appendStringInfoString(&out, JsonbToCString(nullptr, &PG_GETARG_JSONB_P(1)->root, 0));
+	else
+		appendStringInfoString(&out, "null");
+	appendStringInfoChar(&out, '}');
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(out.data, out.len));
+}
