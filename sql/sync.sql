@@ -194,6 +194,32 @@ SELECT ord, op, pk, status, "row"->>'ward' AS ward, version
   ]$$);
 SELECT id, ward, version FROM hospital_patients ORDER BY id;
 
+-- A batch of updates of the same columns, each of another key (what a
+-- device sends after editing offline), is applied in one statement, with
+-- the answers of change by change: applied, stale (a conflict with the
+-- row), no change at all (applied), no such row (a conflict, no row).  The
+-- same key twice goes change by change: the second one is stale.
+CREATE TABLE batch_rows (id int PRIMARY KEY, ward text, note text);
+SELECT edgesync.track('batch_rows');
+INSERT INTO batch_rows (id, ward) SELECT g, 'A' FROM generate_series(1, 4) g;
+UPDATE batch_rows SET ward = 'B' WHERE id = 2;
+SELECT ord, op, pk, status, "row"->>'ward' AS ward, version
+  FROM edgesync.push('batch_rows', $$[
+    {"op": "update", "row": {"id": 1, "ward": "C"}, "version": 1},
+    {"op": "update", "row": {"id": 2, "ward": "stale"}, "version": 1},
+    {"op": "update", "row": {"id": 3, "ward": "A"}, "version": 1},
+    {"op": "update", "row": {"id": 99, "ward": "none"}, "version": 1}
+  ]$$);
+SELECT ord, status, "row"->>'ward' AS ward, version
+  FROM edgesync.push('batch_rows', $$[
+    {"op": "update", "row": {"id": 4, "ward": "E"}, "version": 1},
+    {"op": "update", "row": {"id": 4, "ward": "F"}, "version": 1}
+  ]$$);
+SELECT id, ward, version FROM batch_rows ORDER BY id;
+SELECT pk->>'id' AS id, op, version FROM edgesync.sync_log
+ WHERE relid = 'batch_rows'::regclass AND op = 'U' ORDER BY id;
+DROP TABLE batch_rows;
+
 -- Bad input: a clear error and no change at all.
 SELECT count(*) AS log_rows FROM edgesync.sync_log \gset
 SELECT * FROM edgesync.push('hospital_patients', '{"op": "insert"}');

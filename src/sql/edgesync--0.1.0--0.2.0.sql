@@ -697,6 +697,8 @@ DECLARE
     result   jsonb;
     current  jsonb;
     affected bigint;
+    fast     boolean;
+    stored   jsonb;
 BEGIN
     PERFORM edgesync._require_tracked(tbl);
     keys := edgesync._key_columns(tbl);
@@ -770,6 +772,57 @@ BEGIN
             END;
         END LOOP;
     END;
+
+    -- 2a. Updates only, each of another key, all setting the same columns
+    -- (what a device sends after editing rows offline): one UPDATE for the
+    -- whole batch; then, change by change as below, each row not updated
+    -- looked up afresh, in a statement of its own.
+    SELECT bool_and(x.op = 'update') AND count(DISTINCT x.cols) = 1 AND count(x.cols) = count(*)
+      INTO fast
+      FROM (SELECT e->>'op' AS op,
+                   (SELECT array_agg(key ORDER BY key) FROM jsonb_object_keys(e->'row') AS key
+                     WHERE key <> ALL (managed) AND key <> ALL (keys)) AS cols
+              FROM jsonb_array_elements(changes) AS e) x;
+    IF fast THEN
+        SELECT string_agg(format('k.%I', key), ', ') INTO cols FROM unnest(keys) AS key;
+        EXECUTE format('SELECT count(DISTINCT ROW(%s)) = count(*) FROM jsonb_array_elements($1) AS e,'
+                       ' jsonb_populate_record(NULL::%s, e->''row'') AS k', cols, tbl)
+           INTO fast USING changes;
+    END IF;
+    IF fast THEN
+        SELECT string_agg(format('%1$I = (k.r).%1$I', key), ', ') INTO sets
+          FROM jsonb_object_keys(changes->0->'row') AS key WHERE key <> ALL (managed) AND key <> ALL (keys);
+        EXECUTE format('WITH k AS (SELECT e.ord, (e.value->>''version'')::bigint AS assumed, r'
+                       '             FROM jsonb_array_elements($1) WITH ORDINALITY AS e(value, ord),'
+                       '                  jsonb_populate_record(NULL::%1$s, e.value->''row'') AS r),'
+                       '     u AS (UPDATE %1$s AS t SET %2$s, version = k.assumed FROM k'
+                       '            WHERE %3$s AND t.version = k.assumed RETURNING k.ord, to_jsonb(t.*) AS r)'
+                       ' SELECT jsonb_object_agg(u.ord::text, u.r) FROM u',
+                       tbl, sets, (SELECT string_agg(format('t.%1$I = (k.r).%1$I', key), ' AND ')
+                                     FROM unnest(keys) AS key))
+           INTO stored USING changes;
+        i := 0;
+        FOR e IN SELECT value FROM jsonb_array_elements(changes) LOOP
+            i := i + 1;
+            r := e->'row';
+            op := 'update';
+            assumed := (e->>'version')::bigint;
+            pk := (SELECT jsonb_object_agg(key, r->key) FROM unnest(keys) AS key);
+            current := stored->(i::text);
+            IF current IS NULL THEN
+                EXECUTE format('SELECT to_jsonb(t.*) FROM %1$s AS t, jsonb_populate_record(NULL::%1$s, $1) AS k WHERE %2$s',
+                               tbl, match)
+                   INTO current USING r;
+            END IF;
+            ord := i;
+            status := CASE WHEN stored ? i::text OR (current->>'version')::bigint = assumed
+                           THEN 'applied' ELSE 'conflict' END;
+            "row" := current;
+            version := (current->>'version')::bigint;
+            RETURN NEXT;
+        END LOOP;
+        RETURN;
+    END IF;
 
     -- 2. Apply, in order.
     i := 0;
