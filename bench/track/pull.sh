@@ -3,7 +3,7 @@
 # sync server would run on the same rows, in one run.  Prints one table;
 # exits 0.  Not a test.
 #
-#   bash bench/track/pull.sh        (as root or as any user; ~3 minutes)
+#   bash bench/track/pull.sh        (as root or as any user; ~2 minutes)
 #
 # Environment: ROWS (100000) rows in the table, PAGE (1000) rows per page,
 # CHANGED (50000) rows changed for the change pages, PUSHED (10000) rows
@@ -15,16 +15,25 @@
 # the same way for every variant.  Variants of one measure run in turns,
 # alternating their order between repeats; medians are printed.
 #
-#   load         pull() from a NULL cursor to the end of the table
-#   load rxdb    rxdb_pull() likewise (the rows as RxDB documents)
-#   load SELECT  SELECT * ... WHERE id > last ORDER BY id LIMIT PAGE
-#   changes      pull() from a cursor taken before CHANGED rows were updated
-#                (every other row, transactions of 1000), to the end
-#   changes SELECT  SELECT * ... WHERE id = ANY(the page's keys), same pages
-#   push         push() of BATCH updates, each based on the row's version
-#   push rxdb    rxdb_push() of the same, as RxDB sends them
-#   push UPDATE  BATCH statements UPDATE ... WHERE id = ? AND version = ?,
-#                one transaction per batch
+#   load            pull() from a NULL cursor to the end of the table: per
+#                   row its key (jsonb), the row (json), version, deleted and
+#                   the cursor after it
+#   load rxdb       rxdb_pull() likewise: each page one json document
+#                   {"documents": [...], "checkpoint": {...}}
+#   load SELECT *   SELECT * ... WHERE id > last ORDER BY id LIMIT PAGE: the
+#                   columns as they are (the cheapest answer, not JSON)
+#   load to_json    the same rows as JSON: SELECT row_to_json(t) ..., what
+#                   pull() returns in "row"
+#   load json_agg   the same page as one JSON array: SELECT json_agg(t) ...,
+#                   what rxdb_pull() returns in "documents"
+#   changes ...     the same five from a cursor taken before CHANGED rows were
+#                   updated (every other row, transactions of 1000), to the
+#                   end; the plain SQL looks up the same pages' keys through
+#                   the primary key (JOIN unnest(keys), an index scan)
+#   push            push() of BATCH updates, each based on the row's version
+#   push rxdb       rxdb_push() of the same, as RxDB sends them
+#   push UPDATE     BATCH statements UPDATE ... WHERE id = ? AND version = ?,
+#                   one transaction per batch
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -52,6 +61,11 @@ SELECT g, 1 + g % 3, 'MRN-' || lpad(g::text, 8, '0'), 'patient ' || g, 'A', date
   FROM generate_series(1, :rows) g;
 SELECT edgesync.track('patients');
 VACUUM ANALYZE patients;
+-- An RxDB client reads the checkpoint out of the page it parses; here it is
+-- cut from the end of the page's text, without parsing the documents.
+CREATE FUNCTION checkpoint_of(page json) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT (regexp_match(right(page::text, 4000), '"checkpoint":(\{.*\})\}$'))[1]::jsonb
+$$;
 SQL
 
 dir=$CLUSTER_ROOT/scripts
@@ -59,48 +73,52 @@ mkdir -p "$dir"
 pages=$(((ROWS + PAGE - 1) / PAGE + 1))
 change_pages=$(((CHANGED + PAGE - 1) / PAGE + 1))
 
-# Load: one statement per page, the cursor (or last key) kept in a temp table.
-{
-	echo "CREATE TEMP TABLE at (c text); INSERT INTO at VALUES (NULL);"
-	for ((i = 0; i < pages; i++)); do
+# pull() and rxdb_pull() scripts, from a NULL cursor or from :'cursor'.
+pull_script() { # count, first cursor
+	echo "CREATE TEMP TABLE at (c text); INSERT INTO at VALUES ($2);"
+	for ((i = 0; i < $1; i++)); do
 		echo "WITH p AS (SELECT * FROM edgesync.pull('patients', (SELECT c FROM at), $PAGE) WITH ORDINALITY AS p),"
 		echo "     s AS (UPDATE at SET c = coalesce((SELECT next_cursor FROM p ORDER BY ordinality DESC LIMIT 1), c))"
 		echo "SELECT pk, \"row\", version, deleted, next_cursor FROM p;"
 	done
-} >"$dir/load.sql"
-{
-	echo "CREATE TEMP TABLE at (c jsonb); INSERT INTO at VALUES (NULL);"
-	for ((i = 0; i < pages; i++)); do
+}
+rxdb_script() { # count, first checkpoint
+	echo "CREATE TEMP TABLE at (c jsonb); INSERT INTO at VALUES ($2);"
+	for ((i = 0; i < $1; i++)); do
 		echo "WITH p AS (SELECT edgesync.rxdb_pull('patients', (SELECT c FROM at), $PAGE) AS page),"
-		echo "     s AS (UPDATE at SET c = (SELECT (page->'checkpoint')::jsonb FROM p))"
-		echo "SELECT json_array_elements(page->'documents') FROM p;"
+		echo "     s AS (UPDATE at SET c = (SELECT checkpoint_of(page) FROM p))"
+		echo "SELECT page FROM p;"
 	done
-} >"$dir/load_rxdb.sql"
-{
+}
+pull_script "$pages" NULL >"$dir/load.sql"
+rxdb_script "$pages" NULL >"$dir/load_rxdb.sql"
+pull_script "$change_pages" ":'cursor'" >"$dir/changes.sql"
+rxdb_script "$change_pages" "jsonb_build_object('cursor', :'cursor')" >"$dir/changes_rxdb.sql"
+
+# The plain SQL of the load: keyset paging, the last key in a temp table.
+load_select() { # select list of the page p
 	echo "CREATE TEMP TABLE at (last bigint); INSERT INTO at VALUES (0);"
 	for ((i = 0; i < pages; i++)); do
 		echo "WITH p AS (SELECT * FROM patients WHERE id > (SELECT last FROM at) ORDER BY id LIMIT $PAGE),"
 		echo "     s AS (UPDATE at SET last = coalesce((SELECT max(id) FROM p), last))"
-		echo "SELECT * FROM p;"
+		echo "SELECT $1 FROM p;"
 	done
-} >"$dir/load_select.sql"
+}
+load_select '*' >"$dir/load_select.sql"
+load_select 'row_to_json(p)' >"$dir/load_to_json.sql"
+load_select 'json_agg(p ORDER BY id)' >"$dir/load_json_agg.sql"
 
-# Changes: from a cursor taken before the updates.
-{
-	echo "CREATE TEMP TABLE at (c text); INSERT INTO at VALUES (:'cursor');"
-	for ((i = 0; i < change_pages; i++)); do
-		echo "WITH p AS (SELECT * FROM edgesync.pull('patients', (SELECT c FROM at), $PAGE) WITH ORDINALITY AS p),"
-		echo "     s AS (UPDATE at SET c = coalesce((SELECT next_cursor FROM p ORDER BY ordinality DESC LIMIT 1), c))"
-		echo "SELECT pk, \"row\", version, deleted, next_cursor FROM p;"
-	done
-} >"$dir/changes.sql"
-{
+# The plain SQL of the change pages: the same pages' keys, through the index.
+changes_select() { # select list of the rows t
 	for ((first = 2; first <= 2 * CHANGED; first += 2 * PAGE)); do
 		last=$((first + 2 * PAGE - 2))
 		((last > 2 * CHANGED)) && last=$((2 * CHANGED))
-		echo "SELECT * FROM patients WHERE id = ANY ('{$(seq -s, "$first" 2 "$last")}');"
+		echo "SELECT $1 FROM unnest('{$(seq -s, "$first" 2 "$last")}'::bigint[]) AS k(id) JOIN patients t USING (id);"
 	done
-} >"$dir/changes_select.sql"
+}
+changes_select 't.*' >"$dir/changes_select.sql"
+changes_select 'row_to_json(t)' >"$dir/changes_to_json.sql"
+changes_select 'json_agg(t ORDER BY id)' >"$dir/changes_json_agg.sql"
 
 # Pushes: BATCH updates per call, each based on version 1 (reset before each run).
 {
@@ -146,20 +164,26 @@ timed() {
 	end=$(date +%s.%N)
 	awk -v n="$name" -v r="$rows" -v s="$start" -v e="$end" 'BEGIN { printf "%s\t%.1f\t%.1f\n", n, r / (e - s), (e - s) * 1000 }' >>"$results"
 }
+# in_turns ORDER...: the variants of one measure, reversed on odd repeats.
+in_turns() {
+	if ((r % 2 == 0)); then echo "$@"; else echo "$@" | tr ' ' '\n' | tac | tr '\n' ' '; fi
+}
 # The rows back as they were before pushes (no trigger, so no new versions or log rows).
 reset_pushed() {
 	sql -c "SET session_replication_role = replica; UPDATE patients SET ward = 'A', version = 1 WHERE id <= $PUSHED" >/dev/null
 }
 
 echo "pull benchmark: $ROWS rows, pages of $PAGE, $CHANGED changed, $PUSHED pushed in batches of $BATCH" >&2
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for ((r = 0; r < REPEATS; r++)); do
 	# Load.
-	if ((r % 2 == 0)); then order="select pull rxdb"; else order="rxdb pull select"; fi
-	for v in $order; do
+	for v in $(in_turns select pull to_json rxdb json_agg); do
 		case $v in
 		pull) timed "load" "$ROWS" "$dir/load.sql" ;;
 		rxdb) timed "load rxdb" "$ROWS" "$dir/load_rxdb.sql" ;;
-		select) timed "load SELECT" "$ROWS" "$dir/load_select.sql" ;;
+		select) timed "load SELECT *" "$ROWS" "$dir/load_select.sql" ;;
+		to_json) timed "load to_json" "$ROWS" "$dir/load_to_json.sql" ;;
+		json_agg) timed "load json_agg" "$ROWS" "$dir/load_json_agg.sql" ;;
 		esac
 	done
 	# Changes: a fresh window of CHANGED updates each repeat.
@@ -176,16 +200,17 @@ for ((r = 0; r < REPEATS; r++)); do
 		END
 		$$;
 	SQL
-	if ((r % 2 == 0)); then order="select pull"; else order="pull select"; fi
-	for v in $order; do
+	for v in $(in_turns select pull to_json rxdb json_agg); do
 		case $v in
 		pull) timed "changes" "$CHANGED" "$dir/changes.sql" -v cursor="$cursor" ;;
-		select) timed "changes SELECT" "$CHANGED" "$dir/changes_select.sql" ;;
+		rxdb) timed "changes rxdb" "$CHANGED" "$dir/changes_rxdb.sql" -v cursor="$cursor" ;;
+		select) timed "changes SELECT *" "$CHANGED" "$dir/changes_select.sql" ;;
+		to_json) timed "changes to_json" "$CHANGED" "$dir/changes_to_json.sql" ;;
+		json_agg) timed "changes json_agg" "$CHANGED" "$dir/changes_json_agg.sql" ;;
 		esac
 	done
 	# Pushes.
-	if ((r % 2 == 0)); then order="update push rxdb"; else order="rxdb push update"; fi
-	for v in $order; do
+	for v in $(in_turns update push rxdb); do
 		reset_pushed
 		case $v in
 		push) timed "push" "$PUSHED" "$dir/push.sql" ;;
@@ -196,23 +221,27 @@ for ((r = 0; r < REPEATS; r++)); do
 	sql -c "VACUUM patients" >/dev/null
 	echo "  repeat $((r + 1)) done" >&2
 done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 # Checks: the variants did what they claim (one more run of each, counted).
 loaded=$(sql -c "SELECT count(*) FROM edgesync.pull('patients', NULL, $((ROWS + 10)))")
+loaded_rxdb=$(sql -c "SELECT json_array_length(edgesync.rxdb_pull('patients', NULL, $((ROWS + 10)))->'documents')")
 pushed=$(reset_pushed; sql -f "$dir/push.sql" | awk '{ s += $1 } END { print s }')
 
 median_of() { awk -F'\t' -v n="$1" -v c="$2" '$1 == n { print $c }' "$results" | median; }
+ratio() { awk -v a="$(median_of "$1" 2)" -v b="$(median_of "$2" 2)" 'BEGIN { printf "%.2f", a / b }'; }
 printf '\noffline clients: %d rows, pages of %d, %d changed rows, %d pushed in batches of %d; medians of %d repeats\n' \
 	"$ROWS" "$PAGE" "$CHANGED" "$PUSHED" "$BATCH" "$REPEATS"
-printf '(checks: one pull of the whole table returned %d rows; one push run applied %d of %d)\n' \
-	"$loaded" "$pushed" "$PUSHED"
-printf '%-15s | %12s | %9s | %s\n' what 'rows/s' 'ms' 'x plain SQL'
-for group in "load:load SELECT" "load rxdb:load SELECT" "load SELECT:load SELECT" \
-	"changes:changes SELECT" "changes SELECT:changes SELECT" \
-	"push:push UPDATE" "push rxdb:push UPDATE" "push UPDATE:push UPDATE"; do
-	name=${group%%:*}
-	base=${group#*:}
-	rate=$(median_of "$name" 2)
-	printf '%-15s | %12.0f | %9.0f | %s\n' "$name" "$rate" "$(median_of "$name" 3)" \
-		"$(awk -v a="$(median_of "$base" 2)" -v b="$rate" 'BEGIN { printf "%.2f", a / b }')"
+printf '(checks: one pull of the whole table returned %d rows, one rxdb_pull %d documents; one push run applied %d of %d)\n' \
+	"$loaded" "$loaded_rxdb" "$pushed" "$PUSHED"
+printf '%-17s | %9s | %7s | %-16s | %s\n' what 'rows/s' 'ms' '× same as JSON' '× SELECT * (or UPDATE)'
+for line in "load:load to_json:load SELECT *" "load rxdb:load json_agg:load SELECT *" \
+	"load SELECT *::load SELECT *" "load to_json::load SELECT *" "load json_agg::load SELECT *" \
+	"changes:changes to_json:changes SELECT *" "changes rxdb:changes json_agg:changes SELECT *" \
+	"changes SELECT *::changes SELECT *" "changes to_json::changes SELECT *" \
+	"changes json_agg::changes SELECT *" \
+	"push::push UPDATE" "push rxdb::push UPDATE" "push UPDATE::push UPDATE"; do
+	IFS=: read -r name json plain <<<"$line"
+	printf '%-17s | %9.0f | %7.0f | %-16s | %s\n' "$name" "$(median_of "$name" 2)" "$(median_of "$name" 3)" \
+		"$([ -n "$json" ] && ratio "$json" "$name" || echo '')" "$(ratio "$plain" "$name")"
 done
