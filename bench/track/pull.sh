@@ -26,6 +26,8 @@
 #                   pull() returns in "row"
 #   load json_agg   the same page as one JSON array: SELECT json_agg(t) ...,
 #                   what rxdb_pull() returns in "documents"
+#   load count(*)   pull() as in "load", but the statement returns only the
+#                   count of its rows: pull()'s own work, without sending
 #   changes ...     the same five from a cursor taken before CHANGED rows were
 #                   updated (every other row, transactions of 1000), to the
 #                   end; the plain SQL looks up the same pages' keys through
@@ -74,12 +76,12 @@ pages=$(((ROWS + PAGE - 1) / PAGE + 1))
 change_pages=$(((CHANGED + PAGE - 1) / PAGE + 1))
 
 # pull() and rxdb_pull() scripts, from a NULL cursor or from :'cursor'.
-pull_script() { # count, first cursor
+pull_script() { # count, first cursor[, select list]
 	echo "CREATE TEMP TABLE at (c text); INSERT INTO at VALUES ($2);"
 	for ((i = 0; i < $1; i++)); do
 		echo "WITH p AS (SELECT * FROM edgesync.pull('patients', (SELECT c FROM at), $PAGE) WITH ORDINALITY AS p),"
 		echo "     s AS (UPDATE at SET c = coalesce((SELECT next_cursor FROM p ORDER BY ordinality DESC LIMIT 1), c))"
-		echo "SELECT pk, \"row\", version, deleted, next_cursor FROM p;"
+		echo "SELECT ${3:-pk, \"row\", version, deleted, next_cursor} FROM p;"
 	done
 }
 rxdb_script() { # count, first checkpoint
@@ -91,6 +93,7 @@ rxdb_script() { # count, first checkpoint
 	done
 }
 pull_script "$pages" NULL >"$dir/load.sql"
+pull_script "$pages" NULL 'count(*)' >"$dir/load_count.sql"
 rxdb_script "$pages" NULL >"$dir/load_rxdb.sql"
 pull_script "$change_pages" ":'cursor'" >"$dir/changes.sql"
 rxdb_script "$change_pages" "jsonb_build_object('cursor', :'cursor')" >"$dir/changes_rxdb.sql"
@@ -177,13 +180,14 @@ echo "pull benchmark: $ROWS rows, pages of $PAGE, $CHANGED changed, $PUSHED push
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for ((r = 0; r < REPEATS; r++)); do
 	# Load.
-	for v in $(in_turns select pull to_json rxdb json_agg); do
+	for v in $(in_turns select pull to_json rxdb json_agg count); do
 		case $v in
 		pull) timed "load" "$ROWS" "$dir/load.sql" ;;
 		rxdb) timed "load rxdb" "$ROWS" "$dir/load_rxdb.sql" ;;
 		select) timed "load SELECT *" "$ROWS" "$dir/load_select.sql" ;;
 		to_json) timed "load to_json" "$ROWS" "$dir/load_to_json.sql" ;;
 		json_agg) timed "load json_agg" "$ROWS" "$dir/load_json_agg.sql" ;;
+		count) timed "load count(*)" "$ROWS" "$dir/load_count.sql" ;;
 		esac
 	done
 	# Changes: a fresh window of CHANGED updates each repeat.
@@ -237,6 +241,7 @@ printf '(checks: one pull of the whole table returned %d rows, one rxdb_pull %d 
 printf '%-17s | %9s | %7s | %-16s | %s\n' what 'rows/s' 'ms' '× same as JSON' '× SELECT * (or UPDATE)'
 for line in "load:load to_json:load SELECT *" "load rxdb:load json_agg:load SELECT *" \
 	"load SELECT *::load SELECT *" "load to_json::load SELECT *" "load json_agg::load SELECT *" \
+	"load count(*)::load SELECT *" \
 	"changes:changes to_json:changes SELECT *" "changes rxdb:changes json_agg:changes SELECT *" \
 	"changes SELECT *::changes SELECT *" "changes to_json::changes SELECT *" \
 	"changes json_agg::changes SELECT *" \
