@@ -12,6 +12,7 @@
  */
 #pragma once
 
+#include "core/string_info_sink.hpp"
 #include "core/postgres.hpp"
 #include "core/text_writer.hpp"
 #include "core/value_kind.hpp"
@@ -28,16 +29,6 @@ extern "C" {
 }
 
 namespace edgesync::decode {
-
-/* Adapter so the text_writer templates append to a StringInfo. */
-struct StringInfoSink {
-	StringInfo s;
-	void append(const char *data, size_t len)
-	{
-		appendBinaryStringInfo(s, data, static_cast<int>(len));
-	}
-	void push_back(char c) { appendStringInfoCharMacro(s, c); }
-};
 
 /* The column policy (edgesync.set_column_policy). */
 enum class Policy : char { kReplicate, kHash, kRedact };

@@ -7,6 +7,7 @@
  *
  * Plain C-style code: it calls PostgreSQL directly and owns no C++ objects.
  */
+#include "core/string_info_sink.hpp"
 #include "core/text_writer.hpp"
 #include "track/key_json.hpp"
 #include "track/pull.hpp"
@@ -23,6 +24,7 @@ PG_FUNCTION_INFO_V1(edgesync_rxdb_pull);
 
 namespace {
 
+using edgesync::StringInfoSink;
 using edgesync::track::KeyMember;
 using edgesync::track::pull::PageSink;
 using edgesync::track::pull::Pull;
@@ -103,16 +105,6 @@ struct DocumentsSink {
 	StringInfoData documents;
 	int count;
 	StringInfoData cursor; /* the last row's (the rows' memory is gone by the end) */
-};
-
-/* Adapter so the text_writer templates append to a StringInfo. */
-struct StringInfoSink {
-	StringInfo s;
-	void append(const char *data, size_t len)
-	{
-		appendBinaryStringInfo(s, data, static_cast<int>(len));
-	}
-	void push_back(char c) { appendStringInfoCharMacro(s, c); }
 };
 
 void

@@ -10,6 +10,7 @@
  */
 #include "track/row_json.hpp"
 
+#include "core/string_info_sink.hpp"
 #include "core/text_writer.hpp"
 
 extern "C" {
@@ -54,16 +55,6 @@ struct RowJsonColumn {
 };
 
 namespace {
-
-/* Adapter so the text_writer templates append to a StringInfo. */
-struct StringInfoSink {
-	StringInfo s;
-	void append(const char *data, size_t len)
-	{
-		appendBinaryStringInfo(s, data, static_cast<int>(len));
-	}
-	void push_back(char c) { appendStringInfoCharMacro(s, c); }
-};
 
 void
 append_text(StringInfo out, text *t)

@@ -4,6 +4,7 @@
  */
 #include "track/tracked_rel.hpp"
 
+#include "core/string_info_sink.hpp"
 #include "core/text_writer.hpp"
 #include "core/pg_compat.hpp"
 #include "core/value_kind.hpp"
@@ -43,16 +44,6 @@ extern "C" {
 namespace edgesync::track {
 
 namespace {
-
-/* Adapter so the text_writer templates append to a StringInfo. */
-struct StringInfoSink {
-	StringInfo s;
-	void append(const char *data, size_t len)
-	{
-		appendBinaryStringInfo(s, data, static_cast<int>(len));
-	}
-	void push_back(char c) { appendStringInfoCharMacro(s, c); }
-};
 
 AttrNumber
 required_column(Relation rel, const char *name, Oid typid)
