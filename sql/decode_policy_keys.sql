@@ -7,10 +7,20 @@
 \set SHOW_CONTEXT never
 CREATE EXTENSION edgesync;
 
+-- The sql stream with timestamps masked, and its plain-SQL apply statements
+-- shortened (the setup, the guard, each statement's apply condition
+-- <applies>, the table blocks, which must hold no value).
 CREATE FUNCTION sql_stream(slot name) RETURNS SETOF text
 LANGUAGE sql AS $$
-  SELECT regexp_replace(regexp_replace(data, 'apply_begin\(''([^'']*)'', ''[^'']*''\)', 'apply_begin(''\1'', ''…'')'),
-                        '\d{4}-\d\d-\d\d \d\d:\d\d:[0-9.]+\+00', '…', 'g')
+  SELECT regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(data,
+           '^DO \$edgesync\$DECLARE may .*$', 'DO -- setup'),
+           '^DO \$edgesync\$DECLARE m pg_catalog\.text := ''(\w+)''; s pg_catalog\.text := ''([^'']*)''; n pg_catalog\.text := (E?''(?:[^'']|'''')*'');.*$',
+           'DO -- table block (\1) \2.\3' || CASE WHEN data LIKE '%SECRET%' THEN ' holding a secret!' ELSE '' END),
+           '^WITH edgesync_guard AS .* SELECT (E?''(?:[^'']|'''')*''), ''[^'']*'' FROM edgesync_guard .*$',
+           'WITH edgesync_guard AS ... SELECT \1, ''…'' ...'),
+           ' ''[0-9A-F]+/[0-9A-F]+''::pg_catalog\.pg_lsn OPERATOR\(pg_catalog\.>\) pg_catalog\.current_setting\(''edgesync_apply\.skip_through''\)::pg_catalog\.pg_lsn',
+           ' <applies>', 'g'),
+           '\d{4}-\d\d-\d\d \d\d:\d\d:[0-9.]+\+00', '…', 'g')
     FROM pg_logical_slot_get_changes(slot, NULL, NULL, 'format', 'sql', 'source', 'keys')
 $$;
 

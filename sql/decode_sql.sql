@@ -1,9 +1,13 @@
 -- The sql format: applied to a second database on the same instance, the
 -- replica converges to the source; applying the same stream again changes
--- nothing; an older change never overwrites a newer row.
+-- nothing; an older change never overwrites a newer row.  The stream needs
+-- nothing of edgesync on the replica: applied to a database without it by a
+-- role that may only connect and create, it creates its position table and
+-- the tables, and converges too.  Where edgesync is installed it applies the
+-- same way, and the apply functions of 0.1.0's streams still work.
 \set VERBOSITY default
 \set SHOW_CONTEXT never
-SELECT current_database() AS source_db \gset
+SELECT current_database() AS source_db, current_user AS superuser \gset
 CREATE EXTENSION edgesync;
 SET edgesync.hash_key = 'regress-secret';
 
@@ -26,6 +30,26 @@ SELECT count(*) AS logged_before FROM edgesync.sync_log \gset
 SET edgesync.hash_key = 'regress-secret';
 
 SELECT 'init' FROM pg_create_logical_replication_slot('q', 'edgesync');
+-- The stream with LSNs, timestamps and hashes masked, and its long plain-SQL
+-- statements shortened: the setup, the guard (source and commit LSN kept),
+-- the apply condition of each statement (<applies>) and the table blocks
+-- (mode and table kept; replica_sql.hpp's unit tests and the TAP tests
+-- check them).
+CREATE FUNCTION regress_masked(data text) RETURNS text LANGUAGE sql AS $$
+SELECT regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(
+       regexp_replace(regexp_replace(regexp_replace(data,
+         '^DO \$edgesync\$DECLARE may .*$', 'DO -- setup (position table, replica role)'),
+         '^DO \$edgesync\$DECLARE m pg_catalog\.text := ''(\w+)''; s pg_catalog\.text := ''([^'']*)''; n pg_catalog\.text := (E?''(?:[^'']|'''')*'');.*$',
+         'DO -- table block (\1) \2.\3'),
+         '^WITH edgesync_guard AS .* SELECT (E?''(?:[^'']|'''')*''), (''[^'']*'') FROM edgesync_guard .*$',
+         'WITH edgesync_guard AS ... SELECT \1, \2 ...'),
+         ' ''[0-9A-F]+/[0-9A-F]+''::pg_catalog\.pg_lsn OPERATOR\(pg_catalog\.>\) pg_catalog\.current_setting\(''edgesync_apply\.skip_through''\)::pg_catalog\.pg_lsn',
+         ' <applies>', 'g'),
+         '''[0-9A-F]+/[0-9A-F]+''', '''…''', 'g'),
+         '([''"])\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[.0-9]*[+-]\d\d([''"])', '\1…\2', 'g'),
+         '([''"])[0-9a-f]{64}([''"])', '\1…hmac\2', 'g'),
+         '([''"])(long note ){3}[^''"]*([''"])', '\1long note …\3', 'g')
+$$;
 
 -- A workload with every kind of change.
 INSERT INTO patients (id, mrn, name, born, notes, score, flags, weight) VALUES
@@ -60,13 +84,13 @@ TRUNCATE wards RESTART IDENTITY CASCADE;
 INSERT INTO wards (name) VALUES ('C');
 INSERT INTO beds (ward_id, label) VALUES (1, 'C1');
 
--- What the stream looks like (LSNs and timestamps masked).
-SELECT regexp_replace(regexp_replace(regexp_replace(regexp_replace(data,
-         '''[0-9A-F]+/[0-9A-F]+''', '''…''', 'g'),
-         '([''"])\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[.0-9]*[+-]\d\d([''"])', '\1…\2', 'g'),
-         '([''"])[0-9a-f]{64}([''"])', '\1…hmac\2', 'g'),
-         '([''"])(long note ){3}[^''"]*([''"])', '\1long note …\3', 'g') AS stream
+-- What the stream looks like (masked as above).
+SELECT regress_masked(data) AS stream
   FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql', 'source', 'regress-source');
+-- The setup and a guard in full (the contract of docs/replica.md).
+SELECT regexp_replace(data, '''[0-9A-F]+/[0-9A-F]+''', '''…''', 'g') AS plain_sql
+  FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql', 'source', 'regress-source')
+ WHERE data LIKE 'DO $edgesync$DECLARE may %' OR data LIKE 'WITH edgesync_guard %' LIMIT 2;
 
 -- One statement per line: line breaks inside values are escaped.
 SELECT count(*) AS statements, bool_and(position(E'\n' in data) = 0 AND position(E'\r' in data) = 0) AS one_per_line
@@ -102,6 +126,59 @@ SELECT :'replica_patients' = :'again_patients' AND :'replica_odd' = :'again_odd'
        AND :'replica_doses' = :'again_doses' AS unchanged,
        (SELECT lsn FROM edgesync.applied_lsn) = :'applied_lsn' AS lsn_unchanged;
 SELECT id, name FROM patients ORDER BY id;
+
+-- A replica without edgesync: the extension is not installed in the
+-- database, and the role applying may only connect to it and create in it
+-- (and in schema public, which PostgreSQL 15 keeps to its owner).  The
+-- stream creates edgesync.applied_lsn and every table it writes: a hashed
+-- column as text, a redacted one nullable, the partitioned table as one
+-- plain table, the generated column computed there too; no triggers, no
+-- foreign keys.  Applied twice, the second time changes nothing.
+\c :source_db
+CREATE DATABASE decode_plain;
+CREATE ROLE regress_feed LOGIN;
+GRANT CONNECT, CREATE ON DATABASE decode_plain TO regress_feed;
+\c decode_plain
+GRANT CREATE ON SCHEMA public TO regress_feed;
+SELECT count(*) AS edgesync_installed FROM pg_extension WHERE extname = 'edgesync';
+\c decode_plain regress_feed
+SELECT rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user;
+\o /dev/null
+:stream
+\o
+SELECT c.relname, c.relkind, pg_get_userbyid(c.relowner) AS owner,
+       string_agg(format('%s %s%s%s', a.attname, format_type(a.atttypid, a.atttypmod),
+                         CASE WHEN a.attnotnull THEN ' not null' END,
+                         CASE WHEN a.attgenerated = 's' THEN ' generated' END), ', ' ORDER BY a.attnum) AS columns
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+ WHERE n.nspname IN ('public', 'edgesync') AND c.relkind IN ('r', 'p')
+ GROUP BY 1, 2, 3 ORDER BY 1;
+SELECT conrelid::regclass, pg_get_constraintdef(oid) FROM pg_constraint
+ WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2;
+SELECT count(*) AS triggers FROM pg_trigger WHERE NOT tgisinternal;
+\set staysum 'SELECT string_agg(format(''%s/%s/%s/%s'', tableoid::regclass, id, region, patient), '','' ORDER BY id) AS stays FROM stays'
+:checksum \gset plain_
+:staysum \gset plain_
+SELECT :'source_patients' = :'plain_patients' AS patients_same, :'source_odd' = :'plain_odd' AS odd_same,
+       :'source_doses' = :'plain_doses' AS doses_same, :'source_wards' = :'plain_wards' AS wards_same,
+       :'plain_stays' AS stays;
+SELECT id, name, length(mrn) AS hashed_len, version FROM patients ORDER BY id;
+SELECT source, lsn >= :'last_lsn'::pg_lsn - 200 AND lsn <= :'last_lsn' AS lsn_recorded FROM edgesync.applied_lsn;
+SELECT string_agg(format('%s:%s', tableoid::regclass, xmin), ',' ORDER BY tableoid::regclass::text, ctid) AS rows_before
+  FROM (SELECT tableoid, xmin, ctid FROM patients UNION ALL SELECT tableoid, xmin, ctid FROM doses
+        UNION ALL SELECT tableoid, xmin, ctid FROM stays UNION ALL SELECT tableoid, xmin, ctid FROM wards) r \gset
+\o /dev/null
+:stream
+\o
+SELECT string_agg(format('%s:%s', tableoid::regclass, xmin), ',' ORDER BY tableoid::regclass::text, ctid)
+       = :'rows_before' AS applying_again_wrote_no_row
+  FROM (SELECT tableoid, xmin, ctid FROM patients UNION ALL SELECT tableoid, xmin, ctid FROM doses
+        UNION ALL SELECT tableoid, xmin, ctid FROM stays UNION ALL SELECT tableoid, xmin, ctid FROM wards) r;
+\c :source_db :superuser
+DROP DATABASE decode_plain;
+DROP ROLE regress_feed;
+\c decode_replica
 -- A replayed transaction runs its statements with edgesync.applying() false.
 BEGIN;
 SELECT edgesync.apply_begin('regress-source', '0/1') AS fresh, edgesync.applying() AS applying,
@@ -290,13 +367,13 @@ INSERT INTO rnum VALUES (1.0, 'n'), (2, 'm'); -- numeric keys: one row per state
 INSERT INTO rarr VALUES (1, '{a,"b,c"}'), (2, NULL), (3, '{}'); -- an array column: VALUES
 COMMIT;
 INSERT INTO r2 SELECT g, repeat('w', 300) FROM generate_series(100, 106) g;
-SELECT left(data, 38) AS statement,
+SELECT left(regress_masked(data), 38) AS statement,
        CASE WHEN data LIKE '%SELECT pg_catalog.unnest(%'
             THEN cardinality(string_to_array(substring(data from 'unnest\(''\{([^}]*)\}'), ','))
             WHEN data LIKE '%(VALUES %' THEN (length(data) - length(replace(data, '), (', ''))) / 4 + 1 END AS rows_in_run
   FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql')
- WHERE data NOT LIKE 'SELECT edgesync.apply_begin%';
-SELECT data FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql')
+ WHERE data NOT LIKE 'WITH edgesync_guard %' AND data NOT LIKE 'DO $edgesync$DECLARE %';
+SELECT regress_masked(data) AS data FROM pg_logical_slot_peek_changes('q', NULL, NULL, 'format', 'sql')
  WHERE data LIKE 'DELETE FROM "public"."r%' AND data LIKE '%USING%';
 -- The limits: batch-rows (7 rows in runs of 3) and batch-bytes (each ~350-byte row
 -- takes a run of two past 1024 bytes).
@@ -360,4 +437,5 @@ SET edgesync.hash_key = 'regress-secret';
 SELECT pg_drop_replication_slot('q');
 DROP DATABASE decode_replica;
 DROP TABLE patients, "Odd ""Table""", doses, stays, wards, beds, extremes, r1, r2, r3, rfull, rnum, rarr, rtype;
+DROP FUNCTION regress_masked(text);
 DROP EXTENSION edgesync;

@@ -24,6 +24,7 @@ extern "C" {
 #include "replication/logical.h"
 #include "replication/output_plugin.h"
 #include "replication/reorderbuffer.h"
+#include "utils/hsearch.h"
 #include "utils/rel.h"
 #include "utils/snapshot.h"
 }
@@ -42,17 +43,20 @@ struct ColumnInfo {
 	bool generated;		/* stored generated: json only */
 	bool is_key;		/* primary key column */
 	bool is_identity;	/* replica identity index column */
+	bool not_null;		/* attnotnull */
 	bool in_array;		/* sql: values can be sent as elements of an array of its type */
 	ValueKind kind;
 	Policy policy;
 	Oid typid;
+	int32 typmod;
 	uint32 type_hash; /* typid's TYPEOID syscache hash: its invalidations */
 	int16 typlen;
 	const char *name;
-	const char *json_key;  /* "name": pre-escaped */
-	const char *sql_ident; /* "name" quoted */
-	const char *sql_type;  /* qualified type name for a cast */
-	const char *sql_eq;	   /* key and identity columns: OPERATOR(schema.=) of the type */
+	const char *json_key;	/* "name": pre-escaped */
+	const char *sql_ident;	/* "name" quoted */
+	const char *sql_type;	/* qualified type name for a cast */
+	const char *sql_eq;		/* key and identity columns: OPERATOR(schema.=) of the type */
+	const char *generation; /* stored generated: the expression, for a replica table block */
 	FmgrInfo output;
 };
 
@@ -67,8 +71,9 @@ struct RelInfo {
 	bool names_objects;	   /* some column's text may name objects (regclass...) */
 	const char *schema;	   /* the tracked table's names */
 	const char *table;
-	const char *json_names; /* "schema":"s","table":"t" */
-	const char *sql_name;	/* "s"."t" */
+	const char *json_names;		/* "schema":"s","table":"t" */
+	const char *replica_schema; /* the table's schema on the replica (option replica-schema) */
+	const char *sql_name;		/* "<replica schema>"."t" */
 	int natts;
 	ColumnInfo *columns; /* natts, by attnum - 1 */
 	int nkeys;
@@ -77,6 +82,13 @@ struct RelInfo {
 	AttrNumber identity[INDEX_MAX_KEYS]; /* replica identity index attnums */
 	AttrNumber version_attnum;			 /* 0 if none */
 	bool keys_text_exact;				 /* primary key values are equal iff their literals are */
+	uint64 shape_hash; /* of what a replica table block says of it (names, types, NULLs, key) */
+};
+
+/* DecodeState.ensured: a tracked table whose replica table block this session wrote. */
+struct EnsuredTable {
+	Oid root;	  /* hash key */
+	uint64 shape; /* RelInfo.shape_hash the block was written for */
 };
 
 /* Per-session plugin state (ctx->output_plugin_private). */
@@ -95,6 +107,10 @@ struct DecodeState {
 	MemoryContext run_context; /* sql: the run being buffered, reset per run */
 	struct SqlRun *run;		   /* sql_runs.cpp */
 	bool runs_span_commits;	   /* sql: hold_runs_across_commits() was called */
+	char *replica_schema;	   /* sql: option replica-schema, or nullptr */
+	bool schema_check;		   /* sql: schema-changes = check */
+	bool setup_written;		   /* sql: the session's setup is written (or sent by the reader) */
+	HTAB *ensured;			   /* sql: tracked roots this session wrote a table block for */
 
 	/* The transaction being decoded. */
 	ReorderBufferTXN *txn;
@@ -110,6 +126,7 @@ struct DecodeState {
 /* One row change, deformed. */
 struct Change {
 	const RelInfo *rel;
+	Relation relation; /* the relation changed: the tracked table or one of its partitions */
 	ReorderBufferChangeType action;
 	int natts;
 	Datum *new_values; /* nullptr if no new tuple */
@@ -167,6 +184,13 @@ void start_transaction_output(DecodeState *state, TransactionId xid, XLogRecPtr 
  */
 void hold_runs_across_commits(LogicalDecodingContext *ctx);
 void flush_open_run(LogicalDecodingContext *ctx);
+
+/*
+ * sql_writer.cpp, for the shipper: the reader of this session sends the
+ * replica's setup statement itself (on every new connection, which a
+ * decoding session does not follow), so the stream leaves it out.
+ */
+void omit_session_setup(LogicalDecodingContext *ctx);
 
 /*
  * The sql format's version guards, with their schema: every operator the
@@ -231,8 +255,19 @@ void json_write_message(LogicalDecodingContext *ctx, DecodeState *state, XLogRec
 void sql_write_begin(LogicalDecodingContext *ctx, DecodeState *state);
 void sql_write_commit(LogicalDecodingContext *ctx, DecodeState *state);
 void sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *change);
+/*
+ * The tables a truncate names: the tracked tables (rels[i], relations[i])
+ * and partitions truncated alone (alone[i]), whose rows the replica's table
+ * of the tracked table holds.
+ */
+/*
+ * The replica table block of rel as relation describes it now (sql_tables.cpp),
+ * for the shipper's re-send, which writes a table's rows outside decoding.
+ */
+void sql_write_table(LogicalDecodingContext *ctx, DecodeState *state, Relation relation,
+					 const RelInfo *rel);
 void sql_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n,
-						const char **schemas, const char **tables, const char *relkinds,
-						bool cascade, bool restart_identity);
+						const RelInfo **rels, Relation *relations, const bool *alone, bool cascade,
+						bool restart_identity);
 
 } // namespace edgesync::decode

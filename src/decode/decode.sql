@@ -1,6 +1,7 @@
 -- decode.sql — what the output plugin `edgesync` reads on the source (column
--- policies), and what its sql format calls on the replica (applied LSNs and
--- the apply functions).  Format and semantics: docs/output-format.md.
+-- policies), and, where edgesync is installed on a replica, the position
+-- table its sql format uses there and the apply functions older streams
+-- call.  Format and semantics: docs/output-format.md, docs/replica.md.
 
 DO $roles$
 BEGIN
@@ -74,8 +75,11 @@ CREATE EVENT TRIGGER edgesync_rename_policies ON ddl_command_end
 ALTER EVENT TRIGGER edgesync_rename_policies ENABLE ALWAYS;
 
 -- On a replica: the last commit LSN applied from each source.  The sql
--- format's apply_begin() checks and moves it in the transaction that applies
--- the changes, so a replayed transaction is recognised and skipped.
+-- format's guard reads and moves it in the transaction that applies the
+-- changes, so a replayed transaction is recognised and skipped.  A replica
+-- without edgesync gets the same table from the stream itself (plain SQL:
+-- src/decode/replica_sql.hpp, docs/replica.md); here it is edgesync's, the
+-- default replica schema's position table.
 CREATE TABLE edgesync.applied_lsn (
     source     text        PRIMARY KEY,
     lsn        pg_lsn      NOT NULL,
@@ -85,40 +89,75 @@ COMMENT ON TABLE edgesync.applied_lsn IS 'edgesync: per source, the commit LSN o
 SELECT pg_catalog.pg_extension_config_dump('edgesync.applied_lsn', '');
 REVOKE ALL ON edgesync.applied_lsn FROM PUBLIC;
 GRANT SELECT ON edgesync.applied_lsn TO edgesync_reader, edgesync_admin, edgesync_applier;
--- apply_begin() runs with the caller's rights: the applier records its LSNs itself.
+-- The guard runs with the caller's rights: the applier records its LSNs itself.
 GRANT INSERT, UPDATE ON edgesync.applied_lsn TO edgesync_applier;
 
--- apply_begin(source, commit_lsn): the first statement of every transaction
--- of the sql format.  Records commit_lsn for source if it is beyond the one
--- recorded, and returns true; otherwise the transaction was applied before:
--- returns false and edgesync.applying() turns false for the rest of the
--- transaction, so its statements change nothing.  Either way the rest of the
--- transaction runs with session_replication_role = replica, as a logical
--- replication worker does, if the caller may set it (a superuser, or a role
--- granted SET ON PARAMETER session_replication_role): triggers (edgesync's
--- own, which would otherwise give the rows new versions) and foreign key
--- checks do not fire, and the versions and timestamps arrive as they were on
--- the source.  It runs with the caller's rights and grants nothing: a caller
--- who may not set that role applies with triggers firing.  In C
--- (src/decode/apply.cpp): a replica calls it once per source transaction.
+-- The apply functions of 0.1.0's streams, which call them: apply_begin() at
+-- the start of each transaction, applying() in every statement,
+-- apply_truncate() for a truncate, apply_resync() at the start of each batch
+-- of a full re-send.  Since 0.2.0 the stream applies in plain SQL and calls
+-- none of them; they remain, for a stream written by an older plugin, as
+-- wrappers of that same SQL: the same table, the same settings
+-- (edgesync_apply.skip_through, and session_replication_role = replica for
+-- the rest of the transaction if the caller may set it, a superuser or a
+-- role granted SET ON PARAMETER session_replication_role).  They run with
+-- the caller's rights and grant nothing.
+--
+-- apply_begin(source, commit_lsn) records commit_lsn for source if it is
+-- beyond the one recorded, and returns true; otherwise the transaction was
+-- applied before: it returns false and applying() turns false for the rest
+-- of the transaction, so its statements change nothing.
 CREATE FUNCTION edgesync.apply_begin(source text, commit_lsn pg_lsn) RETURNS boolean
-    AS 'MODULE_PATHNAME', 'edgesync_apply_begin'
-    LANGUAGE C SET search_path = pg_catalog, pg_temp;
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    previous pg_lsn;
+    fresh    boolean;
+BEGIN
+    IF apply_begin.source IS NULL OR apply_begin.commit_lsn IS NULL THEN
+        RAISE EXCEPTION 'edgesync.apply_begin() arguments must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT a.lsn INTO previous FROM edgesync.applied_lsn a
+     WHERE a.source OPERATOR(pg_catalog.=) apply_begin.source;
+    INSERT INTO edgesync.applied_lsn AS a (source, lsn)
+    VALUES (apply_begin.source, apply_begin.commit_lsn)
+    ON CONFLICT (source) DO UPDATE SET lsn = EXCLUDED.lsn, applied_at = pg_catalog.now()
+     WHERE a.lsn OPERATOR(pg_catalog.<) EXCLUDED.lsn
+    RETURNING true INTO fresh;
+    fresh := COALESCE(fresh, false);
+    PERFORM pg_catalog.set_config('edgesync_apply.skip_through',
+                                  COALESCE(previous, '0/0')::pg_catalog.text, true);
+    PERFORM pg_catalog.set_config('edgesync_internal.apply_skip',
+                                  CASE WHEN fresh THEN 'off' ELSE 'on' END, true);
+    IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
+       OR pg_catalog.has_parameter_privilege('session_replication_role', 'SET') THEN
+        PERFORM pg_catalog.set_config('session_replication_role', 'replica', true);
+    END IF;
+    RETURN fresh;
+END
+$$;
 COMMENT ON FUNCTION edgesync.apply_begin(text, pg_lsn) IS
     'edgesync replica: start applying a source''s transaction; false if it was applied before';
 
--- apply_resync(source): the first statement of every batch of the shipper's
--- full re-send (edgesync.resync() on the hospital).  The same apply mode as
--- apply_begin() (applying() true, session_replication_role = replica for
--- the rest of the transaction where the caller may set it), but nothing is
--- read from or recorded in
--- applied_lsn: a re-send's batches are not transactions of the stream, and
--- a commit LSN recorded for them could make the replica skip the stream's
--- next transactions, or the batches of a later re-send, as applied before.
--- Re-applying a batch is harmless: its upserts are version-guarded.
+-- apply_resync(source): the same apply mode, whatever applied_lsn holds for
+-- source, which it neither reads nor moves: a re-send's batches are not
+-- transactions of the stream.
 CREATE FUNCTION edgesync.apply_resync(source text) RETURNS void
-    AS 'MODULE_PATHNAME', 'edgesync_apply_resync'
-    LANGUAGE C SET search_path = pg_catalog, pg_temp;
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF apply_resync.source IS NULL THEN
+        RAISE EXCEPTION 'edgesync.apply_resync() argument must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM pg_catalog.set_config('edgesync_apply.skip_through', '0/0', true);
+    PERFORM pg_catalog.set_config('edgesync_internal.apply_skip', 'off', true);
+    IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
+       OR pg_catalog.has_parameter_privilege('session_replication_role', 'SET') THEN
+        PERFORM pg_catalog.set_config('session_replication_role', 'replica', true);
+    END IF;
+END
+$$;
 COMMENT ON FUNCTION edgesync.apply_resync(text) IS
     'edgesync replica: start applying a batch of a source''s full re-send; records no LSN';
 

@@ -13,8 +13,8 @@ namespace edgesync::decode {
 namespace {
 
 constexpr const char *kOptionNames[] = {
-	"format", "include-transaction", "tables",	   "skip-origins", "columns",
-	"source", "batch-rows",			 "batch-bytes"};
+	"format", "include-transaction", "tables",		"skip-origins",	  "columns",
+	"source", "batch-rows",			 "batch-bytes", "replica-schema", "schema-changes"};
 
 std::string
 lower(std::string_view s)
@@ -166,7 +166,8 @@ parse_options(const std::vector<RawOption> &raw)
 			std::end(kOptionNames))
 			throw Error("42704", format("unrecognized edgesync option \"%s\"", name.c_str()))
 				.hint("Valid options are format, include-transaction, tables, skip-origins, "
-					  "columns, source, batch-rows and batch-bytes.");
+					  "columns, source, batch-rows, batch-bytes, replica-schema and "
+					  "schema-changes.");
 		if (std::find(seen.begin(), seen.end(), name) != seen.end())
 			throw Error("42601", format("option \"%s\" given more than once", name.c_str()));
 		seen.push_back(name);
@@ -203,6 +204,20 @@ parse_options(const std::vector<RawOption> &raw)
 			opts.batch_rows = int_option(opt, 1, kMaxBatchRows);
 		} else if (name == "batch-bytes") {
 			opts.batch_bytes = int_option(opt, kMinBatchBytes, kMaxBatchBytes);
+		} else if (name == "replica-schema") {
+			/* Taken as written, like a quoted identifier: it names a schema on the replica. */
+			const std::string &v = required_value(opt);
+			if (v.empty() || v.size() > 63)
+				throw bad_value(name, opt.second, "A schema name has 1 to 63 bytes.");
+			opts.replica_schema = v;
+		} else if (name == "schema-changes") {
+			std::string v = lower(required_value(opt));
+			if (v == "apply")
+				opts.schema_changes = SchemaChanges::kApply;
+			else if (v == "check")
+				opts.schema_changes = SchemaChanges::kCheck;
+			else
+				throw bad_value(name, opt.second, "Valid values are \"apply\" and \"check\".");
 		}
 	}
 	return opts;

@@ -23,6 +23,8 @@ namespace edgesync::decode {
 
 enum class Format { kJson, kSql };
 enum class ColumnsMode { kPolicy, kRaw };
+/* sql format: what the stream does about the replica's tables (docs/replica.md). */
+enum class SchemaChanges { kApply, kCheck };
 
 /* schema.table as the user wrote it, identifier rules applied. */
 struct QualifiedName {
@@ -43,11 +45,13 @@ struct Options {
 	bool include_transaction = false;
 	bool skip_origins = false;
 	ColumnsMode columns = ColumnsMode::kPolicy;
-	bool has_tables = false;			  /* "tables" given: only these */
-	std::vector<QualifiedName> tables;	  /* when has_tables */
-	std::optional<std::string> source;	  /* sql format: the name of this source */
-	int batch_rows = kDefaultBatchRows;	  /* sql format: most changes per statement */
-	int batch_bytes = kDefaultBatchBytes; /* sql format: a statement's size cap */
+	bool has_tables = false;				   /* "tables" given: only these */
+	std::vector<QualifiedName> tables;		   /* when has_tables */
+	std::optional<std::string> source;		   /* sql format: the name of this source */
+	int batch_rows = kDefaultBatchRows;		   /* sql format: most changes per statement */
+	int batch_bytes = kDefaultBatchBytes;	   /* sql format: a statement's size cap */
+	std::optional<std::string> replica_schema; /* sql format: everything on the replica goes here */
+	SchemaChanges schema_changes = SchemaChanges::kApply; /* sql format */
 };
 
 using RawOption = std::pair<std::string, std::optional<std::string>>;

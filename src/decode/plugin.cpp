@@ -78,6 +78,9 @@ store_options(DecodeState *state, const Options &opts)
 	state->batch_bytes = opts.batch_bytes;
 	if (opts.source)
 		pg_call([&] { state->source = pstrdup(opts.source->c_str()); });
+	if (opts.replica_schema)
+		pg_call([&] { state->replica_schema = pstrdup(opts.replica_schema->c_str()); });
+	state->schema_check = opts.schema_changes == SchemaChanges::kCheck;
 }
 
 void
@@ -163,6 +166,12 @@ startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 		AllocSetContextCreate(ctx->context, "edgesync sql run", ALLOCSET_DEFAULT_SIZES);
 	state->ntables = -1;
 	parse_plugin_options(state, ctx->output_plugin_options);
+	HASHCTL ensured;
+	ensured.keysize = sizeof(Oid);
+	ensured.entrysize = sizeof(EnsuredTable);
+	ensured.hcxt = ctx->context;
+	state->ensured =
+		hash_create("edgesync ensured tables", 16, &ensured, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	MemoryContextSwitchTo(old);
 
 	opt->output_type = OUTPUT_PLUGIN_TEXTUAL_OUTPUT;
@@ -368,6 +377,7 @@ change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation relation,
 	Change c;
 	memset(&c, 0, sizeof(c));
 	c.rel = rel;
+	c.relation = relation;
 	c.action = rbchange->action;
 	c.natts = desc->natts;
 
@@ -446,7 +456,10 @@ truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int nrelations, Rel
 	MemoryContext old = MemoryContextSwitchTo(state->change_context);
 	const char **schemas = static_cast<const char **>(palloc0(sizeof(char *) * (nrelations + 1)));
 	const char **tables = static_cast<const char **>(palloc0(sizeof(char *) * (nrelations + 1)));
-	char *kinds = static_cast<char *>(palloc0(nrelations + 1));
+	const RelInfo **rels =
+		static_cast<const RelInfo **>(palloc0(sizeof(RelInfo *) * (nrelations + 1)));
+	Relation *truncated = static_cast<Relation *>(palloc0(sizeof(Relation) * (nrelations + 1)));
+	bool *alone = static_cast<bool *>(palloc0(sizeof(bool) * (nrelations + 1)));
 	int n = 0;
 
 	for (int i = 0; i < nrelations; i++) {
@@ -456,7 +469,8 @@ truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int nrelations, Rel
 		if (rel->root == rel->relid) {
 			schemas[n] = rel->schema;
 			tables[n] = rel->table;
-			kinds[n] = relations[i]->rd_rel->relkind;
+			rels[n] = rel;
+			truncated[n] = relations[i];
 			n++;
 			continue;
 		}
@@ -471,7 +485,9 @@ truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int nrelations, Rel
 			continue;
 		schemas[n] = get_namespace_name(RelationGetNamespace(relations[i]));
 		tables[n] = RelationGetRelationName(relations[i]);
-		kinds[n] = relations[i]->rd_rel->relkind;
+		rels[n] = rel;
+		truncated[n] = relations[i];
+		alone[n] = true;
 		n++;
 	}
 	if (n > 0) {
@@ -480,7 +496,7 @@ truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int nrelations, Rel
 		bool cascade = rbchange->data.truncate.cascade;
 		bool restart = rbchange->data.truncate.restart_seqs;
 		if (state->format == static_cast<int>(Format::kSql))
-			sql_write_truncate(ctx, state, n, schemas, tables, kinds, cascade, restart);
+			sql_write_truncate(ctx, state, n, rels, truncated, alone, cascade, restart);
 		else
 			json_write_truncate(ctx, state, n, schemas, tables, cascade, restart);
 	}

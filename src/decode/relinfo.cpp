@@ -34,9 +34,11 @@ extern "C" {
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "nodes/bitmapset.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -327,6 +329,58 @@ key_text_is_exact(Form_pg_attribute att)
 	}
 }
 
+/*
+ * A stored generated column's expression, as pg_get_expr() deparses it for
+ * the relation (functions and operators outside pg_catalog qualified: the
+ * decoding pins search_path), for a replica table that computes it too.
+ */
+const char *
+generation_expression(Relation rel, AttrNumber attnum)
+{
+	TupleConstr *constr = RelationGetDescr(rel)->constr;
+	const char *expr = nullptr;
+	for (int i = 0; constr != nullptr && i < constr->num_defval && expr == nullptr; i++) {
+		if (constr->defval[i].adnum != attnum)
+			continue;
+		/* Every name outside pg_catalog qualified, whatever the session's search_path. */
+		int level = NewGUCNestLevel();
+		(void) set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		Datum deparsed =
+			DirectFunctionCall2(pg_get_expr, CStringGetTextDatum(constr->defval[i].adbin),
+								ObjectIdGetDatum(RelationGetRelid(rel)));
+		expr = text_to_cstring(reinterpret_cast<::text *>(DatumGetPointer(deparsed)));
+		AtEOXact_GUC(true, level);
+	}
+	return expr;
+}
+
+/*
+ * A hash of what a replica table block says of the table: its name, its
+ * columns (name, type, NOT NULL, policy) and its key.  The sql format writes
+ * a table's block again when it changes within a session.
+ */
+uint64
+shape_hash(const RelInfo *info)
+{
+	uint64 h = hash_bytes_extended(reinterpret_cast<const unsigned char *>(info->sql_name),
+								   static_cast<int>(strlen(info->sql_name)), 0);
+	/* Summed over the columns: a partition may have them in another order. */
+	for (int i = 0; i < info->natts; i++) {
+		const ColumnInfo *col = &info->columns[i];
+		if (col->dropped)
+			continue;
+		char flags[4] = {static_cast<char>(col->not_null), static_cast<char>(col->policy),
+						 static_cast<char>(col->generated), static_cast<char>(col->is_key)};
+		uint64 c = hash_bytes_extended(reinterpret_cast<const unsigned char *>(col->name),
+									   static_cast<int>(strlen(col->name)), 1);
+		c = hash_bytes_extended(reinterpret_cast<const unsigned char *>(col->sql_type),
+								static_cast<int>(strlen(col->sql_type)), c);
+		h += hash_bytes_extended(reinterpret_cast<const unsigned char *>(flags), sizeof(flags), c);
+	}
+	return h;
+}
+
 void
 build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext context)
 {
@@ -356,8 +410,11 @@ build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext conte
 	appendStringInfoString(&buf, ",\"table\":");
 	text::append_json_string(sink, info->table);
 	info->json_names = buf.data;
+	/* On the replica: in the schema the option names, if any, else the same. */
+	info->replica_schema =
+		state->replica_schema != nullptr ? pstrdup(state->replica_schema) : info->schema;
 	initStringInfo(&buf);
-	text::append_sql_identifier(sink, info->schema);
+	text::append_sql_identifier(sink, info->replica_schema);
 	appendStringInfoChar(&buf, '.');
 	text::append_sql_identifier(sink, info->table);
 	info->sql_name = buf.data;
@@ -372,7 +429,9 @@ build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext conte
 		if (col->dropped)
 			continue;
 		col->generated = att->attgenerated == ATTRIBUTE_GENERATED_STORED;
+		col->not_null = att->attnotnull;
 		col->typid = att->atttypid;
+		col->typmod = att->atttypmod;
 		col->typlen = att->attlen;
 		col->type_hash = GetSysCacheHashValue1(TYPEOID, ObjectIdGetDatum(att->atttypid));
 		col->kind = value_kind_of(att->atttypid);
@@ -398,6 +457,8 @@ build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext conte
 		fmgr_info_cxt(output, &col->output, context);
 		if (strcmp(col->name, "version") == 0 && att->atttypid == INT8OID)
 			info->version_attnum = att->attnum;
+		if (col->generated)
+			col->generation = generation_expression(rel, att->attnum);
 	}
 
 	info->nkeys = index_attnums(edgesync::primary_key_index(rel), info->keys);
@@ -414,6 +475,7 @@ build(RelInfo *info, const DecodeState *state, Relation rel, MemoryContext conte
 			info->columns[i].sql_eq = qualified_equality(info->columns[i].typid);
 
 	load_policies(info);
+	info->shape_hash = shape_hash(info);
 	MemoryContextSwitchTo(old);
 }
 

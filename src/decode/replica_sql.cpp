@@ -18,7 +18,7 @@ namespace {
 void
 literal(std::string &out, std::string_view s)
 {
-	text::append_sql_literal_one_line(out, s);
+	append_clean_literal(out, s);
 }
 
 void

@@ -62,6 +62,41 @@ append_apply_condition(Sink &out, std::string_view commit_lsn)
 	out.append(rest.data(), rest.size());
 }
 
+/*
+ * Appends s as a SQL string literal without any control character in it: a
+ * string holding one is written E'...' with each control character as \xHH
+ * (quotes doubled, backslashes doubled), so that a name of the hospital's
+ * inside a literal keeps the statement on one clean line, as
+ * text::append_sql_identifier keeps it as a token.
+ */
+template <typename Sink>
+void
+append_clean_literal(Sink &out, std::string_view s)
+{
+	bool control = false;
+	for (char c : s)
+		control |= static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+	if (!control) {
+		text::append_sql_literal(out, s);
+		return;
+	}
+	static constexpr char hex[] = "0123456789abcdef";
+	out.push_back('E');
+	out.push_back('\'');
+	for (char c : s) {
+		unsigned char u = static_cast<unsigned char>(c);
+		if (c == '\'' || c == '\\') {
+			out.push_back(c);
+			out.push_back(c);
+		} else if (u < 0x20 || u == 0x7f) {
+			const char esc[4] = {'\\', 'x', hex[u >> 4], hex[u & 0xf]};
+			out.append(esc, 4);
+		} else
+			out.push_back(c);
+	}
+	out.push_back('\'');
+}
+
 /* Once per session, before the first guard: creates <schema>.applied_lsn if missing. */
 std::string setup_statement(std::string_view schema);
 

@@ -7,9 +7,9 @@
  * statement shape (table, column list, conflict clause, guard) are buffered
  * as one run and written as one multi-row statement:
  *
- *   INSERT INTO t AS target (c1, c2) SELECT
+ *   INSERT INTO t AS target (c1, c2) OVERRIDING SYSTEM VALUE SELECT
  *     pg_catalog.unnest('{1,2}'::integer[]), pg_catalog.unnest('{"a","b"}'::text[])
- *     WHERE edgesync.applying() ON CONFLICT (pk) DO UPDATE SET ... WHERE ...;
+ *     WHERE <apply condition> ON CONFLICT (pk) DO UPDATE SET ... WHERE ...;
  *
  * (one array literal per column: the replica parses a handful of literals
  * per run instead of one per value.  The unnests are in the select list, so
@@ -19,7 +19,12 @@
  * would flatten, gets SELECT * FROM (VALUES (..), (..)) AS v);
  *   DELETE FROM t AS target USING (VALUES (k, version), ...) AS v(c1, c2)
  *     WHERE target."k" OPERATOR(pg_catalog.=) v.c1
- *       AND target."version" OPERATOR(pg_catalog.<=) v.c2 AND edgesync.applying();
+ *       AND target."version" OPERATOR(pg_catalog.<=) v.c2 AND <apply condition>;
+ *
+ * The apply condition (replica_sql.hpp) is that of the run's last change's
+ * transaction: for the shipper, whose runs go on across commits, the run
+ * applies when any of its transactions is new (docs/shipping.md says why
+ * re-applying the others then is harmless).
  *
  * A run of one change is written in the single-row form.  A run ends at a
  * change that does not fit it, at an upsert whose key is already in it (ON
@@ -53,6 +58,7 @@ struct SqlRun {
 	char **casts;		  /* ::type[] per column of the list */
 	int64 bytes;		  /* columnar: the values' bytes */
 	XLogRecPtr last_lsn;  /* of the run's last change: the LSN its statement is written at */
+	char commit_lsn[32];  /* of the run's last change's transaction: its apply condition's */
 	uint64 *keys;		  /* upsert: open-addressed set of key hashes (0 = empty) */
 	int keys_size;		  /* a power of two */
 	int nkeys;
@@ -196,6 +202,7 @@ run_added(LogicalDecodingContext *ctx, DecodeState *state)
 	SqlRun *run = state->run;
 	run->nrows++;
 	run->last_lsn = ctx->write_location;
+	strlcpy(run->commit_lsn, state->commit_lsn, sizeof(run->commit_lsn));
 	if (run->nrows >= state->batch_rows || run->rows.len >= state->batch_bytes ||
 		run->bytes >= state->batch_bytes)
 		run_flush(ctx, state);
@@ -238,6 +245,7 @@ add_upsert_columnar(LogicalDecodingContext *ctx, DecodeState *state, const Chang
 			if (run->first.len >= state->batch_bytes) {
 				run->nrows = 1;
 				run->last_lsn = ctx->write_location;
+				strlcpy(run->commit_lsn, state->commit_lsn, sizeof(run->commit_lsn));
 				run_flush(ctx, state);
 				return;
 			}
@@ -318,6 +326,8 @@ run_flush(LogicalDecodingContext *ctx, DecodeState *state)
 		appendBinaryStringInfo(out, run->rows.data, run->rows.len);
 		appendStringInfoChar(out, ')');
 		appendBinaryStringInfo(out, run->tail.data, run->tail.len);
+		append_condition(out, run->commit_lsn);
+		appendStringInfoChar(out, ';');
 	} else if (run->columnar && run->nrows == 1)
 		appendBinaryStringInfo(out, run->first.data, run->first.len);
 	else if (run->columnar) {
@@ -333,7 +343,7 @@ run_flush(LogicalDecodingContext *ctx, DecodeState *state)
 			appendStringInfoString(out, run->casts[j]);
 			appendStringInfoChar(out, ')');
 		}
-		appendStringInfoString(out, " WHERE edgesync.applying()");
+		append_condition(out, run->commit_lsn, " WHERE ");
 		appendBinaryStringInfo(out, run->tail.data, run->tail.len);
 	} else {
 		appendBinaryStringInfo(out, run->head.data, run->head.len);
@@ -346,7 +356,7 @@ run_flush(LogicalDecodingContext *ctx, DecodeState *state)
 			appendBinaryStringInfo(out, run->rows.data, run->rows.len);
 			appendStringInfoString(out, ") AS v");
 		}
-		appendStringInfoString(out, " WHERE edgesync.applying()");
+		append_condition(out, run->commit_lsn, " WHERE ");
 		appendBinaryStringInfo(out, run->tail.data, run->tail.len);
 	}
 	/* How many changes the statement applies, for consumers that count them (the shipper). */
@@ -440,7 +450,6 @@ add_delete(LogicalDecodingContext *ctx, DecodeState *state, const Change *c, con
 						 key_equality(state, &rel->columns[rel->keys[k] - 1]), k + 1);
 	if (versioned)
 		appendStringInfo(&tail, " AND target.\"version\" %s v.c%d", op, rel->nkeys + 1);
-	appendStringInfoString(&tail, " AND edgesync.applying();");
 
 	SqlRun *run = get_run(state);
 	if (run->nrows == 0 || !run_has_shape(run, RunKind::kDelete, &head, &tail)) {

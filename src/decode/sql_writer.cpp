@@ -1,20 +1,25 @@
 /*
  * sql_writer.cpp — the sql format: each transaction as SQL that applies it
- * to a replica with the same tables, idempotently.
+ * to a replica idempotently, in plain SQL (nothing of edgesync need be
+ * installed there: docs/replica.md, "What a replica needs").
  *
  *   BEGIN;
- *   SELECT edgesync.apply_begin('<source>', '0/1A2B3C8');
+ *   DO $edgesync$ ... $edgesync$;                 (setup: once per session)
+ *   WITH edgesync_guard AS (...) INSERT INTO "edgesync"."applied_lsn" ...;
+ *   DO $edgesync$ ... $edgesync$;                 (table block: first write of a table)
  *   INSERT INTO "public"."patients" AS target ("id","name","version")
- *     SELECT 1, 'Ann'::pg_catalog.text, 1::pg_catalog.int8 WHERE edgesync.applying()
+ *     OVERRIDING SYSTEM VALUE SELECT 1, 'Ann'::pg_catalog.text, 1::pg_catalog.int8
+ *     WHERE '0/1A2B3C8'::pg_catalog.pg_lsn OPERATOR(pg_catalog.>) <skip_through>
  *     ON CONFLICT ("id") DO UPDATE SET "name" = EXCLUDED."name", "version" = EXCLUDED."version"
  *     WHERE target."version" OPERATOR(pg_catalog.<) EXCLUDED."version";
  *   COMMIT;
  *
- * (each statement on one line).  apply_begin() (src/decode/decode.sql)
- * records the transaction's commit LSN for this source on the replica and
- * makes edgesync.applying() false when that LSN was applied before, so a
- * replayed transaction changes nothing; every statement is conditional on
- * it.  Upserts and deletes are also guarded by the row's version.
+ * (each statement on one line).  The guard (replica_sql.hpp) records the
+ * transaction's commit LSN for this source on the replica and puts the LSN
+ * recorded before into the setting edgesync_apply.skip_through; every
+ * statement applies only if its transaction's LSN is beyond it, so a
+ * replayed transaction changes nothing.  Upserts and deletes are also
+ * guarded by the row's version.
  *
  * Columns left out: generated (cannot be written), redacted (the replica
  * keeps its own), and TOASTed values the WAL did not carry (unchanged); an
@@ -22,12 +27,20 @@
  *
  * This file writes the statements of one change each; runs of changes
  * written as one multi-row statement are in sql_runs.cpp (what the two
- * share: sql_writer_internal.hpp).
+ * share: sql_writer_internal.hpp), table blocks in sql_tables.cpp.
  */
+#include "core/guard.hpp"
 #include "decode/sql_writer_internal.hpp"
+
+#include "decode/replica_sql.hpp"
 
 extern "C" {
 #include "common/hashfn.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/partcache.h"
+#include "utils/ruleutils.h"
 }
 
 namespace edgesync::decode::sql {
@@ -134,7 +147,8 @@ write_update(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
 	appendStringInfoString(out, " WHERE ");
 	append_key_condition(out, state, c, c->key_changed);
 	append_version_guard(out, c, kVersionLess, false);
-	appendStringInfoString(out, " AND edgesync.applying();");
+	append_condition(out, state->commit_lsn);
+	appendStringInfoChar(out, ';');
 	OutputPluginWrite(ctx, true);
 }
 
@@ -217,6 +231,14 @@ write_left_out(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
 
 } // namespace
 
+void
+append_condition(StringInfo out, const char *commit_lsn, const char *prefix)
+{
+	StringInfoSink sink{out};
+	appendStringInfoString(out, prefix);
+	replica::append_apply_condition(sink, commit_lsn);
+}
+
 bool
 in_column_list(const DecodeState *state, const Change *c, int i, bool with_too_large)
 {
@@ -234,7 +256,8 @@ build_delete(StringInfo out, DecodeState *state, const Change *c, const char *op
 	appendStringInfo(out, "DELETE FROM %s AS target WHERE ", c->rel->sql_name);
 	append_key_condition(out, state, c, true);
 	append_version_guard(out, c, op, guard_with_old);
-	appendStringInfoString(out, " AND edgesync.applying();");
+	append_condition(out, state->commit_lsn);
+	appendStringInfoChar(out, ';');
 }
 
 void
@@ -262,7 +285,8 @@ append_upsert_head(StringInfo out, const DecodeState *state, const Change *c)
 		first = false;
 		appendStringInfoString(out, rel->columns[i].sql_ident);
 	}
-	appendStringInfoChar(out, ')');
+	/* A replica key made GENERATED ALWAYS AS IDENTITY takes the hospital's values. */
+	appendStringInfoString(out, ") OVERRIDING SYSTEM VALUE");
 }
 
 /*
@@ -335,7 +359,7 @@ build_upsert(StringInfo out, const DecodeState *state, const Change *c)
 	append_upsert_head(out, state, c);
 	appendStringInfoString(out, " SELECT ");
 	(void) append_upsert_values(out, state, c);
-	appendStringInfoString(out, " WHERE edgesync.applying()");
+	append_condition(out, state->commit_lsn, " WHERE ");
 	append_upsert_tail(out, state, c);
 }
 
@@ -361,11 +385,25 @@ sql_write_begin(LogicalDecodingContext *ctx, DecodeState *state)
 	appendStringInfoString(ctx->out, "BEGIN;");
 	OutputPluginWrite(ctx, true);
 
+	const char *schema =
+		state->replica_schema != nullptr ? state->replica_schema : replica::kDefaultSchema;
+	if (!state->setup_written) {
+		/* The position table and the role's replica mode, before the session's first guard. */
+		char *setup = guarded([&]() -> char * {
+			std::string text = replica::setup_statement(schema);
+			return pg_call([&] { return pstrdup(text.c_str()); });
+		});
+		OutputPluginPrepareWrite(ctx, true);
+		appendStringInfoString(ctx->out, setup);
+		OutputPluginWrite(ctx, true);
+		state->setup_written = true;
+	}
+	char *guard = guarded([&]() -> char * {
+		std::string text = replica::guard_statement(schema, state->source, state->commit_lsn);
+		return pg_call([&] { return pstrdup(text.c_str()); });
+	});
 	OutputPluginPrepareWrite(ctx, true);
-	StringInfoSink sink{ctx->out};
-	appendStringInfoString(ctx->out, "SELECT edgesync.apply_begin(");
-	text::append_sql_literal_one_line(sink, state->source);
-	appendStringInfo(ctx->out, ", '%s');", state->commit_lsn);
+	appendStringInfoString(ctx->out, guard);
 	OutputPluginWrite(ctx, true);
 }
 
@@ -382,6 +420,8 @@ sql_write_commit(LogicalDecodingContext *ctx, DecodeState *state)
 void
 sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
 {
+	/* The replica's table, as this change sees it, before its first statement. */
+	sql::ensure_table(ctx, state, c->relation, c->rel);
 	if (c->action == REORDER_BUFFER_CHANGE_DELETE && c->old_values == nullptr) {
 		/* REPLICA IDENTITY NOTHING: no key to delete by; say so in the stream. */
 		sql::write_not_applied(ctx, state, c, "the table has REPLICA IDENTITY NOTHING", nullptr);
@@ -427,31 +467,78 @@ sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *
 	}
 }
 
+/*
+ * A truncate, under the apply condition: a DO block that truncates the
+ * tracked tables, and deletes the rows of a partition truncated alone from
+ * its tracked table's (the replica's table holds every partition's rows):
+ * the partition's constraint, as the hospital's catalog deparses it, says
+ * which.
+ */
 void
-sql_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n, const char **schemas,
-				   const char **tables, const char *relkinds, bool cascade, bool restart_identity)
+sql_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n, const RelInfo **rels,
+				   Relation *relations, const bool *alone, bool cascade, bool restart_identity)
 {
 	sql::run_flush(ctx, state);
-	OutputPluginPrepareWrite(ctx, true);
-	StringInfo out = ctx->out;
-	StringInfoSink sink{out};
-	StringInfoData name;
-	initStringInfo(&name);
+	for (int i = 0; i < n; i++)
+		sql::ensure_table(ctx, state, relations[i], rels[i]);
 
-	appendStringInfoString(out, "SELECT edgesync.apply_truncate(ARRAY[");
+	StringInfoData body;
+	initStringInfo(&body);
+	StringInfoSink sink{&body};
+	appendStringInfoString(&body, "BEGIN IF ");
+	sql::append_condition(&body, state->commit_lsn, "");
+	appendStringInfoString(&body, " THEN ");
+	bool first = true;
 	for (int i = 0; i < n; i++) {
-		if (i > 0)
-			appendStringInfoString(out, ", ");
-		resetStringInfo(&name);
-		StringInfoSink name_sink{&name};
-		text::append_sql_identifier(name_sink, schemas[i], text::IdentifierUse::kInString);
-		appendStringInfoChar(&name, '.');
-		text::append_sql_identifier(name_sink, tables[i], text::IdentifierUse::kInString);
-		text::append_sql_literal_one_line(sink, std::string_view(name.data, name.len));
+		if (alone[i])
+			continue;
+		appendStringInfoString(&body, first ? "TRUNCATE " : ", ");
+		first = false;
+		appendStringInfoString(&body, rels[i]->sql_name);
 	}
-	appendStringInfo(out, "]::pg_catalog.regclass[], %s, %s);", restart_identity ? "true" : "false",
-					 cascade ? "true" : "false");
+	if (!first)
+		appendStringInfo(&body, "%s%s; ", restart_identity ? " RESTART IDENTITY" : "",
+						 cascade ? " CASCADE" : "");
+	for (int i = 0; i < n; i++) {
+		if (!alone[i])
+			continue;
+		/* Deparsed with every name qualified outside pg_catalog, run as written. */
+		int level = NewGUCNestLevel();
+		(void) set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		Oid relid = RelationGetRelid(relations[i]);
+		Expr *qual = get_partition_qual_relid(relid);
+		char *condition =
+			qual == nullptr
+				? nullptr
+				: deparse_expression(reinterpret_cast<Node *>(qual),
+									 deparse_context_for(get_rel_name(relid), relid), false, false);
+		AtEOXact_GUC(true, level);
+		StringInfoData statement;
+		initStringInfo(&statement);
+		appendStringInfo(&statement, "DELETE FROM %s", rels[i]->sql_name);
+		/* (A default partition alone in its table has no constraint: every row.) */
+		if (condition != nullptr)
+			appendStringInfo(&statement, " WHERE %s", condition);
+		appendStringInfoString(&body, "EXECUTE ");
+		replica::append_clean_literal(sink, std::string_view(statement.data, statement.len));
+		appendStringInfoString(&body, "; ");
+	}
+	appendStringInfoString(&body, "END IF; END");
+
+	char *block = guarded([&]() -> char * {
+		std::string text = replica::do_block(std::string_view(body.data, body.len));
+		return pg_call([&] { return pstrdup(text.c_str()); });
+	});
+	OutputPluginPrepareWrite(ctx, true);
+	appendStringInfoString(ctx->out, block);
 	OutputPluginWrite(ctx, true);
+}
+
+void
+omit_session_setup(LogicalDecodingContext *ctx)
+{
+	static_cast<DecodeState *>(ctx->output_plugin_private)->setup_written = true;
 }
 
 } // namespace edgesync::decode

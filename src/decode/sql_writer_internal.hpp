@@ -34,6 +34,41 @@ void append_upsert_tail(StringInfo out, const DecodeState *state, const Change *
 void build_upsert(StringInfo out, const DecodeState *state, const Change *c);
 void write_upsert(LogicalDecodingContext *ctx, DecodeState *state, const Change *c);
 
+/* ` AND <apply condition>` of the transaction committed at commit_lsn (replica_sql.hpp). */
+void append_condition(StringInfo out, const char *commit_lsn, const char *prefix = " AND ");
+
+/* sql_tables.cpp */
+
+/* What the hospital did to a table, for its table block (all empty: nothing, just the shape). */
+struct TableEdit {
+	const char *old_schema; /* renamed or moved: where it was, or nullptr */
+	const char *old_table;
+	int nrenamed;
+	const char **renamed_from;
+	const char **renamed_to;
+	int ndropped;
+	const char **dropped;
+	int nretyped;
+	const char **retyped;
+	int nadded; /* added by the change: they take the hospital's missing value and NOT NULL */
+	const char **added;
+};
+
+/*
+ * Writes the table block (replica_sql.hpp) that brings the replica's table
+ * of rel (as relation describes it here) to its shape, after edit, under
+ * the apply condition of the transaction being decoded.
+ */
+void write_table_block(LogicalDecodingContext *ctx, DecodeState *state, Relation relation,
+					   const RelInfo *rel, const TableEdit *edit);
+/*
+ * Before a table's first statement of the session, and after its shape
+ * changed: its table block, so that a replica lacking the table or a column
+ * gets it from the stream itself.
+ */
+void ensure_table(LogicalDecodingContext *ctx, DecodeState *state, Relation relation,
+				  const RelInfo *rel);
+
 /* sql_runs.cpp */
 
 /* Forgets the buffered run (at BEGIN: one left over from a transaction that failed). */

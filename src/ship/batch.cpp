@@ -14,6 +14,9 @@ namespace edgesync::ship {
 
 namespace {
 
+/* How the sql format's guard starts (decode/replica_sql.hpp), lower case. */
+constexpr std::string_view kGuardPrefix = "with edgesync_guard as (";
+
 /* Whether data starts with prefix (lower case), ignoring the case of data. */
 bool
 starts_with_nocase(std::string_view data, std::string_view prefix)
@@ -78,10 +81,9 @@ lsn_text(uint64_t lsn)
 bool
 is_frame_row(std::string_view data)
 {
-	/* json: {"op":"begin"... / {"op":"commit"...; sql: BEGIN; / COMMIT; */
+	/* json: {"op":"begin"... / {"op":"commit"...; sql: BEGIN; / COMMIT; and the guard */
 	auto starts = [&](std::string_view p) { return starts_with_nocase(data, p); };
-	if (starts("{\"op\":\"begin\"") || starts("{\"op\":\"commit\"") ||
-		starts("select edgesync.apply_begin("))
+	if (starts("{\"op\":\"begin\"") || starts("{\"op\":\"commit\"") || starts(kGuardPrefix))
 		return true;
 	/* the sql format's BEGIN; / COMMIT; rows */
 	return data.size() < 32 && (starts("begin") || starts("commit"));
@@ -230,7 +232,7 @@ reserve_text(Body &body, const std::vector<Row> &rows, size_t from, size_t n, bo
 Body
 replica_batch_body(std::vector<Row> &rows, size_t n)
 {
-	constexpr std::string_view guard_prefix = "select edgesync.apply_begin(";
+	constexpr std::string_view guard_prefix = kGuardPrefix;
 	n = std::min(n, rows.size());
 	size_t guard = n;
 	for (size_t i = 0; i < n; i++)

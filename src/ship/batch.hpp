@@ -28,7 +28,7 @@ namespace edgesync::ship {
  * transaction that the slot reader wrote to its spill file instead of keeping
  * them in memory (edgesync.ship_transaction_memory), each followed by a
  * newline.  A spilled stretch holds change rows only, never a begin, commit
- * or apply_begin() row; its data is the text of its last row (for the
+ * or guard row; its data is the text of its last row (for the
  * Idempotency-Key) and its lsn that row's.
  */
 struct Row {
@@ -112,12 +112,11 @@ std::string_view strip_transaction(std::string_view sql);
 /*
  * The body of a replica batch made of the sql-format transactions in
  * rows[0, n): their statements, without each transaction's BEGIN;, COMMIT;
- * and apply_begin() rows, after one apply_begin() for the whole batch, the
- * last transaction's.  The replica applies the batch as one transaction, so
- * one guard decides it: skipped whole when the last transaction was applied
- * before, applied whole otherwise (see docs/shipping.md for why re-applying
- * an already applied first part is harmless).  Rows without an apply_begin()
- * keep none.
+ * and guard rows, after one guard for the whole batch, the last
+ * transaction's.  The replica applies the batch as one transaction, so one
+ * guard records it; it reads the LSN recorded before, and each statement,
+ * conditional on its own transaction's commit LSN, applies only if that is
+ * beyond (docs/replica.md).  Rows without a guard keep none.
  *
  * Both bodies take the rows' text: each row's data is moved into the body
  * and left empty, so that a large batch is not held in memory twice.
@@ -128,7 +127,7 @@ Body replica_batch_body(std::vector<Row> &rows, size_t n);
 /* The body of an HTTP batch: the text of rows[0, n), one line each. */
 Body http_batch_body(std::vector<Row> &rows, size_t n);
 
-/* Whether a row is a begin, commit or apply_begin() row (never spilled). */
+/* Whether a row is a begin, commit or guard row (never spilled). */
 bool is_frame_row(std::string_view data);
 
 /* Whether a row is a commit row (json or sql format). */

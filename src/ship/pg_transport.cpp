@@ -39,6 +39,7 @@
 #include "core/guard.hpp"
 #include "core/pg_compat.hpp"
 #include "core/remote_wait.hpp"
+#include "decode/replica_sql.hpp"
 #include "ship/activity.hpp"
 #include "ship/owner.hpp"
 #include "ship/remote_error.hpp"
@@ -349,6 +350,21 @@ class PgTransport : public Transport {
 		if (!open_connection(error))
 			return false;
 		if (!owner.superuser && !check_owner_connection(error)) {
+			disconnect();
+			return false;
+		}
+		/*
+		 * The session's setup (decode/replica_sql.hpp), which the stream
+		 * leaves to the connection: the position table where it is missing,
+		 * and whether this role may apply in replica mode.
+		 */
+		std::string setup = decode::replica::setup_statement(config_.replica_schema.empty()
+																 ? decode::replica::kDefaultSchema
+																 : config_.replica_schema);
+		if (!send(setup, error) || !collect_results(error)) {
+			constexpr std::string_view batch = "replica rejected batch: ";
+			if (error.compare(0, batch.size(), batch) == 0)
+				error = "replica refused the apply's setup: " + error.substr(batch.size());
 			disconnect();
 			return false;
 		}

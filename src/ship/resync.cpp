@@ -10,11 +10,13 @@
  * through a decoding context that collects the plugin's output instead of
  * handing it to a slot.
  *
- * Each batch is one transaction in the target's format: for a replica an
- * apply_resync() (apply mode, no applied LSN read or recorded), then
- * version-guarded upserts, so rows the replica already has in the same or a
- * newer version are left alone; over HTTP, json insert lines framed by
- * begin/commit.  Rows changed after the new slot was created arrive again
+ * Each batch is one transaction in the target's format: for a replica the
+ * re-send's start (decode/replica_sql.hpp: every statement applies, no
+ * applied LSN read or recorded), each table's table block (the replica's
+ * table created or brought to the hospital's shape, as the stream's own
+ * blocks do), then version-guarded upserts, so rows the replica already has
+ * in the same or a newer version are left alone; over HTTP, json insert
+ * lines framed by begin/commit.  Rows changed after the new slot was created arrive again
  * through the stream: the version guard makes the overlap harmless.
  *
  * Commit LSNs: the stream from the new slot carries every transaction whose
@@ -23,7 +25,7 @@
  * got from the old slot committed before S.  So the re-send must not claim
  * an LSN at or beyond S, or a receiver that skips transactions not newer
  * than the last one it applied would skip streamed ones (the replica's
- * apply_begin() does exactly that).  Every line of a re-send carries
+ * guard does exactly that).  Every line of a re-send carries
  * commit_lsn S - 1 and xid 0; on a replica nothing is recorded at all, so a
  * later re-send (a retry, or another resync) is never taken for a replay.
  * Idempotency-Keys name the slot, the attempt (its start time) and the
@@ -61,6 +63,7 @@
 #include "core/guard.hpp"
 #include "decode/decode.hpp"
 #include "decode/options.hpp"
+#include "decode/replica_sql.hpp"
 #include "ship/activity.hpp"
 #include "ship/batch.hpp"
 #include "ship/resync.hpp"
@@ -178,17 +181,6 @@ class Resender {
 		/* The settings the plugin writes every value under. */
 		pg_call([] { decode::pin_output_settings_for_writers(); });
 		started_ = pg_call([] { return GetCurrentTimestamp(); });
-		/* The stream's source name (plugin.cpp): what apply_resync() is told. */
-		pg_call([&] {
-			Oid types[1] = {TEXTOID};
-			Datum values[1] = {CStringGetTextDatum(config_.slot.c_str())};
-			SPI_execute_with_args("SELECT pg_catalog.format('%s/%s/%s', system_identifier,"
-								  " pg_catalog.current_database(), $1)"
-								  "  FROM pg_catalog.pg_control_system()",
-								  1, types, values, nullptr, true, 0);
-		});
-		source_ =
-			pg_call([] { return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1); });
 
 		pg_call([&] {
 			context_ = AllocSetContextCreate(CurrentMemoryContext, "edgesync resync",
@@ -202,7 +194,9 @@ class Resender {
 			state_->include_transaction = true;
 			state_->raw_columns = config_.columns == "raw";
 			state_->ntables = -1;
-			state_->source = pstrdup(source_.c_str());
+			if (!config_.replica_schema.empty())
+				state_->replica_schema = pstrdup(config_.replica_schema.c_str());
+			state_->schema_check = config_.schema_changes == "check";
 			state_->txn = static_cast<ReorderBufferTXN *>(palloc0(sizeof(ReorderBufferTXN)));
 			ctx_ = static_cast<LogicalDecodingContext *>(palloc0(sizeof(LogicalDecodingContext)));
 			ctx_->context = context_;
@@ -289,12 +283,34 @@ class Resender {
 		keys_table_.clear();
 		sweeping_ = facts.complete();
 		table_rows_ = 0;
+		if (sql() && !write_table_block(table.root, error, delivered))
+			return false;
 		if (sweeping_ && !begin_table(facts, error, delivered))
 			return false;
 		for (Oid leaf : table.leaves)
 			if (!send_rows(leaf, facts, error, delivered))
 				return false;
 		return !sweeping_ || end_table(facts, error, delivered);
+	}
+
+	/*
+	 * sql: the replica's table of root, as the snapshot has it, before its
+	 * rows (and its sweep's temporary table, made like it).
+	 */
+	bool write_table_block(Oid root, std::string &error, Delivered &delivered)
+	{
+		if (!make_room(error, delivered))
+			return false;
+		begin_batch();
+		Relation rel = pg_call([&] { return table_open(root, AccessShareLock); });
+		pg_call([&] {
+			const decode::RelInfo *info = decode::relinfo_get(state_, rel);
+			decode::sql_write_table(ctx_, state_, rel, info);
+			table_close(rel, NoLock);
+		});
+		batch_bytes_ += static_cast<int64_t>(rows_.back().size());
+		batch_rows_++;
+		return true;
 	}
 
 	/* The root's names and key, read once; the lock is kept until the end of the transaction. */
@@ -365,7 +381,7 @@ class Resender {
 	/*
 	 * Opens a batch: a made-up transaction, the time of this resync, commit
 	 * LSN just below the new slot's start (see the top of this file).  sql:
-	 * apply_resync() instead of the stream's apply_begin().
+	 * the re-send's start instead of the stream's guard.
 	 */
 	void begin_batch()
 	{
@@ -378,11 +394,8 @@ class Resender {
 				decode::json_write_begin(ctx_, state_);
 		});
 		if (sql()) {
-			std::string begin = "SELECT edgesync.apply_resync(";
-			text::append_sql_literal_one_line(begin, source_);
-			begin += ");";
 			rows_.emplace_back("BEGIN;");
-			rows_.push_back(std::move(begin));
+			rows_.push_back(decode::replica::resync_start_statement());
 		}
 		begun_ = true;
 	}
@@ -437,10 +450,10 @@ class Resender {
 		 * In the transaction of the table's last rows (a table without rows:
 		 * that of its CREATE).  The key count guards against a temporary
 		 * table that missed a batch: then the batch fails and nothing is
-		 * deleted.  The statements do not test edgesync.applying() (always
-		 * true after apply_resync()): deleting the keys the snapshot lacks is
+		 * deleted.  The statements need no apply condition (every one holds
+		 * after the re-send's start): deleting the keys the snapshot lacks is
 		 * right whenever this batch arrives (see the top of this file), and
-		 * the replica role apply_resync() set keeps the replica's triggers
+		 * the replica mode the start entered keeps the replica's triggers
 		 * out of it.
 		 */
 		begin_batch();
@@ -493,6 +506,7 @@ class Resender {
 		decode::Change c;
 		memset(&c, 0, sizeof(c));
 		c.rel = info;
+		c.relation = rel;
 		c.action = REORDER_BUFFER_CHANGE_INSERT;
 		c.natts = desc->natts;
 		c.new_values = static_cast<Datum *>(palloc(sizeof(Datum) * desc->natts));
@@ -577,7 +591,6 @@ class Resender {
 	uint64_t batches_ = 0;
 	uint64_t slot_start_ = 0;	/* the new slot's confirmed position */
 	std::string key_prefix_;	/* "resync-<slot start>-<attempt>-" */
-	std::string source_;		/* the stream's source name */
 	TimestampTz started_ = 0;	/* this attempt */
 	StringInfo keys_ = nullptr; /* sql: keys of this batch's rows of the current table */
 	std::string keys_table_;	/* sql: the current table's temporary table on the replica */

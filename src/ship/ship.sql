@@ -24,7 +24,10 @@ CREATE TABLE edgesync.targets (
     ca_file       text,
     timeout_ms    integer     NOT NULL,
     created_at    timestamptz NOT NULL DEFAULT now(),
-    owner         regrole     NOT NULL   -- who added it or last set its URL: owner.hpp
+    owner         regrole     NOT NULL,  -- who added it or last set its URL: owner.hpp
+    replica_schema text,                 -- postgresql: the replica schema (docs/replica.md), or NULL
+    schema_changes text       NOT NULL DEFAULT 'apply'
+                              CHECK (schema_changes IN ('apply', 'check'))
 );
 COMMENT ON TABLE edgesync.targets IS 'edgesync: where changes are shipped (secrets are kept apart)';
 -- Targets are in a dump; their secrets, state and slots are not: a
@@ -142,6 +145,29 @@ BEGIN
                       HINT = 'Pass a token with bearer_token.';
         END IF;
     END LOOP;
+END
+$$;
+
+-- A replica's settings (docs/replica.md): the schema everything applied
+-- goes to, and whether the stream changes the replica's tables or only
+-- checks them.
+CREATE FUNCTION edgesync._check_replica_settings(kind text, replica_schema text, schema_changes text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF schema_changes IS NULL OR schema_changes NOT IN ('apply', 'check') THEN
+        RAISE EXCEPTION 'invalid value for schema_changes'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Valid values are "apply" and "check".';
+    END IF;
+    IF replica_schema IS NOT NULL AND octet_length(replica_schema) NOT BETWEEN 1 AND 63 THEN
+        RAISE EXCEPTION 'replica_schema must have 1 to 63 bytes'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF kind = 'http' AND (replica_schema IS NOT NULL OR schema_changes <> 'apply') THEN
+        RAISE EXCEPTION 'replica_schema and schema_changes apply to postgresql targets only'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
 END
 $$;
 
@@ -286,7 +312,9 @@ CREATE FUNCTION edgesync.add_target(name text, url text, bearer_token text DEFAU
                                     batch_changes integer DEFAULT 1000,
                                     batch_bytes bigint DEFAULT 4194304,
                                     columns text DEFAULT 'policy', enabled boolean DEFAULT true,
-                                    timeout_ms integer DEFAULT 30000)
+                                    timeout_ms integer DEFAULT 30000,
+                                    replica_schema text DEFAULT NULL,
+                                    schema_changes text DEFAULT 'apply')
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -312,15 +340,17 @@ BEGIN
     u := edgesync._parse_target_url(url);
     PERFORM edgesync._check_target_settings(u.kind, bearer_token, headers, ca_file,
                                             batch_changes, batch_bytes, columns, timeout_ms);
+    PERFORM edgesync._check_replica_settings(u.kind, replica_schema, schema_changes);
     PERFORM edgesync._check_raw_columns(columns);
     PERFORM edgesync._check_target_owner(target, url, owner);
     slot := 'edgesync_' || target;
     PERFORM edgesync._create_target_slot(slot);
     BEGIN
         INSERT INTO edgesync.targets (name, kind, url, slot_name, batch_changes, batch_bytes,
-                                      columns, enabled, ca_file, timeout_ms, owner)
+                                      columns, enabled, ca_file, timeout_ms, owner,
+                                      replica_schema, schema_changes)
         VALUES (target, u.kind, u.url, slot, batch_changes, batch_bytes, columns, enabled,
-                ca_file, timeout_ms, owner);
+                ca_file, timeout_ms, owner, replica_schema, schema_changes);
         INSERT INTO edgesync.target_secrets (name, bearer_token, password, headers)
         VALUES (target, bearer_token, nullif(u.password, ''), headers);
         INSERT INTO edgesync.target_state (name) VALUES (target);
@@ -339,7 +369,9 @@ CREATE FUNCTION edgesync.alter_target(name text, url text DEFAULT NULL, bearer_t
                                       headers jsonb DEFAULT NULL, ca_file text DEFAULT NULL,
                                       batch_changes integer DEFAULT NULL,
                                       batch_bytes bigint DEFAULT NULL, columns text DEFAULT NULL,
-                                      enabled boolean DEFAULT NULL, timeout_ms integer DEFAULT NULL)
+                                      enabled boolean DEFAULT NULL, timeout_ms integer DEFAULT NULL,
+                                      replica_schema text DEFAULT NULL,
+                                      schema_changes text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -370,12 +402,17 @@ BEGIN
     t.columns := coalesce(columns, t.columns);
     t.enabled := coalesce(enabled, t.enabled);
     t.timeout_ms := coalesce(timeout_ms, t.timeout_ms);
+    -- '' goes back to the default replica schema.
+    IF replica_schema IS NOT NULL THEN t.replica_schema := nullif(replica_schema, ''); END IF;
+    t.schema_changes := coalesce(schema_changes, t.schema_changes);
     PERFORM edgesync._check_target_settings(t.kind, s.bearer_token, s.headers, t.ca_file,
                                             t.batch_changes, t.batch_bytes, t.columns, t.timeout_ms);
+    PERFORM edgesync._check_replica_settings(t.kind, t.replica_schema, t.schema_changes);
     PERFORM edgesync._check_raw_columns(t.columns);
     UPDATE edgesync.targets SET kind = t.kind, url = t.url, batch_changes = t.batch_changes,
            batch_bytes = t.batch_bytes, columns = t.columns, enabled = t.enabled,
-           ca_file = t.ca_file, timeout_ms = t.timeout_ms, owner = t.owner
+           ca_file = t.ca_file, timeout_ms = t.timeout_ms, owner = t.owner,
+           replica_schema = t.replica_schema, schema_changes = t.schema_changes
      WHERE targets.name = t.name;
     UPDATE edgesync.target_secrets SET bearer_token = s.bearer_token, password = s.password,
            headers = s.headers
@@ -501,11 +538,11 @@ BEGIN
 END
 $$;
 
-REVOKE ALL ON FUNCTION edgesync.add_target(text, text, text, jsonb, text, integer, bigint, text, boolean, integer),
-                       edgesync.alter_target(text, text, text, jsonb, text, integer, bigint, text, boolean, integer),
+REVOKE ALL ON FUNCTION edgesync.add_target(text, text, text, jsonb, text, integer, bigint, text, boolean, integer, text, text),
+                       edgesync.alter_target(text, text, text, jsonb, text, integer, bigint, text, boolean, integer, text, text),
                        edgesync.drop_target(text), edgesync.ship(text, integer), edgesync.resync(text)
     FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION edgesync.add_target(text, text, text, jsonb, text, integer, bigint, text, boolean, integer),
-                          edgesync.alter_target(text, text, text, jsonb, text, integer, bigint, text, boolean, integer),
+GRANT EXECUTE ON FUNCTION edgesync.add_target(text, text, text, jsonb, text, integer, bigint, text, boolean, integer, text, text),
+                          edgesync.alter_target(text, text, text, jsonb, text, integer, bigint, text, boolean, integer, text, text),
                           edgesync.drop_target(text), edgesync.ship(text, integer), edgesync.resync(text)
     TO edgesync_admin;

@@ -203,7 +203,8 @@ load_target(const std::string &name, TargetConfig &c, bool &enabled)
 			"          FROM pg_catalog.jsonb_each(s.headers) h),"
 			"       t.batch_changes, t.batch_bytes, t.timeout_ms, st.consecutive_failures,"
 			"       st.pending_end, st.resync_pending, t.enabled, st.acked_lsn,"
-			"       pg_catalog.pg_get_userbyid(t.owner)::pg_catalog.text, r.rolsuper"
+			"       pg_catalog.pg_get_userbyid(t.owner)::pg_catalog.text, r.rolsuper,"
+			"       t.replica_schema, t.schema_changes"
 			"  FROM edgesync.targets t"
 			"  JOIN edgesync.target_secrets s ON s.name OPERATOR(pg_catalog.=) t.name"
 			"  JOIN edgesync.target_state st ON st.name OPERATOR(pg_catalog.=) t.name"
@@ -232,6 +233,8 @@ load_target(const std::string &name, TargetConfig &c, bool &enabled)
 	c.acked_lsn = is_null(0, 16) ? 0 : static_cast<uint64_t>(get_int(0, 16));
 	c.owner = get_text(0, 17);
 	c.owner_superuser = get_int(0, 18) != 0; /* a dropped role is no superuser */
+	c.replica_schema = get_text(0, 19);
+	c.schema_changes = get_text(0, 20);
 	return true;
 }
 
@@ -469,7 +472,8 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 	std::unique_ptr<SlotReader> reader;
 	with_transaction(own_transactions, [&] {
 		reader = std::make_unique<SlotReader>(config.slot, config.kind == "http" ? "json" : "sql",
-											  config.columns);
+											  config.columns, config.replica_schema,
+											  config.schema_changes);
 	});
 
 	/*

@@ -70,7 +70,8 @@ end_of_complete_wal()
 } // namespace
 
 SlotReader::SlotReader(const std::string &slot, const std::string &format,
-					   const std::string &columns)
+					   const std::string &columns, const std::string &replica_schema,
+					   const std::string &schema_changes)
 {
 	try {
 		pg_call([&] {
@@ -100,6 +101,14 @@ SlotReader::SlotReader(const std::string &slot, const std::string &format,
 				makeDefElem(pstrdup("format"), (Node *) makeString(pstrdup(format.c_str())), -1),
 				makeDefElem(pstrdup("include-transaction"), (Node *) makeString(pstrdup("on")), -1),
 				makeDefElem(pstrdup("columns"), (Node *) makeString(pstrdup(columns.c_str())), -1));
+			if (format == "sql" && !replica_schema.empty())
+				options = lappend(
+					options, makeDefElem(pstrdup("replica-schema"),
+										 (Node *) makeString(pstrdup(replica_schema.c_str())), -1));
+			if (format == "sql" && !schema_changes.empty())
+				options = lappend(
+					options, makeDefElem(pstrdup("schema-changes"),
+										 (Node *) makeString(pstrdup(schema_changes.c_str())), -1));
 			XLogReaderRoutine wal_reading = {};
 			wal_reading.page_read = read_local_xlog_page;
 			wal_reading.segment_open = wal_segment_open;
@@ -108,8 +117,10 @@ SlotReader::SlotReader(const std::string &slot, const std::string &format,
 										 prepare_write, write, nullptr);
 			MemoryContextSwitchTo(caller);
 			ctx_->output_writer_private = this;
-			if (format == "sql")
+			if (format == "sql") {
 				decode::hold_runs_across_commits(ctx_);
+				decode::omit_session_setup(ctx_);
+			}
 			/* Every transaction committed after confirmed_flush is decoded from here. */
 			XLogBeginRead(ctx_->reader, MyReplicationSlot->data.restart_lsn);
 		});

@@ -40,9 +40,14 @@ class SlotReader : public SpillSource {
 	/*
 	 * Acquires the slot and starts decoding at its restart_lsn.  For the sql
 	 * format, runs of changes continue across transactions (decode.hpp:
-	 * hold_runs_across_commits) until take_held_run().
+	 * hold_runs_across_commits) until take_held_run(), the replica schema and
+	 * schema_changes are the plugin's options of those names (empty: their
+	 * defaults), and the replica's setup is left to the connection
+	 * (decode.hpp: omit_session_setup).
 	 */
-	SlotReader(const std::string &slot, const std::string &format, const std::string &columns);
+	SlotReader(const std::string &slot, const std::string &format, const std::string &columns,
+			   const std::string &replica_schema = std::string(),
+			   const std::string &schema_changes = std::string());
 	/* Frees the decoding context and releases the slot, also while unwinding an error. */
 	~SlotReader() override;
 	SlotReader(const SlotReader &) = delete;

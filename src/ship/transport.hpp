@@ -39,8 +39,10 @@ struct TargetConfig {
 	std::string bearer_token;
 	std::string password;
 	std::vector<std::string> headers; /* "Name: value" */
-	std::string owner;				  /* the role the target belongs to (owner.hpp) */
-	bool owner_superuser = false;	  /* ... as it is now */
+	std::string replica_schema; /* postgresql: the replica schema, or empty (docs/replica.md) */
+	std::string schema_changes = "apply"; /* postgresql: apply | check */
+	std::string owner;					  /* the role the target belongs to (owner.hpp) */
+	bool owner_superuser = false;		  /* ... as it is now */
 	int batch_changes = 1000;
 	int64_t batch_bytes = 4 << 20;
 	int timeout_ms = 30000;

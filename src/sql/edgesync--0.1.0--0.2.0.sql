@@ -935,6 +935,57 @@ GRANT INSERT, UPDATE ON edgesync.applied_lsn TO edgesync_applier;
 REVOKE EXECUTE ON FUNCTION edgesync.apply_begin(text, pg_lsn), edgesync.apply_resync(text),
     edgesync.apply_truncate(regclass[], boolean, boolean) FROM edgesync_admin;
 
+-- The sql format applies in plain SQL, with nothing of edgesync on the
+-- replica (src/decode/replica_sql.hpp).  apply_begin() and apply_resync(),
+-- which streams of 0.1.0 call, become PL/pgSQL wrappers of that same SQL:
+-- the same table, the same settings.  Their C symbols now only say to run
+-- this update.
+CREATE OR REPLACE FUNCTION edgesync.apply_begin(source text, commit_lsn pg_lsn) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    previous pg_lsn;
+    fresh    boolean;
+BEGIN
+    IF apply_begin.source IS NULL OR apply_begin.commit_lsn IS NULL THEN
+        RAISE EXCEPTION 'edgesync.apply_begin() arguments must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT a.lsn INTO previous FROM edgesync.applied_lsn a
+     WHERE a.source OPERATOR(pg_catalog.=) apply_begin.source;
+    INSERT INTO edgesync.applied_lsn AS a (source, lsn)
+    VALUES (apply_begin.source, apply_begin.commit_lsn)
+    ON CONFLICT (source) DO UPDATE SET lsn = EXCLUDED.lsn, applied_at = pg_catalog.now()
+     WHERE a.lsn OPERATOR(pg_catalog.<) EXCLUDED.lsn
+    RETURNING true INTO fresh;
+    fresh := COALESCE(fresh, false);
+    PERFORM pg_catalog.set_config('edgesync_apply.skip_through',
+                                  COALESCE(previous, '0/0')::pg_catalog.text, true);
+    PERFORM pg_catalog.set_config('edgesync_internal.apply_skip',
+                                  CASE WHEN fresh THEN 'off' ELSE 'on' END, true);
+    IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
+       OR pg_catalog.has_parameter_privilege('session_replication_role', 'SET') THEN
+        PERFORM pg_catalog.set_config('session_replication_role', 'replica', true);
+    END IF;
+    RETURN fresh;
+END
+$$;
+CREATE OR REPLACE FUNCTION edgesync.apply_resync(source text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF apply_resync.source IS NULL THEN
+        RAISE EXCEPTION 'edgesync.apply_resync() argument must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM pg_catalog.set_config('edgesync_apply.skip_through', '0/0', true);
+    PERFORM pg_catalog.set_config('edgesync_internal.apply_skip', 'off', true);
+    IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
+       OR pg_catalog.has_parameter_privilege('session_replication_role', 'SET') THEN
+        PERFORM pg_catalog.set_config('session_replication_role', 'replica', true);
+    END IF;
+END
+$$;
+
 -- ship
 
 -- The shipper's queries run with search_path = pg_catalog, pg_temp however
@@ -1221,6 +1272,153 @@ BEGIN
      WHERE target_state.name = t.name;
 END
 $$;
+
+-- A replica's schema (issue 12): where the apply puts everything on the
+-- replica, and whether the stream changes the replica's tables or only
+-- checks them (docs/replica.md).  add_target() and alter_target() take both.
+ALTER TABLE edgesync.targets ADD COLUMN replica_schema text,
+    ADD COLUMN schema_changes text NOT NULL DEFAULT 'apply'
+        CHECK (schema_changes IN ('apply', 'check'));
+CREATE FUNCTION edgesync._check_replica_settings(kind text, replica_schema text, schema_changes text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF schema_changes IS NULL OR schema_changes NOT IN ('apply', 'check') THEN
+        RAISE EXCEPTION 'invalid value for schema_changes'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Valid values are "apply" and "check".';
+    END IF;
+    IF replica_schema IS NOT NULL AND octet_length(replica_schema) NOT BETWEEN 1 AND 63 THEN
+        RAISE EXCEPTION 'replica_schema must have 1 to 63 bytes'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF kind = 'http' AND (replica_schema IS NOT NULL OR schema_changes <> 'apply') THEN
+        RAISE EXCEPTION 'replica_schema and schema_changes apply to postgresql targets only'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+DROP FUNCTION edgesync.add_target(text, text, text, jsonb, text, integer, bigint, text, boolean, integer);
+DROP FUNCTION edgesync.alter_target(text, text, text, jsonb, text, integer, bigint, text, boolean, integer);
+CREATE FUNCTION edgesync.add_target(name text, url text, bearer_token text DEFAULT NULL,
+                                    headers jsonb DEFAULT '{}', ca_file text DEFAULT NULL,
+                                    batch_changes integer DEFAULT 1000,
+                                    batch_bytes bigint DEFAULT 4194304,
+                                    columns text DEFAULT 'policy', enabled boolean DEFAULT true,
+                                    timeout_ms integer DEFAULT 30000,
+                                    replica_schema text DEFAULT NULL,
+                                    schema_changes text DEFAULT 'apply')
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
+AS $$
+DECLARE
+    target text := add_target.name;
+    owner  regrole := edgesync._calling_role();
+    slot   text;
+    u      record;
+BEGIN
+    IF target IS NULL OR target !~ '^[a-z0-9_]{1,54}$' THEN
+        RAISE EXCEPTION 'invalid target name "%"', target
+            USING ERRCODE = 'invalid_name',
+                  DETAIL = 'A target name is 1 to 54 lower-case letters, digits or underscores.';
+    END IF;
+    IF EXISTS (SELECT FROM edgesync.targets t WHERE t.name = target) THEN
+        RAISE EXCEPTION 'target "%" already exists', target USING ERRCODE = 'duplicate_object';
+    END IF;
+    IF url IS NULL THEN
+        RAISE EXCEPTION 'invalid target URL: NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    u := edgesync._parse_target_url(url);
+    PERFORM edgesync._check_target_settings(u.kind, bearer_token, headers, ca_file,
+                                            batch_changes, batch_bytes, columns, timeout_ms);
+    PERFORM edgesync._check_replica_settings(u.kind, replica_schema, schema_changes);
+    PERFORM edgesync._check_raw_columns(columns);
+    PERFORM edgesync._check_target_owner(target, url, owner);
+    slot := 'edgesync_' || target;
+    PERFORM edgesync._create_target_slot(slot);
+    BEGIN
+        INSERT INTO edgesync.targets (name, kind, url, slot_name, batch_changes, batch_bytes,
+                                      columns, enabled, ca_file, timeout_ms, owner,
+                                      replica_schema, schema_changes)
+        VALUES (target, u.kind, u.url, slot, batch_changes, batch_bytes, columns, enabled,
+                ca_file, timeout_ms, owner, replica_schema, schema_changes);
+        INSERT INTO edgesync.target_secrets (name, bearer_token, password, headers)
+        VALUES (target, bearer_token, nullif(u.password, ''), headers);
+        INSERT INTO edgesync.target_state (name) VALUES (target);
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM edgesync._drop_target_slot(slot);
+        RAISE;
+    END;
+    PERFORM edgesync._warn_unbounded_wal(target);
+END
+$$;
+CREATE FUNCTION edgesync.alter_target(name text, url text DEFAULT NULL, bearer_token text DEFAULT NULL,
+                                      headers jsonb DEFAULT NULL, ca_file text DEFAULT NULL,
+                                      batch_changes integer DEFAULT NULL,
+                                      batch_bytes bigint DEFAULT NULL, columns text DEFAULT NULL,
+                                      enabled boolean DEFAULT NULL, timeout_ms integer DEFAULT NULL,
+                                      replica_schema text DEFAULT NULL,
+                                      schema_changes text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
+AS $$
+DECLARE
+    t  edgesync.targets := edgesync._require_target(alter_target.name);
+    s  edgesync.target_secrets;
+    u  record;
+BEGIN
+    SELECT * INTO s FROM edgesync.target_secrets WHERE target_secrets.name = t.name FOR UPDATE;
+    IF NOT FOUND THEN  -- a restored target: secrets are not in a dump
+        INSERT INTO edgesync.target_secrets (name) VALUES (t.name) RETURNING * INTO s;
+    END IF;
+    IF url IS NOT NULL THEN
+        u := edgesync._parse_target_url(url);
+        t.kind := u.kind;
+        t.url := u.url;
+        t.owner := edgesync._calling_role();
+        s.password := nullif(u.password, '');
+        PERFORM edgesync._check_target_owner(t.name, url, t.owner);
+    END IF;
+    IF bearer_token IS NOT NULL THEN s.bearer_token := nullif(bearer_token, ''); END IF;
+    IF headers IS NOT NULL THEN s.headers := headers; END IF;
+    IF ca_file IS NOT NULL THEN t.ca_file := nullif(ca_file, ''); END IF;
+    t.batch_changes := coalesce(batch_changes, t.batch_changes);
+    t.batch_bytes := coalesce(batch_bytes, t.batch_bytes);
+    t.columns := coalesce(columns, t.columns);
+    t.enabled := coalesce(enabled, t.enabled);
+    t.timeout_ms := coalesce(timeout_ms, t.timeout_ms);
+    -- '' goes back to the default replica schema.
+    IF replica_schema IS NOT NULL THEN t.replica_schema := nullif(replica_schema, ''); END IF;
+    t.schema_changes := coalesce(schema_changes, t.schema_changes);
+    PERFORM edgesync._check_target_settings(t.kind, s.bearer_token, s.headers, t.ca_file,
+                                            t.batch_changes, t.batch_bytes, t.columns, t.timeout_ms);
+    PERFORM edgesync._check_replica_settings(t.kind, t.replica_schema, t.schema_changes);
+    PERFORM edgesync._check_raw_columns(t.columns);
+    UPDATE edgesync.targets SET kind = t.kind, url = t.url, batch_changes = t.batch_changes,
+           batch_bytes = t.batch_bytes, columns = t.columns, enabled = t.enabled,
+           ca_file = t.ca_file, timeout_ms = t.timeout_ms, owner = t.owner,
+           replica_schema = t.replica_schema, schema_changes = t.schema_changes
+     WHERE targets.name = t.name;
+    UPDATE edgesync.target_secrets SET bearer_token = s.bearer_token, password = s.password,
+           headers = s.headers
+     WHERE target_secrets.name = t.name;
+    -- New settings deserve a prompt try.
+    UPDATE edgesync.target_state SET next_retry = NULL WHERE target_state.name = t.name;
+    IF enabled THEN
+        PERFORM edgesync._warn_unbounded_wal(t.name);
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION edgesync.add_target(text, text, text, jsonb, text, integer, bigint, text, boolean, integer, text, text),
+                       edgesync.alter_target(text, text, text, jsonb, text, integer, bigint, text, boolean, integer, text, text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION edgesync.add_target(text, text, text, jsonb, text, integer, bigint, text, boolean, integer, text, text),
+                          edgesync.alter_target(text, text, text, jsonb, text, integer, bigint, text, boolean, integer, text, text)
+    TO edgesync_admin;
 
 -- federate
 

@@ -239,22 +239,31 @@ like($err, qr/password is required/, 'SET ROLE: a target added as an admin role 
 # 3. A malicious replica: a huge answer and forged log lines.
 
 my $evil = edgesync_node('evil');
+# The stream calls no function of the replica's: the noise comes from a
+# trigger on the replica's table, the huge answer from a rule that turns the
+# stream's DELETE into a SELECT.
 $evil->safe_psql('postgres', q{
-	CREATE SCHEMA edgesync;
-	CREATE FUNCTION edgesync.apply_begin(text, pg_lsn) RETURNS SETOF text LANGUAGE plpgsql AS $$
+	CREATE TABLE hospital_patients (id int PRIMARY KEY, name text NOT NULL, ward text);
+	CREATE FUNCTION noise() RETURNS trigger LANGUAGE plpgsql AS $$
 	BEGIN
 		RAISE NOTICE E'all fine\nFORGED-LOG-LINE LOG:  superuser password changed';
 		RAISE NOTICE 'long %', repeat('n', 100000);
 		FOR i IN 1..300 LOOP
 			RAISE NOTICE 'flood %', i;
 		END LOOP;
-		RETURN QUERY SELECT repeat('x', 200) FROM generate_series(1, 2000000);
+		RETURN NEW;
 	END $$;
+	CREATE TRIGGER noise BEFORE INSERT ON hospital_patients FOR EACH ROW EXECUTE FUNCTION noise();
+	ALTER TABLE hospital_patients ENABLE ALWAYS TRIGGER noise;
+	CREATE RULE huge AS ON DELETE TO hospital_patients
+	    DO INSTEAD SELECT repeat('x', 200) FROM generate_series(1, 2000000);
+	ALTER TABLE hospital_patients ENABLE ALWAYS RULE huge;
 });
 $hospital->safe_psql('postgres',
 	"SELECT edgesync.add_target('evil', 'postgresql:///postgres?host=" . $evil->host . '&port=' . $evil->port
 	  . "', enabled => false, timeout_ms => 60000)");
 $hospital->safe_psql('postgres', q{INSERT INTO hospital_patients VALUES (2, 'Bob', 'B')});
+$hospital->safe_psql('postgres', q{DELETE FROM hospital_patients WHERE id = 2});
 
 my $hwm = q{(regexp_match(pg_read_file('/proc/' || pg_backend_pid() || '/status'), 'VmHWM:\s+(\d+) kB'))[1]::bigint};
 my $log_start = -s $hospital->logfile;

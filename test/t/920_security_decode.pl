@@ -176,7 +176,7 @@ is($replica->safe_psql('hospital', 'SELECT source FROM edgesync.applied_lsn'), $
 my $sql = slurp_slot('audit', $end, 'format=sql', "source=$name{source}");
 my @lines = split /\n/, $sql;
 my @bad = grep {
-	!/^(BEGIN;|COMMIT;|SELECT edgesync\.apply_begin\(|INSERT INTO |UPDATE |DELETE FROM |SELECT edgesync\.apply_truncate\(|-- edgesync: )/
+	!/^(BEGIN;|COMMIT;|WITH edgesync_guard AS \(|INSERT INTO |UPDATE |DELETE FROM |DO \$edgesync\$|-- edgesync: )/
 	  || /[\x00-\x1f\x7f]/
 } @lines;
 ok(@lines > 10, 'names: the sql stream has its statements');

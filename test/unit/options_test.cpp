@@ -105,6 +105,21 @@ TEST(Options, BatchLimits)
 	EXPECT_EQ(sqlstate_of({{"batch-bytes", "268435457"}}), "22023");
 }
 
+TEST(Options, ReplicaSchemaAndSchemaChanges)
+{
+	Options d = parse({});
+	EXPECT_FALSE(d.replica_schema.has_value());
+	EXPECT_EQ(d.schema_changes, SchemaChanges::kApply);
+	Options o = parse({{"replica-schema", "Hospital A"}, {"schema-changes", "Check"}});
+	EXPECT_EQ(*o.replica_schema, "Hospital A"); /* as written: it names a schema on the replica */
+	EXPECT_EQ(o.schema_changes, SchemaChanges::kCheck);
+	EXPECT_EQ(parse({{"schema-changes", "apply"}}).schema_changes, SchemaChanges::kApply);
+	EXPECT_EQ(sqlstate_of({{"replica-schema", ""}}), "22023");
+	EXPECT_EQ(sqlstate_of({{"replica-schema", std::string(64, 'x')}}), "22023");
+	EXPECT_EQ(sqlstate_of({{"replica-schema", std::nullopt}}), "22023");
+	EXPECT_EQ(sqlstate_of({{"schema-changes", "off"}}), "22023");
+}
+
 TEST(Options, ErrorNamesTheOption)
 {
 	try {

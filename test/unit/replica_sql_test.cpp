@@ -58,11 +58,22 @@ TEST(ReplicaSql, SourceAndSchemaCannotEndTheStatement)
 	std::string g = guard_statement("my\nschema", "src');DROP TABLE x;--\n", "0/10");
 	EXPECT_TRUE(one_line(g));
 	EXPECT_NE(g.find("U&\"my\\000aschema\".\"applied_lsn\""), std::string::npos);
-	EXPECT_NE(g.find("E'src'');DROP TABLE x;--\\n'"), std::string::npos);
+	EXPECT_NE(g.find("E'src'');DROP TABLE x;--\\x0a'"), std::string::npos);
 	std::string s = setup_statement("my\"schema");
 	EXPECT_TRUE(one_line(s));
 	EXPECT_NE(s.find("CREATE SCHEMA \"my\"\"schema\";"), std::string::npos);
 	EXPECT_NE(s.find("pg_catalog.to_regnamespace('\"my\"\"schema\"')"), std::string::npos);
+}
+
+TEST(ReplicaSql, CleanLiteralsHoldNoControlCharacter)
+{
+	std::string out;
+	append_clean_literal(out, "plain 'q'");
+	EXPECT_EQ(out, "'plain ''q'''");
+	out.clear();
+	append_clean_literal(out, "t\r\n\t\x7f\\'");
+	EXPECT_EQ(out, "E't\\x0d\\x0a\\x09\\x7f\\\\'''");
+	EXPECT_TRUE(one_line(out));
 }
 
 TEST(ReplicaSql, DoBlockPicksATagItsBodyLacks)
@@ -92,7 +103,7 @@ TEST(ReplicaSql, TableBlockCarriesItsDataAsLiterals)
 	EXPECT_TRUE(one_line(b));
 	EXPECT_EQ(b.rfind("DO $edgesync$DECLARE m pg_catalog.text := 'apply';", 0), 0u);
 	/* The table's name: a literal, and (in the CREATE statement) a U& identifier. */
-	EXPECT_NE(b.find("n pg_catalog.text := E'pat\\nients\"; DROP TABLE x; --';"),
+	EXPECT_NE(b.find("n pg_catalog.text := E'pat\\x0aients\"; DROP TABLE x; --';"),
 			  std::string::npos);
 	EXPECT_NE(b.find("CREATE TABLE \"public\".U&\"pat\\\\000aients\"\"; DROP TABLE x; --\""),
 			  std::string::npos);

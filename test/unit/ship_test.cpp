@@ -246,7 +246,7 @@ TEST(Batch, ChangesAreWhatTheCommitRowsCarry)
 	EXPECT_EQ(count_changes(r, 3), 1);
 	/* A key-changing update: a delete and an upsert in the sql format, one change. */
 	auto sql = rows({{9, "BEGIN;"},
-					 {9, "SELECT edgesync.apply_begin('s', '0/1');"},
+					 {9, "WITH edgesync_guard AS (s, '0/1');"},
 					 {9, "DELETE ... ;"},
 					 {9, "INSERT ... ;"},
 					 {9, "COMMIT;"}});
@@ -280,19 +280,19 @@ TEST(Batch, StripTransaction)
 TEST(Batch, ReplicaBodyHasOneGuardTheLastTransactions)
 {
 	auto r = rows({{9, "BEGIN;"},
-				   {9, "SELECT edgesync.apply_begin('s', '0/10');"},
+				   {9, "WITH edgesync_guard AS (s, '0/10');"},
 				   {9, "INSERT 1;"},
 				   {9, "COMMIT;"},
 				   {10, "BEGIN;"},
-				   {10, "SELECT edgesync.apply_begin('s', '0/20');"},
+				   {10, "WITH edgesync_guard AS (s, '0/20');"},
 				   {10, "DELETE 2;"},
 				   {10, "INSERT 3;"},
 				   {10, "COMMIT;"}});
 	std::vector<Row> first_four = r;
 	EXPECT_EQ(*replica_batch_body(r, 9).in_memory(),
-			  "SELECT edgesync.apply_begin('s', '0/20');\nINSERT 1;\nDELETE 2;\nINSERT 3;\n");
+			  "WITH edgesync_guard AS (s, '0/20');\nINSERT 1;\nDELETE 2;\nINSERT 3;\n");
 	EXPECT_EQ(*replica_batch_body(first_four, 4).in_memory(),
-			  "SELECT edgesync.apply_begin('s', '0/10');\nINSERT 1;\n");
+			  "WITH edgesync_guard AS (s, '0/10');\nINSERT 1;\n");
 	EXPECT_TRUE(r[2].data.empty() && first_four[2].data.empty()) << "the text is moved, not copied";
 	auto unguarded = rows({{9, "BEGIN;"}, {9, "INSERT 1;"}, {9, "COMMIT;"}});
 	EXPECT_EQ(*replica_batch_body(unguarded, 3).in_memory(), "INSERT 1;\n");
@@ -333,12 +333,11 @@ TEST(Batch, SpilledStretchesCountAndBecomePieces)
 	EXPECT_EQ(body.size(), body.pieces[0].text.size() + 300u + body.pieces[2].text.size());
 	EXPECT_EQ(body.in_memory(), nullptr);
 
-	auto sql =
-		with_spilled_stretch("BEGIN;", "SELECT edgesync.apply_begin('s', '0/10');", "COMMIT;");
+	auto sql = with_spilled_stretch("BEGIN;", "WITH edgesync_guard AS (s, '0/10');", "COMMIT;");
 	sql.insert(sql.begin() + 2, Row{0, 9, "INSERT 1;"});
 	Body replica = replica_batch_body(sql, sql.size());
 	ASSERT_EQ(replica.pieces.size(), 2u);
-	EXPECT_EQ(replica.pieces[0].text, "SELECT edgesync.apply_begin('s', '0/10');\nINSERT 1;\n");
+	EXPECT_EQ(replica.pieces[0].text, "WITH edgesync_guard AS (s, '0/10');\nINSERT 1;\n");
 	EXPECT_EQ(replica.pieces[1].spill_bytes, 300u) << "COMMIT; after the stretch adds nothing";
 }
 

@@ -1,0 +1,230 @@
+# A postgresql:// target on a cloud server that has nothing of edgesync (not
+# preloaded, no extension, no function of ours: checked in pg_extension and
+# pg_proc), applied by a role that is neither superuser nor REPLICATION and
+# holds only CONNECT, CREATE and TEMPORARY on its database.  The shipper creates the
+# position table and every tracked table there itself: bootstrap by
+# resync(), an application workload, then schema changes on the hospital
+# mid-stream (ADD COLUMN with and without a default, a new table in a
+# tracked schema, a partition attached), the hospital and the cloud each
+# shut down immediately at some point.  At the end every table's ordered
+# checksum matches the hospital's (the hashed column holds no clear text,
+# the redacted one nothing), and a replay of the whole stream into the cloud
+# writes no row.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(sleep);
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use EdgesyncTest;
+
+# The cloud: a stock server, nothing of edgesync in its configuration.
+my $cloud = PostgreSQL::Test::Cluster->new('cloud');
+$cloud->init;
+$cloud->start;
+$cloud->safe_psql('postgres', q{
+	CREATE DATABASE replica;
+	CREATE ROLE feed LOGIN PASSWORD 'pw-SECRET-309' NOSUPERUSER NOREPLICATION;
+	-- CONNECT and CREATE; TEMPORARY (for resync's sweep) as PUBLIC has it by default.
+	REVOKE ALL ON DATABASE replica FROM PUBLIC;
+	GRANT CONNECT, CREATE, TEMPORARY ON DATABASE replica TO feed;
+});
+
+my $hospital = edgesync_node('hospital', extra_conf => q{
+edgesync.hash_key = 'tap-309-key'
+edgesync.ship_databases = 'postgres'
+edgesync.ship_naptime = 50ms
+edgesync.ship_retry_min = 50ms
+edgesync.ship_retry_max = 500ms
+});
+$hospital->safe_psql('postgres', q{
+	CREATE EXTENSION edgesync;
+	CREATE SCHEMA clinic;
+	CREATE TABLE clinic.patients (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	                              mrn text NOT NULL, name text NOT NULL, notes text,
+	                              weight numeric(6,2), born date);
+	CREATE TABLE clinic.stays (id int, ward text NOT NULL, PRIMARY KEY (id)) PARTITION BY RANGE (id);
+	CREATE TABLE clinic.stays_1 PARTITION OF clinic.stays FOR VALUES FROM (0) TO (100000);
+	SELECT edgesync.track_schema('clinic');
+	SELECT edgesync.set_column_policy('clinic.patients', 'mrn', 'hash');
+	SELECT edgesync.set_column_policy('clinic.patients', 'notes', 'redact');
+	-- A slot nobody reads until the end: the whole stream, to replay.
+	SELECT pg_create_logical_replication_slot('replay', 'edgesync');
+	INSERT INTO clinic.patients (mrn, name, notes, weight, born)
+	SELECT 'MRN-' || g, 'patient ' || g, 'secret note ' || g, g / 10.0, date '1950-01-01' + g
+	  FROM generate_series(1, 300) g;
+	INSERT INTO clinic.stays SELECT g, 'W' || g % 7 FROM generate_series(1, 200) g;
+});
+
+# Nothing of edgesync on the cloud, and a role with no special attribute.
+is($cloud->safe_psql('replica', q{
+	SELECT (SELECT count(*) FROM pg_extension WHERE extname = 'edgesync') || '/' ||
+	       (SELECT count(*) FROM pg_proc WHERE proname LIKE '%apply%' OR prosrc LIKE '%edgesync%'
+	           OR probin LIKE '%edgesync%') || '/' ||
+	       (SELECT rolsuper OR rolreplication OR rolcreatedb OR rolcreaterole FROM pg_roles WHERE rolname = 'feed')}),
+	'0/0/false', 'the cloud has no edgesync, the feed role no special attribute');
+is($cloud->safe_psql('replica', q{SHOW shared_preload_libraries}), '', 'the cloud preloads nothing');
+
+my $url = 'postgresql://feed:pw-SECRET-309@/replica?host=' . $cloud->host . '&port=' . $cloud->port;
+$hospital->safe_psql('postgres', qq{SELECT edgesync.add_target('cloud', '$url', timeout_ms => 5000)});
+$hospital->safe_psql('postgres', q{SELECT edgesync.resync('cloud')});
+
+my %checksum = (
+	'clinic.patients' => q{SELECT count(*) || ':' || md5(string_agg(concat_ws('|', id, name, weight, born,
+	                          version, created_at, updated_at), ',' ORDER BY id)) FROM clinic.patients},
+	'clinic.stays' => q{SELECT count(*) || ':' || md5(string_agg(concat_ws('|', id, ward, version), ',' ORDER BY id))
+	                      FROM clinic.stays},);
+
+sub status
+{
+	return $hospital->safe_psql('postgres',
+		"SELECT consecutive_failures || '|' || coalesce(last_error, '') FROM edgesync.target_status");
+}
+
+sub wait_converged
+{
+	my ($what) = @_;
+	for my $table (sort keys %checksum)
+	{
+		my ($source, $replica) = ('', '');
+		for (1 .. 900)
+		{
+			$source = $hospital->safe_psql('postgres', $checksum{$table});
+			my ($rc, $out) = $cloud->psql('replica', $checksum{$table});
+			$replica = $out // '';
+			last if $source eq $replica;
+			sleep(0.1);
+		}
+		is($replica, $source, "$what: $table on the cloud equals the hospital's")
+		  or diag('target: ' . status());
+	}
+}
+
+wait_converged('bootstrap by resync');
+$hospital->poll_query_until('postgres', 'SELECT NOT resync_pending FROM edgesync.target_status')
+  or die 'resync not done';
+is($cloud->safe_psql('replica', q{
+	SELECT string_agg(c.oid::regclass || ':' || pg_get_userbyid(c.relowner), ',' ORDER BY c.oid::regclass::text)
+	  FROM pg_class c WHERE c.relnamespace IN ('clinic'::regnamespace, 'edgesync'::regnamespace) AND c.relkind IN ('r', 'p')}),
+	'clinic.patients:feed,clinic.stays:feed,edgesync.applied_lsn:feed',
+	'the shipper created the position table and the tracked tables, owned by the feed role');
+is($cloud->safe_psql('replica', q{
+	SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+	 WHERE attrelid = 'clinic.patients'::regclass AND attname = 'mrn'}), 'text', 'the hashed column is text');
+is($cloud->safe_psql('replica', q{
+	SELECT count(*) FILTER (WHERE mrn LIKE 'MRN-%') || '/' || count(notes) || '/' || count(DISTINCT mrn)
+	  FROM clinic.patients}), '0/0/300', 'no clear text of the hashed column, nothing of the redacted one');
+is($cloud->safe_psql('replica', q{
+	SELECT attidentity FROM pg_attribute WHERE attrelid = 'clinic.patients'::regclass AND attname = 'id'}),
+	'', 'the hospital\'s identity column is a plain column holding its values');
+
+my $next = 1000;
+
+# Transactions of inserts, updates and deletes on both tables.
+sub workload
+{
+	my ($txns) = @_;
+	my $sql = '';
+	for (1 .. $txns)
+	{
+		my $first = $next;
+		$next += 20;
+		$sql .= "BEGIN; INSERT INTO clinic.patients (mrn, name, notes, weight) "
+		  . "SELECT 'MRN-' || g, 'new ' || g, 'note', g / 100.0 FROM generate_series($first, $first + 19) g; "
+		  . "UPDATE clinic.patients SET name = name || '+' WHERE id % 17 = $first % 17; "
+		  . "DELETE FROM clinic.patients WHERE id % 29 = $first % 29 AND id > 40; "
+		  . "INSERT INTO clinic.stays SELECT g, 'X' FROM generate_series($first, $first + 4) g; "
+		  . "UPDATE clinic.stays SET ward = ward || '.' WHERE id % 13 = $first % 13; COMMIT;\n";
+	}
+	$hospital->safe_psql('postgres', $sql);
+}
+
+workload(20);
+wait_converged('workload');
+
+# Columns added on the hospital travel with the data: one with a default
+# (the rows the replica has take it), one without.
+$hospital->safe_psql('postgres', q{
+	ALTER TABLE clinic.patients ADD COLUMN allergies text NOT NULL DEFAULT 'none';
+	ALTER TABLE clinic.patients ADD COLUMN room int;
+	UPDATE clinic.patients SET room = id % 50, allergies = 'latex' WHERE id % 5 = 0;
+});
+$checksum{'clinic.patients'} =~ s/born,/born, allergies, room,/;
+workload(10);
+
+# The hospital stops hard mid-stream.
+$hospital->stop('immediate');
+$hospital->start;
+wait_converged('columns added, hospital shut down');
+
+# A new table in the tracked schema: tracked on the hospital as it is
+# created, created on the cloud by its first change.
+$hospital->safe_psql('postgres', q{
+	CREATE TABLE clinic.labs (id bigint PRIMARY KEY, patient int NOT NULL, result text, taken timestamptz);
+	INSERT INTO clinic.labs SELECT g, g % 300 + 1, 'r' || g, timestamptz '2026-01-01' + g * interval '1 hour'
+	  FROM generate_series(1, 500) g;
+});
+$checksum{'clinic.labs'} = q{SELECT count(*) || ':' || md5(string_agg(concat_ws('|', id, patient, result, taken, version),
+                               ',' ORDER BY id)) FROM clinic.labs};
+workload(5);
+
+# The cloud stops hard while the shipper applies.
+workload(30);
+$cloud->stop('immediate');
+workload(3);
+for (1 .. 300)
+{
+	last if status() =~ /^[1-9]\d*\|/;
+	sleep(0.1);
+}
+like(status(), qr/^[1-9]\d*\|/, 'cloud down: failures recorded');
+$cloud->start;
+
+# A partition attached on the hospital: its rows arrive in the tracked table.
+$hospital->safe_psql('postgres', q{
+	CREATE TABLE public.stays_2 (id int NOT NULL, ward text NOT NULL, version bigint NOT NULL DEFAULT 1,
+	                             created_at timestamptz NOT NULL DEFAULT now(),
+	                             updated_at timestamptz NOT NULL DEFAULT now());
+	ALTER TABLE clinic.stays ATTACH PARTITION public.stays_2 FOR VALUES FROM (100000) TO (200000);
+	INSERT INTO clinic.stays SELECT g, 'P2' FROM generate_series(100000, 100099) g;
+	UPDATE clinic.stays SET ward = 'P2b' WHERE id BETWEEN 100000 AND 100010;
+});
+workload(5);
+wait_converged('new table, cloud shut down, partition attached');
+like(status(), qr/^0\|/, 'the target is healthy');
+
+# A replay of the whole stream, with the shipper's source name, writes no row.
+$hospital->safe_psql('postgres', q{SELECT edgesync.alter_target('cloud', enabled => false)});
+$hospital->poll_query_until('postgres',
+	"SELECT count(*) = 0 FROM pg_replication_slots WHERE slot_name = 'edgesync_cloud' AND active")
+  or die 'the shipper still holds the slot';
+my $source = $cloud->safe_psql('replica', 'SELECT source FROM edgesync.applied_lsn');
+my $lsn = $cloud->safe_psql('replica', 'SELECT lsn FROM edgesync.applied_lsn');
+$cloud->safe_psql('replica', q{
+	CREATE TABLE public.writes (tbl text, op text);
+	GRANT INSERT ON public.writes TO feed;
+	CREATE FUNCTION public.count_write() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN INSERT INTO public.writes VALUES (TG_TABLE_NAME, TG_OP); RETURN NULL; END $$;
+	CREATE TRIGGER count_write AFTER INSERT OR UPDATE OR DELETE ON clinic.patients
+	    FOR EACH ROW EXECUTE FUNCTION public.count_write();
+	CREATE TRIGGER count_write AFTER INSERT OR UPDATE OR DELETE ON clinic.stays
+	    FOR EACH ROW EXECUTE FUNCTION public.count_write();
+	CREATE TRIGGER count_write AFTER INSERT OR UPDATE OR DELETE ON clinic.labs
+	    FOR EACH ROW EXECUTE FUNCTION public.count_write();
+});
+my $stream = $hospital->safe_psql('postgres', qq{
+	SELECT string_agg(data, E'\\n' ORDER BY lsn) FROM pg_logical_slot_peek_changes('replay', NULL, NULL,
+	    'format', 'sql', 'source', '$source')});
+ok(length($stream) > 10000, 'the replay slot holds the stream');
+my $before = join ',', map { $cloud->safe_psql('replica', $checksum{$_}) } sort keys %checksum;
+my ($rc, $out, $err) = $cloud->psql('replica', $stream, extra_params => [ '-U', 'feed', '-v', 'ON_ERROR_STOP=1' ]);
+is($rc, 0, 'the replay applies without error') or diag($err);
+is($cloud->safe_psql('replica', 'SELECT count(*) FROM public.writes'), '0', 'the replay wrote no row');
+is(join(',', map { $cloud->safe_psql('replica', $checksum{$_}) } sort keys %checksum), $before,
+	'the replay changed nothing');
+is($cloud->safe_psql('replica', 'SELECT lsn FROM edgesync.applied_lsn'), $lsn, 'the replay moved no position');
+
+done_testing();
