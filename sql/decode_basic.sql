@@ -109,6 +109,25 @@ SELECT * FROM pg_logical_slot_peek_changes('s', NULL, NULL, 'format', 'json', 'f
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) FROM pg_logical_slot_get_changes('s', NULL, NULL);
 
+-- Schema changes of a tracked table a replica must follow: a "schema" line
+-- each, in the transaction of the change, before the changes after it; none
+-- for an untracked table, none for a column added (its values say it).
+CREATE TABLE schema_t (id int PRIMARY KEY, a text, b int);
+SELECT edgesync.track('schema_t');
+SELECT count(*) AS lines FROM pg_logical_slot_get_changes('s', NULL, NULL);
+BEGIN;
+ALTER TABLE schema_t RENAME COLUMN a TO "a 2";
+INSERT INTO schema_t (id, "a 2", b) VALUES (1, 'x', 2);
+COMMIT;
+ALTER TABLE schema_t ALTER COLUMN b TYPE bigint, DROP COLUMN "a 2", ADD COLUMN c text;
+ALTER TABLE schema_t RENAME TO schema_t2;
+ALTER TABLE untracked ALTER COLUMN note TYPE varchar(100);
+INSERT INTO schema_t2 (id, b) VALUES (2, 3);
+SELECT * FROM decoded('s');
+SELECT change, old_name, new_name, old_schema FROM edgesync.schema_changes ORDER BY changed_at, change;
+DROP TABLE schema_t2;
+SELECT count(*) FROM pg_logical_slot_get_changes('s', NULL, NULL);
+
 -- pg_replication_slot_advance() skips changes without output.
 INSERT INTO patients (id, name) VALUES (8, 'skipped');
 SELECT 'advanced' FROM pg_replication_slot_advance('s', pg_current_wal_lsn());

@@ -245,6 +245,10 @@ int read_column_policies(Oid relid, Snapshot snapshot, StoredPolicy **out);
 void json_write_begin(LogicalDecodingContext *ctx, DecodeState *state);
 void json_write_commit(LogicalDecodingContext *ctx, DecodeState *state);
 void json_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *change);
+/* A schema change of the tracked table rel: a "schema" line (json_writer.cpp). */
+void json_write_schema_change(LogicalDecodingContext *ctx, DecodeState *state, const RelInfo *rel,
+							  const char *change, const char *old_name, const char *new_name,
+							  const char *old_schema);
 void json_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n,
 						 const char **schemas, const char **tables, bool cascade,
 						 bool restart_identity);
@@ -266,6 +270,14 @@ void sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Cha
  */
 void sql_write_table(LogicalDecodingContext *ctx, DecodeState *state, Relation relation,
 					 const RelInfo *rel);
+/*
+ * A schema change of the tracked table rel (a row of edgesync.schema_changes:
+ * change is rename_column, drop_column, alter_type or rename_table), as its
+ * table block with that edit (sql_tables.cpp).
+ */
+void sql_write_schema_change(LogicalDecodingContext *ctx, DecodeState *state, Relation relation,
+							 const RelInfo *rel, const char *change, const char *old_name,
+							 const char *new_name, const char *old_schema);
 void sql_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n,
 						const RelInfo **rels, Relation *relations, const bool *alone, bool cascade,
 						bool restart_identity);

@@ -260,6 +260,43 @@ json_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n, cons
 	OutputPluginWrite(ctx, true);
 }
 
+/*
+ * A schema change of a tracked table (a row of edgesync.schema_changes), so
+ * that a receiver can follow it: docs/output-format.md, "schema" lines.
+ */
+void
+json_write_schema_change(LogicalDecodingContext *ctx, DecodeState *state, const RelInfo *rel,
+						 const char *change, const char *old_name, const char *new_name,
+						 const char *old_schema)
+{
+	OutputPluginPrepareWrite(ctx, true);
+	StringInfo out = ctx->out;
+	StringInfoSink sink{out};
+	appendStringInfo(out, "{\"op\":\"schema\",%s,\"change\":", rel->json_names);
+	text::append_json_string(sink, change);
+	if (strcmp(change, "rename_table") == 0) {
+		appendStringInfoString(out, ",\"old_schema\":");
+		text::append_json_string(sink, old_schema != nullptr ? old_schema : rel->schema);
+		appendStringInfoString(out, ",\"old_table\":");
+		text::append_json_string(sink, old_name);
+	} else {
+		appendStringInfoString(out, ",\"column\":");
+		text::append_json_string(sink, old_name);
+	}
+	if (new_name != nullptr && strcmp(change, "rename_column") == 0) {
+		appendStringInfoString(out, ",\"new_name\":");
+		text::append_json_string(sink, new_name);
+	}
+	if (strcmp(change, "alter_type") == 0)
+		for (int i = 0; i < rel->natts; i++)
+			if (!rel->columns[i].dropped && strcmp(rel->columns[i].name, old_name) == 0) {
+				appendStringInfoString(out, ",\"type\":");
+				text::append_json_string(sink, rel->columns[i].sql_type);
+			}
+	append_txn_tail(out, state, true);
+	OutputPluginWrite(ctx, true);
+}
+
 void
 json_write_message(LogicalDecodingContext *ctx, DecodeState *state, XLogRecPtr lsn,
 				   bool transactional, const char *prefix, Size size, const char *message)

@@ -361,14 +361,89 @@ same_value(Form_pg_attribute att, bool a_null, Datum a, bool b_null, Datum b)
 	return a_null || datum_image_eq(a, b, att->attbyval, att->attlen);
 }
 
+/* Whether relation is edgesync.schema_changes (decode.sql), where schema changes are recorded. */
+bool
+is_schema_changes(Relation relation)
+{
+	if (strcmp(RelationGetRelationName(relation), "schema_changes") != 0)
+		return false;
+	char *schema = get_namespace_name(RelationGetNamespace(relation));
+	return schema != nullptr && strcmp(schema, "edgesync") == 0;
+}
+
+/* A text column of a schema_changes row by name, or nullptr if NULL. */
+const char *
+schema_change_text(TupleDesc desc, HeapTuple tuple, const char *name)
+{
+	for (int i = 0; i < desc->natts; i++) {
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		if (att->attisdropped || strcmp(NameStr(att->attname), name) != 0)
+			continue;
+		bool isnull;
+		Datum d = heap_getattr(tuple, att->attnum, desc, &isnull);
+		if (isnull)
+			return nullptr;
+		return att->atttypid == OIDOID
+				   ? psprintf("%u", DatumGetObjectId(d))
+				   : text_to_cstring(reinterpret_cast<::text *>(DatumGetPointer(d)));
+	}
+	return nullptr;
+}
+
+/*
+ * A row of edgesync.schema_changes: a schema change of a tracked table,
+ * recorded in its transaction right after it (decode.sql).  The table as the
+ * change left it is what the historic snapshot shows here; the sql format
+ * writes its table block with what the hospital did (renames, drops,
+ * retypes), which the table's shape alone does not tell; the json format a
+ * "schema" line.
+ */
+void
+schema_change(LogicalDecodingContext *ctx, DecodeState *state, Relation catalog,
+			  ReorderBufferChange *rbchange)
+{
+	HeapTuple tuple = edgesync::change_new_tuple(rbchange);
+	if (tuple == nullptr)
+		return;
+	MemoryContext old = MemoryContextSwitchTo(state->change_context);
+	TupleDesc desc = RelationGetDescr(catalog);
+	const char *relid_text = schema_change_text(desc, tuple, "relid");
+	const char *kind = schema_change_text(desc, tuple, "change");
+	const char *old_name = schema_change_text(desc, tuple, "old_name");
+	Oid relid =
+		relid_text != nullptr ? static_cast<Oid>(strtoul(relid_text, nullptr, 10)) : InvalidOid;
+	Relation relation = OidIsValid(relid) ? RelationIdGetRelation(relid) : nullptr;
+	if (relation != nullptr && kind != nullptr && old_name != nullptr) {
+		const RelInfo *rel = relinfo_get(state, relation);
+		if (rel->selected && rel->root == relid) {
+			const char *new_name = schema_change_text(desc, tuple, "new_name");
+			const char *old_schema = schema_change_text(desc, tuple, "old_schema");
+			ensure_begin(ctx, state);
+			state->seq++;
+			if (state->format == static_cast<int>(Format::kSql))
+				sql_write_schema_change(ctx, state, relation, rel, kind, old_name, new_name,
+										old_schema);
+			else
+				json_write_schema_change(ctx, state, rel, kind, old_name, new_name, old_schema);
+		}
+	}
+	if (relation != nullptr)
+		RelationClose(relation);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(state->change_context);
+}
+
 void
 change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation relation,
 	   ReorderBufferChange *rbchange)
 {
 	DecodeState *state = static_cast<DecodeState *>(ctx->output_plugin_private);
 	const RelInfo *rel = relinfo_get(state, relation);
-	if (!rel->selected)
+	if (!rel->selected) {
+		if (rbchange->action == REORDER_BUFFER_CHANGE_INSERT && is_schema_changes(relation))
+			schema_change(ctx, state, relation, rbchange);
 		return;
+	}
 	if (rel->names_objects)
 		pin_search_path(state);
 

@@ -35,6 +35,7 @@ extern "C" {
 #include "common/cryptohash.h"
 #include "common/sha2.h"
 #include "executor/spi.h"
+#include "nodes/makefuncs.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -407,29 +408,94 @@ edgesync_set_column_policy(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+namespace {
+
 /*
- * edgesync._on_rename_column(): event trigger at the end of ALTER TABLE
- * (edgesync_rename_policies, decode.sql).  A policy is kept by its column's
- * name: ALTER TABLE ... RENAME COLUMN a TO b renames it in the policies of
- * the table and of the tables it recurses to.  Runs as whoever renames (the
- * table's owner); writes the catalog as its owner.  Plain C-style.
+ * Records one schema change of relid in edgesync.schema_changes, if relid
+ * is a tracked table, as the catalog's owner (the caller may not read
+ * tracked_tables).  The output plugin follows it on the replica.
  */
-Datum
-edgesync_on_rename_column(PG_FUNCTION_ARGS)
+void
+record_schema_change(Oid relid, const char *change, const char *old_name, const char *new_name,
+					 const char *old_schema)
 {
-	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),
-						errmsg("edgesync._on_rename_column() must be called as an event trigger")));
-	EventTriggerData *trigger = reinterpret_cast<EventTriggerData *>(fcinfo->context);
-	if (!IsA(trigger->parsetree, RenameStmt))
-		PG_RETURN_VOID();
-	RenameStmt *stmt = reinterpret_cast<RenameStmt *>(trigger->parsetree);
+	/* run_as_catalog_owner takes no null flags: an absent name is '' and stored as NULL. */
+	Oid types[5] = {OIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum values[5] = {ObjectIdGetDatum(relid), CStringGetTextDatum(change),
+					   CStringGetTextDatum(old_name),
+					   CStringGetTextDatum(new_name != nullptr ? new_name : ""),
+					   CStringGetTextDatum(old_schema != nullptr ? old_schema : "")};
+	edgesync::run_as_catalog_owner(
+		"schema_changes",
+		"INSERT INTO edgesync.schema_changes (relid, change, old_name, new_name, old_schema)"
+		" SELECT $1, $2, $3, NULLIF($4, ''), NULLIF($5, '')"
+		"  WHERE EXISTS (SELECT FROM edgesync.tracked_tables t"
+		"                 WHERE t.relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1)",
+		5, types, values);
+}
+
+/*
+ * The schema changes of an ALTER TABLE statement that a replica's table
+ * must follow (docs/replica.md): columns renamed, dropped, retyped; the
+ * table renamed.  Columns added need no record: the plugin sees them in the
+ * next change's columns.  Called at ddl_command_end: the change is done,
+ * the names resolve as the statement left them.
+ */
+void
+record_schema_changes(Node *parsetree)
+{
+	if (IsA(parsetree, RenameStmt)) {
+		RenameStmt *stmt = reinterpret_cast<RenameStmt *>(parsetree);
+		if (stmt->relation == nullptr)
+			return;
+		if (stmt->renameType == OBJECT_COLUMN) {
+			Oid relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+			if (OidIsValid(relid))
+				record_schema_change(relid, "rename_column", stmt->subname, stmt->newname, nullptr);
+		} else if (stmt->renameType == OBJECT_TABLE) {
+			/* The table is found by its new name, in the schema the old one named. */
+			RangeVar *now = makeRangeVar(stmt->relation->schemaname, stmt->newname, -1);
+			Oid relid = RangeVarGetRelid(now, NoLock, true);
+			if (OidIsValid(relid))
+				record_schema_change(relid, "rename_table", stmt->relation->relname, nullptr,
+									 get_namespace_name(get_rel_namespace(relid)));
+		}
+		return;
+	}
+	if (IsA(parsetree, AlterTableStmt)) {
+		AlterTableStmt *stmt = reinterpret_cast<AlterTableStmt *>(parsetree);
+		if (stmt->relation == nullptr || stmt->objtype != OBJECT_TABLE)
+			return;
+		Oid relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+		if (!OidIsValid(relid))
+			return;
+		ListCell *lc;
+		foreach (lc, stmt->cmds) {
+			AlterTableCmd *cmd = static_cast<AlterTableCmd *>(lfirst(lc));
+			if (cmd->subtype == AT_DropColumn && cmd->name != nullptr)
+				record_schema_change(relid, "drop_column", cmd->name, nullptr, nullptr);
+			else if (cmd->subtype == AT_AlterColumnType && cmd->name != nullptr)
+				record_schema_change(relid, "alter_type", cmd->name, nullptr, nullptr);
+		}
+	}
+}
+
+/*
+ * ALTER TABLE ... RENAME COLUMN a TO b: the policies of the table and of the
+ * tables it recurses to follow the column.
+ */
+void
+rename_policies(Node *parsetree)
+{
+	if (!IsA(parsetree, RenameStmt))
+		return;
+	RenameStmt *stmt = reinterpret_cast<RenameStmt *>(parsetree);
 	if (stmt->renameType != OBJECT_COLUMN || stmt->relation == nullptr)
-		PG_RETURN_VOID();
+		return;
 	/* (The rename is done: the name resolves as the statement's did, and the table is locked.) */
 	Oid relid = RangeVarGetRelid(stmt->relation, NoLock, true);
 	if (!OidIsValid(relid))
-		PG_RETURN_VOID();
+		return;
 	NameData from, to;
 	namestrcpy(&from, stmt->subname);
 	namestrcpy(&to, stmt->newname);
@@ -452,5 +518,30 @@ edgesync_on_rename_column(PG_FUNCTION_ARGS)
 									   "   AND attname OPERATOR(pg_catalog.=) $2",
 									   3, types, values);
 	}
+}
+
+} // namespace
+
+/*
+ * edgesync._on_rename_column(): event trigger at the end of ALTER TABLE
+ * (edgesync_rename_policies, decode.sql).  A policy is kept by its column's
+ * name: a renamed column's policy follows it (rename_policies).  Then a
+ * schema change of a tracked table that a replica must follow is recorded
+ * in edgesync.schema_changes (record_schema_changes): after the policies,
+ * because the plugin reads the table, policies included, where it decodes
+ * that record.  Runs as whoever alters (the table's owner); writes the
+ * catalogs as their owner.  Plain C-style.
+ */
+Datum
+edgesync_on_rename_column(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),
+						errmsg("edgesync._on_rename_column() must be called as an event trigger")));
+	EventTriggerData *trigger = reinterpret_cast<EventTriggerData *>(fcinfo->context);
+	rename_policies(trigger->parsetree);
+	/* (A database updated from 0.1.0 has the catalog only after the update.) */
+	if (OidIsValid(get_relname_relid("schema_changes", get_namespace_oid("edgesync", false))))
+		record_schema_changes(trigger->parsetree);
 	PG_RETURN_VOID();
 }

@@ -120,6 +120,12 @@ write_table_block(LogicalDecodingContext *ctx, DecodeState *state, Relation rela
 			change.renamed_columns.emplace_back(edit->renamed_from[i], edit->renamed_to[i]);
 		change.dropped_columns = strings(edit->ndropped, edit->dropped);
 		change.retyped_columns = strings(edit->nretyped, edit->retyped);
+		/* A hashed column is text on the replica, also when its policy came later. */
+		for (int i = 0; i < rel->natts; i++)
+			if (!rel->columns[i].dropped &&
+				effective_policy(state, &rel->columns[i]) == Policy::kHash &&
+				!listed(rel->columns[i].name, edit->nretyped, edit->retyped))
+				change.retyped_columns.emplace_back(rel->columns[i].name);
 
 		std::string text = replica::table_block(shape, change,
 												state->schema_check ? replica::SchemaMode::kCheck
@@ -162,6 +168,31 @@ sql_write_table(LogicalDecodingContext *ctx, DecodeState *state, Relation relati
 				const RelInfo *rel)
 {
 	sql::write_table_block(ctx, state, relation, rel, nullptr);
+}
+
+void
+sql_write_schema_change(LogicalDecodingContext *ctx, DecodeState *state, Relation relation,
+						const RelInfo *rel, const char *change, const char *old_name,
+						const char *new_name, const char *old_schema)
+{
+	sql::TableEdit edit = {};
+	if (strcmp(change, "rename_column") == 0 && new_name != nullptr) {
+		edit.nrenamed = 1;
+		edit.renamed_from = &old_name;
+		edit.renamed_to = &new_name;
+	} else if (strcmp(change, "drop_column") == 0) {
+		edit.ndropped = 1;
+		edit.dropped = &old_name;
+	} else if (strcmp(change, "alter_type") == 0) {
+		edit.nretyped = 1;
+		edit.retyped = &old_name;
+	} else if (strcmp(change, "rename_table") == 0 && old_schema != nullptr) {
+		/* On the replica the old table is in the replica schema, if the option names one. */
+		edit.old_schema = state->replica_schema != nullptr ? state->replica_schema : old_schema;
+		edit.old_table = old_name;
+	} else
+		return;
+	sql::write_table_block(ctx, state, relation, rel, &edit);
 }
 
 } // namespace edgesync::decode

@@ -67,6 +67,9 @@ change_position(const Row &row, std::string &out)
 	return true;
 }
 
+/* The commit LSN a guard row records: '<lsn>' FROM edgesync_guard (replica_sql.cpp). */
+uint64_t guard_commit_lsn(std::string_view guard);
+
 std::string
 lsn_text(uint64_t lsn)
 {
@@ -230,7 +233,7 @@ reserve_text(Body &body, const std::vector<Row> &rows, size_t from, size_t n, bo
 }
 
 Body
-replica_batch_body(std::vector<Row> &rows, size_t n)
+replica_batch_body(std::vector<Row> &rows, size_t n, uint64_t applied_through)
 {
 	constexpr std::string_view guard_prefix = kGuardPrefix;
 	n = std::min(n, rows.size());
@@ -240,16 +243,62 @@ replica_batch_body(std::vector<Row> &rows, size_t n)
 			guard = i;
 	Body body;
 	if (guard < n) {
+		body.last_commit = guard_commit_lsn(rows[guard].data);
 		body.pieces.emplace_back();
 		body.pieces.back().text.append(rows[guard].data).push_back('\n');
 	}
+	bool applied = false; /* the rows of a transaction the replica has */
 	for (size_t i = 0; i < n; i++) {
+		if (!rows[i].spilled() && starts_with_nocase(rows[i].data, guard_prefix)) {
+			uint64_t commit = guard_commit_lsn(rows[i].data);
+			applied = commit != 0 && commit <= applied_through;
+		}
 		if (i == 0 || rows[i - 1].spilled())
 			reserve_text(body, rows, i, n, false);
-		if (rows[i].spilled() || !is_frame_row(rows[i].data)) /* no guards, BEGIN;, COMMIT; */
+		if (applied)
+			rows[i].data.clear(); /* (taken like the others: the caller drops them) */
+		else if (rows[i].spilled() || !is_frame_row(rows[i].data)) /* no guards, BEGIN;, COMMIT; */
 			move_row(body, rows[i]);
 	}
 	return body;
+}
+
+uint64_t
+parse_lsn(std::string_view text)
+{
+	size_t slash = text.find('/');
+	if (slash == std::string_view::npos || slash == 0 || slash + 1 >= text.size() || slash > 8 ||
+		text.size() - slash - 1 > 8)
+		return 0;
+	uint64_t hi = 0, lo = 0;
+	for (size_t i = 0; i < text.size(); i++) {
+		if (i == slash)
+			continue;
+		char c = text[i];
+		int v = c >= '0' && c <= '9'   ? c - '0'
+				: c >= 'A' && c <= 'F' ? c - 'A' + 10
+				: c >= 'a' && c <= 'f' ? c - 'a' + 10
+									   : -1;
+		if (v < 0)
+			return 0;
+		uint64_t &part = i < slash ? hi : lo;
+		part = part * 16 + static_cast<uint64_t>(v);
+	}
+	return (hi << 32) | lo;
+}
+
+std::string
+guard_position_query(std::string_view row)
+{
+	constexpr std::string_view start = "COALESCE((SELECT p.lsn FROM ";
+	constexpr std::string_view end = "), '0/0')";
+	if (!starts_with_nocase(row, kGuardPrefix))
+		return std::string();
+	size_t from = row.find(start);
+	size_t to = from == std::string_view::npos ? from : row.find(end, from);
+	if (to == std::string_view::npos)
+		return std::string();
+	return "SELECT " + std::string(row.substr(from, to + end.size() - from)) + "::pg_catalog.text;";
 }
 
 Body
@@ -279,5 +328,20 @@ retry_delay_ms(int failures, int64_t min_ms, int64_t max_ms, double random01)
 	random01 = std::clamp(random01, 0.0, 1.0);
 	return delay / 2 + static_cast<int64_t>(static_cast<double>(delay - delay / 2) * random01);
 }
+
+namespace {
+
+uint64_t
+guard_commit_lsn(std::string_view guard)
+{
+	size_t end = guard.rfind("' FROM edgesync_guard ");
+	if (end == std::string_view::npos)
+		return 0;
+	size_t start = guard.rfind('\'', end - 1);
+	return start == std::string_view::npos ? 0
+										   : parse_lsn(guard.substr(start + 1, end - start - 1));
+}
+
+} // namespace
 
 } // namespace edgesync::ship

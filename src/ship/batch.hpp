@@ -68,6 +68,7 @@ struct BodyPiece {
 struct Body {
 	std::vector<BodyPiece> pieces;
 	SpillSource *spill = nullptr;
+	uint64_t last_commit = 0; /* replica: the commit LSN its guard records, 0 if none */
 
 	uint64_t size() const;
 	/* The body as one string in memory, if it has no spilled piece. */
@@ -116,13 +117,27 @@ std::string_view strip_transaction(std::string_view sql);
  * transaction's.  The replica applies the batch as one transaction, so one
  * guard records it; it reads the LSN recorded before, and each statement,
  * conditional on its own transaction's commit LSN, applies only if that is
- * beyond (docs/replica.md).  Rows without a guard keep none.
+ * beyond (docs/replica.md).  Rows without a guard keep none.  The rows of
+ * transactions at or below applied_through (what the replica is known to
+ * have) are left out: they would change nothing, and a statement of one
+ * written before a schema change the replica has taken since (a column
+ * renamed) would not even parse there.
  *
  * Both bodies take the rows' text: each row's data is moved into the body
  * and left empty, so that a large batch is not held in memory twice.
  * Spilled stretches become spill pieces.
  */
-Body replica_batch_body(std::vector<Row> &rows, size_t n);
+Body replica_batch_body(std::vector<Row> &rows, size_t n, uint64_t applied_through = 0);
+
+/*
+ * A replica's position as the guard row of a batch reads it: the SQL
+ * expression (text) of the source's recorded commit LSN, '0/0' if none, or
+ * empty if row is no guard.  The shipper asks the replica this on a new
+ * connection, to leave out of its batches what the replica has.
+ */
+std::string guard_position_query(std::string_view row);
+/* "16/B374D848" as a number; 0 if it is not an LSN. */
+uint64_t parse_lsn(std::string_view text);
 
 /* The body of an HTTP batch: the text of rows[0, n), one line each. */
 Body http_batch_body(std::vector<Row> &rows, size_t n);

@@ -254,11 +254,18 @@ class PgTransport : public Transport {
 	{
 		detail_.clear();
 		deadline_ = Clock::now() + std::chrono::milliseconds(config_.timeout_ms);
+		if (!connect_error_.empty()) { /* replica_position() tried for this batch already */
+			error = std::move(connect_error_);
+			connect_error_.clear();
+			notices_.report(config_.name);
+			return false;
+		}
 		if (conn_ == nullptr && !connect(error)) {
 			notices_.report(config_.name);
 			return false;
 		}
 		sent_bytes_ = body.size();
+		sent_commit_ = body.last_commit;
 		const std::string *text = body.in_memory();
 		bool ok = text != nullptr ? send(*text, error) : send_in_chunks(body, error);
 		if (!ok) {
@@ -283,14 +290,46 @@ class PgTransport : public Transport {
 		 * sent: after a batch of a huge transaction, a new connection gives
 		 * that memory back.
 		 */
+		if (ok && position_known_)
+			position_ = std::max(position_, sent_commit_);
 		if (!ok || sent_bytes_ > kKeepConnectionUpTo)
 			disconnect();
 		return ok;
 	}
 
+	uint64_t replica_position(const std::vector<Row> &rows, size_t n) override
+	{
+		if (conn_ != nullptr && position_known_)
+			return position_;
+		std::string query;
+		for (size_t i = std::min(n, rows.size()); i-- > 0 && query.empty();)
+			if (!rows[i].spilled())
+				query = guard_position_query(rows[i].data);
+		if (query.empty())
+			return 0;
+		detail_.clear();
+		deadline_ = Clock::now() + std::chrono::milliseconds(config_.timeout_ms);
+		std::string error, value;
+		if (conn_ == nullptr && !connect(error)) {
+			connect_error_ = error.empty() ? "could not connect to replica" : error;
+			return 0;
+		}
+		if (!send(query, error) ||
+			!read_results([&](const PGresult *res) { value = PQgetvalue(res, 0, 0); }, error)) {
+			/* (start() connects again and reports what is wrong with the batch itself.) */
+			notices_.report(config_.name);
+			disconnect();
+			return 0;
+		}
+		position_ = parse_lsn(value);
+		position_known_ = true;
+		return position_;
+	}
+
   private:
 	void disconnect()
 	{
+		position_known_ = false;
 		backend_disconnect(conn_);
 		notices_.forget();
 		if (open_conn == conn_)
@@ -659,7 +698,11 @@ class PgTransport : public Transport {
 	const TargetConfig &config_;
 	PGconn *conn_ = nullptr;
 	Clock::time_point deadline_;
-	size_t sent_bytes_ = 0; /* of the batch in flight */
+	uint64_t position_ = 0;		  /* the replica's recorded position for the source ... */
+	bool position_known_ = false; /* ... as asked on this connection, moved by its batches */
+	uint64_t sent_commit_ = 0;	  /* the commit LSN the batch in flight records */
+	std::string connect_error_;	  /* replica_position() could not connect: start() says so */
+	size_t sent_bytes_ = 0;		  /* of the batch in flight */
 };
 
 } // namespace

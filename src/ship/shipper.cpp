@@ -571,7 +571,9 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
 		std::string key = idempotency_key(rows, n);
 		uint64_t end = rows[n - 1].lsn;
 		/* Takes the rows' text (reader->take(n) below drops what is left of them). */
-		Body body = config.kind == "http" ? http_batch_body(rows, n) : replica_batch_body(rows, n);
+		Body body = config.kind == "http"
+						? http_batch_body(rows, n)
+						: replica_batch_body(rows, n, transport->replica_position(rows, n));
 		body.spill = reader.get();
 
 		if (flight.active && !acknowledge())

@@ -83,6 +83,14 @@ class Transport {
 	/* Waits for the acknowledgement of the batch start() sent. */
 	virtual bool finish(std::string &error) = 0;
 
+	/*
+	 * A replica's recorded position for the source of the batch in rows[0, n)
+	 * (its guard says which), asked once per connection: the batch leaves out
+	 * the transactions at or below it (batch.hpp, replica_batch_body).  0 when
+	 * unknown, or for a receiver that is no replica.
+	 */
+	virtual uint64_t replica_position(const std::vector<Row> &rows, size_t n) { return 0; }
+
 	/* The receiver's whole answer to the last failed batch; empty when error says all. */
 	const std::string &failure_detail() const { return detail_; }
 

@@ -986,6 +986,28 @@ BEGIN
 END
 $$;
 
+
+-- Schema changes of tracked tables that a replica's table must follow
+-- (docs/replica.md, "Which schema changes travel"), written by the ALTER
+-- TABLE event trigger below (edgesync_rename_policies) in the transaction of
+-- the change, right after it: the output plugin reads each row as a change
+-- of this table and writes the replica's table block there, in stream
+-- order.  Written as the catalog owner only, so nobody can forge one (a
+-- logical message could be emitted by anyone).  A row is kept after it was
+-- streamed: one per statement, a few bytes.
+CREATE TABLE edgesync.schema_changes (
+    relid      oid         NOT NULL,   -- the tracked table
+    change     text        NOT NULL CHECK (change IN ('rename_column', 'drop_column', 'alter_type',
+                                                      'rename_table')),
+    old_name   text        NOT NULL,   -- the column (renamed, dropped, retyped) or the table's old name
+    new_name   text,                   -- rename_column: the new name
+    old_schema text,                   -- rename_table: the old schema
+    changed_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE edgesync.schema_changes IS 'edgesync: schema changes of tracked tables, for replicas to follow';
+REVOKE ALL ON edgesync.schema_changes FROM PUBLIC;
+GRANT SELECT ON edgesync.schema_changes TO edgesync_reader, edgesync_admin;
+
 -- ship
 
 -- The shipper's queries run with search_path = pg_catalog, pg_temp however

@@ -202,4 +202,42 @@ ok($ok, 'a replay of the whole stream applies without error') or diag($err);
 is($cloud->safe_psql('replica', 'SELECT count(*) FROM public.writes'), '0', 'the replay wrote no row');
 is(checksums($cloud, 'replica', 'mirror'), $before, 'the replay changed nothing');
 
+# Columns dropped, renamed and retyped, a table renamed: the replica's
+# tables follow through the pipe, in the replica schema.  (Statements
+# written before such a change no longer parse on the replica once it is
+# applied there: a spool is emptied after one, docs/replica.md.)
+$hospital->safe_psql('postgres', q{
+	ALTER TABLE patients DROP COLUMN room;
+	ALTER TABLE patients RENAME COLUMN name TO full_name;
+	ALTER TABLE patients ALTER COLUMN weight TYPE numeric(9,4);
+	UPDATE patients SET full_name = full_name || '*', weight = weight + 1 WHERE id % 3 = 0;
+	ALTER TABLE labs RENAME TO lab_results;
+	INSERT INTO lab_results VALUES (5000, 'renamed');
+});
+$checksum{patients} =~ s/id, name, weight, allergies, room,/id, full_name, weight, allergies,/;
+delete $checksum{labs};
+$checksum{lab_results} = q{SELECT count(*) || ':' || md5(string_agg(concat_ws('|', id, result, version), ',' ORDER BY id)) FROM S.lab_results};
+($ok, $err) = round();
+ok($ok, 'columns dropped, renamed, retyped, a table renamed: the pipe applies') or diag($err);
+converged('columns dropped, renamed, retyped; table renamed');
+is($cloud->safe_psql('replica', q{
+	SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum)
+	  FROM pg_attribute WHERE attrelid = 'mirror.patients'::regclass AND attnum > 0 AND NOT attisdropped}),
+	'id integer, mrn text, full_name text, weight numeric(9,4), version bigint, '
+	  . 'created_at timestamp with time zone, updated_at timestamp with time zone, allergies text',
+	'the replica table has the hospital\'s columns, names and types');
+
+# A column put under the hash policy: text on the replica from then on, its
+# next values hashes.
+$hospital->safe_psql('postgres', q{
+	SELECT edgesync.set_column_policy('patients', 'weight', 'hash');
+	UPDATE patients SET weight = weight + 1 WHERE id = 3;
+});
+($ok, $err) = round();
+ok($ok, 'a column newly hashed: the pipe applies') or diag($err);
+is($cloud->safe_psql('replica', q{
+	SELECT format_type(atttypid, atttypmod) || ' ' || (SELECT weight ~ '^[0-9a-f]{64}$' FROM mirror.patients WHERE id = 3)
+	  FROM pg_attribute WHERE attrelid = 'mirror.patients'::regclass AND attname = 'weight'}),
+	'text true', 'the newly hashed column is text on the replica and holds the hash');
+
 done_testing();

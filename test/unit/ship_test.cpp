@@ -298,6 +298,54 @@ TEST(Batch, ReplicaBodyHasOneGuardTheLastTransactions)
 	EXPECT_EQ(*replica_batch_body(unguarded, 3).in_memory(), "INSERT 1;\n");
 }
 
+/* A guard as decode/replica_sql.cpp writes it, for source s and commit LSN lsn. */
+static std::string
+real_guard(const char *lsn)
+{
+	return std::string("WITH edgesync_guard AS (SELECT pg_catalog.set_config("
+					   "'edgesync_apply.skip_through', COALESCE((SELECT p.lsn FROM "
+					   "\"edgesync\".\"applied_lsn\" p WHERE p.source OPERATOR(pg_catalog.=) "
+					   "'s'), '0/0')::pg_catalog.text, true), x) INSERT INTO "
+					   "\"edgesync\".\"applied_lsn\" AS p (source, lsn) SELECT 's', '") +
+		   lsn + "' FROM edgesync_guard ON CONFLICT (source) DO NOTHING;";
+}
+
+TEST(Batch, ReplicaBodyLeavesOutWhatTheReplicaHas)
+{
+	std::string g1 = real_guard("0/10"), g2 = real_guard("0/20"), g3 = real_guard("1/0");
+	auto make = [&] {
+		return rows({{9, "BEGIN;"},
+					 {9, g1.c_str()},
+					 {9, "INSERT 1;"},
+					 {9, "COMMIT;"},
+					 {10, "BEGIN;"},
+					 {10, g2.c_str()},
+					 {10, "DO 2;"},
+					 {10, "COMMIT;"},
+					 {11, "BEGIN;"},
+					 {11, g3.c_str()},
+					 {11, "INSERT 3;"},
+					 {11, "COMMIT;"}});
+	};
+	auto all = make();
+	Body b = replica_batch_body(all, all.size(), 0);
+	EXPECT_EQ(*b.in_memory(), g3 + "\nINSERT 1;\nDO 2;\nINSERT 3;\n");
+	EXPECT_EQ(b.last_commit, uint64_t{1} << 32);
+	auto some = make();
+	EXPECT_EQ(*replica_batch_body(some, some.size(), 0x20).in_memory(), g3 + "\nINSERT 3;\n")
+		<< "transactions at or below the replica's position are left out";
+	auto none = make();
+	EXPECT_EQ(*replica_batch_body(none, none.size(), uint64_t{1} << 32).in_memory(), g3 + "\n");
+	EXPECT_EQ(guard_position_query(g1),
+			  "SELECT COALESCE((SELECT p.lsn FROM \"edgesync\".\"applied_lsn\" p WHERE p.source "
+			  "OPERATOR(pg_catalog.=) 's'), '0/0')::pg_catalog.text;");
+	EXPECT_EQ(guard_position_query("INSERT 1;"), "");
+	EXPECT_EQ(parse_lsn("16/B374D848"), (uint64_t{0x16} << 32) | 0xB374D848u);
+	EXPECT_EQ(parse_lsn("0/0"), 0u);
+	EXPECT_EQ(parse_lsn("x/1"), 0u);
+	EXPECT_EQ(parse_lsn("123456789/1"), 0u);
+}
+
 TEST(Batch, HttpBodyIsTheRowsLines)
 {
 	auto r =
