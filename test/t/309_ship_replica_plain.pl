@@ -5,7 +5,8 @@
 # position table and every tracked table there itself: bootstrap by
 # resync(), an application workload, then schema changes on the hospital
 # mid-stream (ADD COLUMN with and without a default, DROP, RENAME and ALTER
-# TYPE of a column, a new table in a tracked schema, a table renamed, a
+# TYPE of a column, a new table in a tracked schema, a table renamed and one
+# untracked, a
 # partition attached), the hospital and the cloud each
 # shut down immediately at some point.  At the end every table's ordered
 # checksum matches the hospital's (the hashed column holds no clear text,
@@ -273,6 +274,19 @@ is($cloud->safe_psql('replica', 'SELECT count(*) FROM public.writes'), '0', 'the
 is(join(',', map { $cloud->safe_psql('replica', $checksum{$_}) } sort keys %checksum), $before,
 	'the replay changed nothing');
 is($cloud->safe_psql('replica', 'SELECT lsn FROM edgesync.applied_lsn'), $lsn, 'the replay moved no position');
+
+# Untracked on the hospital: no longer shipped, the replica keeps its table and rows.
+my $kept = $cloud->safe_psql('replica', $checksum{'clinic.lab_results'});
+$hospital->safe_psql('postgres', q{
+	SELECT edgesync.untrack('clinic.lab_results');
+	INSERT INTO clinic.lab_results VALUES (9999, 1, 'not shipped', now());
+	UPDATE clinic.patients SET room = 1 WHERE id = 1;
+});
+delete $checksum{'clinic.lab_results'};
+wait_converged('a table untracked');
+is($cloud->safe_psql('replica', q{SELECT count(*) || ':' || md5(string_agg(concat_ws('|', id, patient, result, taken, version),
+                               ',' ORDER BY id)) FROM clinic.lab_results}), $kept,
+	'untracked: the replica keeps the table and its rows, and gets no new ones');
 
 # Nobody but the event trigger records a schema change: not a table's owner.
 $hospital->safe_psql('postgres', q{CREATE ROLE clerk LOGIN; GRANT USAGE ON SCHEMA edgesync TO clerk});
