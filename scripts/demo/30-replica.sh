@@ -1,6 +1,6 @@
 # Demo chapter: a change arriving in a second, "cloud" cluster, carried by
 # the stock pg_recvlogical in the output plugin's sql format and applied by
-# psql (docs/replica.md).
+# psql (docs/replica.md).  Nothing of edgesync is installed on the cloud.
 say "A second cluster: the cloud"
 if [ -z "${cloud_PORT:-}" ]; then
 	cluster_start cloud
@@ -18,13 +18,15 @@ say "1. On the hospital: the slot first, before anything is copied"
 echo '$ pg_recvlogical -d hospital -S cloud --create-slot --plugin=edgesync'
 hospital_tool pg_recvlogical -S cloud --create-slot --plugin=edgesync
 
-say "2. On the cloud: the extension, the table, and a copy of its rows (versions included)"
-cloud_sql -c 'CREATE EXTENSION edgesync'
-echo '$ pg_dump -d hospital --schema-only -t hospital_patients | psql -d cloud'
-hospital_tool pg_dump --schema-only -t hospital_patients | cluster_psql cloud -d cloud >/dev/null
-echo '$ pg_dump -d hospital --data-only --disable-triggers -t hospital_patients | psql -d cloud'
-hospital_tool pg_dump --data-only --disable-triggers -t hospital_patients | cluster_psql cloud -d cloud >/dev/null
+say "2. On the cloud: nothing installed; the table as the stream would make it, and a copy of its rows (versions included)"
+cloud_sql -c 'CREATE TABLE hospital_patients (id int PRIMARY KEY, hospital_id int NOT NULL, name text, ward text,
+                                version bigint NOT NULL, created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)'
+cols='id, hospital_id, name, ward, version, created_at, updated_at'
+echo "\$ psql -d hospital -c '\\copy (SELECT $cols FROM hospital_patients) TO STDOUT' | psql -d cloud -c '\\copy hospital_patients ($cols) FROM pstdin'"
+hospital_tool psql -X -q -c "\\copy (SELECT $cols FROM hospital_patients) TO STDOUT" |
+	cluster_psql cloud -d cloud -c "\\copy hospital_patients ($cols) FROM pstdin"
 cloud_sql -c 'SELECT id, name, ward, version FROM hospital_patients ORDER BY id'
+cloud_sql -c "SELECT count(*) AS edgesync_objects FROM pg_extension WHERE extname = 'edgesync'"
 
 say "3. Changes on the hospital"
 hospital_sql <<'SQL'
@@ -42,7 +44,7 @@ cat "$CLUSTER_ROOT/stream.sql"
 cloud_sql -c 'SELECT id, name, ward, version FROM hospital_patients ORDER BY id' \
 	-c 'SELECT source, lsn FROM edgesync.applied_lsn'
 
-say "The same stream applied again changes nothing: apply_begin() says f (applied before) for each transaction"
+say "The same stream applied again changes nothing: each transaction's guard finds it applied before"
 echo '$ psql -d cloud -At < stream.sql'
 cluster_psql cloud -d cloud -At -v ON_ERROR_STOP=1 <"$CLUSTER_ROOT/stream.sql"
 cloud_sql -c 'SELECT id, name, ward, version FROM hospital_patients ORDER BY id'
