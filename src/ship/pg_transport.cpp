@@ -299,8 +299,12 @@ class PgTransport : public Transport {
 
 	uint64_t replica_position(const std::vector<Row> &rows, size_t n) override
 	{
-		if (conn_ != nullptr && position_known_)
-			return position_;
+		/*
+		 * Asked on a new connection only: one that start() opened may have a
+		 * batch in flight, and then the position is left unknown (0).
+		 */
+		if (conn_ != nullptr)
+			return position_known_ ? position_ : 0;
 		std::string query;
 		for (size_t i = std::min(n, rows.size()); i-- > 0 && query.empty();)
 			if (!rows[i].spilled())
