@@ -91,6 +91,38 @@ struct EnsuredTable {
 	uint64 shape; /* RelInfo.shape_hash the block was written for */
 };
 
+/*
+ * Where the writers' messages go, set once per session: the plugin's sends
+ * each to the consumer of the slot (OutputPluginPrepareWrite/Write, in
+ * plugin.cpp); a resync's collects them for the shipper (src/ship/resync.cpp).
+ * A writer begins a message (buf is then empty), appends to buf, and emits it.
+ */
+struct WriterOutput {
+	StringInfo buf;
+	/* lsn: the message's position; InvalidXLogRecPtr for the change being decoded. */
+	void (*begin)(WriterOutput *self, XLogRecPtr lsn);
+	void (*emit)(WriterOutput *self);
+	/* The position of the change being decoded (InvalidXLogRecPtr outside decoding). */
+	XLogRecPtr (*position)(const WriterOutput *self);
+};
+
+struct DecodeState;
+struct Change;
+struct TruncatedTables;
+struct SchemaChange;
+
+/* A format's writers (json_writer.cpp, sql_writer.cpp), chosen once per session. */
+struct FormatWriter {
+	void (*begin)(DecodeState *state);
+	void (*commit)(DecodeState *state);
+	void (*change)(DecodeState *state, const Change *change);
+	void (*truncate)(DecodeState *state, const TruncatedTables *tables);
+	void (*schema_change)(DecodeState *state, const SchemaChange *change);
+	/* A logical message (pg_logical_emit_message); nullptr: the format has none. */
+	void (*message)(DecodeState *state, XLogRecPtr lsn, bool transactional, const char *prefix,
+					Size size, const char *content);
+};
+
 /* Per-session plugin state (ctx->output_plugin_private). */
 struct DecodeState {
 	MemoryContext change_context; /* reset after every change */
@@ -112,8 +144,10 @@ struct DecodeState {
 	bool setup_written;		   /* sql: the session's setup is written (or sent by the reader) */
 	HTAB *ensured;			   /* sql: tracked roots this session wrote a table block for */
 
+	WriterOutput *output;
+	const FormatWriter *writer; /* format_writer(format) */
+
 	/* The transaction being decoded. */
-	ReorderBufferTXN *txn;
 	bool begin_written;
 	bool search_path_pinned;
 	uint64 seq;
@@ -137,6 +171,59 @@ struct Change {
 	bool *too_large; /* new tuple: value left out, over the output limit (natts); or nullptr */
 	bool key_changed;
 };
+
+/*
+ * The tracked tables a TRUNCATE names: each tracked table (rels[i],
+ * relations[i], schemas[i].tables[i]) or a partition truncated alone
+ * (alone[i], by its own name), whose rows the replica's table of the tracked
+ * table holds.
+ */
+struct TruncatedTables {
+	int n;
+	const RelInfo **rels;
+	Relation *relations;
+	const bool *alone;
+	const char **schemas;
+	const char **tables;
+	bool cascade;
+	bool restart_identity;
+};
+
+/*
+ * A schema change of the tracked table rel, a row of edgesync.schema_changes:
+ * change is rename_column, drop_column, alter_type or rename_table.
+ */
+struct SchemaChange {
+	Relation relation;
+	const RelInfo *rel;
+	const char *change;
+	const char *old_name;
+	const char *new_name;
+	const char *old_schema;
+};
+
+/* The writers of a format (Format, options.hpp). */
+const FormatWriter *format_writer(int format);
+
+/* The steps of a message, on the session's output (WriterOutput). */
+inline StringInfo
+output_begin(DecodeState *state, XLogRecPtr lsn = InvalidXLogRecPtr)
+{
+	state->output->begin(state->output, lsn);
+	return state->output->buf;
+}
+
+inline void
+output_emit(DecodeState *state)
+{
+	state->output->emit(state->output);
+}
+
+inline XLogRecPtr
+output_position(const DecodeState *state)
+{
+	return state->output->position(state->output);
+}
 
 /*
  * Output limits (docs/output-format.md, "Size limits").  One change is one
@@ -242,23 +329,21 @@ struct StoredPolicy {
 int read_column_policies(Oid relid, Snapshot snapshot, StoredPolicy **out);
 
 /* json_writer.cpp */
-void json_write_begin(LogicalDecodingContext *ctx, DecodeState *state);
-void json_write_commit(LogicalDecodingContext *ctx, DecodeState *state);
-void json_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *change);
+void json_write_begin(DecodeState *state);
+void json_write_commit(DecodeState *state);
+void json_write_change(DecodeState *state, const Change *change);
 /* A schema change of the tracked table rel: a "schema" line (json_writer.cpp). */
-void json_write_schema_change(LogicalDecodingContext *ctx, DecodeState *state, const RelInfo *rel,
-							  const char *change, const char *old_name, const char *new_name,
-							  const char *old_schema);
-void json_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n,
-						 const char **schemas, const char **tables, bool cascade,
-						 bool restart_identity);
-void json_write_message(LogicalDecodingContext *ctx, DecodeState *state, XLogRecPtr lsn,
-						bool transactional, const char *prefix, Size size, const char *message);
+void json_write_schema_change(DecodeState *state, const RelInfo *rel, const char *change,
+							  const char *old_name, const char *new_name, const char *old_schema);
+void json_write_truncate(DecodeState *state, int n, const char **schemas, const char **tables,
+						 bool cascade, bool restart_identity);
+void json_write_message(DecodeState *state, XLogRecPtr lsn, bool transactional, const char *prefix,
+						Size size, const char *message);
 
 /* sql_writer.cpp */
-void sql_write_begin(LogicalDecodingContext *ctx, DecodeState *state);
-void sql_write_commit(LogicalDecodingContext *ctx, DecodeState *state);
-void sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *change);
+void sql_write_begin(DecodeState *state);
+void sql_write_commit(DecodeState *state);
+void sql_write_change(DecodeState *state, const Change *change);
 /*
  * The tables a truncate names: the tracked tables (rels[i], relations[i])
  * and partitions truncated alone (alone[i]), whose rows the replica's table
@@ -268,18 +353,16 @@ void sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Cha
  * The replica table block of rel as relation describes it now (sql_tables.cpp),
  * for the shipper's re-send, which writes a table's rows outside decoding.
  */
-void sql_write_table(LogicalDecodingContext *ctx, DecodeState *state, Relation relation,
-					 const RelInfo *rel);
+void sql_write_table(DecodeState *state, Relation relation, const RelInfo *rel);
 /*
  * A schema change of the tracked table rel (a row of edgesync.schema_changes:
  * change is rename_column, drop_column, alter_type or rename_table), as its
  * table block with that edit (sql_tables.cpp).
  */
-void sql_write_schema_change(LogicalDecodingContext *ctx, DecodeState *state, Relation relation,
-							 const RelInfo *rel, const char *change, const char *old_name,
-							 const char *new_name, const char *old_schema);
-void sql_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n,
-						const RelInfo **rels, Relation *relations, const bool *alone, bool cascade,
-						bool restart_identity);
+void sql_write_schema_change(DecodeState *state, Relation relation, const RelInfo *rel,
+							 const char *change, const char *old_name, const char *new_name,
+							 const char *old_schema);
+void sql_write_truncate(DecodeState *state, int n, const RelInfo **rels, Relation *relations,
+						const bool *alone, bool cascade, bool restart_identity);
 
 } // namespace edgesync::decode

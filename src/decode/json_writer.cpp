@@ -145,33 +145,34 @@ append_name_list(StringInfo out, const char *key, const RelInfo *rel, const bool
 } // namespace
 
 void
-json_write_begin(LogicalDecodingContext *ctx, DecodeState *state)
+json_write_begin(DecodeState *state)
 {
 	if (!state->include_transaction)
 		return;
-	OutputPluginPrepareWrite(ctx, true);
-	appendStringInfoString(ctx->out, "{\"op\":\"begin\"");
-	append_txn_tail(ctx->out, state, false);
-	OutputPluginWrite(ctx, true);
+	output_begin(state);
+	appendStringInfoString(state->output->buf, "{\"op\":\"begin\"");
+	append_txn_tail(state->output->buf, state, false);
+	output_emit(state);
 }
 
 void
-json_write_commit(LogicalDecodingContext *ctx, DecodeState *state)
+json_write_commit(DecodeState *state)
 {
 	if (!state->include_transaction)
 		return;
-	OutputPluginPrepareWrite(ctx, true);
-	appendStringInfo(ctx->out, "{\"op\":\"commit\",\"changes\":" UINT64_FORMAT, state->seq);
-	append_txn_tail(ctx->out, state, false);
-	OutputPluginWrite(ctx, true);
+	output_begin(state);
+	appendStringInfo(state->output->buf, "{\"op\":\"commit\",\"changes\":" UINT64_FORMAT,
+					 state->seq);
+	append_txn_tail(state->output->buf, state, false);
+	output_emit(state);
 }
 
 void
-json_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
+json_write_change(DecodeState *state, const Change *c)
 {
 	const RelInfo *rel = c->rel;
-	OutputPluginPrepareWrite(ctx, true);
-	StringInfo out = ctx->out;
+	output_begin(state);
+	StringInfo out = state->output->buf;
 
 	appendStringInfoString(out, "{\"op\":\"");
 	appendStringInfoString(out, op_name(c->action));
@@ -227,15 +228,15 @@ json_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change 
 			append_name_list(out, ",\"too_large\":[", rel, too_large);
 	}
 	append_txn_tail(out, state, true);
-	OutputPluginWrite(ctx, true);
+	output_emit(state);
 }
 
 void
-json_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n, const char **schemas,
-					const char **tables, bool cascade, bool restart_identity)
+json_write_truncate(DecodeState *state, int n, const char **schemas, const char **tables,
+					bool cascade, bool restart_identity)
 {
-	OutputPluginPrepareWrite(ctx, true);
-	StringInfo out = ctx->out;
+	output_begin(state);
+	StringInfo out = state->output->buf;
 	StringInfoSink sink{out};
 	StringInfoData name;
 	initStringInfo(&name);
@@ -257,7 +258,7 @@ json_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n, cons
 	appendStringInfo(out, "],\"cascade\":%s,\"restart_identity\":%s", cascade ? "true" : "false",
 					 restart_identity ? "true" : "false");
 	append_txn_tail(out, state, true);
-	OutputPluginWrite(ctx, true);
+	output_emit(state);
 }
 
 /*
@@ -265,12 +266,11 @@ json_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n, cons
  * that a receiver can follow it: docs/output-format.md, "schema" lines.
  */
 void
-json_write_schema_change(LogicalDecodingContext *ctx, DecodeState *state, const RelInfo *rel,
-						 const char *change, const char *old_name, const char *new_name,
-						 const char *old_schema)
+json_write_schema_change(DecodeState *state, const RelInfo *rel, const char *change,
+						 const char *old_name, const char *new_name, const char *old_schema)
 {
-	OutputPluginPrepareWrite(ctx, true);
-	StringInfo out = ctx->out;
+	output_begin(state);
+	StringInfo out = state->output->buf;
 	StringInfoSink sink{out};
 	appendStringInfo(out, "{\"op\":\"schema\",%s,\"change\":", rel->json_names);
 	text::append_json_string(sink, change);
@@ -294,15 +294,15 @@ json_write_schema_change(LogicalDecodingContext *ctx, DecodeState *state, const 
 				text::append_json_string(sink, rel->columns[i].sql_type);
 			}
 	append_txn_tail(out, state, true);
-	OutputPluginWrite(ctx, true);
+	output_emit(state);
 }
 
 void
-json_write_message(LogicalDecodingContext *ctx, DecodeState *state, XLogRecPtr lsn,
-				   bool transactional, const char *prefix, Size size, const char *message)
+json_write_message(DecodeState *state, XLogRecPtr lsn, bool transactional, const char *prefix,
+				   Size size, const char *message)
 {
-	OutputPluginPrepareWrite(ctx, true);
-	StringInfo out = ctx->out;
+	output_begin(state);
+	StringInfo out = state->output->buf;
 	StringInfoSink sink{out};
 
 	/*
@@ -346,7 +346,7 @@ json_write_message(LogicalDecodingContext *ctx, DecodeState *state, XLogRecPtr l
 	else
 		appendStringInfo(out, ",\"lsn\":\"%X/%X\"}", static_cast<uint32>((lsn) >> 32),
 						 static_cast<uint32>(lsn));
-	OutputPluginWrite(ctx, true);
+	output_emit(state);
 }
 
 } // namespace edgesync::decode

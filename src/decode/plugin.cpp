@@ -155,6 +155,44 @@ check_database(DecodeState *state, bool is_init)
 		CommitTransactionCommand();
 }
 
+/* The plugin's WriterOutput: each message to the slot's consumer. */
+struct PluginOutput {
+	WriterOutput base;
+	LogicalDecodingContext *ctx;
+	XLogRecPtr decoding_at; /* ctx->write_location while a message is written at another */
+	bool moved;
+};
+
+void
+plugin_begin(WriterOutput *self, XLogRecPtr lsn)
+{
+	PluginOutput *p = reinterpret_cast<PluginOutput *>(self);
+	/* The consumer learns a message's position when it is prepared. */
+	p->moved = lsn != InvalidXLogRecPtr;
+	if (p->moved) {
+		p->decoding_at = p->ctx->write_location;
+		p->ctx->write_location = lsn;
+	}
+	OutputPluginPrepareWrite(p->ctx, true);
+	self->buf = p->ctx->out;
+}
+
+void
+plugin_emit(WriterOutput *self)
+{
+	PluginOutput *p = reinterpret_cast<PluginOutput *>(self);
+	OutputPluginWrite(p->ctx, true);
+	if (p->moved)
+		p->ctx->write_location = p->decoding_at;
+	p->moved = false;
+}
+
+XLogRecPtr
+plugin_position(const WriterOutput *self)
+{
+	return reinterpret_cast<const PluginOutput *>(self)->ctx->write_location;
+}
+
 void
 startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 {
@@ -166,6 +204,13 @@ startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 		AllocSetContextCreate(ctx->context, "edgesync sql run", ALLOCSET_DEFAULT_SIZES);
 	state->ntables = -1;
 	parse_plugin_options(state, ctx->output_plugin_options);
+	state->writer = format_writer(state->format);
+	PluginOutput *output = static_cast<PluginOutput *>(palloc0(sizeof(PluginOutput)));
+	output->base.begin = plugin_begin;
+	output->base.emit = plugin_emit;
+	output->base.position = plugin_position;
+	output->ctx = ctx;
+	state->output = &output->base;
 	HASHCTL ensured;
 	ensured.keysize = sizeof(Oid);
 	ensured.entrysize = sizeof(EnsuredTable);
@@ -316,7 +361,6 @@ begin_txn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 {
 	DecodeState *state = static_cast<DecodeState *>(ctx->output_plugin_private);
 	relinfo_purge();
-	state->txn = txn;
 	state->begin_written = false;
 	state->search_path_pinned = false;
 	start_transaction_output(state, txn->xid, txn->final_lsn, txn->xact_time.commit_time);
@@ -324,15 +368,12 @@ begin_txn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 
 /* Writes the deferred BEGIN before the transaction's first output. */
 void
-ensure_begin(LogicalDecodingContext *ctx, DecodeState *state)
+ensure_begin(DecodeState *state)
 {
 	if (state->begin_written)
 		return;
 	state->begin_written = true;
-	if (state->format == static_cast<int>(Format::kSql))
-		sql_write_begin(ctx, state);
-	else
-		json_write_begin(ctx, state);
+	state->writer->begin(state);
 }
 
 void
@@ -342,13 +383,8 @@ commit_txn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit
 	bool skipped = !state->begin_written;
 
 	OutputPluginUpdateProgress(ctx, skipped);
-	if (!skipped) {
-		if (state->format == static_cast<int>(Format::kSql))
-			sql_write_commit(ctx, state);
-		else
-			json_write_commit(ctx, state);
-	}
-	state->txn = nullptr;
+	if (!skipped)
+		state->writer->commit(state);
 	MemoryContextReset(state->change_context);
 }
 
@@ -399,8 +435,7 @@ schema_change_text(TupleDesc desc, HeapTuple tuple, const char *name)
  * "schema" line.
  */
 void
-schema_change(LogicalDecodingContext *ctx, DecodeState *state, Relation catalog,
-			  ReorderBufferChange *rbchange)
+schema_change(DecodeState *state, Relation catalog, ReorderBufferChange *rbchange)
 {
 	HeapTuple tuple = edgesync::change_new_tuple(rbchange);
 	if (tuple == nullptr)
@@ -418,13 +453,15 @@ schema_change(LogicalDecodingContext *ctx, DecodeState *state, Relation catalog,
 		if (rel->selected && rel->root == relid) {
 			const char *new_name = schema_change_text(desc, tuple, "new_name");
 			const char *old_schema = schema_change_text(desc, tuple, "old_schema");
-			ensure_begin(ctx, state);
+			ensure_begin(state);
 			state->seq++;
-			if (state->format == static_cast<int>(Format::kSql))
-				sql_write_schema_change(ctx, state, relation, rel, kind, old_name, new_name,
-										old_schema);
-			else
-				json_write_schema_change(ctx, state, rel, kind, old_name, new_name, old_schema);
+			SchemaChange change = {.relation = relation,
+								   .rel = rel,
+								   .change = kind,
+								   .old_name = old_name,
+								   .new_name = new_name,
+								   .old_schema = old_schema};
+			state->writer->schema_change(state, &change);
 		}
 	}
 	if (relation != nullptr)
@@ -441,7 +478,7 @@ change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation relation,
 	const RelInfo *rel = relinfo_get(state, relation);
 	if (!rel->selected) {
 		if (rbchange->action == REORDER_BUFFER_CHANGE_INSERT && is_schema_changes(relation))
-			schema_change(ctx, state, relation, rbchange);
+			schema_change(state, relation, rbchange);
 		return;
 	}
 	if (rel->names_objects)
@@ -512,12 +549,9 @@ change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation relation,
 			}
 	}
 
-	ensure_begin(ctx, state);
+	ensure_begin(state);
 	state->seq++;
-	if (state->format == static_cast<int>(Format::kSql))
-		sql_write_change(ctx, state, &c);
-	else
-		json_write_change(ctx, state, &c);
+	state->writer->change(state, &c);
 
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(state->change_context);
@@ -566,14 +600,19 @@ truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int nrelations, Rel
 		n++;
 	}
 	if (n > 0) {
-		ensure_begin(ctx, state);
+		ensure_begin(state);
 		state->seq++;
 		bool cascade = rbchange->data.truncate.cascade;
 		bool restart = rbchange->data.truncate.restart_seqs;
-		if (state->format == static_cast<int>(Format::kSql))
-			sql_write_truncate(ctx, state, n, rels, truncated, alone, cascade, restart);
-		else
-			json_write_truncate(ctx, state, n, schemas, tables, cascade, restart);
+		TruncatedTables truncated_tables = {.n = n,
+											.rels = rels,
+											.relations = truncated,
+											.alone = alone,
+											.schemas = schemas,
+											.tables = tables,
+											.cascade = cascade,
+											.restart_identity = restart};
+		state->writer->truncate(state, &truncated_tables);
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(state->change_context);
@@ -584,15 +623,14 @@ message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr lsn, bool
 		const char *prefix, Size size, const char *content)
 {
 	DecodeState *state = static_cast<DecodeState *>(ctx->output_plugin_private);
-	/* The sql format applies rows; messages have nothing to apply. */
-	if (state->format == static_cast<int>(Format::kSql))
+	if (state->writer->message == nullptr)
 		return;
 	MemoryContext old = MemoryContextSwitchTo(state->change_context);
 	if (transactional) {
-		ensure_begin(ctx, state);
+		ensure_begin(state);
 		state->seq++;
 	}
-	json_write_message(ctx, state, lsn, transactional, prefix, size, content);
+	state->writer->message(state, lsn, transactional, prefix, size, content);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(state->change_context);
 }

@@ -174,7 +174,7 @@ run_add_key(DecodeState *state, uint64 hash)
  * run without it and starts the next one with it.
  */
 void
-run_split(LogicalDecodingContext *ctx, DecodeState *state, int before, int start)
+run_split(DecodeState *state, int before, int start)
 {
 	SqlRun *run = state->run;
 	RunKind kind = run->kind;
@@ -189,7 +189,7 @@ run_split(LogicalDecodingContext *ctx, DecodeState *state, int before, int start
 
 	run->rows.len = before;
 	run->rows.data[before] = '\0';
-	run_flush(ctx, state);
+	run_flush(state);
 	run_start(state, kind, &head, &tail);
 	appendBinaryStringInfo(&state->run->rows, row, len);
 	pfree(row);
@@ -197,15 +197,15 @@ run_split(LogicalDecodingContext *ctx, DecodeState *state, int before, int start
 
 /* Ends the run at the batch limits. */
 void
-run_added(LogicalDecodingContext *ctx, DecodeState *state)
+run_added(DecodeState *state)
 {
 	SqlRun *run = state->run;
 	run->nrows++;
-	run->last_lsn = ctx->write_location;
+	run->last_lsn = output_position(state);
 	strlcpy(run->commit_lsn, state->commit_lsn, sizeof(run->commit_lsn));
 	if (run->nrows >= state->batch_rows || run->rows.len >= state->batch_bytes ||
 		run->bytes >= state->batch_bytes)
-		run_flush(ctx, state);
+		run_flush(state);
 }
 
 /* A columnar run's array types are the change's (a type changed inside the transaction ends it). */
@@ -230,8 +230,7 @@ run_has_casts(const SqlRun *run, const DecodeState *state, const Change *c)
 
 /* Appends the change to a columnar upsert run (already of its shape). */
 void
-add_upsert_columnar(LogicalDecodingContext *ctx, DecodeState *state, const Change *c,
-					StringInfo head, StringInfo tail)
+add_upsert_columnar(DecodeState *state, const Change *c, StringInfo head, StringInfo tail)
 {
 	const RelInfo *rel = c->rel;
 	bool keyed = rel->nkeys > 0;
@@ -244,9 +243,9 @@ add_upsert_columnar(LogicalDecodingContext *ctx, DecodeState *state, const Chang
 			build_upsert(&run->first, state, c);
 			if (run->first.len >= state->batch_bytes) {
 				run->nrows = 1;
-				run->last_lsn = ctx->write_location;
+				run->last_lsn = output_position(state);
 				strlcpy(run->commit_lsn, state->commit_lsn, sizeof(run->commit_lsn));
-				run_flush(ctx, state);
+				run_flush(state);
 				return;
 			}
 		}
@@ -275,7 +274,7 @@ add_upsert_columnar(LogicalDecodingContext *ctx, DecodeState *state, const Chang
 			if (run->nrows == 0 && keyed)
 				(void) run_add_key(state, key_hash);
 			run->bytes += bytes;
-			run_added(ctx, state);
+			run_added(state);
 			return;
 		}
 		/* Its key is in the run, or it takes the run past batch_bytes: the next run. */
@@ -283,7 +282,7 @@ add_upsert_columnar(LogicalDecodingContext *ctx, DecodeState *state, const Chang
 			run->cols[j].len = lens[j];
 			run->cols[j].data[lens[j]] = '\0';
 		}
-		run_flush(ctx, state);
+		run_flush(state);
 		run_start(state, RunKind::kUpsert, head, tail);
 		run_start_columnar(state, c);
 		run = state->run;
@@ -304,7 +303,7 @@ run_discard(DecodeState *state)
 
 /* Writes the buffered run, if any, as one statement (one output message). */
 void
-run_flush(LogicalDecodingContext *ctx, DecodeState *state)
+run_flush(DecodeState *state)
 {
 	SqlRun *run = state->run;
 	if (run == nullptr || run->nrows == 0)
@@ -314,10 +313,8 @@ run_flush(LogicalDecodingContext *ctx, DecodeState *state)
 	 * ended it: pg_recvlogical --endpos stops after the first message at
 	 * endpos, and that must stay the COMMIT; of the transaction's end.
 	 */
-	XLogRecPtr write_location = ctx->write_location;
-	ctx->write_location = run->last_lsn;
-	OutputPluginPrepareWrite(ctx, true);
-	StringInfo out = ctx->out;
+	output_begin(state, run->last_lsn);
+	StringInfo out = state->output->buf;
 	if (run->kind == RunKind::kDelete && run->nrows == 1)
 		appendBinaryStringInfo(out, run->first.data, run->first.len);
 	else if (run->kind == RunKind::kDelete) {
@@ -362,21 +359,20 @@ run_flush(LogicalDecodingContext *ctx, DecodeState *state)
 	/* How many changes the statement applies, for consumers that count them (the shipper). */
 	if (run->nrows > 1)
 		appendStringInfo(out, " /* %d changes */", run->nrows);
-	OutputPluginWrite(ctx, true);
-	ctx->write_location = write_location;
+	output_emit(state);
 	run_discard(state);
 }
 
 void
-add_upsert(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
+add_upsert(DecodeState *state, const Change *c)
 {
 	const RelInfo *rel = c->rel;
 	bool keyed = rel->nkeys > 0;
 
 	/* Keys whose equality is not that of their literals: one row per statement. */
 	if (!batching(state) || (keyed && !rel->keys_text_exact)) {
-		run_flush(ctx, state);
-		write_upsert(ctx, state, c);
+		run_flush(state);
+		write_upsert(state, c);
 		return;
 	}
 	StringInfoData head, tail;
@@ -391,13 +387,13 @@ add_upsert(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
 	if (run->nrows == 0 || run->columnar != columnar ||
 		!run_has_shape(run, RunKind::kUpsert, &head, &tail) ||
 		(columnar && !run_has_casts(run, state, c))) {
-		run_flush(ctx, state);
+		run_flush(state);
 		run_start(state, RunKind::kUpsert, &head, &tail);
 		if (columnar)
 			run_start_columnar(state, c);
 	}
 	if (columnar) {
-		add_upsert_columnar(ctx, state, c, &head, &tail);
+		add_upsert_columnar(state, c, &head, &tail);
 		return;
 	}
 
@@ -410,25 +406,24 @@ add_upsert(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
 	appendStringInfoChar(&run->rows, ')');
 	if (run->nrows > 0 &&
 		(run->rows.len > state->batch_bytes || (keyed && !run_add_key(state, key)))) {
-		run_split(ctx, state, before, start);
+		run_split(state, before, start);
 		run = state->run;
 	}
 	if (run->nrows == 0 && keyed)
 		(void) run_add_key(state, key);
-	run_added(ctx, state);
+	run_added(state);
 }
 
 void
-add_delete(LogicalDecodingContext *ctx, DecodeState *state, const Change *c, const char *op,
-		   bool guard_with_old)
+add_delete(DecodeState *state, const Change *c, const char *op, bool guard_with_old)
 {
 	const RelInfo *rel = c->rel;
 	bool batchable = batching(state) && rel->nkeys > 0 && c->old_values != nullptr;
 	for (int k = 0; batchable && k < rel->nkeys; k++)
 		batchable = !c->old_nulls[rel->keys[k] - 1];
 	if (!batchable) {
-		run_flush(ctx, state);
-		write_delete(ctx, state, c, op, guard_with_old);
+		run_flush(state);
+		write_delete(state, c, op, guard_with_old);
 		return;
 	}
 	AttrNumber v = rel->version_attnum;
@@ -453,7 +448,7 @@ add_delete(LogicalDecodingContext *ctx, DecodeState *state, const Change *c, con
 
 	SqlRun *run = get_run(state);
 	if (run->nrows == 0 || !run_has_shape(run, RunKind::kDelete, &head, &tail)) {
-		run_flush(ctx, state);
+		run_flush(state);
 		run_start(state, RunKind::kDelete, &head, &tail);
 	}
 
@@ -472,12 +467,12 @@ add_delete(LogicalDecodingContext *ctx, DecodeState *state, const Change *c, con
 		appendStringInfo(&run->rows, ", " INT64_FORMAT, DatumGetInt64(vvalues[v - 1]));
 	appendStringInfoChar(&run->rows, ')');
 	if (run->nrows > 0 && run->rows.len > state->batch_bytes) {
-		run_split(ctx, state, before, start);
+		run_split(state, before, start);
 		run = state->run;
 	}
 	if (run->nrows == 0)
 		build_delete(&run->first, state, c, op, guard_with_old);
-	run_added(ctx, state);
+	run_added(state);
 }
 
 } // namespace sql
@@ -499,7 +494,7 @@ flush_open_run(LogicalDecodingContext *ctx)
 	ctx->accept_writes = true;
 	PG_TRY();
 	{
-		sql::run_flush(ctx, state);
+		sql::run_flush(state);
 	}
 	PG_FINALLY();
 	{

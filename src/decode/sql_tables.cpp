@@ -59,13 +59,12 @@ strings(int n, const char **values)
 } // namespace
 
 void
-write_table_block(LogicalDecodingContext *ctx, DecodeState *state, Relation relation,
-				  const RelInfo *rel, const TableEdit *edit)
+write_table_block(DecodeState *state, Relation relation, const RelInfo *rel, const TableEdit *edit)
 {
 	static const TableEdit none = {};
 	if (edit == nullptr)
 		edit = &none;
-	run_flush(ctx, state);
+	run_flush(state);
 
 	/* What needs PostgreSQL first: the values existing rows took, written under their policy. */
 	TupleDesc desc = RelationGetDescr(relation);
@@ -134,9 +133,9 @@ write_table_block(LogicalDecodingContext *ctx, DecodeState *state, Relation rela
 		return pg_call([&] { return pstrdup(text.c_str()); });
 	});
 
-	OutputPluginPrepareWrite(ctx, true);
-	appendStringInfoString(ctx->out, block);
-	OutputPluginWrite(ctx, true);
+	output_begin(state);
+	appendStringInfoString(state->output->buf, block);
+	output_emit(state);
 
 	if (state->ensured != nullptr) {
 		bool found;
@@ -147,7 +146,7 @@ write_table_block(LogicalDecodingContext *ctx, DecodeState *state, Relation rela
 }
 
 void
-ensure_table(LogicalDecodingContext *ctx, DecodeState *state, Relation relation, const RelInfo *rel)
+ensure_table(DecodeState *state, Relation relation, const RelInfo *rel)
 {
 	if (state->ensured == nullptr)
 		return; /* (a writer's state without a session: the shipper's re-send, which writes its own)
@@ -156,7 +155,7 @@ ensure_table(LogicalDecodingContext *ctx, DecodeState *state, Relation relation,
 		static_cast<EnsuredTable *>(hash_search(state->ensured, &rel->root, HASH_FIND, nullptr));
 	if (e != nullptr && e->shape == rel->shape_hash)
 		return;
-	write_table_block(ctx, state, relation, rel, nullptr);
+	write_table_block(state, relation, rel, nullptr);
 }
 
 } // namespace edgesync::decode::sql
@@ -164,16 +163,15 @@ ensure_table(LogicalDecodingContext *ctx, DecodeState *state, Relation relation,
 namespace edgesync::decode {
 
 void
-sql_write_table(LogicalDecodingContext *ctx, DecodeState *state, Relation relation,
-				const RelInfo *rel)
+sql_write_table(DecodeState *state, Relation relation, const RelInfo *rel)
 {
-	sql::write_table_block(ctx, state, relation, rel, nullptr);
+	sql::write_table_block(state, relation, rel, nullptr);
 }
 
 void
-sql_write_schema_change(LogicalDecodingContext *ctx, DecodeState *state, Relation relation,
-						const RelInfo *rel, const char *change, const char *old_name,
-						const char *new_name, const char *old_schema)
+sql_write_schema_change(DecodeState *state, Relation relation, const RelInfo *rel,
+						const char *change, const char *old_name, const char *new_name,
+						const char *old_schema)
 {
 	sql::TableEdit edit = {};
 	if (strcmp(change, "rename_column") == 0 && new_name != nullptr) {
@@ -192,7 +190,7 @@ sql_write_schema_change(LogicalDecodingContext *ctx, DecodeState *state, Relatio
 		edit.old_table = old_name;
 	} else
 		return;
-	sql::write_table_block(ctx, state, relation, rel, &edit);
+	sql::write_table_block(state, relation, rel, &edit);
 }
 
 } // namespace edgesync::decode

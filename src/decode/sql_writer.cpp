@@ -127,11 +127,11 @@ append_version_guard(StringInfo out, const Change *c, const char *op, bool use_o
 
 /* An update whose row is incomplete (unchanged TOAST): only the columns it has. */
 void
-write_update(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
+write_update(DecodeState *state, const Change *c)
 {
 	const RelInfo *rel = c->rel;
-	OutputPluginPrepareWrite(ctx, true);
-	StringInfo out = ctx->out;
+	output_begin(state);
+	StringInfo out = state->output->buf;
 	bool first = true;
 
 	appendStringInfo(out, "UPDATE %s AS target SET ", rel->sql_name);
@@ -149,7 +149,7 @@ write_update(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
 	append_version_guard(out, c, kVersionLess, false);
 	append_condition(out, state->commit_lsn);
 	appendStringInfoChar(out, ';');
-	OutputPluginWrite(ctx, true);
+	output_emit(state);
 }
 
 /* "an insert into", "an update of", "a delete from": for the comment lines below. */
@@ -190,19 +190,18 @@ redacted_key(const DecodeState *state, const Change *c)
  * (names through the one quoting function: the line cannot be ended early).
  */
 void
-write_not_applied(LogicalDecodingContext *ctx, DecodeState *state, const Change *c, const char *why,
-				  const ColumnInfo *col)
+write_not_applied(DecodeState *state, const Change *c, const char *why, const ColumnInfo *col)
 {
-	run_flush(ctx, state);
-	OutputPluginPrepareWrite(ctx, true);
-	StringInfo out = ctx->out;
+	run_flush(state);
+	output_begin(state);
+	StringInfo out = state->output->buf;
 	appendStringInfo(out, "-- edgesync: %s %s cannot be applied: ", change_kind(c),
 					 c->rel->sql_name);
 	if (col != nullptr)
 		appendStringInfo(out, "column %s %s", col->sql_ident, why);
 	else
 		appendStringInfoString(out, why);
-	OutputPluginWrite(ctx, true);
+	output_emit(state);
 }
 
 /*
@@ -210,11 +209,11 @@ write_not_applied(LogicalDecodingContext *ctx, DecodeState *state, const Change 
  * naming them: -- edgesync: an update of "s"."t" is applied without "c": ...
  */
 void
-write_left_out(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
+write_left_out(DecodeState *state, const Change *c)
 {
-	run_flush(ctx, state);
-	OutputPluginPrepareWrite(ctx, true);
-	StringInfo out = ctx->out;
+	run_flush(state);
+	output_begin(state);
+	StringInfo out = state->output->buf;
 	appendStringInfo(out, "-- edgesync: %s %s is applied without ", change_kind(c),
 					 c->rel->sql_name);
 	bool first = true;
@@ -226,7 +225,7 @@ write_left_out(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
 		first = false;
 	}
 	appendStringInfoString(out, ": its value is too large for the sql format");
-	OutputPluginWrite(ctx, true);
+	output_emit(state);
 }
 
 } // namespace
@@ -261,12 +260,11 @@ build_delete(StringInfo out, DecodeState *state, const Change *c, const char *op
 }
 
 void
-write_delete(LogicalDecodingContext *ctx, DecodeState *state, const Change *c, const char *op,
-			 bool guard_with_old)
+write_delete(DecodeState *state, const Change *c, const char *op, bool guard_with_old)
 {
-	OutputPluginPrepareWrite(ctx, true);
-	build_delete(ctx->out, state, c, op, guard_with_old);
-	OutputPluginWrite(ctx, true);
+	output_begin(state);
+	build_delete(state->output->buf, state, c, op, guard_with_old);
+	output_emit(state);
 }
 
 /* INSERT INTO "s"."t" AS target ("c1","c2") */
@@ -364,11 +362,11 @@ build_upsert(StringInfo out, const DecodeState *state, const Change *c)
 }
 
 void
-write_upsert(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
+write_upsert(DecodeState *state, const Change *c)
 {
-	OutputPluginPrepareWrite(ctx, true);
-	build_upsert(ctx->out, state, c);
-	OutputPluginWrite(ctx, true);
+	output_begin(state);
+	build_upsert(state->output->buf, state, c);
+	output_emit(state);
 }
 
 } // namespace edgesync::decode::sql
@@ -376,14 +374,14 @@ write_upsert(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
 namespace edgesync::decode {
 
 void
-sql_write_begin(LogicalDecodingContext *ctx, DecodeState *state)
+sql_write_begin(DecodeState *state)
 {
 	/* Left over from a transaction that failed (held across commits: the one before). */
 	if (!state->runs_span_commits)
 		sql::run_discard(state);
-	OutputPluginPrepareWrite(ctx, true);
-	appendStringInfoString(ctx->out, "BEGIN;");
-	OutputPluginWrite(ctx, true);
+	output_begin(state);
+	appendStringInfoString(state->output->buf, "BEGIN;");
+	output_emit(state);
 
 	const char *schema =
 		state->replica_schema != nullptr ? state->replica_schema : replica::kDefaultSchema;
@@ -393,38 +391,38 @@ sql_write_begin(LogicalDecodingContext *ctx, DecodeState *state)
 			std::string text = replica::setup_statement(schema);
 			return pg_call([&] { return pstrdup(text.c_str()); });
 		});
-		OutputPluginPrepareWrite(ctx, true);
-		appendStringInfoString(ctx->out, setup);
-		OutputPluginWrite(ctx, true);
+		output_begin(state);
+		appendStringInfoString(state->output->buf, setup);
+		output_emit(state);
 		state->setup_written = true;
 	}
 	char *guard = guarded([&]() -> char * {
 		std::string text = replica::guard_statement(schema, state->source, state->commit_lsn);
 		return pg_call([&] { return pstrdup(text.c_str()); });
 	});
-	OutputPluginPrepareWrite(ctx, true);
-	appendStringInfoString(ctx->out, guard);
-	OutputPluginWrite(ctx, true);
+	output_begin(state);
+	appendStringInfoString(state->output->buf, guard);
+	output_emit(state);
 }
 
 void
-sql_write_commit(LogicalDecodingContext *ctx, DecodeState *state)
+sql_write_commit(DecodeState *state)
 {
 	if (!state->runs_span_commits)
-		sql::run_flush(ctx, state);
-	OutputPluginPrepareWrite(ctx, true);
-	appendStringInfoString(ctx->out, "COMMIT;");
-	OutputPluginWrite(ctx, true);
+		sql::run_flush(state);
+	output_begin(state);
+	appendStringInfoString(state->output->buf, "COMMIT;");
+	output_emit(state);
 }
 
 void
-sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *c)
+sql_write_change(DecodeState *state, const Change *c)
 {
 	/* The replica's table, as this change sees it, before its first statement. */
-	sql::ensure_table(ctx, state, c->relation, c->rel);
+	sql::ensure_table(state, c->relation, c->rel);
 	if (c->action == REORDER_BUFFER_CHANGE_DELETE && c->old_values == nullptr) {
 		/* REPLICA IDENTITY NOTHING: no key to delete by; say so in the stream. */
-		sql::write_not_applied(ctx, state, c, "the table has REPLICA IDENTITY NOTHING", nullptr);
+		sql::write_not_applied(state, c, "the table has REPLICA IDENTITY NOTHING", nullptr);
 		return;
 	}
 	/*
@@ -434,33 +432,33 @@ sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *
 	 * applied, and the stream says so.
 	 */
 	if (const ColumnInfo *col = sql::redacted_key(state, c)) {
-		sql::write_not_applied(ctx, state, c, "identifies the row and is redacted", col);
+		sql::write_not_applied(state, c, "identifies the row and is redacted", col);
 		return;
 	}
 	/* Values over the output limit (limit_change_size) are left out, like unchanged TOAST. */
 	if (c->too_large != nullptr)
-		sql::write_left_out(ctx, state, c);
+		sql::write_left_out(state, c);
 	switch (c->action) {
 	case REORDER_BUFFER_CHANGE_INSERT:
-		sql::add_upsert(ctx, state, c);
+		sql::add_upsert(state, c);
 		return;
 	case REORDER_BUFFER_CHANGE_UPDATE: {
 		bool complete = true;
 		for (int i = 0; i < c->natts; i++)
 			complete &= !c->unchanged[i] && (c->too_large == nullptr || !c->too_large[i]);
 		if (!complete) {
-			sql::run_flush(ctx, state);
-			sql::write_update(ctx, state, c);
+			sql::run_flush(state);
+			sql::write_update(state, c);
 			return;
 		}
 		/* A new key: the row under the old key goes, unless it is newer. */
 		if (c->key_changed)
-			sql::add_delete(ctx, state, c, kVersionLess, false);
-		sql::add_upsert(ctx, state, c);
+			sql::add_delete(state, c, kVersionLess, false);
+		sql::add_upsert(state, c);
 		return;
 	}
 	case REORDER_BUFFER_CHANGE_DELETE:
-		sql::add_delete(ctx, state, c, kVersionAtMost, true);
+		sql::add_delete(state, c, kVersionAtMost, true);
 		return;
 	default:
 		return;
@@ -475,12 +473,12 @@ sql_write_change(LogicalDecodingContext *ctx, DecodeState *state, const Change *
  * which.
  */
 void
-sql_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n, const RelInfo **rels,
-				   Relation *relations, const bool *alone, bool cascade, bool restart_identity)
+sql_write_truncate(DecodeState *state, int n, const RelInfo **rels, Relation *relations,
+				   const bool *alone, bool cascade, bool restart_identity)
 {
-	sql::run_flush(ctx, state);
+	sql::run_flush(state);
 	for (int i = 0; i < n; i++)
-		sql::ensure_table(ctx, state, relations[i], rels[i]);
+		sql::ensure_table(state, relations[i], rels[i]);
 
 	StringInfoData body;
 	initStringInfo(&body);
@@ -530,9 +528,9 @@ sql_write_truncate(LogicalDecodingContext *ctx, DecodeState *state, int n, const
 		std::string text = replica::do_block(std::string_view(body.data, body.len));
 		return pg_call([&] { return pstrdup(text.c_str()); });
 	});
-	OutputPluginPrepareWrite(ctx, true);
-	appendStringInfoString(ctx->out, block);
-	OutputPluginWrite(ctx, true);
+	output_begin(state);
+	appendStringInfoString(state->output->buf, block);
+	output_emit(state);
 }
 
 void

@@ -23,8 +23,7 @@ bool in_column_list(const DecodeState *state, const Change *c, int i, bool with_
 /* The single-row DELETE; op and guard_with_old: see sql_write_change. */
 void build_delete(StringInfo out, DecodeState *state, const Change *c, const char *op,
 				  bool guard_with_old);
-void write_delete(LogicalDecodingContext *ctx, DecodeState *state, const Change *c, const char *op,
-				  bool guard_with_old);
+void write_delete(DecodeState *state, const Change *c, const char *op, bool guard_with_old);
 /* An upsert's parts: INSERT INTO .. (cols), the values (returns their key's hash), ON CONFLICT ..;
  */
 void append_upsert_head(StringInfo out, const DecodeState *state, const Change *c);
@@ -32,7 +31,7 @@ uint64 append_upsert_values(StringInfo out, const DecodeState *state, const Chan
 void append_upsert_tail(StringInfo out, const DecodeState *state, const Change *c);
 /* The single-row upsert. */
 void build_upsert(StringInfo out, const DecodeState *state, const Change *c);
-void write_upsert(LogicalDecodingContext *ctx, DecodeState *state, const Change *c);
+void write_upsert(DecodeState *state, const Change *c);
 
 /* ` AND <apply condition>` of the transaction committed at commit_lsn (replica_sql.hpp). */
 void append_condition(StringInfo out, const char *commit_lsn, const char *prefix = " AND ");
@@ -59,25 +58,23 @@ struct TableEdit {
  * of rel (as relation describes it here) to its shape, after edit, under
  * the apply condition of the transaction being decoded.
  */
-void write_table_block(LogicalDecodingContext *ctx, DecodeState *state, Relation relation,
-					   const RelInfo *rel, const TableEdit *edit);
+void write_table_block(DecodeState *state, Relation relation, const RelInfo *rel,
+					   const TableEdit *edit);
 /*
  * Before a table's first statement of the session, and after its shape
  * changed: its table block, so that a replica lacking the table or a column
  * gets it from the stream itself.
  */
-void ensure_table(LogicalDecodingContext *ctx, DecodeState *state, Relation relation,
-				  const RelInfo *rel);
+void ensure_table(DecodeState *state, Relation relation, const RelInfo *rel);
 
 /* sql_runs.cpp */
 
 /* Forgets the buffered run (at BEGIN: one left over from a transaction that failed). */
 void run_discard(DecodeState *state);
 /* Writes the buffered run, if any; before any statement written alone, and at commit. */
-void run_flush(LogicalDecodingContext *ctx, DecodeState *state);
+void run_flush(DecodeState *state);
 /* A change's upsert or delete, added to the run or written alone. */
-void add_upsert(LogicalDecodingContext *ctx, DecodeState *state, const Change *c);
-void add_delete(LogicalDecodingContext *ctx, DecodeState *state, const Change *c, const char *op,
-				bool guard_with_old);
+void add_upsert(DecodeState *state, const Change *c);
+void add_delete(DecodeState *state, const Change *c, const char *op, bool guard_with_old);
 
 } // namespace edgesync::decode::sql

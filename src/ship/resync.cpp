@@ -6,9 +6,10 @@
  * table, then streams from the new slot.  The rows are written by the output
  * plugin's own writers (src/decode), as inserts, under the same column
  * policy as the stream (columns=policy unless the target says raw), so a
- * re-send never shows more than the stream would: the scan feeds them
- * through a decoding context that collects the plugin's output instead of
- * handing it to a slot.
+ * re-send never shows more than the stream would: the scan feeds them to
+ * the format's writers (decode::format_writer) with an output of its own
+ * (decode::WriterOutput) that collects their messages instead of handing
+ * them to a slot; no decoding structure of PostgreSQL's is made up here.
  *
  * Each batch is one transaction in the target's format: for a replica the
  * re-send's start (decode/replica_sql.hpp: every statement applies, no
@@ -88,22 +89,32 @@ namespace {
 
 using decode::DecodeState;
 
-/* Where the collecting context's writes go: one row per plugin write. */
+/*
+ * The writers' output of a resync: each message becomes one row of the
+ * batch (collected).  Called by the writers, under PostgreSQL frames: no
+ * exception may leave them.
+ */
 std::vector<std::string> *collected = nullptr;
 
 void
-collect_prepare(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bool last)
+collect_begin(decode::WriterOutput *self, XLogRecPtr)
 {
-	resetStringInfo(ctx->out);
+	resetStringInfo(self->buf);
 }
 
-/* Called by the plugin, under PostgreSQL frames: no exception may leave it. */
 void
-collect_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bool last)
+collect_emit(decode::WriterOutput *self)
 {
 	if (collected != nullptr)
 		guarded(
-			[&] { collected->emplace_back(ctx->out->data, static_cast<size_t>(ctx->out->len)); });
+			[&] { collected->emplace_back(self->buf->data, static_cast<size_t>(self->buf->len)); });
+}
+
+/* A resync writes rows read from tables, at no position of the WAL. */
+XLogRecPtr
+collect_position(const decode::WriterOutput *)
+{
+	return InvalidXLogRecPtr;
 }
 
 /* A tracked table: its rows are in itself, or in the leaves of a partitioned one. */
@@ -197,14 +208,12 @@ class Resender {
 			if (!config_.replica_schema.empty())
 				state_->replica_schema = pstrdup(config_.replica_schema.c_str());
 			state_->schema_check = config_.schema_changes == "check";
-			state_->txn = static_cast<ReorderBufferTXN *>(palloc0(sizeof(ReorderBufferTXN)));
-			ctx_ = static_cast<LogicalDecodingContext *>(palloc0(sizeof(LogicalDecodingContext)));
-			ctx_->context = context_;
-			ctx_->out = makeStringInfo();
-			ctx_->prepare_write = collect_prepare;
-			ctx_->write = collect_write;
-			ctx_->accept_writes = true;
-			ctx_->output_plugin_private = state_;
+			state_->writer = decode::format_writer(state_->format);
+			output_.buf = makeStringInfo();
+			output_.begin = collect_begin;
+			output_.emit = collect_emit;
+			output_.position = collect_position;
+			state_->output = &output_;
 			keys_ = makeStringInfo();
 			MemoryContextSwitchTo(old);
 		});
@@ -305,7 +314,7 @@ class Resender {
 		Relation rel = pg_call([&] { return table_open(root, AccessShareLock); });
 		pg_call([&] {
 			const decode::RelInfo *info = decode::relinfo_get(state_, rel);
-			decode::sql_write_table(ctx_, state_, rel, info);
+			decode::sql_write_table(state_, rel, info);
 			table_close(rel, NoLock);
 		});
 		batch_bytes_ += static_cast<int64_t>(rows_.back().size());
@@ -391,7 +400,7 @@ class Resender {
 			decode::start_transaction_output(state_, InvalidTransactionId, slot_start_ - 1,
 											 GetCurrentTransactionStartTimestamp());
 			if (!sql())
-				decode::json_write_begin(ctx_, state_);
+				decode::json_write_begin(state_);
 		});
 		if (sql()) {
 			rows_.emplace_back("BEGIN;");
@@ -524,10 +533,7 @@ class Resender {
 		}
 		decode::limit_change_size(state_, &c);
 		state_->seq++;
-		if (sql())
-			decode::sql_write_change(ctx_, state_, &c);
-		else
-			decode::json_write_change(ctx_, state_, &c);
+		state_->writer->change(state_, &c);
 		if (sweeping_ && sql()) {
 			appendStringInfoString(keys_, keys_->len == 0 ? "(" : ", (");
 			for (int k = 0; k < info->nkeys; k++) {
@@ -549,12 +555,7 @@ class Resender {
 			return true;
 		if (sweeping_ && !keys_table_.empty())
 			add_staged_keys();
-		pg_call([&] {
-			if (sql())
-				decode::sql_write_commit(ctx_, state_);
-			else
-				decode::json_write_commit(ctx_, state_);
-		});
+		pg_call([&] { state_->writer->commit(state_); });
 		std::string body;
 		for (const std::string &r : rows_) {
 			body += r;
@@ -582,7 +583,7 @@ class Resender {
 	Transport &transport_;
 	MemoryContext context_ = nullptr;
 	DecodeState *state_ = nullptr;
-	LogicalDecodingContext *ctx_ = nullptr;
+	decode::WriterOutput output_ = {};
 	std::vector<std::string> rows_;
 	bool begun_ = false;
 	int64_t batch_rows_ = 0;	/* lines, framing aside */
