@@ -336,8 +336,15 @@ table_block(const TableShape &shape, const TableChange &change, SchemaMode mode,
 	b += "IF t IS NULL THEN x := cr; ";
 	b += report("42P01", "'edgesync: replica table %s does not exist (fix: %s)', q, x");
 	b += "IF pg_catalog.to_regnamespace(pg_catalog.quote_ident(s)) IS NULL THEN "
-		 "x := pg_catalog.format('CREATE SCHEMA %I', s); EXECUTE x; END IF; "
-		 "x := cr; EXECUTE x; t := pg_catalog.to_regclass(q); END IF; ";
+		 "x := pg_catalog.format('CREATE SCHEMA %I', s); EXECUTE x; ";
+	/* PostgreSQL 15 and later keep schema public to its owner: say so up front. */
+	b += "ELSIF NOT pg_catalog.has_schema_privilege(pg_catalog.quote_ident(s), 'CREATE') THEN "
+		 "x := pg_catalog.format('GRANT CREATE ON SCHEMA %I TO %I', s, CURRENT_USER); RAISE "
+		 "EXCEPTION USING ERRCODE = '42501', MESSAGE = pg_catalog.format('edgesync: the applying "
+		 "role %I may not create replica table %s in schema %I (fix: %s, by the schema''s "
+		 "owner; or apply into a schema of its own with replica-schema)', CURRENT_USER, q, s, x); "
+		 "END IF; ";
+	b += "x := cr; EXECUTE x; t := pg_catalog.to_regclass(q); END IF; ";
 
 	/* Columns renamed, dropped (apply only: an extra column does the replica no harm). */
 	b += "FOR i IN 1 .. pg_catalog.cardinality(rf) LOOP IF " + column_exists("rf[i]") +

@@ -62,6 +62,7 @@ $hospital->safe_psql('postgres', q{
 	SELECT edgesync.track('stays');
 	SELECT edgesync.set_column_policy('patients', 'mrn', 'hash');
 	SELECT pg_create_logical_replication_slot('cloud', 'edgesync');
+	SELECT pg_create_logical_replication_slot('into_public', 'edgesync');
 });
 
 my %checksum = (
@@ -239,5 +240,33 @@ is($cloud->safe_psql('replica', q{
 	SELECT format_type(atttypid, atttypmod) || ' ' || (SELECT weight ~ '^[0-9a-f]{64}$' FROM mirror.patients WHERE id = 3)
 	  FROM pg_attribute WHERE attrelid = 'mirror.patients'::regclass AND attname = 'weight'}),
 	'text true', 'the newly hashed column is text on the replica and holds the hash');
+
+# A role with only CONNECT and CREATE on its database, no replica schema:
+# the hospital's tables go to schema public, which PostgreSQL 15 and later
+# keep to their owner.  The stream stops at the first table, saying which
+# GRANT is missing, and applies once it is given.
+$cloud->safe_psql('postgres', q{
+	CREATE DATABASE replica2;
+	CREATE ROLE feed2 LOGIN NOSUPERUSER NOREPLICATION;
+	GRANT CONNECT, CREATE ON DATABASE replica2 TO feed2;
+});
+$cloud->safe_psql('replica2', 'REVOKE CREATE ON SCHEMA public FROM PUBLIC');
+my $end = $hospital->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn()');
+my $public_spool = "$dir/public.sql";
+IPC::Run::run([ 'pg_recvlogical', '-d', $hospital->connstr('postgres'), '-S', 'into_public', '--start',
+		'--no-loop', "--endpos=$end", '-o', 'format=sql', '-f', $public_spool ],
+	IPC::Run::timeout($timeout)) or die 'pg_recvlogical failed';
+my @psql2 = ('psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $cloud->connstr('replica2') . ' user=feed2', '-f', $public_spool);
+$ok = IPC::Run::run(\@psql2, '>', \my $out2, '2>', \$err, IPC::Run::timeout($timeout));
+ok(!$ok, 'no CREATE on schema public: the stream stops');
+like($err, qr/edgesync: the applying role feed2 may not create replica table public\.\w+ in schema public \(fix: GRANT CREATE ON SCHEMA public TO feed2, by the schema's owner/,
+	'... saying which GRANT is missing');
+is($cloud->safe_psql('replica2', q{SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace}), '0',
+	'... having created nothing in public');
+$cloud->safe_psql('replica2', 'GRANT CREATE ON SCHEMA public TO feed2');
+$ok = IPC::Run::run(\@psql2, '>', \$out2, '2>', \$err, IPC::Run::timeout($timeout));
+ok($ok, 'with the GRANT, the same stream applies') or diag($err);
+is($cloud->safe_psql('replica2', 'SELECT count(*) FROM public.wards'),
+	$hospital->safe_psql('postgres', 'SELECT count(*) FROM wards'), '... and the rows are there');
 
 done_testing();
