@@ -16,7 +16,9 @@ SELECT slot_name, plugin, slot_type
 SELECT bearer_token, password, headers FROM edgesync.target_secrets;
 
 -- A replica target: its password (in the userinfo or as a parameter) too.
-SELECT edgesync.add_target('cloud_db', 'postgresql://replicator@db.example.org/cloud?sslmode=verify-full&password=db-SECRET');
+-- (Disabled: an enabled one is connected to first, and db.example.org is not there.)
+SELECT edgesync.add_target('cloud_db', 'postgresql://replicator@db.example.org/cloud?sslmode=verify-full&password=db-SECRET',
+                           enabled => false);
 SELECT name, kind, url FROM edgesync.targets ORDER BY name;
 SELECT name, password FROM edgesync.target_secrets ORDER BY name;
 
@@ -30,7 +32,7 @@ SELECT v.url AS given, u.url AS stored, u.password
                ('postgresql:///cloud?host=/var/run/postgresql&user=u&password=pw-SECRET-5'),
                ('https://u:pw%2DSECRET%2D6@api.example.org/in?x=1')) v(url),
        edgesync._parse_target_url(v.url) u;
-SELECT edgesync.add_target('spelled', 'postgresql://u@db.example.org/cloud?pass%77ord=pw-SECRET-7');
+SELECT edgesync.add_target('spelled', 'postgresql://u@db.example.org/cloud?pass%77ord=pw-SECRET-7', enabled => false);
 SELECT url FROM edgesync.target_status WHERE name = 'spelled';
 SELECT password FROM edgesync.target_secrets WHERE name = 'spelled';
 SELECT edgesync.drop_target('spelled');
@@ -61,6 +63,10 @@ SELECT edgesync.add_target('small', 'https://api.example.org/', headers => '{"Au
 SELECT edgesync.add_target('small', 'https://api.example.org/', bearer_token => 'two words');
 SELECT edgesync.add_target('small', 'postgresql://db.example.org/cloud', bearer_token => 'tok');
 SELECT edgesync.add_target('small', NULL);
+-- An enabled replica target is connected to first: one that cannot be
+-- reached is refused (08001), with nothing created.
+SELECT edgesync.add_target('unreachable', 'postgresql://u:pw-SECRET@127.0.0.1:9/cloud');
+\echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS targets FROM edgesync.targets;
 SELECT count(*) AS slots FROM pg_replication_slots WHERE database = current_database();
 
@@ -114,11 +120,11 @@ SELECT name, owner = 'regress_ship_admin'::regrole AS owned_by_admin FROM edgesy
 -- client key file of the server's.
 SELECT edgesync.alter_target('by_admin', url => 'postgresql://applier@db.example.org/cloud');
 \echo :LAST_ERROR_SQLSTATE
-SELECT edgesync.add_target('admin_db', 'postgresql:///cloud?host=/var/run/postgresql');
+SELECT edgesync.add_target('admin_db', 'postgresql:///cloud?host=/var/run/postgresql', enabled => false);
 \echo :LAST_ERROR_SQLSTATE
-SELECT edgesync.add_target('admin_db', 'postgresql://applier:pw-SECRET@db.example.org/cloud?sslkey=/var/lib/postgresql/.postgresql/postgresql.key');
+SELECT edgesync.add_target('admin_db', 'postgresql://applier:pw-SECRET@db.example.org/cloud?sslkey=/var/lib/postgresql/.postgresql/postgresql.key', enabled => false);
 \echo :LAST_ERROR_SQLSTATE
-SELECT edgesync.add_target('admin_db', 'postgresql://applier:pw-SECRET@db.example.org/cloud');
+SELECT edgesync.add_target('admin_db', 'postgresql://applier:pw-SECRET@db.example.org/cloud', enabled => false);
 SELECT name, owner = 'regress_ship_admin'::regrole AS owned_by_admin FROM edgesync.target_status ORDER BY name;
 SELECT edgesync.drop_target('admin_db');
 SELECT edgesync.drop_target('by_admin');

@@ -14,6 +14,12 @@
  *       Raises the error of owner.hpp's rules when owner may not have a
  *       target with this URL (with its password); nothing otherwise.
  *
+ *   edgesync._check_target_connection(target, url, password, owner, timeout_ms) -> void
+ *       add_target()'s and alter_target()'s check of a postgresql target:
+ *       one connection as the shipper would make it for owner, within
+ *       timeout_ms, refused with the replica's SQLSTATE or the privileges
+ *       applying lacks there (transport.hpp).  url is as stored (no password).
+ *
  *   edgesync._ship(target, max_batches) -> bigint
  *       edgesync.ship(): the worker's delivery path in the caller's session
  *       and transaction.  A failed delivery is recorded in target_state and
@@ -23,6 +29,11 @@
  *   edgesync._target_activity() -> (name, state, state_since, pid)
  *       What the processes shipping this database's targets are doing now
  *       (activity.hpp), for target_status; no rows without preload.
+ *
+ *   edgesync._unserved_reason() -> text
+ *       Why no background worker ships this database's targets ("no worker
+ *       (not preloaded)", "no worker (database not in
+ *       edgesync.ship_databases)"), or NULL (worker.hpp), for target_status.
  *
  *   edgesync._refuse_drop_with_targets() -> event_trigger
  *       Fired at ddl_command_start of DROP EXTENSION: refuses to drop
@@ -34,7 +45,9 @@
 #include "ship/activity.hpp"
 #include "ship/owner.hpp"
 #include "ship/shipper.hpp"
+#include "ship/transport.hpp"
 #include "ship/url.hpp"
+#include "ship/worker.hpp"
 
 extern "C" {
 #include "access/htup_details.h"
@@ -49,8 +62,10 @@ extern "C" {
 PG_FUNCTION_INFO_V1(edgesync_parse_target_url);
 PG_FUNCTION_INFO_V1(edgesync_calling_role);
 PG_FUNCTION_INFO_V1(edgesync_check_target_owner);
+PG_FUNCTION_INFO_V1(edgesync_check_target_connection);
 PG_FUNCTION_INFO_V1(edgesync_ship);
 PG_FUNCTION_INFO_V1(edgesync_target_activity);
+PG_FUNCTION_INFO_V1(edgesync_unserved_reason);
 PG_FUNCTION_INFO_V1(edgesync_refuse_drop_with_targets);
 }
 
@@ -102,6 +117,31 @@ edgesync_check_target_owner(PG_FUNCTION_ARGS)
 }
 
 Datum
+edgesync_check_target_connection(PG_FUNCTION_ARGS)
+{
+	return guarded([&]() -> Datum {
+		TargetConfig config;
+		config.name = pg_call([&] { return text_to_cstring(PG_GETARG_TEXT_PP(0)); });
+		TargetUrl url =
+			parse_target_url(pg_call([&] { return text_to_cstring(PG_GETARG_TEXT_PP(1)); }));
+		config.password = pg_call([&] { return text_to_cstring(PG_GETARG_TEXT_PP(2)); });
+		Oid role = PG_GETARG_OID(3);
+		config.timeout_ms = PG_GETARG_INT32(4);
+		if (url.kind != TargetKind::postgresql)
+			PG_RETURN_VOID();
+		config.kind = kind_name(url.kind);
+		config.url = url.redacted;
+		if (!url.password.empty())
+			config.password = url.password;
+		config.owner_superuser = pg_call([&] { return superuser_arg(role); });
+		const char *name = pg_call([&] { return GetUserNameFromId(role, true); });
+		config.owner = name != nullptr ? name : "(dropped role)";
+		check_replica_connection(config);
+		PG_RETURN_VOID();
+	});
+}
+
+Datum
 edgesync_ship(PG_FUNCTION_ARGS)
 {
 	return guarded([&]() -> Datum {
@@ -143,6 +183,17 @@ edgesync_target_activity(PG_FUNCTION_ARGS)
 				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 			});
 		return static_cast<Datum>(0);
+	});
+}
+
+Datum
+edgesync_unserved_reason(PG_FUNCTION_ARGS)
+{
+	return guarded([&]() -> Datum {
+		const char *reason = unserved_reason();
+		if (reason == nullptr)
+			PG_RETURN_NULL();
+		return pg_call([&] { return PointerGetDatum(cstring_to_text(reason)); });
 	});
 }
 

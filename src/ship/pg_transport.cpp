@@ -245,10 +245,82 @@ constexpr size_t kChunkBytes = 4 << 20;
 /* ... filled from the spill file this much at a time. */
 constexpr size_t kReadBytes = 1 << 20;
 
+/*
+ * What applying needs on the replica that the connected role may lack: one
+ * text, the missing privileges separated by ", " (empty: none).  Every name
+ * the query calls is qualified with pg_catalog.
+ */
+constexpr const char *kMissingPrivilegesSql =
+	"SELECT pg_catalog.concat_ws(', ',"
+	"  CASE WHEN NOT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'TEMPORARY')"
+	"       THEN 'TEMPORARY on database ' OPERATOR(pg_catalog.||)"
+	"            pg_catalog.quote_ident(pg_catalog.current_database()) END,"
+	"  CASE WHEN pg_catalog.to_regprocedure('edgesync.apply_begin(text,pg_catalog.pg_lsn)') IS NULL"
+	"       THEN 'the edgesync extension (CREATE EXTENSION edgesync)'"
+	"       WHEN NOT pg_catalog.has_function_privilege("
+	"                'edgesync.apply_begin(text,pg_catalog.pg_lsn)', 'EXECUTE')"
+	"       THEN 'EXECUTE on function edgesync.apply_begin(text, pg_lsn)' END,"
+	"  CASE WHEN pg_catalog.to_regclass('edgesync.applied_lsn') IS NOT NULL"
+	"        AND NOT pg_catalog.has_table_privilege('edgesync.applied_lsn', 'INSERT, UPDATE')"
+	"       THEN 'INSERT, UPDATE on table edgesync.applied_lsn' END)";
+
+/* The hint of a refused connection check, by the refusal's SQLSTATE. */
+const char *
+connection_hint(const std::string &sqlstate)
+{
+	if (sqlstate == "28P01")
+		return "Check the user name and password of the URL: the replica refused them.";
+	if (sqlstate == "3D000")
+		return "Check the database name of the URL, or create the database on the replica.";
+	if (sqlstate == "28000")
+		return "Check the user name of the URL, and that the replica's pg_hba.conf lets it in.";
+	if (sqlstate == "08001")
+		return "Check the host and port of the URL, and that the replica accepts connections "
+			   "from this server (firewall, listen_addresses, pg_hba.conf) within timeout_ms.";
+	return "Fix what the replica reports, or add the target with enabled => false and enable it "
+		   "later.";
+}
+
 class PgTransport : public Transport {
   public:
 	explicit PgTransport(const TargetConfig &config) : config_(config) {}
 	~PgTransport() override { disconnect(); }
+
+	/*
+	 * add_target()'s and alter_target()'s check (transport.hpp): connects
+	 * once, as delivery does (the owner's rules included), and asks the
+	 * replica which privileges applying needs that the role lacks.
+	 */
+	void check_connection()
+	{
+		deadline_ = Clock::now() + std::chrono::milliseconds(config_.timeout_ms);
+		std::string error;
+		if (!connect(error)) {
+			/* libpq's words, as postgres_fdw gives them: without our own prefix. */
+			const std::string prefix = "could not connect to replica: ";
+			if (error.rfind(prefix, 0) == 0)
+				error.erase(0, prefix.size());
+			throw Error(
+				connect_sqlstate_.c_str(),
+				format("could not connect to the replica of target \"%s\"", config_.name.c_str()))
+				.detail(redact(error, config_.secrets()))
+				.hint(connection_hint(connect_sqlstate_));
+		}
+		std::vector<std::string> row;
+		if (!query_row(kMissingPrivilegesSql, 1, row, error))
+			throw Error("08006", format("could not check the privileges on the replica of target "
+										"\"%s\"",
+										config_.name.c_str()))
+				.detail(redact(error, config_.secrets()));
+		notices_.report(config_.name);
+		disconnect();
+		if (!row[0].empty())
+			throw Error("42501", format("the role of target \"%s\" lacks privileges on the replica",
+										config_.name.c_str()))
+				.detail(format("Missing: %s.", row[0].c_str()))
+				.hint("Grant them on the replica (docs/replica.md lists what the applying role "
+					  "needs), or connect as another role.");
+	}
 
 	bool start(const Body &body, const std::string &, std::string &error) override
 	{
@@ -349,6 +421,57 @@ class PgTransport : public Transport {
 		for (char &c : text)
 			if (c == '\n')
 				c = ' ';
+		return text;
+	}
+
+	/*
+	 * Why the connection failed, as libpq says it, with the SQLSTATE of the
+	 * server's refusal taken out of the text (the connection is made with
+	 * verbose errors for it: "FATAL:  28P01: password authentication
+	 * failed ..."), into connect_sqlstate_: 28P01, 3D000, 28000, ...; 08001
+	 * when no server refused (unreachable, no answer, TLS).
+	 */
+	std::string connection_failure()
+	{
+		std::string raw = conn_ != nullptr ? PQerrorMessage(conn_) : "out of memory";
+		connect_sqlstate_ = "08001";
+		if (conn_ != nullptr && PQconnectionNeedsPassword(conn_))
+			connect_sqlstate_ = "28P01"; /* asked for a password, and the URL has none */
+		std::string text;
+		size_t start = 0;
+		while (start < raw.size()) {
+			size_t end = raw.find('\n', start);
+			if (end == std::string::npos)
+				end = raw.size();
+			std::string line = raw.substr(start, end - start);
+			start = end + 1;
+			if (line.rfind("LOCATION:  ", 0) == 0)
+				continue;
+			for (const char *severity : {"FATAL:  ", "ERROR:  "}) {
+				size_t at = line.find(severity);
+				if (at == std::string::npos)
+					continue;
+				size_t code = at + strlen(severity);
+				bool sqlstate =
+					line.size() >= code + 7 && line.compare(code + 5, 2, ": ") == 0 &&
+					std::all_of(line.begin() + static_cast<std::ptrdiff_t>(code),
+								line.begin() + static_cast<std::ptrdiff_t>(code + 5),
+								[](unsigned char c) { return std::isdigit(c) || std::isupper(c); });
+				if (sqlstate) {
+					connect_sqlstate_ = line.substr(code, 5);
+					line.erase(code, 7);
+				}
+				break;
+			}
+			while (!line.empty() && (line.back() == ' ' || line.back() == '\t'))
+				line.pop_back();
+			if (line.empty())
+				continue;
+			if (!text.empty())
+				text += ' ';
+			size_t lead = line.find_first_not_of(" \t");
+			text += line.substr(lead == std::string::npos ? 0 : lead);
+		}
 		return text;
 	}
 
@@ -499,22 +622,27 @@ class PgTransport : public Transport {
 		exit_callback = true;
 		conn_ = pg_call([&] { return backend_connect_start(keys, values, 1); });
 		open_conn = conn_;
-		if (conn_ != nullptr)
+		connect_sqlstate_ = "08001";
+		if (conn_ != nullptr) {
 			PQsetNoticeReceiver(conn_, ReplicaNotices::receive, &notices_);
+			/* The server's refusal with its SQLSTATE (connection_failure()). */
+			PQsetErrorVerbosity(conn_, PQERRORS_VERBOSE);
+		}
 		if (conn_ == nullptr || PQstatus(conn_) == CONNECTION_BAD) {
-			error = "could not connect to replica: " + conn_error();
+			error = "could not connect to replica: " + connection_failure();
 			disconnect();
 			return false;
 		}
 		ConnectOutcome outcome = pg_call([&] { return finish_connecting(conn_, pg_deadline()); });
 		if (outcome != ConnectOutcome::kConnected) {
 			if (outcome == ConnectOutcome::kFailed)
-				error = "could not connect to replica: " + conn_error();
+				error = "could not connect to replica: " + connection_failure();
 			else
 				error = format("no answer from replica within %d ms", config_.timeout_ms);
 			disconnect();
 			return false;
 		}
+		PQsetErrorVerbosity(conn_, PQERRORS_DEFAULT);
 		if (PQsetnonblocking(conn_, 1) != 0) {
 			error = "could not set replica connection nonblocking: " + conn_error();
 			disconnect();
@@ -707,6 +835,7 @@ class PgTransport : public Transport {
 	uint64_t sent_commit_ = 0;	  /* the commit LSN the batch in flight records */
 	std::string connect_error_;	  /* replica_position() could not connect: start() says so */
 	size_t sent_bytes_ = 0;		  /* of the batch in flight */
+	std::string connect_sqlstate_;   /* why the last connection failed (connection_failure()) */
 };
 
 } // namespace
@@ -715,6 +844,13 @@ std::unique_ptr<Transport>
 make_pg_transport(const TargetConfig &config)
 {
 	return std::make_unique<PgTransport>(config);
+}
+
+void
+check_replica_connection(const TargetConfig &config)
+{
+	PgTransport transport(config);
+	transport.check_connection();
 }
 
 } // namespace edgesync::ship

@@ -88,6 +88,16 @@ CREATE FUNCTION edgesync._check_target_owner(target text, url text, owner regrol
     AS 'MODULE_PATHNAME', 'edgesync_check_target_owner' LANGUAGE C STABLE STRICT;
 REVOKE ALL ON FUNCTION edgesync._check_target_owner(text, text, regrole) FROM PUBLIC;
 
+-- add_target()'s and alter_target()'s check of a postgresql target: one
+-- connection as the shipper makes it for owner, within timeout_ms; refused
+-- with the replica's SQLSTATE (28P01, 3D000, 28000; 08001 when no server
+-- answered) or 42501 naming the privileges applying lacks there
+-- (src/ship/transport.hpp).  url is as stored, without its password.
+CREATE FUNCTION edgesync._check_target_connection(target text, url text, password text,
+                                                  owner regrole, timeout_ms integer) RETURNS void
+    AS 'MODULE_PATHNAME', 'edgesync_check_target_connection' LANGUAGE C VOLATILE STRICT;
+REVOKE ALL ON FUNCTION edgesync._check_target_connection(text, text, text, regrole, integer) FROM PUBLIC;
+
 -- Raises an error for settings out of range; returns nothing.
 CREATE FUNCTION edgesync._check_target_settings(kind text, bearer_token text, headers jsonb,
                                                 ca_file text, batch_changes integer,
@@ -343,6 +353,10 @@ BEGIN
     PERFORM edgesync._check_replica_settings(u.kind, replica_schema, schema_changes);
     PERFORM edgesync._check_raw_columns(columns);
     PERFORM edgesync._check_target_owner(target, url, owner);
+    -- A replica is connected to once, before anything is created (docs/shipping.md).
+    IF enabled AND u.kind = 'postgresql' THEN
+        PERFORM edgesync._check_target_connection(target, u.url, u.password, owner, timeout_ms);
+    END IF;
     slot := 'edgesync_' || target;
     PERFORM edgesync._create_target_slot(slot);
     BEGIN
@@ -381,6 +395,7 @@ DECLARE
     t  edgesync.targets := edgesync._require_target(alter_target.name);
     s  edgesync.target_secrets;
     u  record;
+    was_enabled boolean := t.enabled;
 BEGIN
     SELECT * INTO s FROM edgesync.target_secrets WHERE target_secrets.name = t.name FOR UPDATE;
     IF NOT FOUND THEN  -- a restored target: secrets are not in a dump
@@ -409,6 +424,11 @@ BEGIN
                                             t.batch_changes, t.batch_bytes, t.columns, t.timeout_ms);
     PERFORM edgesync._check_replica_settings(t.kind, t.replica_schema, t.schema_changes);
     PERFORM edgesync._check_raw_columns(t.columns);
+    -- A new URL, or a target enabled again: the replica is connected to once first.
+    IF t.enabled AND t.kind = 'postgresql' AND (url IS NOT NULL OR NOT was_enabled) THEN
+        PERFORM edgesync._check_target_connection(t.name, t.url, coalesce(s.password, ''),
+                                                  t.owner, t.timeout_ms);
+    END IF;
     UPDATE edgesync.targets SET kind = t.kind, url = t.url, batch_changes = t.batch_changes,
            batch_bytes = t.batch_bytes, columns = t.columns, enabled = t.enabled,
            ca_file = t.ca_file, timeout_ms = t.timeout_ms, owner = t.owner,
@@ -455,6 +475,14 @@ CREATE FUNCTION edgesync._target_activity(OUT name text, OUT state text,
 REVOKE ALL ON FUNCTION edgesync._target_activity() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION edgesync._target_activity() TO edgesync_reader, edgesync_admin;
 
+-- Why no background worker ships this database's targets: 'no worker (not
+-- preloaded)', 'no worker (database not in edgesync.ship_databases)', or NULL
+-- when the database is shipped (src/ship/worker.hpp).
+CREATE FUNCTION edgesync._unserved_reason() RETURNS text
+    AS 'MODULE_PATHNAME', 'edgesync_unserved_reason' LANGUAGE C STABLE;
+REVOKE ALL ON FUNCTION edgesync._unserved_reason() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION edgesync._unserved_reason() TO edgesync_reader, edgesync_admin;
+
 -- One row per target: where it stands, what it is doing, and what it holds back.
 CREATE VIEW edgesync.target_status AS
 SELECT t.name,
@@ -485,7 +513,7 @@ SELECT t.name,
        st.last_error_cleared_at,
        CASE WHEN a.state IS NOT NULL THEN a.state
             WHEN NOT t.enabled THEN 'disabled'
-            ELSE 'no worker' END                                          AS state,
+            ELSE coalesce(edgesync._unserved_reason(), 'no worker') END   AS state,
        a.state_since,
        a.pid
   FROM edgesync.targets t

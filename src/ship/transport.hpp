@@ -108,6 +108,17 @@ class Transport {
 std::unique_ptr<Transport> make_http_transport(const TargetConfig &config);
 std::unique_ptr<Transport> make_pg_transport(const TargetConfig &config);
 
+/*
+ * add_target()'s and alter_target()'s check of a postgresql target: connects
+ * once, within config.timeout_ms, as the shipper would (the owner's rules of
+ * owner.hpp included), and asks the replica what applying needs there.
+ * Throws edgesync::Error with the replica's own SQLSTATE when it refused the
+ * connection (28P01 wrong password, 3D000 unknown database, 28000 unknown
+ * role or pg_hba.conf), 08001 when no server answered, and 42501 naming the
+ * privileges the role lacks.
+ */
+void check_replica_connection(const TargetConfig &config);
+
 /* Interrupt check for transports' wait loops (see above). */
 void check_for_interrupts();
 

@@ -58,6 +58,7 @@ extern "C" {
 #include "access/xact.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "pgstat.h"
@@ -67,6 +68,7 @@ extern "C" {
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "storage/shmem.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -88,6 +90,7 @@ int transaction_memory_kb = 16 * 1024;
 namespace {
 
 char *ship_databases = nullptr;
+bool preloaded = false; /* this library was loaded by shared_preload_libraries */
 int naptime_ms = 200;
 int round_batches = 50;
 
@@ -100,17 +103,19 @@ configured_databases()
 	std::vector<std::string> out;
 	if (ship_databases == nullptr || ship_databases[0] == '\0')
 		return out;
-	char *copy = pstrdup(ship_databases);
-	List *names = NIL;
-	if (!SplitIdentifierString(copy, ',', &names)) {
-		ereport(LOG, (errmsg("edgesync.ship_databases is not a valid list of database names")));
-		return out;
-	}
+	/* Split by PostgreSQL's rules for identifier lists, then copied: no C++ object is live. */
+	List *names = pg_call([]() -> List * {
+		List *list = NIL;
+		if (!SplitIdentifierString(pstrdup(ship_databases), ',', &list)) {
+			ereport(LOG, (errmsg("edgesync.ship_databases is not a valid list of database names")));
+			return NIL;
+		}
+		return list;
+	});
 	ListCell *lc;
 	foreach (lc, names)
 		out.emplace_back(static_cast<char *>(lfirst(lc)));
-	list_free(names);
-	pfree(copy);
+	pg_call([&] { list_free(names); });
 	return out;
 }
 
@@ -260,18 +265,107 @@ struct Missing {
 	TimestampTz next_lookup = 0;
 };
 
+/*
+ * The databases that hold the slot of some target (a logical slot named
+ * edgesync_* of the edgesync plugin), by OID: read from shared memory, as
+ * pg_replication_slots does.
+ */
+std::map<Oid, std::vector<std::string>>
+databases_with_target_slots()
+{
+	std::map<Oid, std::vector<std::string>> out;
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	for (int i = 0; i < max_replication_slots; i++) {
+		ReplicationSlot *slot = &ReplicationSlotCtl->replication_slots[i];
+		if (!slot->in_use || !OidIsValid(slot->data.database) ||
+			strcmp(NameStr(slot->data.plugin), "edgesync") != 0 ||
+			strncmp(NameStr(slot->data.name), "edgesync_", 9) != 0)
+			continue;
+		out[slot->data.database].emplace_back(NameStr(slot->data.name));
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	for (auto &[oid, slots] : out)
+		std::sort(slots.begin(), slots.end());
+	return out;
+}
+
+/* The name of the database of OID oid (a heap scan of pg_database, see lookup_database). */
+std::string
+database_name(Oid oid)
+{
+	std::string name;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	Relation rel = table_open(DatabaseRelationId, AccessShareLock);
+	TableScanDesc scan = table_beginscan_catalog(rel, 0, nullptr);
+	for (HeapTuple tuple; HeapTupleIsValid(tuple = heap_getnext(scan, ForwardScanDirection));) {
+		Form_pg_database db = reinterpret_cast<Form_pg_database>(GETSTRUCT(tuple));
+		if (db->oid == oid) {
+			name = NameStr(db->datname);
+			break;
+		}
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return name;
+}
+
+/*
+ * Said once at start, and after a reload for a database taken off the list:
+ * a database whose targets' slots exist but that edgesync.ship_databases
+ * does not name.  No worker ships those targets while their slots hold WAL
+ * back (target_status shows them as "no worker (database not in
+ * edgesync.ship_databases)").  noted: the databases said already.
+ */
+void
+note_unshipped_databases(const std::vector<std::string> &wanted, std::vector<Oid> &noted)
+{
+	std::vector<Oid> now;
+	for (const auto &[oid, slots] : databases_with_target_slots()) {
+		std::string name = database_name(oid);
+		if (name.empty() || std::find(wanted.begin(), wanted.end(), name) != wanted.end())
+			continue;
+		now.push_back(oid);
+		if (std::find(noted.begin(), noted.end(), oid) != noted.end())
+			continue;
+		std::string list;
+		for (size_t i = 0; i < slots.size() && i < 5; i++)
+			list += (i > 0 ? ", \"" : "\"") + slots[i] + "\"";
+		if (slots.size() > 5)
+			list += format(" and %zu more", slots.size() - 5);
+		ereport(WARNING,
+				(errmsg("database \"%s\" has edgesync targets but is not in "
+						"edgesync.ship_databases",
+						name.c_str()),
+				 errdetail("No background worker ships its targets, whose replication slots (%s) "
+						   "hold back WAL meanwhile.",
+						   list.c_str()),
+				 errhint("Add \"%s\" to edgesync.ship_databases and reload, or drop or disable "
+						 "the targets there.",
+						 name.c_str())));
+	}
+	noted = std::move(now);
+}
+
 /* The launcher's loop; plain C-style code (no C++ objects cross an ereport). */
 void
 launcher_loop()
 {
 	std::map<std::string, Missing> missing;
+	std::vector<Oid> unshipped;
+	bool check_unshipped = true; /* at start, and after each reload */
 
 	for (;;) {
 		if (ConfigReloadPending) {
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			check_unshipped = true;
 		}
 		std::vector<std::string> wanted = configured_databases();
+		if (check_unshipped)
+			note_unshipped_databases(wanted, unshipped);
+		check_unshipped = false;
 		prune_children(wanted);
 		for (auto it = missing.begin(); it != missing.end();)
 			if (std::find(wanted.begin(), wanted.end(), it->first) == wanted.end())
@@ -597,7 +691,62 @@ settle_in_database(const char *appname)
 	SetConfigOption("log_min_messages", "warning", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
+/*
+ * edgesync.ship_databases names databases to ship, but the library was not
+ * preloaded, so no shipper runs: said once per server start, by the first
+ * process that loads the library (nothing of edgesync runs at the start
+ * itself).  "Once" is a tiny named struct in shared memory, taken from the
+ * space PostgreSQL keeps for libraries loaded late; where it cannot be had,
+ * nothing is said (target_status says it anyway).
+ */
+void
+note_not_preloaded()
+{
+	if (ship_databases == nullptr || ship_databases[0] == '\0' || !IsUnderPostmaster)
+		return;
+	volatile bool found = true;
+	MemoryContext context = CurrentMemoryContext;
+	PG_TRY();
+	{
+		/* Under ShmemIndexLock: one process creates it, the others find it. */
+		bool existed;
+		(void) ShmemInitStruct("edgesync shipper not preloaded", sizeof(int), &existed);
+		found = existed;
+	}
+	PG_CATCH();
+	{
+		/* No room: stay silent rather than say it in every session. */
+		MemoryContextSwitchTo(context);
+		FlushErrorState();
+		found = true;
+	}
+	PG_END_TRY();
+	if (found)
+		return;
+	/* Server log only: the session that happens to load the library first did nothing wrong. */
+	ereport(LOG_SERVER_ONLY,
+			(errmsg("edgesync.ship_databases is set, but edgesync is not in "
+					"shared_preload_libraries"),
+			 errdetail("No background worker ships the targets of \"%s\"; their replication "
+					   "slots hold back WAL meanwhile.",
+					   ship_databases),
+			 errhint("Add edgesync to shared_preload_libraries and restart the server, or ship "
+					 "with edgesync.ship() (from cron, for example).")));
+}
+
 } // namespace
+
+const char *
+unserved_reason()
+{
+	if (!preloaded)
+		return "no worker (not preloaded)";
+	const char *name = pg_call([] { return get_database_name(MyDatabaseId); });
+	std::vector<std::string> wanted = configured_databases();
+	if (name == nullptr || std::find(wanted.begin(), wanted.end(), name) == wanted.end())
+		return "no worker (database not in edgesync.ship_databases)";
+	return nullptr;
+}
 
 /* Settings (all processes) and, at preload, the launcher and the shared memory it reports in. */
 void
@@ -630,8 +779,11 @@ init()
 							"Longest retry delay after failed deliveries.", nullptr, &retry_max_ms,
 							60000, 1, 86400000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
 
-	if (!process_shared_preload_libraries_in_progress)
+	if (!process_shared_preload_libraries_in_progress) {
+		note_not_preloaded();
 		return;
+	}
+	preloaded = true;
 	request_activity_memory();
 	BackgroundWorker w = {};
 	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;

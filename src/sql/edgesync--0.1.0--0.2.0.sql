@@ -1032,6 +1032,13 @@ CREATE FUNCTION edgesync._check_target_owner(target text, url text, owner regrol
     AS 'MODULE_PATHNAME', 'edgesync_check_target_owner' LANGUAGE C STABLE STRICT;
 REVOKE ALL ON FUNCTION edgesync._check_target_owner(text, text, regrole) FROM PUBLIC;
 
+-- add_target() and alter_target() connect to a replica once before they
+-- change anything (issue 12).
+CREATE FUNCTION edgesync._check_target_connection(target text, url text, password text,
+                                                  owner regrole, timeout_ms integer) RETURNS void
+    AS 'MODULE_PATHNAME', 'edgesync_check_target_connection' LANGUAGE C VOLATILE STRICT;
+REVOKE ALL ON FUNCTION edgesync._check_target_connection(text, text, text, regrole, integer) FROM PUBLIC;
+
 CREATE FUNCTION edgesync._warn_unbounded_wal(target text) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -1083,6 +1090,10 @@ BEGIN
                                             batch_changes, batch_bytes, columns, timeout_ms);
     PERFORM edgesync._check_raw_columns(columns);
     PERFORM edgesync._check_target_owner(target, url, owner);
+    -- A replica is connected to once, before anything is created (docs/shipping.md).
+    IF enabled AND u.kind = 'postgresql' THEN
+        PERFORM edgesync._check_target_connection(target, u.url, u.password, owner, timeout_ms);
+    END IF;
     slot := 'edgesync_' || target;
     PERFORM edgesync._create_target_slot(slot);
     BEGIN
@@ -1115,6 +1126,7 @@ DECLARE
     t  edgesync.targets := edgesync._require_target(alter_target.name);
     s  edgesync.target_secrets;
     u  record;
+    was_enabled boolean := t.enabled;
 BEGIN
     SELECT * INTO s FROM edgesync.target_secrets WHERE target_secrets.name = t.name FOR UPDATE;
     IF NOT FOUND THEN  -- a restored target: secrets are not in a dump
@@ -1139,6 +1151,11 @@ BEGIN
     PERFORM edgesync._check_target_settings(t.kind, s.bearer_token, s.headers, t.ca_file,
                                             t.batch_changes, t.batch_bytes, t.columns, t.timeout_ms);
     PERFORM edgesync._check_raw_columns(t.columns);
+    -- A new URL, or a target enabled again: the replica is connected to once first.
+    IF t.enabled AND t.kind = 'postgresql' AND (url IS NOT NULL OR NOT was_enabled) THEN
+        PERFORM edgesync._check_target_connection(t.name, t.url, coalesce(s.password, ''),
+                                                  t.owner, t.timeout_ms);
+    END IF;
     UPDATE edgesync.targets SET kind = t.kind, url = t.url, batch_changes = t.batch_changes,
            batch_bytes = t.batch_bytes, columns = t.columns, enabled = t.enabled,
            ca_file = t.ca_file, timeout_ms = t.timeout_ms, owner = t.owner
@@ -1166,6 +1183,12 @@ CREATE FUNCTION edgesync._target_activity(OUT name text, OUT state text,
     AS 'MODULE_PATHNAME', 'edgesync_target_activity' LANGUAGE C STRICT VOLATILE;
 REVOKE ALL ON FUNCTION edgesync._target_activity() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION edgesync._target_activity() TO edgesync_reader, edgesync_admin;
+
+-- target_status says why no worker ships a target (issue 12).
+CREATE FUNCTION edgesync._unserved_reason() RETURNS text
+    AS 'MODULE_PATHNAME', 'edgesync_unserved_reason' LANGUAGE C STABLE;
+REVOKE ALL ON FUNCTION edgesync._unserved_reason() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION edgesync._unserved_reason() TO edgesync_reader, edgesync_admin;
 
 CREATE OR REPLACE VIEW edgesync.target_status AS
 SELECT t.name,
@@ -1196,7 +1219,7 @@ SELECT t.name,
        st.last_error_cleared_at,
        CASE WHEN a.state IS NOT NULL THEN a.state
             WHEN NOT t.enabled THEN 'disabled'
-            ELSE 'no worker' END                                          AS state,
+            ELSE coalesce(edgesync._unserved_reason(), 'no worker') END   AS state,
        a.state_since,
        a.pid
   FROM edgesync.targets t

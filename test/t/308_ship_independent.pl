@@ -302,7 +302,8 @@ $hospital->poll_query_until('postgres', q{
 	 WHERE backend_type IN ('edgesync shipper', 'edgesync shipper supervisor')})
   or die 'workers did not stop';
 is($hospital->safe_psql('postgres', q{SELECT state FROM edgesync.target_status WHERE name = 'cloud_db'}),
-	'no worker', 'target_status: no worker serves the database');
+	'no worker (database not in edgesync.ship_databases)',
+	'target_status: no worker serves the database, and it says why');
 $hospital->safe_psql('postgres', "INSERT INTO hospital_patients (id, name) VALUES ($next_id, 'after restart')");
 $hospital->safe_psql('postgres', q{
 	ALTER SYSTEM SET edgesync.ship_databases = 'no_such_db, postgres';

@@ -182,8 +182,17 @@ is(is_superuser('mallory'), 'f', 'ship(): the admin did not become superuser');
 is($hospital->safe_psql('postgres', 'SELECT count(*) FROM mallory_notes'),
 	'1', 'ship(): nothing was applied on the hospital');
 
-# The background worker: the same refusal, recorded.
-psql_as('mallory', q{SELECT edgesync.alter_target('loop', enabled => true)});
+# Enabling it connects first (issue 12): the same refusal, and the target
+# stays disabled.
+($rc, $out, $err) = psql_as('mallory', q{SELECT edgesync.alter_target('loop', enabled => true)});
+like($err, qr/ERROR:  2F003: password is required/,
+	'alter_target: enabling it is refused at once');
+is($hospital->safe_psql('postgres', q{SELECT enabled FROM edgesync.targets WHERE name = 'loop'}),
+	'f', 'alter_target: the target stays disabled');
+
+# The background worker, for a target enabled behind that check's back (as
+# if the far side had changed since): the same refusal, recorded.
+$hospital->safe_psql('postgres', q{UPDATE edgesync.targets SET enabled = true WHERE name = 'loop'});
 ok($hospital->poll_query_until('postgres',
 		q{SELECT consecutive_failures >= 2 FROM edgesync.target_state WHERE name = 'loop'}),
 	'worker: tried the target');
