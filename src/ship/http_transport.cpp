@@ -244,7 +244,7 @@ class HttpTransport : public Transport {
 	}
 
   private:
-	const TargetConfig &config_;
+	const TargetConfig config_; /* a copy: the worker keeps a transport across rounds */
 	std::string url_;
 	std::string user_;
 	CURLM *multi_ = nullptr;

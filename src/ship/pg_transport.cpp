@@ -827,7 +827,7 @@ class PgTransport : public Transport {
 	}
 
 	ReplicaNotices notices_;
-	const TargetConfig &config_;
+	const TargetConfig config_; /* a copy: the worker keeps a transport across rounds */
 	PGconn *conn_ = nullptr;
 	Clock::time_point deadline_;
 	uint64_t position_ = 0;		  /* the replica's recorded position for the source ... */

@@ -238,11 +238,16 @@ load_target(const std::string &name, TargetConfig &c, bool &enabled)
 	return true;
 }
 
-/* The slot's confirmed position and the WAL flush position; false if the slot is gone. */
+/*
+ * The slot's confirmed position and where WAL ends, inserted if not yet
+ * flushed (a commit with synchronous_commit off wakes the worker before the
+ * WAL writer flushes it; decoding flushes what it reads); false if the slot
+ * is gone.
+ */
 bool
 slot_position(const TargetConfig &c, uint64_t &confirmed, uint64_t &flush)
 {
-	spi_run("SELECT confirmed_flush_lsn, pg_catalog.pg_current_wal_flush_lsn()"
+	spi_run("SELECT confirmed_flush_lsn, pg_catalog.pg_current_wal_insert_lsn()"
 			"  FROM pg_catalog.pg_replication_slots"
 			" WHERE slot_name OPERATOR(pg_catalog.=) $1"
 			"   AND database OPERATOR(pg_catalog.=) pg_catalog.current_database()",
@@ -365,10 +370,21 @@ record_error(const std::string &target, const std::string &error)
 	return redacted;
 }
 
-static ShipResult ship_locked(TargetConfig &config, int max_batches, bool own_transactions);
+static ShipResult ship_locked(TargetConfig &config, int max_batches, bool own_transactions,
+							  Transport &transport);
+
+/* Whether a transport made for a would connect and send as one made for b. */
+static bool
+same_delivery(const TargetConfig &a, const TargetConfig &b)
+{
+	return a.name == b.name && a.kind == b.kind && a.url == b.url && a.password == b.password &&
+		   a.owner == b.owner && a.owner_superuser == b.owner_superuser &&
+		   a.timeout_ms == b.timeout_ms && a.ca_file == b.ca_file &&
+		   a.bearer_token == b.bearer_token && a.headers == b.headers;
+}
 
 ShipResult
-ship_target(const std::string &name, int max_batches, bool own_transactions)
+ship_target(const std::string &name, int max_batches, bool own_transactions, ShipSession *session)
 {
 	ShipResult result;
 	TargetConfig config;
@@ -389,9 +405,24 @@ ship_target(const std::string &name, int max_batches, bool own_transactions)
 	}
 	/* What this process does for the target shows in target_status (activity.hpp). */
 	ActivityClaim claim(name);
-	ShipResult r = found && (enabled || !own_transactions)
-					   ? ship_locked(config, max_batches, own_transactions)
-					   : result;
+	ShipResult r = result;
+	if (found && (enabled || !own_transactions)) {
+		std::unique_ptr<Transport> own;
+		Transport *transport;
+		if (session != nullptr) {
+			if (session->transport == nullptr || !same_delivery(session->config, config)) {
+				session->transport.reset();
+				session->transport =
+					config.kind == "http" ? make_http_transport(config) : make_pg_transport(config);
+				session->config = config;
+			}
+			transport = session->transport.get();
+		} else {
+			own = config.kind == "http" ? make_http_transport(config) : make_pg_transport(config);
+			transport = own.get();
+		}
+		r = ship_locked(config, max_batches, own_transactions, *transport);
+	}
 	/* (After an error, the worker releases every advisory lock it holds.) */
 	if (own_transactions)
 		with_spi(true, [&] {
@@ -403,11 +434,10 @@ ship_target(const std::string &name, int max_batches, bool own_transactions)
 
 /* ship_target() once the target is locked and loaded. */
 static ShipResult
-ship_locked(TargetConfig &config, int max_batches, bool own_transactions)
+ship_locked(TargetConfig &config, int max_batches, bool own_transactions, Transport &delivery)
 {
 	ShipResult result;
-	std::unique_ptr<Transport> transport =
-		config.kind == "http" ? make_http_transport(config) : make_pg_transport(config);
+	Transport *transport = &delivery;
 
 	if (config.resync_pending) {
 		bool ok = false;

@@ -5,7 +5,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
+
+#include "ship/transport.hpp"
 
 namespace edgesync::ship {
 
@@ -20,11 +23,26 @@ struct ShipResult {
 };
 
 /*
+ * What a target's worker keeps from one round to the next: the transport,
+ * and so its connection to the replica (a new connection per round would
+ * cost every change a TLS handshake once the worker is woken at commit).
+ * Kept while the target's connection settings stay the same; dropped after
+ * a round that failed.
+ */
+struct ShipSession {
+	std::unique_ptr<Transport> transport;
+	TargetConfig config; /* what the transport was made for */
+};
+
+/*
  * Ships up to max_batches batches of target.  own_transactions: the worker
  * runs each step in a transaction of its own, so that no snapshot is held
  * while it waits on the network; edgesync.ship() runs in the caller's.
+ * session: the worker's, kept across rounds (nullptr: a transport for this
+ * call only).
  */
-ShipResult ship_target(const std::string &target, int max_batches, bool own_transactions);
+ShipResult ship_target(const std::string &target, int max_batches, bool own_transactions,
+					   ShipSession *session = nullptr);
 
 /* Records a failure of target that happened outside ship_target's own
  * bookkeeping (an exception), in a transaction of its own; returns the error

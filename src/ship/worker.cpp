@@ -45,6 +45,8 @@
 #include "ship/activity.hpp"
 #include "ship/batch.hpp"
 #include "ship/shipper.hpp"
+#include "ship/wakeup.hpp"
+#include "track/sync_log.hpp"
 
 #include <algorithm>
 #include <map>
@@ -645,6 +647,8 @@ void
 target_loop(const std::string &target)
 {
 	ActivityClaim claim(target);
+	ShipSession session; /* the replica connection, kept from round to round */
+	register_for_wakeups();
 	for (;;) {
 		reload_if_asked();
 		bool due = false, enabled = true;
@@ -654,14 +658,24 @@ target_loop(const std::string &target)
 			return; /* dropped or disabled */
 		bool more = false, failed = !due;
 		if (due) {
+			/*
+			 * The commits so far are decoded by this round; one that comes
+			 * during it asks again (a wait of the round may reset the latch).
+			 * A target backing off leaves the wake-up pending, so commits do
+			 * not wake it until its next_retry.
+			 */
+			(void) take_wakeup();
 			pg_call([] { pgstat_report_activity(STATE_RUNNING, "edgesync: shipping"); });
 			bool went = isolated(target, [&] {
-				ShipResult r = ship_target(target, round_batches, true);
+				ShipResult r = ship_target(target, round_batches, true, &session);
 				more = r.more && !r.failed;
 				failed = r.failed;
 			});
+			if (!went)
+				session = ShipSession(); /* in whatever state the error left it */
 			failed |= !went;
 			pg_call([] { pgstat_report_activity(STATE_IDLE, nullptr); });
+			more |= !failed && take_wakeup();
 		}
 		if (more)
 			continue;
@@ -760,6 +774,11 @@ init()
 	DefineCustomIntVariable(
 		"edgesync.ship_naptime", "How long the shipper sleeps when nothing is to be shipped.",
 		nullptr, &naptime_ms, 200, 10, 3600000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+	DefineCustomBoolVariable(
+		"edgesync.ship_wakeup",
+		"Wakes a target's worker at the commit of a transaction that changed tracked tables.",
+		"Off: workers find changes by polling, every edgesync.ship_naptime.", &wakeup_enabled, true,
+		PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable(
 		"edgesync.ship_round_batches",
 		"Batches a target's worker ships in one round, before it releases the target's slot "
@@ -785,6 +804,9 @@ init()
 	}
 	preloaded = true;
 	request_activity_memory();
+	/* Commits that changed tracked tables wake the workers of their database. */
+	request_wakeup_memory();
+	track::tracked_commit_hook = wake_shippers;
 	BackgroundWorker w = {};
 	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	w.bgw_start_time = BgWorkerStart_RecoveryFinished;

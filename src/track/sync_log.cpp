@@ -50,9 +50,14 @@ PG_FUNCTION_INFO_V1(edgesync_log_trigger);
 
 namespace edgesync::track {
 
+TrackedCommitHook tracked_commit_hook = nullptr;
+
 namespace {
 
 constexpr int kFlushAt = 1000;
+
+/* This transaction changed a tracked table (tracked_commit_hook). */
+bool changed_tracked_table = false;
 
 /* Column positions in edgesync.sync_log_data (checked when it is looked up). */
 enum LogColumn {
@@ -473,6 +478,7 @@ log_trigger(FunctionCallInfo fcinfo)
 						errmsg("edgesync.log_trigger() must fire AFTER")));
 
 	Relation rel = td->tg_relation;
+	changed_tracked_table = true;
 	if (TRIGGER_FIRED_FOR_STATEMENT(td->tg_event)) {
 		/* AFTER TRUNCATE: a truncated partition is logged under its own name. */
 		if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event)) {
@@ -525,9 +531,15 @@ on_xact_event(XactEvent event, void *)
 		break;
 	case XACT_EVENT_COMMIT:
 	case XACT_EVENT_PARALLEL_COMMIT:
+		if (changed_tracked_table && tracked_commit_hook != nullptr)
+			tracked_commit_hook();
+		changed_tracked_table = false;
+		forget_buffer();
+		break;
 	case XACT_EVENT_ABORT:
 	case XACT_EVENT_PARALLEL_ABORT:
 	case XACT_EVENT_PREPARE:
+		changed_tracked_table = false;
 		forget_buffer();
 		break;
 	}
@@ -565,6 +577,12 @@ on_relcache_invalidation(Datum, Oid relid)
 }
 
 } // namespace
+
+void
+mark_tracked_change()
+{
+	changed_tracked_table = true;
+}
 
 void
 register_sync_log_callbacks()

@@ -16,4 +16,16 @@ namespace edgesync::track {
 /* Registers the transaction callbacks and the relcache callback; from _PG_init. */
 void register_sync_log_callbacks();
 
+/*
+ * Called after the commit of a transaction that changed a tracked table
+ * (one of edgesync's row or truncate triggers fired in it), in the committing
+ * backend; must not raise an error.  Set by the shipper at preload, to wake
+ * its workers (src/ship/wakeup.hpp); nullptr: nothing is called.
+ */
+using TrackedCommitHook = void (*)();
+extern TrackedCommitHook tracked_commit_hook;
+
+/* The triggers: this transaction changed a tracked table (a flag, for the hook). */
+void mark_tracked_change();
+
 } // namespace edgesync::track

@@ -26,6 +26,7 @@
  */
 #include "core/guard.hpp"
 #include "track/restore.hpp"
+#include "track/sync_log.hpp"
 #include "track/tracked_rel.hpp"
 
 #include <algorithm>
@@ -465,6 +466,7 @@ version_trigger(FunctionCallInfo fcinfo)
 		return PointerGetDatum(td->tg_trigtuple);
 
 	TrackedRel *info = tracked_rel_for(fcinfo, td->tg_relation);
+	mark_tracked_change(); /* (also for tables whose changes are not logged) */
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 		return on_insert(td, info);
 	bool skip_unchanged =
