@@ -18,11 +18,14 @@
 #               ... ENABLE and polling (every 50 ms) until the replica's
 #               ordered row checksum equals the source's for native.
 #               Replicas are checked equal to the source.
-#   latency     The background worker ships to the HTTP receiver while
-#               pgbench inserts RATE_CHANGES changes/s (10-row transactions)
-#               for LATENCY_SECONDS; per change, receiver arrival time minus
-#               commit_time: p50, p99, max.  Run with edgesync.ship_naptime
-#               at its default (200ms) and at 20ms.
+#   latency     The background workers ship to the HTTP receiver and to a
+#               replica (database "lat" on the cloud) while pgbench inserts
+#               RATE_CHANGES changes/s (10-row transactions) for
+#               LATENCY_SECONDS; per change, the receiver's arrival time
+#               minus commit_time, and the replica's apply time (a trigger)
+#               minus the source transaction's start: p50, p99, max.  Every
+#               setting at its default, with workers woken at commit
+#               (edgesync.ship_wakeup on) and polling (off).
 #   tps         pgbench (tpcb-like, scale 10, pgbench_accounts tracked)
 #               PGBENCH_CLIENTS clients for PGBENCH_SECONDS, alternately with
 #               no target and with a dead target (connection refused, worker
@@ -159,28 +162,52 @@ fi
 
 if [ "$run_latency" = 1 ]; then
 	hsql postgres -c 'CREATE DATABASE lat'
+	csql postgres -c 'CREATE DATABASE lat'
 	hsql lat -c 'CREATE EXTENSION edgesync' -c 'CREATE SEQUENCE ids' -c "$SHIP_TABLE_DDL" \
 		-c "SELECT edgesync.track('bench_patients')" >/dev/null
+	as_cluster_user "$PG_BINDIR/pg_dump" -h "$CLUSTER_ROOT" -p "$hospital_PORT" -U postgres -d lat \
+		--schema-only -t bench_patients >"$CLUSTER_ROOT/lat_ddl.sql"
+	csql lat -c 'CREATE EXTENSION edgesync' >/dev/null
+	csql lat -f "$CLUSTER_ROOT/lat_ddl.sql" >/dev/null
+	# Per row applied on the replica: its apply time minus the source
+	# transaction's start (updated_at; a 10-row insert commits well within a
+	# millisecond of it).  ALWAYS: the shipper applies in replica mode.
+	csql lat >/dev/null <<-'SQL'
+		CREATE TABLE latency (id bigint, ms float8);
+		CREATE FUNCTION record_latency() RETURNS trigger LANGUAGE plpgsql SET search_path = public AS $$
+		BEGIN
+			INSERT INTO latency VALUES (NEW.id, extract(epoch FROM clock_timestamp() - NEW.updated_at) * 1000);
+			RETURN NULL;
+		END $$;
+		CREATE TRIGGER record_latency AFTER INSERT ON bench_patients FOR EACH ROW EXECUTE FUNCTION record_latency();
+		ALTER TABLE bench_patients ENABLE ALWAYS TRIGGER record_latency;
+	SQL
 	cat >"$CLUSTER_ROOT/insert10.sql" <<-'SQL'
 		INSERT INTO bench_patients (id, name, ward, note)
 		SELECT nextval('ids'), 'p', 'w', repeat('n', 80) FROM generate_series(1, 10);
 	SQL
 	chmod 644 "$CLUSTER_ROOT/insert10.sql"
 	echo
-	echo "## Latency: commit to acknowledgement at $RATE_CHANGES changes/s (10-row transactions), HTTP target, ${LATENCY_SECONDS} s"
+	echo "## Latency: commit to acknowledgement (HTTP) and to applied (replica) at $RATE_CHANGES changes/s (10-row transactions), ${LATENCY_SECONDS} s, every setting at its default"
 	echo
-	echo "| edgesync.ship_naptime | changes | p50 ms | p99 ms | max ms |"
-	echo "| --- | ---: | ---: | ---: | ---: |"
-	for naptime in 200ms 20ms; do
+	echo "| worker wakes | target | changes | p50 ms | p99 ms | max ms |"
+	echo "| --- | --- | ---: | ---: | ---: | ---: |"
+	for mode in commit poll; do
 		rm -f "$CLUSTER_ROOT/lat.ndjson"
+		csql lat -c 'TRUNCATE latency' >/dev/null
 		start_receiver "$CLUSTER_ROOT/lat.ndjson" stamp
-		hsql lat -c "SELECT edgesync.add_target('lat', 'http://127.0.0.1:$receiver_port/ingest')" \
+		wakeup=on
+		[ "$mode" = poll ] && wakeup=off
+		hsql lat -c "SELECT edgesync.add_target('lat_http', 'http://127.0.0.1:$receiver_port/ingest')" \
+			-c "SELECT edgesync.add_target('lat_db', 'postgresql://postgres@/lat?host=$CLUSTER_ROOT&port=$cloud_PORT')" \
 			-c "ALTER SYSTEM SET edgesync.ship_databases = 'lat'" \
-			-c "ALTER SYSTEM SET edgesync.ship_naptime = '$naptime'" -c 'SELECT pg_reload_conf()' >/dev/null
+			-c "ALTER SYSTEM SET edgesync.ship_wakeup = $wakeup" -c 'SELECT pg_reload_conf()' >/dev/null 2>&1
 		sleep 2
 		as_cluster_user "$PG_BINDIR/pgbench" -h "$CLUSTER_ROOT" -p "$hospital_PORT" -U postgres -n \
 			-f "$CLUSTER_ROOT/insert10.sql" -R $((RATE_CHANGES / 10)) -T "$LATENCY_SECONDS" lat >/dev/null 2>&1
 		sleep 2
+		name="at commit (\`ship_wakeup\` on)"
+		[ "$mode" = poll ] && name="by polling every \`ship_naptime\` (\`ship_wakeup\` off)"
 		perl -MTime::Local=timegm -e '
 			my ($arrived, @lat);
 			while (<>) {
@@ -191,10 +218,17 @@ if [ "$run_latency" = 1 ]; then
 			}
 			@lat = sort { $a <=> $b } @lat;
 			my $q = sub { $lat[int($_[0] * $#lat)] };
-			printf "| %s | %d | %.1f | %.1f | %.1f |\n", $ARGV[0] // "", scalar(@lat), $q->(0.5), $q->(0.99), $lat[-1];
-		' "$CLUSTER_ROOT/lat.ndjson" | sed "s/^| /| $naptime /"
-		hsql lat -c "SELECT edgesync.drop_target('lat')" -c 'ALTER SYSTEM RESET edgesync.ship_databases' \
-			-c 'ALTER SYSTEM RESET edgesync.ship_naptime' -c 'SELECT pg_reload_conf()' >/dev/null
+			printf "HTTP | %d | %.1f | %.1f | %.1f |\n", scalar(@lat), $q->(0.5), $q->(0.99), $lat[-1];
+		' "$CLUSTER_ROOT/lat.ndjson" | while read -r line; do printf '| %s | %s\n' "$name" "$line"; done
+		csql lat -At -F ' ' -c "SELECT count(*), round(percentile_disc(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+		                               round(percentile_disc(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+		                               round(max(ms)::numeric, 1) FROM latency" |
+			while read -r n p50 p99 top; do
+				printf '| %s | replica | %d | %s | %s | %s |\n' "$name" "$n" "$p50" "$p99" "$top"
+			done
+		hsql lat -c "SELECT edgesync.drop_target('lat_http')" -c "SELECT edgesync.drop_target('lat_db')" \
+			-c 'ALTER SYSTEM RESET edgesync.ship_databases' -c 'ALTER SYSTEM RESET edgesync.ship_wakeup' \
+			-c 'SELECT pg_reload_conf()' >/dev/null
 		stop_receiver
 	done
 fi

@@ -6,6 +6,10 @@
 #
 #   bash bench/track/callgrind.sh [VARIANT...]      (default: bare full nolog floor floor2)
 #
+# A variant is a table of bench/track/setup.sql, optionally with one setting
+# for its backend: full@edgesync.ship_wakeup=off runs variant full with the
+# shipper's wake-up at commit switched off (the default run has it on).
+#
 # Environment: N (2000) transactions per variant; OP=update (default:
 # UPDATE one random row by key, as pgbench does) or OP=insert (INSERT one
 # new row).  Keeps the callgrind files in $KEEP (if set) for
@@ -28,7 +32,7 @@ cluster_setup
 cluster_start cg
 cluster_psql cg -d postgres -c 'ALTER SYSTEM SET autovacuum = off' -c 'CREATE DATABASE bench' >/dev/null
 cluster_psql cg -d bench -f bench/track/setup.sql >/dev/null
-for v in "${variants[@]}"; do
+for v in $(printf '%s\n' "${variants[@]}" | sed 's/@.*//' | sort -u); do
 	cluster_psql cg -d bench -c "INSERT INTO bench.patients_$v (id, hospital_id, mrn, first_name, last_name, birth_date, ward, notes)
 		SELECT g, g % 20, 'MRN' || lpad(g::text, 9, '0'), 'First' || g % 997, 'Last' || g % 1009,
 		       date '1930-01-01' + g % 30000, 'ward-' || g % 40, repeat('allergies: none; ', 1 + g % 4)
@@ -36,9 +40,13 @@ for v in "${variants[@]}"; do
 done
 as_cluster_user "$PG_BINDIR/pg_ctl" -D "$CLUSTER_ROOT/cg" -m fast -w stop >/dev/null
 CLUSTERS=() # stopped: the exit trap has only the directory to remove
+# Every variant starts from this copy: a variant's table as loaded, whatever
+# ran before it (two variants of one table would otherwise see each other's
+# dead rows, or keys).
+as_cluster_user cp -a "$CLUSTER_ROOT/cg" "$CLUSTER_ROOT/cg.loaded"
 
 # A script of N single-row statements (prepared, as pgbench -M prepared).
-script() { # variant, count
+script() { # table variant, count
 	if [ "$OP" = insert ]; then
 		echo "PREPARE s(bigint) AS INSERT INTO bench.patients_$1 (id, hospital_id, mrn, first_name, last_name, birth_date, ward, notes)
 			VALUES (\$1, \$1 % 20, 'MRN' || \$1, 'First' || \$1 % 997, 'Last' || \$1 % 1009, date '1980-01-01', 'ward-1', 'allergies: none; ');" | tr -d '\n\t'
@@ -51,11 +59,14 @@ script() { # variant, count
 	fi
 }
 ir() { # variant, count: total instructions of a single-user backend running script
-	local out=$CLUSTER_ROOT/callgrind.$1.$2
-	script "$1" "$2" >"$CLUSTER_ROOT/script.sql"
+	local out=$CLUSTER_ROOT/callgrind.${1//[^a-z0-9_]/_}.$2 table=${1%%@*} opts=()
+	rm -rf "$CLUSTER_ROOT/cg"
+	as_cluster_user cp -a "$CLUSTER_ROOT/cg.loaded" "$CLUSTER_ROOT/cg"
+	[[ $1 == *@* ]] && opts=(-c "${1#*@}")
+	script "$table" "$2" >"$CLUSTER_ROOT/script.sql"
 	chmod 644 "$CLUSTER_ROOT/script.sql"
 	as_cluster_user valgrind --tool=callgrind --callgrind-out-file="$out" \
-		"$PG_BINDIR/postgres" --single -D "$CLUSTER_ROOT/cg" -c shared_buffers=1GB bench \
+		"$PG_BINDIR/postgres" --single -D "$CLUSTER_ROOT/cg" -c shared_buffers=1GB "${opts[@]}" bench \
 		<"$CLUSTER_ROOT/script.sql" >/dev/null 2>&1
 	[ -n "${KEEP:-}" ] && { mkdir -p "$KEEP"; cp "$out" "$KEEP/"; }
 	awk '/^summary:/ { print $2 }' "$out"
@@ -68,8 +79,8 @@ for v in "${variants[@]}"; do
 	echo "  $v: $((per_txn[$v])) Ir per transaction" >&2
 done
 echo "callgrind: instructions per single-row $OP transaction ($N)"
-printf '%-8s %14s %7s\n' variant 'Ir per txn' 'x bare'
+printf '%-32s %14s %7s\n' variant 'Ir per txn' 'x bare'
 for v in "${variants[@]}"; do
-	printf '%-8s %14d %7s\n' "$v" "${per_txn[$v]}" \
+	printf '%-32s %14d %7s\n' "$v" "${per_txn[$v]}" \
 		"$(awk -v a="${per_txn[$v]}" -v b="${per_txn[bare]:-0}" 'BEGIN { if (b) printf "%.3f", a / b; else print "-" }')"
 done
