@@ -105,6 +105,10 @@ ok(defined replica_has(q{SELECT count(*) FROM patients}, '0', 5), 'a truncate');
 # A transaction on untracked tables only: the workers stay asleep.
 my $rounds = q{SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wakeup_test'};
 is($cloud->safe_psql('postgres', $rounds), '1', 'one replica connection for all those rounds');
+# (The worker may still be ending the truncate's round: wait until it sleeps.)
+$hospital->poll_query_until('postgres',
+	q{SELECT state = 'idle' AND state_since < now() - interval '300 ms'
+	    FROM edgesync.target_status WHERE name = 'cloud_db'});
 my $since = $hospital->safe_psql('postgres',
 	q{SELECT state_since FROM edgesync.target_status WHERE name = 'cloud_db'});
 $hospital->safe_psql('postgres', q{INSERT INTO scratch VALUES (1)});
