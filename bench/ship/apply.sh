@@ -35,6 +35,14 @@
 #             ROWS FROM (unnest(..)) of the same arrays, no guard, no ON
 #             CONFLICT, no apply_begin, session_replication_role = replica
 #             for the session
+#   staged    the same batches applied set-based from binary rows: one
+#             apply_begin() per batch, the batch's rows (each key's last
+#             version, as the source has them after the batch) loaded with
+#             COPY (FORMAT binary) into a temporary staging table, then one
+#             version-guarded INSERT ... SELECT ... ON CONFLICT from it (the
+#             rows come from a server-side file written beforehand, standing
+#             in for COPY FROM STDIN: what a binary apply would cost the
+#             replica, without the sql format's literals to parse)
 #
 # A benchmark prints a table; it is not a test and exits 0 whatever it finds.
 #
@@ -190,8 +198,44 @@ batches() { # variant -> psql script on stdout
 		print $cpu;
 	' "$1" "$TXNS_PER_BATCH" <"$work/stream.sql"
 }
+# staged: per batch of TXNS_PER_BATCH source transactions, the rows it
+# leaves (an insert batch: the rows as inserted, version 1; an update batch:
+# as the source has them now) in a binary COPY file, and a script that
+# applies each from a staging table.
+staged() {
+	local per=$((ROWS_PER_TXN * TXNS_PER_BATCH)) first kind n=0 set
+	set=$(sq -d src -At -c "SELECT string_agg(format('%I = EXCLUDED.%I', attname, attname), ', ' ORDER BY attnum)
+	                          FROM pg_attribute WHERE attrelid = 'bench_patients'::regclass AND attnum > 0
+	                           AND NOT attisdropped AND attname <> 'id'")
+	for kind in insert update; do
+		for ((first = 1; first <= INSERTS; first += per)); do
+			n=$((n + 1))
+			if [ "$kind" = insert ]; then
+				sq -d src -c "COPY (SELECT id, name, rtrim(ward, '+'), admitted, note, 1::bigint, created_at, created_at
+				                      FROM bench_patients WHERE id BETWEEN $first AND $((first + per - 1)) ORDER BY id)
+				                TO '$work/stage_$n.bin' (FORMAT binary)" >/dev/null
+			else
+				sq -d src -c "COPY (SELECT * FROM bench_patients WHERE id BETWEEN $first AND $((first + per - 1)) ORDER BY id)
+				                TO '$work/stage_$n.bin' (FORMAT binary)" >/dev/null
+			fi
+			echo "SELECT 'cpu', pg_catalog.split_part(pg_catalog.pg_read_file('/proc/self/schedstat'), ' ', 1);"
+			echo "\\echo batch $kind"
+			echo "BEGIN \\; SELECT edgesync.apply_begin('staged', '0/$n') \\;"
+			echo "CREATE TEMP TABLE IF NOT EXISTS stage (LIKE bench_patients) ON COMMIT DELETE ROWS \\;"
+			echo "COPY stage FROM '$work/stage_$n.bin' (FORMAT binary) \\;"
+			echo "INSERT INTO bench_patients AS target SELECT * FROM stage WHERE edgesync.applying()" \
+				"ON CONFLICT (id) DO UPDATE SET $set WHERE target.version OPERATOR(pg_catalog.<) EXCLUDED.version \\;"
+			echo "COMMIT;"
+		done
+	done
+	echo "SELECT 'cpu', pg_catalog.split_part(pg_catalog.pg_read_file('/proc/self/schedstat'), ' ', 1);"
+}
 for v in "${variants[@]}" current; do
-	[ "$v" = replay ] || batches "$v" >"$work/$v.psql"
+	case $v in
+		replay) ;;
+		staged) staged >"$work/$v.psql" ;;
+		*) batches "$v" >"$work/$v.psql" ;;
+	esac
 done
 chmod 644 "$work"/*.psql
 
