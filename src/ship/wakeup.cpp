@@ -124,6 +124,12 @@ take_wakeup()
 	return mine != nullptr && pg_atomic_exchange_u32(&mine->pending, 0) != 0;
 }
 
+bool
+wakeup_pending()
+{
+	return mine != nullptr && pg_atomic_read_u32(&mine->pending) != 0;
+}
+
 void
 wake_shippers()
 {

@@ -31,6 +31,9 @@ void register_for_wakeups();
 /* A registered worker: whether a commit asked for it since the last call (and forgets it). */
 bool take_wakeup();
 
+/* A registered worker: whether a commit asked for it since take_wakeup() (and remembers it). */
+bool wakeup_pending();
+
 /* After the commit of a transaction that changed tracked tables: wakes its database's workers. */
 void wake_shippers();
 

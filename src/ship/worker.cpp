@@ -601,6 +601,28 @@ nap(long timeout)
 		ResetLatch(MyLatch);
 }
 
+/*
+ * A target's worker's nap when it is not backing off: until a commit wakes
+ * it (wakeup.hpp), a reload or an interrupt, or timeout ms.  A latch set for
+ * another reason (a catch-up signal of the invalidation queue, for one)
+ * does not start a round before its time: the worker ships when a tracked
+ * table changed, or polls.
+ */
+void
+nap_until_woken(long timeout)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout);
+	for (;;) {
+		nap(timeout);
+		pg_call([] { CHECK_FOR_INTERRUPTS(); });
+		if (ConfigReloadPending || wakeup_pending())
+			return;
+		timeout = static_cast<long>((until - GetCurrentTimestamp()) / 1000);
+		if (timeout <= 0)
+			return;
+	}
+}
+
 void
 reload_if_asked()
 {
@@ -684,7 +706,11 @@ target_loop(const std::string &target)
 		if (!due && next_retry != 0)
 			timeout = std::min<long>(
 				timeout, static_cast<long>((next_retry - GetCurrentTimestamp()) / 1000));
-		nap(timeout);
+		/* (Backing off, a pending wake-up waits for next_retry: no early return.) */
+		if (failed)
+			nap(timeout);
+		else
+			nap_until_woken(timeout);
 	}
 }
 
