@@ -149,7 +149,9 @@ batches() { # variant -> psql script on stdout
 			print "BEGIN \\;\n", map({ "$_ \\;\n" } @batch), "COMMIT;\n";
 			@batch = (); $txns = 0;
 		}
-		my $run = qr/^INSERT INTO (\S+) AS target \(([^)]*)\) SELECT (pg_catalog\.unnest\(.*\)) WHERE edgesync\.applying\(\) ON CONFLICT \(([^)]*)\) DO UPDATE SET (.*) WHERE target\."version" OPERATOR\(pg_catalog\.<\) EXCLUDED\."version"$/;
+		# (The condition: edgesync.applying() of an installed edgesync, or
+		# the plain-SQL one comparing the commit LSN with the guard setting.)
+		my $run = qr/^INSERT INTO (\S+) AS target \(([^)]*)\)(?: OVERRIDING SYSTEM VALUE)? SELECT (pg_catalog\.unnest\(.*\)) WHERE (?:edgesync\.applying\(\)|\x27[^\x27]*\x27::pg_catalog\.pg_lsn OPERATOR\(pg_catalog\.>\) pg_catalog\.current_setting\(\x27edgesync_apply\.skip_through\x27\)::pg_catalog\.pg_lsn) ON CONFLICT \(([^)]*)\) DO UPDATE SET (.*) WHERE target\."version" OPERATOR\(pg_catalog\.<\) EXCLUDED\."version"$/;
 		# floor: the upsert of a run without guard nor ON CONFLICT; an update
 		# run as UPDATE ... FROM the same arrays.
 		sub floor_stmt {
@@ -182,7 +184,10 @@ batches() { # variant -> psql script on stdout
 			}
 			$line =~ s{; /\* \d+ changes \*/$}{};
 			$line =~ s/;$//;
-			my $k = $line =~ /^SELECT edgesync\.apply_begin/ ? "begin" : "row";
+			# begin: the guard (apply_begin() or the plain-SQL one); setup:
+			# the setup of the session and table blocks (DO), which floor skips.
+			my $k = $line =~ /^(?:SELECT edgesync\.apply_begin|WITH edgesync_guard AS \()/ ? "begin"
+			      : $line =~ /^DO / ? "setup" : "row";
 			$txn_kind = $line =~ /ward \d+\+/ ? "update" : "insert" if $k eq "row";
 			if ($variant =~ /^begin/) {
 				push @txn, $variant eq "begin" ? $line : before_stmt($line) if $k eq "begin";
