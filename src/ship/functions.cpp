@@ -127,6 +127,8 @@ edgesync_check_target_connection(PG_FUNCTION_ARGS)
 		config.password = pg_call([&] { return text_to_cstring(PG_GETARG_TEXT_PP(2)); });
 		Oid role = PG_GETARG_OID(3);
 		config.timeout_ms = PG_GETARG_INT32(4);
+		config.replica_schema =
+			pg_call([&] { return text_to_cstring(PG_GETARG_TEXT_PP(5)); }); /* '': the default */
 		if (url.kind != TargetKind::postgresql)
 			PG_RETURN_VOID();
 		config.kind = kind_name(url.kind);

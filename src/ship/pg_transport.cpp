@@ -246,23 +246,64 @@ constexpr size_t kChunkBytes = 4 << 20;
 constexpr size_t kReadBytes = 1 << 20;
 
 /*
- * What applying needs on the replica that the connected role may lack: one
- * text, the missing privileges separated by ", " (empty: none).  Every name
- * the query calls is qualified with pg_catalog.
+ * What applying needs on the replica that the connected role may lack, in
+ * plain SQL (nothing of edgesync need be installed there): one text, the
+ * missing privileges separated by ", " (empty: none).  The position table
+ * lives in schema (created, with the schema, where missing: docs/replica.md);
+ * a re-send sweeps keys through a temporary table.  Each privilege is asked
+ * alone (has_*_privilege() with a list is true when any one is held), and a
+ * schema's table only when the schema may be used (to_regclass() raises an
+ * error otherwise).  Every name it calls is qualified with pg_catalog;
+ * @NAME@, @IDENT@ and @TABLE@ stand for literals of the schema's name, its
+ * identifier and its position table (missing_privileges_sql()).
  */
-constexpr const char *kMissingPrivilegesSql =
-	"SELECT pg_catalog.concat_ws(', ',"
-	"  CASE WHEN NOT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'TEMPORARY')"
-	"       THEN 'TEMPORARY on database ' OPERATOR(pg_catalog.||)"
-	"            pg_catalog.quote_ident(pg_catalog.current_database()) END,"
-	"  CASE WHEN pg_catalog.to_regprocedure('edgesync.apply_begin(text,pg_catalog.pg_lsn)') IS NULL"
-	"       THEN 'the edgesync extension (CREATE EXTENSION edgesync)'"
-	"       WHEN NOT pg_catalog.has_function_privilege("
-	"                'edgesync.apply_begin(text,pg_catalog.pg_lsn)', 'EXECUTE')"
-	"       THEN 'EXECUTE on function edgesync.apply_begin(text, pg_lsn)' END,"
-	"  CASE WHEN pg_catalog.to_regclass('edgesync.applied_lsn') IS NOT NULL"
-	"        AND NOT pg_catalog.has_table_privilege('edgesync.applied_lsn', 'INSERT, UPDATE')"
-	"       THEN 'INSERT, UPDATE on table edgesync.applied_lsn' END)";
+constexpr const char *kMissingPrivilegesSql = R"(SELECT pg_catalog.concat_ws(', ',
+  CASE WHEN NOT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'TEMPORARY')
+       THEN 'TEMPORARY on database ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(pg_catalog.current_database()) END,
+  CASE WHEN pg_catalog.to_regnamespace(@IDENT@) IS NULL
+        AND NOT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE')
+       THEN 'CREATE on database ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(pg_catalog.current_database()) END,
+  CASE WHEN pg_catalog.to_regnamespace(@IDENT@) IS NULL THEN NULL
+       WHEN NOT pg_catalog.has_schema_privilege(@NAME@, 'USAGE')
+       THEN 'USAGE on schema ' OPERATOR(pg_catalog.||) @IDENT@
+       WHEN pg_catalog.to_regclass(@TABLE@) IS NULL
+       THEN CASE WHEN NOT pg_catalog.has_schema_privilege(@NAME@, 'CREATE')
+                 THEN 'CREATE on schema ' OPERATOR(pg_catalog.||) @IDENT@ END
+       ELSE NULLIF(pg_catalog.concat_ws(', ',
+              CASE WHEN NOT pg_catalog.has_table_privilege(@TABLE@, 'SELECT') THEN 'SELECT' END,
+              CASE WHEN NOT pg_catalog.has_table_privilege(@TABLE@, 'INSERT') THEN 'INSERT' END,
+              CASE WHEN NOT pg_catalog.has_table_privilege(@TABLE@, 'UPDATE') THEN 'UPDATE' END), '')
+            OPERATOR(pg_catalog.||) ' on table ' OPERATOR(pg_catalog.||) @TABLE@ END))";
+
+/* kMissingPrivilegesSql for the replica schema schema. */
+std::string
+missing_privileges_sql(const std::string &schema)
+{
+	std::string quoted; /* "schema", as a name parser reads it */
+	text::append_sql_identifier(quoted, schema, text::IdentifierUse::kInString);
+	std::string name, ident, table;
+	text::append_sql_literal(name, schema);
+	text::append_sql_literal(ident, quoted);
+	text::append_sql_literal(table, quoted + ".applied_lsn");
+	/* One pass over the template: a value is never searched for keys. */
+	std::string sql;
+	for (const char *p = kMissingPrivilegesSql; *p != '\0';) {
+		bool replaced = false;
+		for (const auto &[key, value] :
+			 {std::pair<std::string_view, const std::string &>{"@NAME@", name},
+			  {"@IDENT@", ident},
+			  {"@TABLE@", table}})
+			if (strncmp(p, key.data(), key.size()) == 0) {
+				sql += value;
+				p += key.size();
+				replaced = true;
+				break;
+			}
+		if (!replaced)
+			sql.push_back(*p++);
+	}
+	return sql;
+}
 
 /* The hint of a refused connection check, by the refusal's SQLSTATE. */
 const char *
@@ -295,7 +336,7 @@ class PgTransport : public Transport {
 	{
 		deadline_ = Clock::now() + std::chrono::milliseconds(config_.timeout_ms);
 		std::string error;
-		if (!connect(error)) {
+		if (!connect(error, false)) {
 			/* libpq's words, as postgres_fdw gives them: without our own prefix. */
 			const std::string prefix = "could not connect to replica: ";
 			if (error.rfind(prefix, 0) == 0)
@@ -307,7 +348,9 @@ class PgTransport : public Transport {
 				.hint(connection_hint(connect_sqlstate_));
 		}
 		std::vector<std::string> row;
-		if (!query_row(kMissingPrivilegesSql, 1, row, error))
+		std::string schema = config_.replica_schema.empty() ? decode::replica::kDefaultSchema
+															: config_.replica_schema;
+		if (!query_row(missing_privileges_sql(schema).c_str(), 1, row, error))
 			throw Error("08006", format("could not check the privileges on the replica of target "
 										"\"%s\"",
 										config_.name.c_str()))
@@ -508,7 +551,8 @@ class PgTransport : public Transport {
 		size_t bytes = 0;
 	};
 
-	bool connect(std::string &error)
+	/* Connects; then, unless !setup (add_target's check), runs the session's setup. */
+	bool connect(std::string &error, bool setup = true)
 	{
 		report_activity(Activity::kConnecting);
 		TargetOwner owner{config_.owner, config_.owner_superuser};
@@ -519,15 +563,17 @@ class PgTransport : public Transport {
 			disconnect();
 			return false;
 		}
+		if (!setup)
+			return true;
 		/*
 		 * The session's setup (decode/replica_sql.hpp), which the stream
 		 * leaves to the connection: the position table where it is missing,
 		 * and whether this role may apply in replica mode.
 		 */
-		std::string setup = decode::replica::setup_statement(config_.replica_schema.empty()
-																 ? decode::replica::kDefaultSchema
-																 : config_.replica_schema);
-		if (!send(setup, error) || !collect_results(error)) {
+		std::string statement = decode::replica::setup_statement(
+			config_.replica_schema.empty() ? decode::replica::kDefaultSchema
+										   : config_.replica_schema);
+		if (!send(statement, error) || !collect_results(error)) {
 			constexpr std::string_view batch = "replica rejected batch: ";
 			if (error.compare(0, batch.size(), batch) == 0)
 				error = "replica refused the apply's setup: " + error.substr(batch.size());

@@ -94,9 +94,10 @@ REVOKE ALL ON FUNCTION edgesync._check_target_owner(text, text, regrole) FROM PU
 -- answered) or 42501 naming the privileges applying lacks there
 -- (src/ship/transport.hpp).  url is as stored, without its password.
 CREATE FUNCTION edgesync._check_target_connection(target text, url text, password text,
-                                                  owner regrole, timeout_ms integer) RETURNS void
+                                                  owner regrole, timeout_ms integer,
+                                                  replica_schema text) RETURNS void
     AS 'MODULE_PATHNAME', 'edgesync_check_target_connection' LANGUAGE C VOLATILE STRICT;
-REVOKE ALL ON FUNCTION edgesync._check_target_connection(text, text, text, regrole, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION edgesync._check_target_connection(text, text, text, regrole, integer, text) FROM PUBLIC;
 
 -- Raises an error for settings out of range; returns nothing.
 CREATE FUNCTION edgesync._check_target_settings(kind text, bearer_token text, headers jsonb,
@@ -355,7 +356,8 @@ BEGIN
     PERFORM edgesync._check_target_owner(target, url, owner);
     -- A replica is connected to once, before anything is created (docs/shipping.md).
     IF enabled AND u.kind = 'postgresql' THEN
-        PERFORM edgesync._check_target_connection(target, u.url, u.password, owner, timeout_ms);
+        PERFORM edgesync._check_target_connection(target, u.url, u.password, owner, timeout_ms,
+                                                  coalesce(replica_schema, ''));
     END IF;
     slot := 'edgesync_' || target;
     PERFORM edgesync._create_target_slot(slot);
@@ -424,10 +426,13 @@ BEGIN
                                             t.batch_changes, t.batch_bytes, t.columns, t.timeout_ms);
     PERFORM edgesync._check_replica_settings(t.kind, t.replica_schema, t.schema_changes);
     PERFORM edgesync._check_raw_columns(t.columns);
-    -- A new URL, or a target enabled again: the replica is connected to once first.
-    IF t.enabled AND t.kind = 'postgresql' AND (url IS NOT NULL OR NOT was_enabled) THEN
+    -- A new URL or replica schema, or a target enabled again: the replica is
+    -- connected to once first.
+    IF t.enabled AND t.kind = 'postgresql'
+       AND (url IS NOT NULL OR replica_schema IS NOT NULL OR NOT was_enabled) THEN
         PERFORM edgesync._check_target_connection(t.name, t.url, coalesce(s.password, ''),
-                                                  t.owner, t.timeout_ms);
+                                                  t.owner, t.timeout_ms,
+                                                  coalesce(t.replica_schema, ''));
     END IF;
     UPDATE edgesync.targets SET kind = t.kind, url = t.url, batch_changes = t.batch_changes,
            batch_bytes = t.batch_bytes, columns = t.columns, enabled = t.enabled,

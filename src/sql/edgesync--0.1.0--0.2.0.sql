@@ -1035,9 +1035,10 @@ REVOKE ALL ON FUNCTION edgesync._check_target_owner(text, text, regrole) FROM PU
 -- add_target() and alter_target() connect to a replica once before they
 -- change anything (issue 12).
 CREATE FUNCTION edgesync._check_target_connection(target text, url text, password text,
-                                                  owner regrole, timeout_ms integer) RETURNS void
+                                                  owner regrole, timeout_ms integer,
+                                                  replica_schema text) RETURNS void
     AS 'MODULE_PATHNAME', 'edgesync_check_target_connection' LANGUAGE C VOLATILE STRICT;
-REVOKE ALL ON FUNCTION edgesync._check_target_connection(text, text, text, regrole, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION edgesync._check_target_connection(text, text, text, regrole, integer, text) FROM PUBLIC;
 
 CREATE FUNCTION edgesync._warn_unbounded_wal(target text) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -1092,7 +1093,8 @@ BEGIN
     PERFORM edgesync._check_target_owner(target, url, owner);
     -- A replica is connected to once, before anything is created (docs/shipping.md).
     IF enabled AND u.kind = 'postgresql' THEN
-        PERFORM edgesync._check_target_connection(target, u.url, u.password, owner, timeout_ms);
+        PERFORM edgesync._check_target_connection(target, u.url, u.password, owner, timeout_ms,
+                                                  coalesce(replica_schema, ''));
     END IF;
     slot := 'edgesync_' || target;
     PERFORM edgesync._create_target_slot(slot);
@@ -1151,10 +1153,13 @@ BEGIN
     PERFORM edgesync._check_target_settings(t.kind, s.bearer_token, s.headers, t.ca_file,
                                             t.batch_changes, t.batch_bytes, t.columns, t.timeout_ms);
     PERFORM edgesync._check_raw_columns(t.columns);
-    -- A new URL, or a target enabled again: the replica is connected to once first.
-    IF t.enabled AND t.kind = 'postgresql' AND (url IS NOT NULL OR NOT was_enabled) THEN
+    -- A new URL or replica schema, or a target enabled again: the replica is
+    -- connected to once first.
+    IF t.enabled AND t.kind = 'postgresql'
+       AND (url IS NOT NULL OR replica_schema IS NOT NULL OR NOT was_enabled) THEN
         PERFORM edgesync._check_target_connection(t.name, t.url, coalesce(s.password, ''),
-                                                  t.owner, t.timeout_ms);
+                                                  t.owner, t.timeout_ms,
+                                                  coalesce(t.replica_schema, ''));
     END IF;
     UPDATE edgesync.targets SET kind = t.kind, url = t.url, batch_changes = t.batch_changes,
            batch_bytes = t.batch_bytes, columns = t.columns, enabled = t.enabled,
@@ -1381,6 +1386,11 @@ BEGIN
     PERFORM edgesync._check_replica_settings(u.kind, replica_schema, schema_changes);
     PERFORM edgesync._check_raw_columns(columns);
     PERFORM edgesync._check_target_owner(target, url, owner);
+    -- A replica is connected to once, before anything is created (docs/shipping.md).
+    IF enabled AND u.kind = 'postgresql' THEN
+        PERFORM edgesync._check_target_connection(target, u.url, u.password, owner, timeout_ms,
+                                                  coalesce(replica_schema, ''));
+    END IF;
     slot := 'edgesync_' || target;
     PERFORM edgesync._create_target_slot(slot);
     BEGIN
@@ -1415,6 +1425,7 @@ DECLARE
     t  edgesync.targets := edgesync._require_target(alter_target.name);
     s  edgesync.target_secrets;
     u  record;
+    was_enabled boolean := t.enabled;
 BEGIN
     SELECT * INTO s FROM edgesync.target_secrets WHERE target_secrets.name = t.name FOR UPDATE;
     IF NOT FOUND THEN  -- a restored target: secrets are not in a dump
@@ -1443,6 +1454,14 @@ BEGIN
                                             t.batch_changes, t.batch_bytes, t.columns, t.timeout_ms);
     PERFORM edgesync._check_replica_settings(t.kind, t.replica_schema, t.schema_changes);
     PERFORM edgesync._check_raw_columns(t.columns);
+    -- A new URL or replica schema, or a target enabled again: the replica is
+    -- connected to once first.
+    IF t.enabled AND t.kind = 'postgresql'
+       AND (url IS NOT NULL OR replica_schema IS NOT NULL OR NOT was_enabled) THEN
+        PERFORM edgesync._check_target_connection(t.name, t.url, coalesce(s.password, ''),
+                                                  t.owner, t.timeout_ms,
+                                                  coalesce(t.replica_schema, ''));
+    END IF;
     UPDATE edgesync.targets SET kind = t.kind, url = t.url, batch_changes = t.batch_changes,
            batch_bytes = t.batch_bytes, columns = t.columns, enabled = t.enabled,
            ca_file = t.ca_file, timeout_ms = t.timeout_ms, owner = t.owner,

@@ -2,12 +2,14 @@
 # is added or enabled, and refused there, with nothing created, when it
 # could never ship; and a target that no background worker serves says so.
 #
-#  1. add_target() refuses a wrong password (28P01), an unknown database
-#     (3D000), a host that refuses connections (08001), one that accepts
-#     and never answers (08001, within timeout_ms), and a role that lacks
-#     what applying needs (42501, naming it): no target, secrets, state or
-#     slot is left.  enabled => false adds without connecting; the right
-#     URL adds.
+#  1. add_target(), into a replica with nothing of edgesync, refuses a wrong
+#     password (28P01), an unknown database (3D000), a host that refuses
+#     connections (08001), one that accepts and never answers (08001, within
+#     timeout_ms), and a role that lacks what applying needs there (42501,
+#     naming it: CREATE and TEMPORARY on the database, CREATE on a replica
+#     schema): no target, secrets, state or slot is left, and nothing is
+#     created on the replica.  enabled => false adds without connecting; the
+#     right URL adds.
 #  2. alter_target() connects when it sets a URL or enables a target, and
 #     refuses the same way, changing nothing.
 #  3. target_status: a target of a database not in edgesync.ship_databases
@@ -35,14 +37,18 @@ edgesync.ship_databases = 'elsewhere'
 log_statement = none
 });
 
-# The replica asks its appliers for a password (scram), over the socket and TCP.
+# The replica has nothing of edgesync; it asks its appliers for a password
+# (scram), over the socket and TCP.  Applying there needs CREATE (for the
+# position table's schema) and TEMPORARY (a re-send's sweep) on the database.
 $cloud->safe_psql('postgres', q{
-	CREATE EXTENSION edgesync;
-	CREATE ROLE applier LOGIN PASSWORD 'right-pw' IN ROLE edgesync_applier;
+	CREATE ROLE applier LOGIN PASSWORD 'right-pw';
 	CREATE ROLE stranger LOGIN PASSWORD 'stranger-pw';
-	REVOKE TEMPORARY ON DATABASE postgres FROM PUBLIC;
-	GRANT TEMPORARY ON DATABASE postgres TO applier;
+	REVOKE CREATE, TEMPORARY ON DATABASE postgres FROM PUBLIC;
+	GRANT CREATE, TEMPORARY ON DATABASE postgres TO applier;
 });
+my $cloud_nothing = q{SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'edgesync') || '/'
+                          || (SELECT count(*) FROM pg_proc WHERE proname LIKE 'apply%')};
+is($cloud->safe_psql('postgres', $cloud_nothing), '0/0', 'the replica has nothing of edgesync');
 {
 	my $hba = slurp_file($cloud->data_dir . '/pg_hba.conf');
 	open my $fh, '>', $cloud->data_dir . '/pg_hba.conf' or die $!;
@@ -121,9 +127,22 @@ close $mute;
 $err = refused(
 	"SELECT edgesync.add_target('c', '" . cloud_url('stranger', 'stranger-pw', 'postgres') . "')",
 	'42501', 'the role of target "c" lacks privileges on the replica', 'a role without privileges');
-like($err, qr/DETAIL:  Missing: TEMPORARY on database postgres, EXECUTE on function edgesync\.apply_begin\(text, pg_lsn\)/,
+like($err, qr/DETAIL:  Missing: TEMPORARY on database postgres, CREATE on database postgres\./,
 	'a role without privileges: what it lacks, listed');
 is($hospital->safe_psql('postgres', $nothing), $empty, 'missing privileges: nothing created');
+
+# A replica schema the DBA made, where the role may not create the position table.
+$cloud->safe_psql('postgres', q{
+	CREATE SCHEMA sync_meta;
+	GRANT USAGE ON SCHEMA sync_meta TO stranger;
+	GRANT TEMPORARY ON DATABASE postgres TO stranger;
+});
+$err = refused(
+	"SELECT edgesync.add_target('c', '" . cloud_url('stranger', 'stranger-pw', 'postgres') . "', replica_schema => 'sync_meta')",
+	'42501', 'the role of target "c" lacks privileges on the replica', 'a replica schema without CREATE');
+like($err, qr/DETAIL:  Missing: CREATE on schema "sync_meta"\./, 'a replica schema without CREATE: named');
+is($hospital->safe_psql('postgres', $nothing), $empty, 'a replica schema without CREATE: nothing created');
+is($cloud->safe_psql('postgres', $cloud_nothing), '0/0', 'the refused checks created nothing on the replica');
 
 # Not connected to while disabled; the right URL is accepted.
 $hospital->safe_psql('postgres',
@@ -134,6 +153,8 @@ my ($rc, $out);
 ($rc, $out, $err) = $hospital->psql('postgres',
 	"SELECT edgesync.add_target('good', '" . cloud_url('applier', 'right-pw', 'postgres') . "')");
 is($rc, 0, 'the right URL: added') or diag($err);
+is($cloud->safe_psql('postgres', $cloud_nothing), '0/0',
+	'the check created nothing on the replica (the worker does, when it ships)');
 
 # ---------------------------------------------------------------------------
 # 2. alter_target()
