@@ -8,7 +8,8 @@
 # private install of edgesync.  Parts:
 #
 #   throughput  Targets (HTTP to bench/ship/receiver.pl, postgresql:// to
-#               database "edge" on the cloud) and a native subscription
+#               database "edge" on the cloud, which has nothing of edgesync
+#               installed: plain-SQL apply) and a native subscription
 #               (CREATE PUBLICATION / CREATE SUBSCRIPTION, disabled, into
 #               database "native" on the cloud) are created first, so all
 #               three read the same WAL: INSERTS inserts then as many updates
@@ -101,8 +102,10 @@ if [ "$run_throughput" = 1 ]; then
 	# The replicas get the tracked table's definition (version and timestamps included).
 	as_cluster_user "$PG_BINDIR/pg_dump" -h "$CLUSTER_ROOT" -p "$hospital_PORT" -U postgres -d bench \
 		--schema-only -t bench_patients >"$CLUSTER_ROOT/ddl.sql"
-	csql edge -c 'CREATE EXTENSION edgesync' >/dev/null
-	csql edge -f "$CLUSTER_ROOT/ddl.sql" >/dev/null
+	# The edgesync replica has nothing of edgesync: the table without the
+	# hospital's triggers (their functions are not there), applied in plain SQL.
+	grep -v 'TRIGGER' "$CLUSTER_ROOT/ddl.sql" >"$CLUSTER_ROOT/ddl_plain.sql"
+	csql edge -v ON_ERROR_STOP=1 -f "$CLUSTER_ROOT/ddl_plain.sql" >/dev/null
 	csql native -c 'CREATE EXTENSION edgesync' >/dev/null
 	csql native -f "$CLUSTER_ROOT/ddl.sql" >/dev/null
 	csql native -c 'ALTER TABLE bench_patients DISABLE TRIGGER USER' >/dev/null
@@ -127,6 +130,8 @@ if [ "$run_throughput" = 1 ]; then
 		echo "edgesync $target: $shipped changes in ${seconds[$target]} s"
 	done
 	[ "$(csql edge -At -c "$SHIP_CHECKSUM")" = "$source_sum" ] && replica_ok=yes || replica_ok=NO
+	[ "$(csql edge -At -c "SELECT count(*) FROM pg_extension WHERE extname = 'edgesync'")" = 0 ] ||
+		replica_ok="$replica_ok (but edgesync is installed there)"
 	http_lines=$(grep -c '"op":"\(insert\|update\)"' "$CLUSTER_ROOT/http.ndjson" || true)
 
 	t0=$(now)
@@ -167,8 +172,8 @@ if [ "$run_latency" = 1 ]; then
 		-c "SELECT edgesync.track('bench_patients')" >/dev/null
 	as_cluster_user "$PG_BINDIR/pg_dump" -h "$CLUSTER_ROOT" -p "$hospital_PORT" -U postgres -d lat \
 		--schema-only -t bench_patients >"$CLUSTER_ROOT/lat_ddl.sql"
-	csql lat -c 'CREATE EXTENSION edgesync' >/dev/null
-	csql lat -f "$CLUSTER_ROOT/lat_ddl.sql" >/dev/null
+	grep -v 'TRIGGER' "$CLUSTER_ROOT/lat_ddl.sql" >"$CLUSTER_ROOT/lat_ddl_plain.sql"
+	csql lat -v ON_ERROR_STOP=1 -f "$CLUSTER_ROOT/lat_ddl_plain.sql" >/dev/null
 	# Per row applied on the replica: its apply time minus the source
 	# transaction's start (updated_at; a 10-row insert commits well within a
 	# millisecond of it).  ALWAYS: the shipper applies in replica mode.
