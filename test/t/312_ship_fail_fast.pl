@@ -142,6 +142,15 @@ $err = refused(
 	'42501', 'the role of target "c" lacks privileges on the replica', 'a replica schema without CREATE');
 like($err, qr/DETAIL:  Missing: CREATE on schema "sync_meta"\./, 'a replica schema without CREATE: named');
 is($hospital->safe_psql('postgres', $nothing), $empty, 'a replica schema without CREATE: nothing created');
+# A replica schema whose name holds quotes and the check's own placeholders:
+# named back exactly, never read as SQL.
+$cloud->safe_psql('postgres', q{CREATE SCHEMA "we'ird ""@TABLE@"" @NAME@"; GRANT USAGE ON SCHEMA "we'ird ""@TABLE@"" @NAME@" TO stranger;});
+$err = refused(
+	"SELECT edgesync.add_target('c', '" . cloud_url('stranger', 'stranger-pw', 'postgres')
+	  . q{', replica_schema => 'we''ird "@TABLE@" @NAME@')},
+	'42501', 'the role of target "c" lacks privileges on the replica', 'a replica schema with quotes');
+like($err, qr/DETAIL:  Missing: CREATE on schema "we'ird ""\@TABLE\@"" \@NAME\@"\./,
+	'a replica schema with quotes: named exactly');
 is($cloud->safe_psql('postgres', $cloud_nothing), '0/0', 'the refused checks created nothing on the replica');
 
 # Not connected to while disabled; the right URL is accepted.
