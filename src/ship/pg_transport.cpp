@@ -876,12 +876,12 @@ class PgTransport : public Transport {
 	const TargetConfig config_; /* a copy: the worker keeps a transport across rounds */
 	PGconn *conn_ = nullptr;
 	Clock::time_point deadline_;
-	uint64_t position_ = 0;		  /* the replica's recorded position for the source ... */
-	bool position_known_ = false; /* ... as asked on this connection, moved by its batches */
-	uint64_t sent_commit_ = 0;	  /* the commit LSN the batch in flight records */
-	std::string connect_error_;	  /* replica_position() could not connect: start() says so */
-	size_t sent_bytes_ = 0;		  /* of the batch in flight */
-	std::string connect_sqlstate_;   /* why the last connection failed (connection_failure()) */
+	uint64_t position_ = 0;		   /* the replica's recorded position for the source ... */
+	bool position_known_ = false;  /* ... as asked on this connection, moved by its batches */
+	uint64_t sent_commit_ = 0;	   /* the commit LSN the batch in flight records */
+	std::string connect_error_;	   /* replica_position() could not connect: start() says so */
+	size_t sent_bytes_ = 0;		   /* of the batch in flight */
+	std::string connect_sqlstate_; /* why the last connection failed (connection_failure()) */
 };
 
 } // namespace
