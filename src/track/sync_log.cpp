@@ -112,10 +112,15 @@ Oid log_seqid = InvalidOid;
 int64 next_id = 0;
 int64 ids_left = 0;
 
+void lookup_log_relation();
+
 int64
 reserve_ids(int n)
 {
 	if (ids_left < n) {
+		/* Opening the log for this flush may have taken in its invalidation. */
+		if (!OidIsValid(log_seqid))
+			lookup_log_relation();
 		next_id = nextval_internal(log_seqid, false);
 		ids_left = kFlushAt;
 	}
