@@ -66,11 +66,7 @@ csql() { cluster_psql cloud -d postgres "$@"; }
 csql -c 'CREATE EXTENSION edgesync' >/dev/null
 for h in $(seq "$max"); do
 	cluster_start "h$h"
-	# autovacuum off on the hospitals: its ANALYZE of edgesync.sync_log_data
-	# during a commit fails that commit ("could not open relation with OID
-	# 0", a bug of the track piece reported with issue 12), which ends a run.
 	cluster_psql "h$h" -d postgres -c "ALTER SYSTEM SET logical_decoding_work_mem = '64MB'" \
-		-c 'ALTER SYSTEM SET autovacuum = off' \
 		-c 'SELECT pg_reload_conf()' -c 'CREATE EXTENSION edgesync' -c "$TABLE_DDL" \
 		-c "SELECT edgesync.track('visits')" >/dev/null
 done
