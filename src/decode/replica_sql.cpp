@@ -338,7 +338,7 @@ table_block(const TableShape &shape, const TableChange &change, SchemaMode mode,
 	b += "IF pg_catalog.to_regnamespace(pg_catalog.quote_ident(s)) IS NULL THEN "
 		 "x := pg_catalog.format('CREATE SCHEMA %I', s); EXECUTE x; ";
 	/* PostgreSQL 15 and later keep schema public to its owner: say so up front. */
-	b += "ELSIF NOT pg_catalog.has_schema_privilege(pg_catalog.quote_ident(s), 'CREATE') THEN "
+	b += "ELSIF NOT pg_catalog.has_schema_privilege(s, 'CREATE') THEN "
 		 "x := pg_catalog.format('GRANT CREATE ON SCHEMA %I TO %I', s, CURRENT_USER); RAISE "
 		 "EXCEPTION USING ERRCODE = '42501', MESSAGE = pg_catalog.format('edgesync: the applying "
 		 "role %I may not create replica table %s in schema %I (fix: %s, by the schema''s "

@@ -250,7 +250,19 @@ $cloud->safe_psql('postgres', q{
 	CREATE ROLE feed2 LOGIN NOSUPERUSER NOREPLICATION;
 	GRANT CONNECT, CREATE ON DATABASE replica2 TO feed2;
 });
-$cloud->safe_psql('replica2', 'REVOKE CREATE ON SCHEMA public FROM PUBLIC');
+$cloud->safe_psql('replica2', q{
+	REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+	CREATE SCHEMA "Ward A";
+	GRANT USAGE, CREATE ON SCHEMA "Ward A" TO feed2;
+});
+# A table in a schema whose name needs quoting, which the replica has and
+# lets the role create in.
+$hospital->safe_psql('postgres', q{
+	CREATE SCHEMA "Ward A";
+	CREATE TABLE "Ward A".beds (id int PRIMARY KEY, note text);
+	SELECT edgesync.track('"Ward A".beds');
+	INSERT INTO "Ward A".beds VALUES (1, 'by the window');
+});
 my $end = $hospital->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn()');
 my $public_spool = "$dir/public.sql";
 IPC::Run::run([ 'pg_recvlogical', '-d', $hospital->connstr('postgres'), '-S', 'into_public', '--start',
@@ -268,5 +280,7 @@ $ok = IPC::Run::run(\@psql2, '>', \$out2, '2>', \$err, IPC::Run::timeout($timeou
 ok($ok, 'with the GRANT, the same stream applies') or diag($err);
 is($cloud->safe_psql('replica2', 'SELECT count(*) FROM public.wards'),
 	$hospital->safe_psql('postgres', 'SELECT count(*) FROM wards'), '... and the rows are there');
+is($cloud->safe_psql('replica2', 'SELECT note FROM "Ward A".beds'), 'by the window',
+	'... also in a schema whose name needs quoting');
 
 done_testing();
