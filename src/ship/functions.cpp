@@ -41,6 +41,7 @@
  *       outlive the catalog that names them and hold WAL back for good (as
  *       DROP SUBSCRIPTION protects its slot).  Plain C-style code.
  */
+#include "core/catalog_owner.hpp"
 #include "core/guard.hpp"
 #include "ship/activity.hpp"
 #include "ship/owner.hpp"
@@ -116,6 +117,38 @@ edgesync_check_target_owner(PG_FUNCTION_ARGS)
 	});
 }
 
+namespace {
+
+/* The tracked tables (schema, name) a replica gets: partitions arrive in their root's. */
+std::vector<std::pair<std::string, std::string>>
+tracked_roots()
+{
+	std::vector<std::pair<std::string, std::string>> tables;
+	OwnerRows rows = pg_call([] {
+		return query_as_catalog_owner(
+			"tracked_tables",
+			"SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text "
+			"FROM edgesync.tracked_tables t JOIN pg_catalog.pg_class c ON c.oid "
+			"OPERATOR(pg_catalog.=) t.relid JOIN pg_catalog.pg_namespace n ON n.oid "
+			"OPERATOR(pg_catalog.=) c.relnamespace WHERE NOT c.relispartition ORDER BY 1, 2",
+			0, nullptr, nullptr, nullptr);
+	});
+	for (uint64 i = 0; i < rows.count; i++) {
+		auto column = [&](int attnum) {
+			const char *value = pg_call([&]() -> const char * {
+				bool isnull;
+				Datum d = heap_getattr(rows.rows[i], attnum, rows.desc, &isnull);
+				return isnull ? "" : TextDatumGetCString(d);
+			});
+			return std::string(value);
+		};
+		tables.emplace_back(column(1), column(2));
+	}
+	return tables;
+}
+
+} // namespace
+
 Datum
 edgesync_check_target_connection(PG_FUNCTION_ARGS)
 {
@@ -138,6 +171,8 @@ edgesync_check_target_connection(PG_FUNCTION_ARGS)
 		config.owner_superuser = pg_call([&] { return superuser_arg(role); });
 		const char *name = pg_call([&] { return GetUserNameFromId(role, true); });
 		config.owner = name != nullptr ? name : "(dropped role)";
+		if (config.replica_schema.empty())
+			config.replica_tables = tracked_roots();
 		check_replica_connection(config);
 		PG_RETURN_VOID();
 	});

@@ -305,6 +305,41 @@ missing_privileges_sql(const std::string &schema)
 	return sql;
 }
 
+/*
+ * Without a replica schema, the stream creates each tracked table the
+ * replica lacks in the schema of the same name (docs/replica.md): what the
+ * role lacks for that, in the form of kMissingPrivilegesSql, for the tables
+ * (schema, name).  A schema's table is looked up only where the role may
+ * use the schema (to_regclass() raises an error otherwise);
+ * has_schema_privilege() reads a schema's name, to_regnamespace() an
+ * identifier.
+ */
+std::string
+missing_table_privileges_sql(const std::vector<std::pair<std::string, std::string>> &tables)
+{
+	std::string values;
+	for (const auto &[schema, table] : tables) {
+		values += values.empty() ? "(" : ", (";
+		text::append_sql_literal(values, schema);
+		values += ", ";
+		text::append_sql_literal(values, table);
+		values += ")";
+	}
+	return R"(SELECT pg_catalog.concat_ws(', ', VARIADIC pg_catalog.array_agg(DISTINCT m ORDER BY m))
+  FROM (SELECT CASE
+          WHEN pg_catalog.to_regnamespace(pg_catalog.quote_ident(s)) IS NULL
+          THEN CASE WHEN NOT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE')
+                    THEN 'CREATE on database ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(pg_catalog.current_database()) END
+          WHEN NOT pg_catalog.has_schema_privilege(s, 'USAGE')
+          THEN 'USAGE on schema ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(s)
+          WHEN pg_catalog.to_regclass(pg_catalog.format('%I.%I', s, t)) IS NULL
+           AND NOT pg_catalog.has_schema_privilege(s, 'CREATE')
+          THEN 'CREATE on schema ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(s) END AS m
+          FROM (VALUES )" +
+		   values + R"() AS v(s, t)) AS needs
+ WHERE m IS NOT NULL)";
+}
+
 /* The hint of a refused connection check, by the refusal's SQLSTATE. */
 const char *
 connection_hint(const std::string &sqlstate)
@@ -355,8 +390,30 @@ class PgTransport : public Transport {
 										"\"%s\"",
 										config_.name.c_str()))
 				.detail(redact(error, config_.secrets()));
+		std::vector<std::string> tables_row;
+		if (!config_.replica_tables.empty() &&
+			!query_row(missing_table_privileges_sql(config_.replica_tables).c_str(), 1, tables_row,
+					   error))
+			throw Error("08006", format("could not check the privileges on the replica of target "
+										"\"%s\"",
+										config_.name.c_str()))
+				.detail(redact(error, config_.secrets()));
 		notices_.report(config_.name);
 		disconnect();
+		/* The two lists, each privilege once. */
+		std::string missing = row[0];
+		if (!tables_row.empty() && !tables_row[0].empty())
+			for (size_t start = 0; start <= tables_row[0].size();) {
+				size_t end = tables_row[0].find(", ", start);
+				std::string item = tables_row[0].substr(
+					start, end == std::string::npos ? std::string::npos : end - start);
+				if ((", " + missing + ", ").find(", " + item + ", ") == std::string::npos)
+					missing += (missing.empty() ? "" : ", ") + item;
+				if (end == std::string::npos)
+					break;
+				start = end + 2;
+			}
+		row[0] = missing;
 		if (!row[0].empty())
 			throw Error("42501", format("the role of target \"%s\" lacks privileges on the replica",
 										config_.name.c_str()))

@@ -41,8 +41,13 @@ struct TargetConfig {
 	std::vector<std::string> headers; /* "Name: value" */
 	std::string replica_schema; /* postgresql: the replica schema, or empty (docs/replica.md) */
 	std::string schema_changes = "apply"; /* postgresql: apply | check */
-	std::string owner;					  /* the role the target belongs to (owner.hpp) */
-	bool owner_superuser = false;		  /* ... as it is now */
+	/*
+	 * add_target()'s check, without a replica schema: the tracked tables
+	 * (schema, name) the stream will create on the replica where missing.
+	 */
+	std::vector<std::pair<std::string, std::string>> replica_tables;
+	std::string owner;			  /* the role the target belongs to (owner.hpp) */
+	bool owner_superuser = false; /* ... as it is now */
 	int batch_changes = 1000;
 	int64_t batch_bytes = 4 << 20;
 	int timeout_ms = 30000;

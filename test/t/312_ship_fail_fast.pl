@@ -127,7 +127,7 @@ close $mute;
 $err = refused(
 	"SELECT edgesync.add_target('c', '" . cloud_url('stranger', 'stranger-pw', 'postgres') . "')",
 	'42501', 'the role of target "c" lacks privileges on the replica', 'a role without privileges');
-like($err, qr/DETAIL:  Missing: TEMPORARY on database postgres, CREATE on database postgres\./,
+like($err, qr/DETAIL:  Missing: TEMPORARY on database postgres, CREATE on database postgres, CREATE on schema public\./,
 	'a role without privileges: what it lacks, listed');
 is($hospital->safe_psql('postgres', $nothing), $empty, 'missing privileges: nothing created');
 
@@ -152,6 +152,16 @@ $err = refused(
 like($err, qr/DETAIL:  Missing: CREATE on schema "we'ird ""\@TABLE\@"" \@NAME\@"\./,
 	'a replica schema with quotes: named exactly');
 is($cloud->safe_psql('postgres', $cloud_nothing), '0/0', 'the refused checks created nothing on the replica');
+
+# The hospital's table goes to schema public on the replica, which
+# PostgreSQL 15 and later keep to their owner: the missing GRANT is named,
+# before anything is created.
+$err = refused(
+	"SELECT edgesync.add_target('c', '" . cloud_url('applier', 'right-pw', 'postgres') . "')",
+	'42501', 'the role of target "c" lacks privileges on the replica', 'no CREATE on the tables\' schema');
+like($err, qr/DETAIL:  Missing: CREATE on schema public\./, 'no CREATE on schema public: named');
+is($hospital->safe_psql('postgres', $nothing), $empty, 'no CREATE on schema public: nothing created');
+$cloud->safe_psql('postgres', 'GRANT CREATE ON SCHEMA public TO applier');
 
 # Not connected to while disabled; the right URL is accepted.
 $hospital->safe_psql('postgres',
