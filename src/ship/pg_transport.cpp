@@ -15,11 +15,11 @@
  *
  * The connection is opened and used without blocking (PQconnectStartParams,
  * PQsendQuery, nonblocking flush), waiting on its socket and the process
- * latch 100 ms at a time so that interrupts are seen promptly; it is kept for
- * the next batch and dropped after any failure.  The password is passed apart
- * from the URL.  A target of a non-superuser is checked before and after
- * connecting (owner.hpp); a refusal is an edgesync::Error (an ERROR in
- * ship(), a recorded failure in the worker), not a failed delivery.
+ * latch with a deadline (core/remote_wait.hpp), so that interrupts are seen
+ * at once; it is kept for the next batch and dropped after any failure.  The password is passed
+ * apart from the URL.  A target of a non-superuser is checked before and after connecting
+ * (owner.hpp); a refusal is an edgesync::Error (an ERROR in ship(), a recorded failure in the
+ * worker), not a failed delivery.
  *
  * What the replica sends back is bounded: results are read in single-row
  * mode, one row at a time, and a statement answered with more than
@@ -42,6 +42,8 @@
 #include "decode/replica_sql.hpp"
 #include "ship/activity.hpp"
 #include "ship/owner.hpp"
+#include "ship/replica_check.hpp"
+#include "ship/replica_notices.hpp"
 #include "ship/remote_error.hpp"
 #include "ship/transport.hpp"
 #include "ship/url.hpp"
@@ -79,164 +81,9 @@ close_on_exit(int, Datum)
 constexpr long kMaxResultRows = 1000;
 constexpr size_t kMaxResultBytes = 1 << 20;
 
-/* Replica notices: logged at most this many per minute per process, ... */
-constexpr int kNoticesPerMinute = 10;
-/* ... each its first this many bytes. */
-constexpr size_t kNoticeBytes = 512;
-
-/*
- * What a replica wrote, as text fit for this server's log or catalog: its
- * first max bytes; control characters escaped (\\n, \\x1b; newlines kept when
- * keep_newlines), and a backslash too when not; bytes that are not valid in
- * the database encoding (a multibyte character cut at max, or a replica's
- * bad bytes) as \\xNN.  "..." marks a cut.
- */
-std::string
-printable(const std::string &raw, size_t max, bool keep_newlines)
-{
-	size_t n = std::min(raw.size(), max);
-	int valid = pg_call([&] {
-		return pg_encoding_verifymbstr(GetDatabaseEncoding(), raw.data(), static_cast<int>(n));
-	});
-	std::string out;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = static_cast<unsigned char>(raw[i]);
-		if (c == '\n')
-			out += keep_newlines ? "\n" : "\\n";
-		else if (c == '\t')
-			out += keep_newlines ? "\t" : "\\t";
-		else if (c == '\r')
-			out += "\\r";
-		else if (c == '\\')
-			out += keep_newlines ? "\\" : "\\\\";
-		else if (c < 0x20 || c == 0x7f || (c >= 0x80 && i >= static_cast<size_t>(valid)))
-			out += format("\\x%02x", c);
-		else
-			out.push_back(static_cast<char>(c));
-	}
-	if (raw.size() > max)
-		out += "...";
-	return out;
-}
-
 /* The most of a replica's error kept: for target_status, and for target_state. */
 constexpr size_t kErrorBytes = 512;
 constexpr size_t kErrorDetailBytes = 8192;
-
-/*
- * The notices of a replica connection, on their way to the server log.
- * take() runs in libpq's notice callback: it copies what it needs and calls
- * no PostgreSQL function (an error there would longjmp through libpq's
- * frames); flush() logs them afterwards, from our own code, and report() at
- * the end of a batch also says how many were not logged.  The rate is the
- * process's, over all its connections: at most kNoticesPerMinute notices and
- * one line counting the others a minute.
- */
-class ReplicaNotices {
-  public:
-	/* libpq's PQnoticeReceiver: never throws. */
-	static void receive(void *arg, const PGresult *res) noexcept
-	{
-		try {
-			static_cast<ReplicaNotices *>(arg)->take(res);
-		} catch (...) {
-			dropped++; /* out of memory: not kept */
-		}
-	}
-
-	/* Logs the notices taken, within the rate; the others are counted. */
-	void flush(const std::string &target)
-	{
-		for (const Pending &n : pending_) {
-			new_window();
-			if (logged >= kNoticesPerMinute) {
-				dropped++;
-				continue;
-			}
-			logged++;
-			std::string text =
-				printable(n.message, kNoticeBytes, false) + (n.truncated ? "..." : "");
-			pg_call([&] {
-				ereport(LOG_SERVER_ONLY, (errmsg("edgesync shipper: target \"%s\": replica %s: %s",
-												 target.c_str(), n.severity.c_str(), text.c_str()),
-										  errhidestmt(true), errhidecontext(true)));
-			});
-		}
-		pending_.clear();
-	}
-
-	/* flush(), then one line for the notices not logged, once a minute at most. */
-	void report(const std::string &target)
-	{
-		flush(target);
-		new_window();
-		if (dropped == 0 || counted)
-			return;
-		counted = true;
-		long long n = dropped;
-		dropped = 0;
-		pg_call([&] {
-			ereport(
-				LOG_SERVER_ONLY,
-				(errmsg("edgesync shipper: %lld more notices from the replica of target \"%s\" "
-						"were not logged",
-						n, target.c_str()),
-				 errdetail("At most %d replica notices a minute are logged.", kNoticesPerMinute),
-				 errhidestmt(true), errhidecontext(true)));
-		});
-	}
-
-	/* A connection that goes: what it left unlogged is counted. */
-	void forget()
-	{
-		dropped += static_cast<long long>(pending_.size());
-		pending_.clear();
-	}
-
-  private:
-	struct Pending {
-		std::string severity;
-		std::string message; /* at most kNoticeBytes */
-		bool truncated;
-	};
-
-	void take(const PGresult *res)
-	{
-		if (pending_.size() >= static_cast<size_t>(kNoticesPerMinute)) {
-			dropped++; /* more than a minute's worth before a flush */
-			return;
-		}
-		const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
-		const char *message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-		std::string text = message != nullptr ? message : "";
-		bool truncated = text.size() > kNoticeBytes;
-		if (truncated)
-			text.resize(kNoticeBytes);
-		std::string level = severity != nullptr ? severity : "NOTICE";
-		if (level.empty() || level.size() > 16 ||
-			!std::all_of(level.begin(), level.end(),
-						 [](unsigned char c) { return std::isupper(c); }))
-			level = "NOTICE";
-		pending_.push_back(Pending{level, std::move(text), truncated});
-	}
-
-	static void new_window()
-	{
-		auto now = Clock::now();
-		if (now - window_start < std::chrono::minutes(1))
-			return;
-		window_start = now;
-		logged = 0;
-		counted = false;
-	}
-
-	std::vector<Pending> pending_;
-
-	static inline Clock::time_point window_start{};
-	static inline int logged = 0;		/* notices logged in the window */
-	static inline bool counted = false; /* the line counting the others, logged in it */
-	static inline long long dropped = 0;
-};
 
 /* Batches larger than this are sent on a connection closed afterwards. */
 constexpr size_t kKeepConnectionUpTo = 64 << 20;
@@ -244,118 +91,6 @@ constexpr size_t kKeepConnectionUpTo = 64 << 20;
 constexpr size_t kChunkBytes = 4 << 20;
 /* ... filled from the spill file this much at a time. */
 constexpr size_t kReadBytes = 1 << 20;
-
-/*
- * What applying needs on the replica that the connected role may lack, in
- * plain SQL (nothing of edgesync need be installed there): one text, the
- * missing privileges separated by ", " (empty: none).  The position table
- * lives in schema (created, with the schema, where missing: docs/replica.md);
- * a re-send sweeps keys through a temporary table.  Each privilege is asked
- * alone (has_*_privilege() with a list is true when any one is held), and a
- * schema's table only when the schema may be used (to_regclass() raises an
- * error otherwise).  Every name it calls is qualified with pg_catalog;
- * @NAME@, @IDENT@ and @TABLE@ stand for literals of the schema's name, its
- * identifier and its position table (missing_privileges_sql()).
- */
-constexpr const char *kMissingPrivilegesSql = R"(SELECT pg_catalog.concat_ws(', ',
-  CASE WHEN NOT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'TEMPORARY')
-       THEN 'TEMPORARY on database ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(pg_catalog.current_database()) END,
-  CASE WHEN pg_catalog.to_regnamespace(@IDENT@) IS NULL
-        AND NOT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE')
-       THEN 'CREATE on database ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(pg_catalog.current_database()) END,
-  CASE WHEN pg_catalog.to_regnamespace(@IDENT@) IS NULL THEN NULL
-       WHEN NOT pg_catalog.has_schema_privilege(@NAME@, 'USAGE')
-       THEN 'USAGE on schema ' OPERATOR(pg_catalog.||) @IDENT@
-       WHEN pg_catalog.to_regclass(@TABLE@) IS NULL
-       THEN CASE WHEN NOT pg_catalog.has_schema_privilege(@NAME@, 'CREATE')
-                 THEN 'CREATE on schema ' OPERATOR(pg_catalog.||) @IDENT@ END
-       ELSE NULLIF(pg_catalog.concat_ws(', ',
-              CASE WHEN NOT pg_catalog.has_table_privilege(@TABLE@, 'SELECT') THEN 'SELECT' END,
-              CASE WHEN NOT pg_catalog.has_table_privilege(@TABLE@, 'INSERT') THEN 'INSERT' END,
-              CASE WHEN NOT pg_catalog.has_table_privilege(@TABLE@, 'UPDATE') THEN 'UPDATE' END), '')
-            OPERATOR(pg_catalog.||) ' on table ' OPERATOR(pg_catalog.||) @TABLE@ END))";
-
-/* kMissingPrivilegesSql for the replica schema schema. */
-std::string
-missing_privileges_sql(const std::string &schema)
-{
-	std::string quoted; /* "schema", as a name parser reads it */
-	text::append_sql_identifier(quoted, schema, text::IdentifierUse::kInString);
-	std::string name, ident, table;
-	text::append_sql_literal(name, schema);
-	text::append_sql_literal(ident, quoted);
-	text::append_sql_literal(table, quoted + ".applied_lsn");
-	/* One pass over the template: a value is never searched for keys. */
-	std::string sql;
-	for (const char *p = kMissingPrivilegesSql; *p != '\0';) {
-		bool replaced = false;
-		for (const auto &[key, value] :
-			 {std::pair<std::string_view, const std::string &>{"@NAME@", name},
-			  {"@IDENT@", ident},
-			  {"@TABLE@", table}})
-			if (strncmp(p, key.data(), key.size()) == 0) {
-				sql += value;
-				p += key.size();
-				replaced = true;
-				break;
-			}
-		if (!replaced)
-			sql.push_back(*p++);
-	}
-	return sql;
-}
-
-/*
- * Without a replica schema, the stream creates each tracked table the
- * replica lacks in the schema of the same name (docs/replica.md): what the
- * role lacks for that, in the form of kMissingPrivilegesSql, for the tables
- * (schema, name).  A schema's table is looked up only where the role may
- * use the schema (to_regclass() raises an error otherwise);
- * has_schema_privilege() reads a schema's name, to_regnamespace() an
- * identifier.
- */
-std::string
-missing_table_privileges_sql(const std::vector<std::pair<std::string, std::string>> &tables)
-{
-	std::string values;
-	for (const auto &[schema, table] : tables) {
-		values += values.empty() ? "(" : ", (";
-		text::append_sql_literal(values, schema);
-		values += ", ";
-		text::append_sql_literal(values, table);
-		values += ")";
-	}
-	return R"(SELECT pg_catalog.concat_ws(', ', VARIADIC pg_catalog.array_agg(DISTINCT m ORDER BY m))
-  FROM (SELECT CASE
-          WHEN pg_catalog.to_regnamespace(pg_catalog.quote_ident(s)) IS NULL
-          THEN CASE WHEN NOT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE')
-                    THEN 'CREATE on database ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(pg_catalog.current_database()) END
-          WHEN NOT pg_catalog.has_schema_privilege(s, 'USAGE')
-          THEN 'USAGE on schema ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(s)
-          WHEN pg_catalog.to_regclass(pg_catalog.format('%I.%I', s, t)) IS NULL
-           AND NOT pg_catalog.has_schema_privilege(s, 'CREATE')
-          THEN 'CREATE on schema ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(s) END AS m
-          FROM (VALUES )" +
-		   values + R"() AS v(s, t)) AS needs
- WHERE m IS NOT NULL)";
-}
-
-/* The hint of a refused connection check, by the refusal's SQLSTATE. */
-const char *
-connection_hint(const std::string &sqlstate)
-{
-	if (sqlstate == "28P01")
-		return "Check the user name and password of the URL: the replica refused them.";
-	if (sqlstate == "3D000")
-		return "Check the database name of the URL, or create the database on the replica.";
-	if (sqlstate == "28000")
-		return "Check the user name of the URL, and that the replica's pg_hba.conf lets it in.";
-	if (sqlstate == "08001")
-		return "Check the host and port of the URL, and that the replica accepts connections "
-			   "from this server (firewall, listen_addresses, pg_hba.conf) within timeout_ms.";
-	return "Fix what the replica reports, or add the target with enabled => false and enable it "
-		   "later.";
-}
 
 class PgTransport : public Transport {
   public:

@@ -4,6 +4,7 @@
 #include "ship/batch.hpp"
 #include "ship/owner.hpp"
 #include "ship/remote_error.hpp"
+#include "ship/replica_check.hpp"
 #include "ship/url.hpp"
 
 #include <gtest/gtest.h>
@@ -397,4 +398,16 @@ TEST(Batch, RetryDelayDoublesCapsAndJitters)
 	EXPECT_EQ(retry_delay_ms(30, 1000, 60000, 0.0), 30000);
 	EXPECT_LE(retry_delay_ms(30, 1000, 60000, 0.9999), 60000);
 	EXPECT_EQ(retry_delay_ms(0, 1000, 60000, 0.5), 0);
+}
+
+/* The replica check's SQL holds every name as a literal, whatever it holds. */
+TEST(ReplicaCheck, NamesAreLiterals)
+{
+	std::string sql = missing_table_privileges_sql({{"we'ird \"s\"", "t'1"}, {"public", "p"}});
+	EXPECT_NE(sql.find("('we''ird \"s\"', 't''1')"), std::string::npos) << sql;
+	EXPECT_NE(sql.find("('public', 'p')"), std::string::npos) << sql;
+	std::string schema = missing_privileges_sql("x'@TABLE@");
+	EXPECT_NE(schema.find("'x''@TABLE@'"), std::string::npos) << schema;
+	EXPECT_EQ(schema.find("@NAME@"), std::string::npos) << schema;
+	EXPECT_EQ(schema.find("@IDENT@"), std::string::npos) << schema;
 }
