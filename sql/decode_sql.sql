@@ -154,8 +154,9 @@ SELECT c.relname, c.relkind, pg_get_userbyid(c.relowner) AS owner,
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
  WHERE n.nspname IN ('public', 'edgesync') AND c.relkind IN ('r', 'p')
  GROUP BY 1, 2, 3 ORDER BY 1;
+-- (NOT NULL is a constraint here from PostgreSQL 18 on: the columns above show it.)
 SELECT conrelid::regclass, pg_get_constraintdef(oid) FROM pg_constraint
- WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2;
+ WHERE connamespace = 'public'::regnamespace AND contype <> 'n' ORDER BY 1, 2;
 SELECT count(*) AS triggers FROM pg_trigger WHERE NOT tgisinternal;
 \set staysum 'SELECT string_agg(format(''%s/%s/%s/%s'', tableoid::regclass, id, region, patient), '','' ORDER BY id) AS stays FROM stays'
 :checksum \gset plain_
