@@ -210,35 +210,47 @@ start_child(const std::string &name, BackgroundWorker &w, const char *what, long
 }
 
 /*
+ * Calls match with each row of pg_database until it returns true.  A heap
+ * scan of the shared catalog, as the autovacuum launcher reads it: a process
+ * connected to no database cannot build the relcache entries of its indexes.
+ * Plain PostgreSQL code: match owns nothing an error could leak.
+ */
+template <typename Match>
+void
+scan_databases(Match match)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	Relation rel = table_open(DatabaseRelationId, AccessShareLock);
+	TableScanDesc scan = table_beginscan_catalog(rel, 0, nullptr);
+	for (HeapTuple tuple; HeapTupleIsValid(tuple = heap_getnext(scan, ForwardScanDirection));)
+		if (match(reinterpret_cast<Form_pg_database>(GETSTRUCT(tuple))))
+			break;
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+}
+
+/*
  * The OID of the database named name, if it takes connections; InvalidOid
  * otherwise, with closed set when it exists but does not (datallowconn off,
- * or left invalid by an interrupted DROP DATABASE).  A heap scan of the
- * shared catalog, as the autovacuum launcher reads it: a process connected
- * to no database cannot build the relcache entries of its indexes.
+ * or left invalid by an interrupted DROP DATABASE).
  */
 Oid
 lookup_database(const std::string &name, bool &closed)
 {
 	Oid oid = InvalidOid;
 	closed = false;
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	Relation rel = table_open(DatabaseRelationId, AccessShareLock);
-	TableScanDesc scan = table_beginscan_catalog(rel, 0, nullptr);
-	for (HeapTuple tuple; HeapTupleIsValid(tuple = heap_getnext(scan, ForwardScanDirection));) {
-		Form_pg_database db = reinterpret_cast<Form_pg_database>(GETSTRUCT(tuple));
+	scan_databases([&](Form_pg_database db) {
 		if (strcmp(NameStr(db->datname), name.c_str()) != 0)
-			continue;
+			return false;
 		/* -2: DATCONNLIMIT_INVALID_DB (a DROP DATABASE that did not finish) */
 		if (db->datallowconn && db->datconnlimit != -2)
 			oid = db->oid;
 		else
 			closed = true;
-		break;
-	}
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-	CommitTransactionCommand();
+		return true;
+	});
 	return oid;
 }
 
@@ -291,25 +303,17 @@ databases_with_target_slots()
 	return out;
 }
 
-/* The name of the database of OID oid (a heap scan of pg_database, see lookup_database). */
+/* The name of the database of OID oid (scan_databases()). */
 std::string
 database_name(Oid oid)
 {
 	std::string name;
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	Relation rel = table_open(DatabaseRelationId, AccessShareLock);
-	TableScanDesc scan = table_beginscan_catalog(rel, 0, nullptr);
-	for (HeapTuple tuple; HeapTupleIsValid(tuple = heap_getnext(scan, ForwardScanDirection));) {
-		Form_pg_database db = reinterpret_cast<Form_pg_database>(GETSTRUCT(tuple));
-		if (db->oid == oid) {
-			name = NameStr(db->datname);
-			break;
-		}
-	}
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-	CommitTransactionCommand();
+	scan_databases([&](Form_pg_database db) {
+		if (db->oid != oid)
+			return false;
+		name = NameStr(db->datname);
+		return true;
+	});
 	return name;
 }
 
