@@ -56,46 +56,40 @@ constexpr std::string_view kReplicaMode =
 	"'replica', true) END";
 
 /* ARRAY['a', 'b']::pg_catalog.text[] */
+/* An array of type (e.g. "text") whose elements element(out, value) writes. */
+template <typename T, typename Element>
 void
-text_array(std::string &out, const std::vector<std::string> &values)
+sql_array(std::string &out, const std::vector<T> &values, const char *type, Element element)
 {
 	if (values.empty()) {
-		out += "'{}'::pg_catalog.text[]";
+		out += std::string("'{}'::pg_catalog.") + type + "[]";
 		return;
 	}
 	out += "ARRAY[";
 	for (size_t i = 0; i < values.size(); i++) {
 		if (i > 0)
 			out += ", ";
-		literal(out, values[i]);
+		element(out, values[i]);
 	}
-	out += "]::pg_catalog.text[]";
+	out += std::string("]::pg_catalog.") + type + "[]";
+}
+
+void
+text_array(std::string &out, const std::vector<std::string> &values)
+{
+	sql_array(out, values, "text", [](std::string &o, const std::string &v) { literal(o, v); });
 }
 
 void
 bool_array(std::string &out, const std::vector<bool> &values)
 {
-	if (values.empty()) {
-		out += "'{}'::pg_catalog.bool[]";
-		return;
-	}
-	out += "ARRAY[";
-	for (size_t i = 0; i < values.size(); i++)
-		out += std::string(i > 0 ? ", " : "") + (values[i] ? "true" : "false");
-	out += "]::pg_catalog.bool[]";
+	sql_array(out, values, "bool", [](std::string &o, bool v) { o += v ? "true" : "false"; });
 }
 
 void
 int_array(std::string &out, const std::vector<int32_t> &values)
 {
-	if (values.empty()) {
-		out += "'{}'::pg_catalog.int4[]";
-		return;
-	}
-	out += "ARRAY[";
-	for (size_t i = 0; i < values.size(); i++)
-		out += (i > 0 ? ", " : "") + std::to_string(values[i]);
-	out += "]::pg_catalog.int4[]";
+	sql_array(out, values, "int4", [](std::string &o, int32_t v) { o += std::to_string(v); });
 }
 
 /* A column as CREATE TABLE declares it. */
