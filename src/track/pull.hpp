@@ -15,6 +15,7 @@
 #pragma once
 
 #include "core/postgres.hpp"
+#include "track/key_json.hpp"
 #include "track/row_json.hpp"
 
 extern "C" {
@@ -77,6 +78,12 @@ PullRel *pull_rel_for(Relation rel);
  * key column with a value (a key logged before the primary key changed).
  */
 bool decode_key(PullRel *pr, const char *json, Datum *values);
+
+/*
+ * The members of a key's JSON text (at most INDEX_MAX_KEYS), their text in
+ * palloc'd scratch; -1 if it is not a flat object (parse_key_json()).
+ */
+int key_members(const char *json, KeyMember *members);
 
 /*
  * Runs a kept plan as the caller (read-only, in the statement's snapshot),

@@ -38,11 +38,8 @@ using edgesync::track::pull::start_pull;
 Datum
 key_jsonb(const char *json)
 {
-	size_t len = strlen(json);
-	char *scratch = static_cast<char *>(palloc(len + 1));
 	KeyMember members[INDEX_MAX_KEYS];
-	int n = edgesync::track::parse_key_json(std::string_view(json, len), scratch, members,
-											INDEX_MAX_KEYS);
+	int n = edgesync::track::pull::key_members(json, members);
 	if (n < 0)
 		return DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
 	JsonbParseState *state = nullptr;

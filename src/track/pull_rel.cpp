@@ -331,14 +331,19 @@ pull_rel_for(Relation rel)
 	return pr;
 }
 
-bool
-decode_key(PullRel *pr, const char *json, Datum *values)
+int
+key_members(const char *json, KeyMember *members)
 {
 	size_t len = strlen(json);
 	char *scratch = static_cast<char *>(palloc(len + 1));
+	return parse_key_json(std::string_view(json, len), scratch, members, INDEX_MAX_KEYS);
+}
+
+bool
+decode_key(PullRel *pr, const char *json, Datum *values)
+{
 	KeyMember members[INDEX_MAX_KEYS];
-	int n = edgesync::track::parse_key_json(std::string_view(json, len), scratch, members,
-											INDEX_MAX_KEYS);
+	int n = key_members(json, members);
 	if (n < 0)
 		return false;
 	int found = 0;
