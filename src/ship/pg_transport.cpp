@@ -135,20 +135,8 @@ class PgTransport : public Transport {
 				.detail(redact(error, config_.secrets()));
 		notices_.report(config_.name);
 		disconnect();
-		/* The two lists, each privilege once. */
-		std::string missing = row[0];
-		if (!tables_row.empty() && !tables_row[0].empty())
-			for (size_t start = 0; start <= tables_row[0].size();) {
-				size_t end = tables_row[0].find(", ", start);
-				std::string item = tables_row[0].substr(
-					start, end == std::string::npos ? std::string::npos : end - start);
-				if ((", " + missing + ", ").find(", " + item + ", ") == std::string::npos)
-					missing += (missing.empty() ? "" : ", ") + item;
-				if (end == std::string::npos)
-					break;
-				start = end + 2;
-			}
-		row[0] = missing;
+		if (!tables_row.empty())
+			row[0] = merge_missing(row[0], tables_row[0]);
 		if (!row[0].empty())
 			throw Error("42501", format("the role of target \"%s\" lacks privileges on the replica",
 										config_.name.c_str()))

@@ -8,6 +8,7 @@
 
 #include "core/text_writer.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <string_view>
 
@@ -110,6 +111,20 @@ missing_table_privileges_sql(const std::vector<std::pair<std::string, std::strin
           FROM (VALUES )" +
 		   values + R"() AS v(s, t)) AS needs
  WHERE m IS NOT NULL)";
+}
+
+std::string
+merge_missing(const std::string &first, const std::string &second)
+{
+	std::string merged = first;
+	for (size_t start = 0; start < second.size();) {
+		size_t end = std::min(second.find(", ", start), second.size());
+		std::string item = second.substr(start, end - start);
+		if ((", " + merged + ", ").find(", " + item + ", ") == std::string::npos)
+			merged += (merged.empty() ? "" : ", ") + item;
+		start = end + 2;
+	}
+	return merged;
 }
 
 /* The hint of a refused connection check, by the refusal's SQLSTATE. */

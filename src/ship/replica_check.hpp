@@ -26,6 +26,9 @@ std::string missing_privileges_sql(const std::string &schema);
 std::string
 missing_table_privileges_sql(const std::vector<std::pair<std::string, std::string>> &tables);
 
+/* Two answers of those queries as one list, each privilege once, in order. */
+std::string merge_missing(const std::string &first, const std::string &second);
+
 /* The hint of a refused connection check, by the refusal's SQLSTATE. */
 const char *connection_hint(const std::string &sqlstate);
 

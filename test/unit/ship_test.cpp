@@ -411,3 +411,13 @@ TEST(ReplicaCheck, NamesAreLiterals)
 	EXPECT_EQ(schema.find("@NAME@"), std::string::npos) << schema;
 	EXPECT_EQ(schema.find("@IDENT@"), std::string::npos) << schema;
 }
+
+TEST(ReplicaCheck, MissingListsMerge)
+{
+	EXPECT_EQ(merge_missing("", ""), "");
+	EXPECT_EQ(merge_missing("", "CREATE on schema public"), "CREATE on schema public");
+	EXPECT_EQ(merge_missing("TEMPORARY on database d, CREATE on database d",
+							"CREATE on database d, CREATE on schema public"),
+			  "TEMPORARY on database d, CREATE on database d, CREATE on schema public");
+	EXPECT_EQ(merge_missing("CREATE on schema s", ""), "CREATE on schema s");
+}
