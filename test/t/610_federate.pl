@@ -10,7 +10,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep time);
+use Time::HiRes qw(sleep usleep time);
 use FindBin;
 use lib "$FindBin::RealBin/../perl";
 use EdgesyncTest;
