@@ -9,7 +9,9 @@
 #
 #   throughput  Targets (HTTP to bench/ship/receiver.pl, postgresql:// to
 #               database "edge" on the cloud, which has nothing of edgesync
-#               installed: plain-SQL apply) and a native subscription
+#               installed: plain-SQL apply, binary runs; the same to
+#               database "edge_text" with edgesync.ship_binary_runs off, the
+#               runs as array literals) and a native subscription
 #               (CREATE PUBLICATION / CREATE SUBSCRIPTION, disabled, into
 #               database "native" on the cloud) are created first, so all
 #               three read the same WAL: INSERTS inserts then as many updates
@@ -97,7 +99,7 @@ echo "edgesync shipper benchmark: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/l
 
 if [ "$run_throughput" = 1 ]; then
 	hsql postgres -c 'CREATE DATABASE bench'
-	csql postgres -c 'CREATE DATABASE edge' -c 'CREATE DATABASE native'
+	csql postgres -c 'CREATE DATABASE edge' -c 'CREATE DATABASE edge_text' -c 'CREATE DATABASE native'
 	hsql bench -c 'CREATE EXTENSION edgesync' -c "$SHIP_TABLE_DDL" -c "SELECT edgesync.track('bench_patients')" >/dev/null
 	# The replicas get the tracked table's definition (version and timestamps included).
 	as_cluster_user "$PG_BINDIR/pg_dump" -h "$CLUSTER_ROOT" -p "$hospital_PORT" -U postgres -d bench \
@@ -106,6 +108,7 @@ if [ "$run_throughput" = 1 ]; then
 	# hospital's triggers (their functions are not there), applied in plain SQL.
 	grep -v 'TRIGGER' "$CLUSTER_ROOT/ddl.sql" >"$CLUSTER_ROOT/ddl_plain.sql"
 	csql edge -v ON_ERROR_STOP=1 -f "$CLUSTER_ROOT/ddl_plain.sql" >/dev/null
+	csql edge_text -v ON_ERROR_STOP=1 -f "$CLUSTER_ROOT/ddl_plain.sql" >/dev/null
 	csql native -c 'CREATE EXTENSION edgesync' >/dev/null
 	csql native -f "$CLUSTER_ROOT/ddl.sql" >/dev/null
 	csql native -c 'ALTER TABLE bench_patients DISABLE TRIGGER USER' >/dev/null
@@ -113,6 +116,7 @@ if [ "$run_throughput" = 1 ]; then
 	start_receiver "$CLUSTER_ROOT/http.ndjson"
 	hsql bench -c "SELECT edgesync.add_target('http', 'http://127.0.0.1:$receiver_port/ingest', batch_changes => $BATCH_CHANGES)" \
 		-c "SELECT edgesync.add_target('replica', 'postgresql://postgres@/edge?host=$CLUSTER_ROOT&port=$cloud_PORT', batch_changes => $BATCH_CHANGES)" \
+		-c "SELECT edgesync.add_target('replica_text', 'postgresql://postgres@/edge_text?host=$CLUSTER_ROOT&port=$cloud_PORT', batch_changes => $BATCH_CHANGES)" \
 		-c 'CREATE PUBLICATION bench_pub FOR TABLE bench_patients' >/dev/null
 	csql native -c "CREATE SUBSCRIPTION bench_sub CONNECTION 'host=$CLUSTER_ROOT port=$hospital_PORT dbname=bench user=postgres'
 	                PUBLICATION bench_pub WITH (copy_data = false, enabled = false)" >/dev/null
@@ -122,14 +126,17 @@ if [ "$run_throughput" = 1 ]; then
 	source_sum=$(hsql bench -At -c "$SHIP_CHECKSUM")
 
 	declare -A seconds
-	for target in http replica; do
+	for target in http replica replica_text; do
+		binary=on
+		[ "$target" = replica_text ] && binary=off
 		t0=$(now)
-		shipped=$(hsql bench -At -c "SELECT edgesync.ship('$target', 1000000)")
+		shipped=$(hsql bench -At -c "SET edgesync.ship_binary_runs = $binary" -c "SELECT edgesync.ship('$target', 1000000)" | tail -1)
 		t1=$(now)
 		seconds[$target]=$(elapsed "$t0" "$t1")
 		echo "edgesync $target: $shipped changes in ${seconds[$target]} s"
 	done
 	[ "$(csql edge -At -c "$SHIP_CHECKSUM")" = "$source_sum" ] && replica_ok=yes || replica_ok=NO
+	[ "$(csql edge_text -At -c "$SHIP_CHECKSUM")" = "$source_sum" ] && replica_text_ok=yes || replica_text_ok=NO
 	[ "$(csql edge -At -c "SELECT count(*) FROM pg_extension WHERE extname = 'edgesync'")" = 0 ] ||
 		replica_ok="$replica_ok (but edgesync is installed there)"
 	http_lines=$(grep -c '"op":"\(insert\|update\)"' "$CLUSTER_ROOT/http.ndjson" || true)
@@ -151,11 +158,12 @@ if [ "$run_throughput" = 1 ]; then
 	echo
 	echo "| path | seconds | changes/s | vs native | checked |"
 	echo "| --- | ---: | ---: | ---: | --- |"
-	for p in http replica native; do
+	for p in http replica replica_text native; do
 		s=${seconds[$p]}
 		case $p in
 			http) name="edgesync → HTTP receiver (NDJSON)"; check="$http_lines change lines received" ;;
-			replica) name="edgesync → replica (postgresql://)"; check="replica = source: $replica_ok" ;;
+			replica) name="edgesync → replica (postgresql://), binary runs"; check="replica = source: $replica_ok" ;;
+			replica_text) name="edgesync → replica, text runs (ship_binary_runs off)"; check="replica = source: $replica_text_ok" ;;
 			native) name="native logical replication (pgoutput, subscription)"; check="replica = source: $native_ok" ;;
 		esac
 		printf '| %s | %.2f | %.0f | %.2fx | %s |\n' "$name" "$s" "$(calc "$changes / $s")" \

@@ -139,6 +139,7 @@ struct DecodeState {
 	MemoryContext run_context; /* sql: the run being buffered, reset per run */
 	struct SqlRun *run;		   /* sql_runs.cpp */
 	bool runs_span_commits;	   /* sql: hold_runs_across_commits() was called */
+	bool binary_runs;		   /* sql: send_runs_binary() was called */
 	char *replica_schema;	   /* sql: option replica-schema, or nullptr */
 	bool schema_check;		   /* sql: schema-changes = check */
 	bool setup_written;		   /* sql: the session's setup is written (or sent by the reader) */
@@ -273,6 +274,16 @@ void hold_runs_across_commits(LogicalDecodingContext *ctx);
 void flush_open_run(LogicalDecodingContext *ctx);
 
 /*
+ * sql_runs.cpp, for the shipper's replica connection: a run of upserts whose
+ * columns are all of types in_binary_array() is written as a unit
+ * (core/statement_unit.hpp), its values as binary arrays in parameters,
+ * which the replica reads without parsing a literal.  Not an output option:
+ * a unit is not text, and only a consumer that sends it with the extended
+ * protocol can apply it.
+ */
+void send_runs_binary(LogicalDecodingContext *ctx);
+
+/*
  * sql_writer.cpp, for the shipper: the reader of this session sends the
  * replica's setup statement itself (on every new connection, which a
  * decoding session does not follow), so the stream leaves it out.
@@ -298,6 +309,16 @@ void append_sql_value(StringInfo out, const DecodeState *state, const ColumnInfo
 void append_sql_array_element(StringInfo out, const DecodeState *state, const ColumnInfo *col,
 							  bool isnull, Datum value);
 Policy effective_policy(const DecodeState *state, const ColumnInfo *col);
+/*
+ * values.cpp, for the shipper's binary runs (sql_runs.cpp): whether col's
+ * values can travel as elements of a binary array, of which element type,
+ * and one element (its length, then its bytes; send is the element type's
+ * send function).
+ */
+bool in_binary_array(const DecodeState *state, const ColumnInfo *col);
+Oid binary_array_element_type(const DecodeState *state, const ColumnInfo *col);
+void append_binary_array_element(StringInfo out, const DecodeState *state, const ColumnInfo *col,
+								 bool isnull, Datum value, FmgrInfo *send);
 /* The operator a key column is compared with on the replica: its type's, or text's when hashed. */
 const char *key_equality(const DecodeState *state, const ColumnInfo *col);
 bool value_is_unchanged_toast(const ColumnInfo *col, Datum value);

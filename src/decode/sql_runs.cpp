@@ -33,17 +33,30 @@
  * and at commit (for the shipper, at flush_open_run() instead: decode.hpp).
  * Only the current run is buffered, in run_context, which is reset when the
  * run is written.
+ *
+ * For the shipper (send_runs_binary), a columnar run whose columns are all
+ * in_binary_array() keeps each column's elements in binary instead, and is
+ * written as a unit (core/statement_unit.hpp): the same statement with
+ * $1, $2, ... for the array literals, and the arrays as parameters
+ * (docs/shipping.md, "Binary runs").
  */
+#include "core/statement_unit.hpp"
 #include "decode/sql_writer_internal.hpp"
 
 extern "C" {
 #include "common/hashfn.h"
+#include "libpq/pqformat.h"
+#include "port/pg_bswap.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 }
 
 namespace edgesync::decode {
 
 enum class RunKind : char { kNone, kUpsert, kDelete };
+
+/* A one-dimensional binary array's header: ndim, flags, element type, length, lower bound. */
+constexpr int kArrayHeaderBytes = 20;
 
 struct SqlRun {
 	RunKind kind;
@@ -54,13 +67,21 @@ struct SqlRun {
 	StringInfoData first; /* delete, columnar upsert: the first change as its own statement */
 	bool columnar;		  /* upsert: values as one array per column (cols), not rows */
 	int ncols;
-	StringInfoData *cols; /* "{"e1","e2" per column of the list */
+	StringInfoData *cols; /* "{"e1","e2" per column of the list; binary: see below */
 	char **casts;		  /* ::type[] per column of the list */
-	int64 bytes;		  /* columnar: the values' bytes */
-	XLogRecPtr last_lsn;  /* of the run's last change: the LSN its statement is written at */
-	char commit_lsn[32];  /* of the run's last change's transaction: its apply condition's */
-	uint64 *keys;		  /* upsert: open-addressed set of key hashes (0 = empty) */
-	int keys_size;		  /* a power of two */
+	/*
+	 * Columnar, for the shipper (send_runs_binary): each column's elements
+	 * in binary, after room for the array's header, written as a unit.
+	 */
+	bool binary;
+	Oid *elem_types; /* per column of the list */
+	FmgrInfo *sends; /* ... its element type's send function */
+	bool *has_nulls;
+	int64 bytes;		 /* columnar: the values' bytes */
+	XLogRecPtr last_lsn; /* of the run's last change: the LSN its statement is written at */
+	char commit_lsn[32]; /* of the run's last change's transaction: its apply condition's */
+	uint64 *keys;		 /* upsert: open-addressed set of key hashes (0 = empty) */
+	int keys_size;		 /* a power of two */
 	int nkeys;
 };
 
@@ -111,12 +132,28 @@ run_start_columnar(DecodeState *state, const Change *c)
 	run->columnar = true;
 	run->cols = static_cast<StringInfoData *>(palloc0(sizeof(StringInfoData) * (rel->natts + 1)));
 	run->casts = static_cast<char **>(palloc0(sizeof(char *) * (rel->natts + 1)));
+	run->binary = state->binary_runs;
+	for (int i = 0; i < rel->natts; i++)
+		run->binary &= !in_column_list(state, c, i) || in_binary_array(state, &rel->columns[i]);
+	if (run->binary) {
+		run->elem_types = static_cast<Oid *>(palloc0(sizeof(Oid) * (rel->natts + 1)));
+		run->sends = static_cast<FmgrInfo *>(palloc0(sizeof(FmgrInfo) * (rel->natts + 1)));
+		run->has_nulls = static_cast<bool *>(palloc0(sizeof(bool) * (rel->natts + 1)));
+	}
 	for (int i = 0; i < rel->natts; i++) {
 		if (!in_column_list(state, c, i))
 			continue;
 		const ColumnInfo *col = &rel->columns[i];
 		initStringInfo(&run->cols[run->ncols]);
-		appendStringInfoChar(&run->cols[run->ncols], '{');
+		if (run->binary) {
+			Oid send;
+			bool varlena;
+			run->elem_types[run->ncols] = binary_array_element_type(state, col);
+			getTypeBinaryOutputInfo(run->elem_types[run->ncols], &send, &varlena);
+			fmgr_info_cxt(send, &run->sends[run->ncols], state->run_context);
+			appendStringInfoSpaces(&run->cols[run->ncols], kArrayHeaderBytes);
+		} else
+			appendStringInfoChar(&run->cols[run->ncols], '{');
 		run->casts[run->ncols] =
 			psprintf("::%s[]", effective_policy(state, col) == Policy::kHash ? "pg_catalog.text"
 																			 : col->sql_type);
@@ -257,11 +294,18 @@ add_upsert_columnar(DecodeState *state, const Change *c, StringInfo head, String
 				continue;
 			StringInfo col = &run->cols[j];
 			lens[j] = col->len;
-			if (run->nrows > 0)
+			if (run->binary) {
+				append_binary_array_element(col, state, &rel->columns[i], c->new_nulls[i],
+											c->new_values[i], &run->sends[j]);
+				run->has_nulls[j] |= c->new_nulls[i];
+			} else if (run->nrows > 0)
 				appendStringInfoChar(col, ',');
 			int start = col->len;
-			append_sql_array_element(col, state, &rel->columns[i], c->new_nulls[i],
-									 c->new_values[i]);
+			if (!run->binary)
+				append_sql_array_element(col, state, &rel->columns[i], c->new_nulls[i],
+										 c->new_values[i]);
+			else
+				start = lens[j]; /* the key's hash: its length and bytes */
 			if (rel->columns[i].is_key)
 				key_hash =
 					hash_bytes_extended(reinterpret_cast<const unsigned char *>(col->data) + start,
@@ -287,6 +331,47 @@ add_upsert_columnar(DecodeState *state, const Change *c, StringInfo head, String
 		run_start_columnar(state, c);
 		run = state->run;
 	}
+}
+
+/*
+ * A binary columnar run as a unit (core/statement_unit.hpp): the run's
+ * statement with a parameter per column, $j::type[], and each column's
+ * elements as a binary array.  The statement is the text form's, literal
+ * for literal, so a unit applies exactly as the text would.
+ */
+void
+write_binary_run(StringInfo out, SqlRun *run)
+{
+	appendStringInfoChar(out, unit::kMarker);
+	int length_at = out->len;
+	appendStringInfoSpaces(out, 4);
+	appendBinaryStringInfo(out, run->head.data, run->head.len);
+	appendStringInfoString(out, " SELECT ");
+	for (int j = 0; j < run->ncols; j++)
+		appendStringInfo(out, "%spg_catalog.unnest($%d%s)", j > 0 ? ", " : "", j + 1,
+						 run->casts[j]);
+	append_condition(out, run->commit_lsn, " WHERE ");
+	appendBinaryStringInfo(out, run->tail.data, run->tail.len);
+	appendStringInfo(out, " /* %d changes */", run->nrows);
+	appendStringInfoChar(out, '\0');
+	uint16 nparams = pg_hton16(static_cast<uint16>(run->ncols));
+	appendBinaryStringInfo(out, reinterpret_cast<const char *>(&nparams), 2);
+	for (int j = 0; j < run->ncols; j++) {
+		StringInfo col = &run->cols[j];
+		StringInfoData header;
+		initStringInfo(&header);
+		pq_sendint32(&header, 1);
+		pq_sendint32(&header, run->has_nulls[j] ? 1 : 0);
+		pq_sendint32(&header, run->elem_types[j]);
+		pq_sendint32(&header, static_cast<uint32>(run->nrows));
+		pq_sendint32(&header, 1);
+		Assert(header.len == kArrayHeaderBytes);
+		memcpy(col->data, header.data, kArrayHeaderBytes);
+		pfree(header.data);
+		pq_sendint32(out, static_cast<uint32>(col->len));
+		appendBinaryStringInfo(out, col->data, col->len);
+	}
+	unit::write_u32(out->data + length_at, static_cast<uint32>(out->len - length_at - 4));
 }
 
 } // namespace
@@ -327,7 +412,12 @@ run_flush(DecodeState *state)
 		appendStringInfoChar(out, ';');
 	} else if (run->columnar && run->nrows == 1)
 		appendBinaryStringInfo(out, run->first.data, run->first.len);
-	else if (run->columnar) {
+	else if (run->columnar && run->binary) {
+		write_binary_run(out, run);
+		output_emit(state);
+		run_discard(state);
+		return;
+	} else if (run->columnar) {
 		StringInfoSink sink{out};
 		appendBinaryStringInfo(out, run->head.data, run->head.len);
 		/* Every array has nrows elements: the unnests end together. */
@@ -481,6 +571,12 @@ void
 hold_runs_across_commits(LogicalDecodingContext *ctx)
 {
 	static_cast<DecodeState *>(ctx->output_plugin_private)->runs_span_commits = true;
+}
+
+void
+send_runs_binary(LogicalDecodingContext *ctx)
+{
+	static_cast<DecodeState *>(ctx->output_plugin_private)->binary_runs = true;
 }
 
 /* Called between decoded records, where the context takes no writes: it does for this one. */

@@ -15,6 +15,8 @@
 extern "C" {
 #include "access/detoast.h"
 #include "catalog/pg_type.h"
+#include "libpq/pqformat.h"
+#include "port/pg_bswap.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -317,6 +319,95 @@ append_sql_array_element(StringInfo out, const DecodeState *state, const ColumnI
 		appendBinaryStringInfo(out, run, static_cast<int>(end - run));
 	}
 	appendStringInfoChar(out, '"');
+}
+
+/*
+ * The shipper's binary runs (sql_runs.cpp): types whose binary form the
+ * replica reads back the same from PostgreSQL 13 on, whatever its version,
+ * and whose binary array carries nothing of this cluster (a built-in type's
+ * OID is the same everywhere; a domain's, an enum's or a composite's is not).
+ */
+bool
+in_binary_array(const DecodeState *state, const ColumnInfo *col)
+{
+	if (effective_policy(state, col) == Policy::kHash)
+		return true; /* its element is the hash, as text */
+	switch (col->typid) {
+	case BOOLOID:
+	case INT2OID:
+	case INT4OID:
+	case INT8OID:
+	case FLOAT4OID:
+	case FLOAT8OID:
+	case NUMERICOID:
+	case TEXTOID:
+	case VARCHAROID:
+	case BPCHAROID:
+	case BYTEAOID:
+	case DATEOID:
+	case TIMEOID:
+	case TIMESTAMPOID:
+	case TIMESTAMPTZOID:
+	case INTERVALOID:
+	case UUIDOID:
+	case JSONOID:
+	case JSONBOID:
+		return true;
+	default:
+		return false;
+	}
+}
+
+Oid
+binary_array_element_type(const DecodeState *state, const ColumnInfo *col)
+{
+	return effective_policy(state, col) == Policy::kHash ? TEXTOID : col->typid;
+}
+
+void
+append_binary_array_element(StringInfo out, const DecodeState *state, const ColumnInfo *col,
+							bool isnull, Datum value, FmgrInfo *send)
+{
+	refuse_redacted(state, col);
+	if (isnull) {
+		pq_sendint32(out, static_cast<uint32>(-1));
+		return;
+	}
+	if (effective_policy(state, col) == Policy::kHash) {
+		size_t len;
+		const char *text = value_text(col, value, &len);
+		int at = out->len;
+		pq_sendint32(out, 0);
+		append_hmac_hex(out, text, len);
+		uint32 n = pg_hton32(static_cast<uint32>(out->len - at - 4));
+		memcpy(out->data + at, &n, 4);
+		return;
+	}
+	switch (col->typid) {
+	case INT4OID:
+		pq_sendint32(out, 4);
+		pq_sendint32(out, static_cast<uint32>(DatumGetInt32(value)));
+		return;
+	case INT8OID:
+		pq_sendint32(out, 8);
+		pq_sendint64(out, static_cast<uint64>(DatumGetInt64(value)));
+		return;
+	case TEXTOID:
+	case VARCHAROID: {
+		/* Its bytes in the database's encoding, which is the connection's client_encoding. */
+		struct varlena *v =
+			pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(value)));
+		pq_sendint32(out, static_cast<uint32>(VARSIZE_ANY_EXHDR(v)));
+		appendBinaryStringInfo(out, VARDATA_ANY(v), static_cast<int>(VARSIZE_ANY_EXHDR(v)));
+		return;
+	}
+	default: {
+		bytea *bytes = SendFunctionCall(send, value);
+		pq_sendint32(out, static_cast<uint32>(VARSIZE(bytes) - VARHDRSZ));
+		appendBinaryStringInfo(out, VARDATA(bytes), static_cast<int>(VARSIZE(bytes) - VARHDRSZ));
+		return;
+	}
+	}
 }
 
 namespace {

@@ -257,8 +257,11 @@ replica_batch_body(std::vector<Row> &rows, size_t n, uint64_t applied_through)
 			reserve_text(body, rows, i, n, false);
 		if (applied)
 			rows[i].data.clear(); /* (taken like the others: the caller drops them) */
-		else if (rows[i].spilled() || !is_frame_row(rows[i].data)) /* no guards, BEGIN;, COMMIT; */
+		else if (rows[i].spilled() ||
+				 !is_frame_row(rows[i].data)) { /* no guards, BEGIN;, COMMIT; */
+			body.units |= rows[i].unit;
 			move_row(body, rows[i]);
+		}
 	}
 	return body;
 }

@@ -42,6 +42,8 @@ struct Row {
 	 * them (slot_reader.cpp), whatever the format wrote for them.
 	 */
 	int64_t changes = 0;
+	/* It is a unit (core/statement_unit.hpp); a stretch: some of its rows are. */
+	bool unit = false;
 
 	bool spilled() const { return spill_bytes != 0; }
 	/* What the row adds to a body: its text and a newline, or the stretch. */
@@ -69,6 +71,7 @@ struct Body {
 	std::vector<BodyPiece> pieces;
 	SpillSource *spill = nullptr;
 	uint64_t last_commit = 0; /* replica: the commit LSN its guard records, 0 if none */
+	bool units = false;		  /* replica: some row is a unit, to send in the extended protocol */
 
 	uint64_t size() const;
 	/* The body as one string in memory, if it has no spilled piece. */

@@ -39,6 +39,7 @@
 #include "core/guard.hpp"
 #include "core/pg_compat.hpp"
 #include "core/remote_wait.hpp"
+#include "core/statement_unit.hpp"
 #include "decode/replica_sql.hpp"
 #include "ship/activity.hpp"
 #include "ship/owner.hpp"
@@ -162,7 +163,9 @@ class PgTransport : public Transport {
 		sent_bytes_ = body.size();
 		sent_commit_ = body.last_commit;
 		const std::string *text = body.in_memory();
-		bool ok = text != nullptr ? send(*text, error) : send_in_chunks(body, error);
+		bool ok = body.units		? send_pipelined(body, error)
+				  : text != nullptr ? send(*text, error)
+									: send_in_chunks(body, error);
 		if (!ok) {
 			notices_.report(config_.name);
 			disconnect();
@@ -179,6 +182,11 @@ class PgTransport : public Transport {
 		/* The timeout counts from here: the time spent decoding meanwhile is ours. */
 		deadline_ = Clock::now() + std::chrono::milliseconds(config_.timeout_ms);
 		bool ok = collect_results(error);
+		if (ok && pipelined_ && !PQexitPipelineMode(conn_)) {
+			error = "could not end the pipeline of a batch: " + conn_error();
+			ok = false;
+		}
+		pipelined_ = ok ? false : pipelined_;
 		notices_.report(config_.name);
 		/*
 		 * libpq keeps its output buffer as large as the largest query string
@@ -229,6 +237,7 @@ class PgTransport : public Transport {
 	void disconnect()
 	{
 		position_known_ = false;
+		pipelined_ = false;
 		backend_disconnect(conn_);
 		notices_.forget();
 		if (open_conn == conn_)
@@ -552,6 +561,136 @@ class PgTransport : public Transport {
 		return send(chunk, error);
 	}
 
+	/*
+	 * A body with units (core/statement_unit.hpp) is sent in the extended
+	 * protocol, in one pipeline: BEGIN, each row as a statement of its own
+	 * (the sql format writes one statement per line), a unit with its arrays
+	 * as binary parameters, COMMIT, then a sync; finish() reads the results
+	 * up to it.  As in send_in_chunks, a large body is synced and its results
+	 * read every kChunkBytes, inside its transaction, so that neither side
+	 * buffers a whole spilled transaction's statements or answers.
+	 */
+	bool send_pipelined(const Body &body, std::string &error)
+	{
+		if (!PQenterPipelineMode(conn_)) {
+			error = "could not send batch to replica: " + conn_error();
+			return false;
+		}
+		pipelined_ = true;
+		size_t unsynced = 0;
+		auto queue_row = [&](std::string_view row) -> bool {
+			unit::Unit u;
+			bool ok;
+			if (!row.empty() && row[0] == unit::kMarker) {
+				if (!unit::parse(row, u)) {
+					error = "the shipper read back a malformed statement of its own";
+					return false;
+				}
+				std::vector<const char *> values;
+				std::vector<int> lengths, formats;
+				for (std::string_view p : u.params) {
+					values.push_back(p.data());
+					lengths.push_back(static_cast<int>(p.size()));
+					formats.push_back(1);
+				}
+				/* (u.statement ends with the unit's 0x00.) */
+				ok = PQsendQueryParams(conn_, u.statement.data(), static_cast<int>(values.size()),
+									   nullptr, values.data(), lengths.data(), formats.data(), 0);
+			} else {
+				std::string statement(row);
+				ok = PQsendQueryParams(conn_, statement.c_str(), 0, nullptr, nullptr, nullptr,
+									   nullptr, 0);
+			}
+			if (!ok) {
+				error = "could not send batch to replica: " + conn_error();
+				return false;
+			}
+			unsynced += row.size();
+			if (!flush(error))
+				return false;
+			if (unsynced < kChunkBytes)
+				return true;
+			unsynced = 0;
+			deadline_ = Clock::now() + std::chrono::milliseconds(config_.timeout_ms);
+			return sync(error) && collect_results(error);
+		};
+		/* Queues the whole rows at the start of bytes; returns how many bytes they took. */
+		auto queue_rows = [&](std::string_view bytes, size_t &used) -> bool {
+			used = 0;
+			for (;;) {
+				size_t len = unit::row_length(bytes.substr(used));
+				if (len == unit::kIncomplete)
+					return true;
+				if (len > 0 && !queue_row(bytes.substr(used, len)))
+					return false;
+				used += len + 1;
+			}
+		};
+		report_activity(Activity::kSending);
+		size_t used;
+		if (!queue_row("BEGIN"))
+			return false;
+		std::string pending; /* a spilled piece's bytes read but not yet queued */
+		for (const BodyPiece &piece : body.pieces) {
+			if (piece.spill_bytes == 0) {
+				if (!queue_rows(piece.text, used))
+					return false;
+				if (used != piece.text.size()) {
+					error = "the shipper read back a malformed batch of its own";
+					return false;
+				}
+				continue;
+			}
+			for (uint64_t done = 0; done < piece.spill_bytes;) {
+				size_t n =
+					static_cast<size_t>(std::min<uint64_t>(kReadBytes, piece.spill_bytes - done));
+				size_t at = pending.size();
+				pending.resize(at + n);
+				body.spill->read(piece.spill_offset + done, pending.data() + at, n);
+				done += n;
+				if (!queue_rows(pending, used))
+					return false;
+				pending.erase(0, used);
+			}
+			if (!pending.empty()) {
+				error = "the shipper read back a malformed batch of its own";
+				return false;
+			}
+		}
+		deadline_ = Clock::now() + std::chrono::milliseconds(config_.timeout_ms);
+		return queue_row("COMMIT") && sync(error);
+	}
+
+	/* Ends the pipeline's current stretch with a sync, and sends it. */
+	bool sync(std::string &error)
+	{
+		if (!PQpipelineSync(conn_)) {
+			error = "could not send batch to replica: " + conn_error();
+			return false;
+		}
+		return flush(error);
+	}
+
+	/* Sends what libpq holds, reading what arrives meanwhile. */
+	bool flush(std::string &error)
+	{
+		for (;;) {
+			int rc = PQflush(conn_);
+			if (rc == 0)
+				return true;
+			if (rc < 0) {
+				error = "could not send batch to replica: " + conn_error();
+				return false;
+			}
+			if (!wait_socket(false, error))
+				return false;
+			if (!PQconsumeInput(conn_)) {
+				error = "lost connection to replica: " + conn_error();
+				return false;
+			}
+		}
+	}
+
 	/* Reads every result of the query string: all good means the replica committed it. */
 	bool collect_results(std::string &error) { return read_results(nullptr, error); }
 
@@ -580,9 +719,21 @@ class PgTransport : public Transport {
 			}
 			PGresult *res = PQgetResult(conn_);
 			notices_.flush(config_.name);
-			if (res == nullptr)
+			if (res == nullptr && !pipelined_)
 				break;
+			if (res == nullptr) {
+				/* A statement of the pipeline is done: the next one's answer row by row. */
+				(void) PQsetSingleRowMode(conn_);
+				continue;
+			}
 			ExecStatusType status = PQresultStatus(res);
+			if (status == PGRES_PIPELINE_SYNC || status == PGRES_PIPELINE_ABORTED) {
+				/* The end of what was sent; a statement skipped after the first error. */
+				PQclear(res);
+				if (status == PGRES_PIPELINE_SYNC)
+					break;
+				continue;
+			}
 			bool too_much = false;
 			if (status == PGRES_SINGLE_TUPLE || status == PGRES_TUPLES_OK) {
 				/* One row, or (single-row mode refused) a whole answer. */
@@ -661,6 +812,7 @@ class PgTransport : public Transport {
 	uint64_t sent_commit_ = 0;	   /* the commit LSN the batch in flight records */
 	std::string connect_error_;	   /* replica_position() could not connect: start() says so */
 	size_t sent_bytes_ = 0;		   /* of the batch in flight */
+	bool pipelined_ = false;	   /* the batch in flight went in a pipeline (send_pipelined) */
 	std::string connect_sqlstate_; /* why the last connection failed (connection_failure()) */
 };
 

@@ -17,6 +17,7 @@
  */
 #include "core/guard.hpp"
 #include "core/pg_compat.hpp"
+#include "core/statement_unit.hpp"
 #include "decode/decode.hpp"
 #include "ship/shipper.hpp"
 #include "ship/slot_reader.hpp"
@@ -119,6 +120,8 @@ SlotReader::SlotReader(const std::string &slot, const std::string &format,
 			ctx_->output_writer_private = this;
 			if (format == "sql") {
 				decode::hold_runs_across_commits(ctx_);
+				if (binary_runs)
+					decode::send_runs_binary(ctx_);
 				decode::omit_session_setup(ctx_);
 			}
 			/* Every transaction committed after confirmed_flush is decoded from here. */
@@ -197,6 +200,7 @@ SlotReader::write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid
 	guarded([&] {
 		Row row{lsn, xid, std::string(text)};
 		row.changes = changes;
+		row.unit = !text.empty() && text[0] == unit::kMarker;
 		self->rows_.push_back(std::move(row));
 		self->buffered_bytes_ += ctx->out->len;
 	});
@@ -235,6 +239,7 @@ SlotReader::spill(SlotReader *self, LogicalDecodingContext *ctx, XLogRecPtr lsn,
 		stretch.lsn = lsn;
 		stretch.data.assign(text); /* its last row, for the Idempotency-Key */
 		stretch.spill_bytes += bytes;
+		stretch.unit |= !text.empty() && text[0] == unit::kMarker;
 	});
 }
 

@@ -88,6 +88,7 @@ namespace edgesync::ship {
 int retry_min_ms = 1000;
 int retry_max_ms = 60000;
 int transaction_memory_kb = 16 * 1024;
+bool binary_runs = true;
 
 namespace {
 
@@ -821,6 +822,12 @@ init()
 		"written to a temporary file and read back while the batch is sent.",
 		&transaction_memory_kb, 16 * 1024, 1024, INT_MAX / 2, PGC_SUSET, GUC_UNIT_KB, nullptr,
 		nullptr, nullptr);
+	DefineCustomBoolVariable(
+		"edgesync.ship_binary_runs",
+		"Sends a replica the runs of upserts of built-in types with their values as binary arrays.",
+		"Off: as array literals, in one multi-statement query per batch, as the sql format writes "
+		"them for any consumer.",
+		&binary_runs, true, PGC_SUSET, 0, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("edgesync.ship_retry_min", "First retry delay after a failed delivery.",
 							nullptr, &retry_min_ms, 1000, 1, 86400000, PGC_SIGHUP, GUC_UNIT_MS,
 							nullptr, nullptr, nullptr);
