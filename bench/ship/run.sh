@@ -125,14 +125,17 @@ if [ "$run_throughput" = 1 ]; then
 	changes=$((INSERTS * 2))
 	source_sum=$(hsql bench -At -c "$SHIP_CHECKSUM")
 
-	declare -A seconds
+	declare -A seconds hospital_cpu cloud_cpu
 	for target in http replica replica_text; do
 		binary=on
 		[ "$target" = replica_text ] && binary=off
+		h0=$(cluster_cpu_ms hospital) c0=$(cluster_cpu_ms cloud)
 		t0=$(now)
 		shipped=$(hsql bench -At -c "SET edgesync.ship_binary_runs = $binary" -c "SELECT edgesync.ship('$target', 1000000)" | tail -1)
 		t1=$(now)
 		seconds[$target]=$(elapsed "$t0" "$t1")
+		hospital_cpu[$target]=$(($(cluster_cpu_ms hospital) - h0))
+		cloud_cpu[$target]=$(($(cluster_cpu_ms cloud) - c0))
 		echo "edgesync $target: $shipped changes in ${seconds[$target]} s"
 	done
 	[ "$(csql edge -At -c "$SHIP_CHECKSUM")" = "$source_sum" ] && replica_ok=yes || replica_ok=NO
@@ -141,6 +144,7 @@ if [ "$run_throughput" = 1 ]; then
 		replica_ok="$replica_ok (but edgesync is installed there)"
 	http_lines=$(grep -c '"op":"\(insert\|update\)"' "$CLUSTER_ROOT/http.ndjson" || true)
 
+	h0=$(cluster_cpu_ms hospital) c0=$(cluster_cpu_ms cloud)
 	t0=$(now)
 	csql native -c 'ALTER SUBSCRIPTION bench_sub ENABLE' >/dev/null
 	# Done when the last transaction (an update of the highest ids) is there.
@@ -149,6 +153,8 @@ if [ "$run_throughput" = 1 ]; then
 	done
 	t1=$(now)
 	seconds[native]=$(elapsed "$t0" "$t1")
+	hospital_cpu[native]=$(($(cluster_cpu_ms hospital) - h0))
+	cloud_cpu[native]=$(($(cluster_cpu_ms cloud) - c0))
 	[ "$(csql native -At -c "$SHIP_CHECKSUM")" = "$source_sum" ] && native_ok=yes || native_ok=NO
 	echo "native logical replication: ${seconds[native]} s"
 	stop_receiver
@@ -156,8 +162,8 @@ if [ "$run_throughput" = 1 ]; then
 	echo
 	echo "## Throughput: $changes changes ($INSERTS inserts, $INSERTS updates, $ROWS_PER_TXN rows per transaction), batch_changes $BATCH_CHANGES"
 	echo
-	echo "| path | seconds | changes/s | vs native | checked |"
-	echo "| --- | ---: | ---: | ---: | --- |"
+	echo "| path | seconds | changes/s | vs native | hospital CPU ms | cloud CPU ms | checked |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
 	for p in http replica replica_text native; do
 		s=${seconds[$p]}
 		case $p in
@@ -166,8 +172,8 @@ if [ "$run_throughput" = 1 ]; then
 			replica_text) name="edgesync → replica, text runs (ship_binary_runs off)"; check="replica = source: $replica_text_ok" ;;
 			native) name="native logical replication (pgoutput, subscription)"; check="replica = source: $native_ok" ;;
 		esac
-		printf '| %s | %.2f | %.0f | %.2fx | %s |\n' "$name" "$s" "$(calc "$changes / $s")" \
-			"$(calc "${seconds[native]} / $s")" "$check"
+		printf '| %s | %.2f | %.0f | %.2fx | %d | %d | %s |\n' "$name" "$s" "$(calc "$changes / $s")" \
+			"$(calc "${seconds[native]} / $s")" "${hospital_cpu[$p]}" "${cloud_cpu[$p]}" "$check"
 	done
 	hsql bench -c "SELECT edgesync.drop_target(name) FROM edgesync.targets" >/dev/null
 	csql native -c 'DROP SUBSCRIPTION bench_sub' >/dev/null
