@@ -171,6 +171,8 @@ class PgTransport : public Transport {
 		return ok;
 	}
 
+	void pump() noexcept override { io_.pump(); }
+
 	uint64_t replica_position(const std::vector<Row> &rows, size_t n) override
 	{
 		/*

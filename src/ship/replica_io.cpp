@@ -195,7 +195,7 @@ ReplicaIo::send_pipelined(const Body &body, std::string &error)
 			return false;
 		}
 		unsynced += row.size();
-		if (!flush(error))
+		if (!send_some(error))
 			return false;
 		if (unsynced < kChunkBytes)
 			return true;
@@ -247,7 +247,7 @@ ReplicaIo::send_pipelined(const Body &body, std::string &error)
 		}
 	}
 	restart_deadline();
-	return queue_row("COMMIT") && sync(error);
+	return queue_row("COMMIT") && sync(error) && send_some(error);
 }
 
 /* Ends the pipeline's current stretch with a sync, and sends it. */
@@ -258,7 +258,25 @@ ReplicaIo::sync(std::string &error)
 		error = "could not send batch to replica: " + conn_error();
 		return false;
 	}
-	return flush(error);
+	return true;
+}
+
+bool
+ReplicaIo::send_some(std::string &error)
+{
+	if (PQflush(conn) < 0) {
+		error = "could not send batch to replica: " + conn_error();
+		return false;
+	}
+	return true;
+}
+
+void
+ReplicaIo::pump() noexcept
+{
+	if (conn == nullptr || !pipelined_ || PQflush(conn) < 0)
+		return; /* (a failure shows in read_results()) */
+	(void) PQconsumeInput(conn);
 }
 
 /* Sends what libpq holds, reading what arrives meanwhile. */
@@ -293,6 +311,9 @@ ReplicaIo::flush(std::string &error)
 bool
 ReplicaIo::read_results(const std::function<void(const PGresult *)> &on_row, std::string &error)
 {
+	/* A pipeline's statements are sent while the next batch is decoded (pump()): the rest now. */
+	if (!flush(error))
+		return false;
 	report_activity(Activity::kWaiting);
 	std::string first_error;
 	Answer answer;

@@ -7,10 +7,11 @@
  * replica runs as one transaction; a body with spilled pieces as several
  * query strings of about 4 MB within BEGIN and COMMIT (send_in_chunks); a
  * body with units, the binary runs of core/statement_unit.hpp, as a pipeline
- * of the extended protocol within BEGIN and COMMIT (send_pipelined).  Each
- * returns once the batch is on the wire (but for the chunks before the last),
- * so the replica applies it while the shipper decodes the next one;
- * read_results() then reads the answers.
+ * of the extended protocol within BEGIN and COMMIT (send_pipelined).  The
+ * first two return once the batch is on the wire (but for the chunks before
+ * the last), the pipeline once it is queued, its rest sent by pump() while the
+ * shipper decodes the next batch; so the replica applies a batch while the
+ * next one is decoded.  read_results() then reads the answers.
  *
  * What the replica sends back is bounded: results are read in single-row
  * mode, one row at a time, and a statement answered with more than
@@ -65,6 +66,15 @@ class ReplicaIo {
 	bool send(const std::string &query, std::string &error);
 	bool send_in_chunks(const Body &body, std::string &error);
 	bool send_pipelined(const Body &body, std::string &error);
+	/*
+	 * Between send_pipelined() and read_results(): sends what the socket
+	 * takes, without waiting, and reads what arrived.  A pipeline's
+	 * statements are read by the replica one after the other as it runs
+	 * them, so a batch larger than the socket's buffers would otherwise hold
+	 * up the shipper until the replica had nearly applied it, instead of
+	 * leaving it to decode the next batch meanwhile.
+	 */
+	void pump() noexcept;
 
 	/* Reads every result of what was sent: all good means the replica committed it. */
 	bool collect_results(std::string &error) { return read_results(nullptr, error); }
@@ -89,7 +99,8 @@ class ReplicaIo {
 	};
 
 	bool sync(std::string &error);
-	bool flush(std::string &error);
+	bool send_some(std::string &error); /* without waiting */
+	bool flush(std::string &error);		/* all, waiting */
 	static RemoteError remote_error(const PGresult *res);
 
 	const std::string target_;

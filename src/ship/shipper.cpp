@@ -569,8 +569,8 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions, Transp
 			if (retry_end != 0)
 				wal_left = reader->fill(SIZE_MAX, INT64_MAX, retry_end);
 			else
-				wal_left =
-					reader->fill(static_cast<size_t>(limits.max_changes), limits.max_bytes, 0);
+				wal_left = reader->fill(static_cast<size_t>(limits.max_changes), limits.max_bytes,
+										0, [&] { transport->pump(); });
 			if (config.kind != "http")
 				reader->take_held_run();
 		});
@@ -598,7 +598,8 @@ ship_locked(TargetConfig &config, int max_batches, bool own_transactions, Transp
 		}
 
 		int64_t changes = count_changes(rows, n);
-		std::string key = idempotency_key(rows, n);
+		/* An HTTP receiver's Idempotency-Key; a replica recognises a batch by its guard. */
+		std::string key = config.kind == "http" ? idempotency_key(rows, n) : std::string();
 		uint64_t end = rows[n - 1].lsn;
 		/* Takes the rows' text (reader->take(n) below drops what is left of them). */
 		Body body = config.kind == "http"

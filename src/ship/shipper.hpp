@@ -53,6 +53,6 @@ std::string record_error(const std::string &target, const std::string &error);
 extern int retry_min_ms;
 extern int retry_max_ms;
 extern int transaction_memory_kb; /* edgesync.ship_transaction_memory */
-extern bool binary_runs;			  /* edgesync.ship_binary_runs */
+extern bool binary_runs;		  /* edgesync.ship_binary_runs */
 
 } // namespace edgesync::ship

@@ -258,7 +258,8 @@ SlotReader::read(uint64_t offset, char *buf, size_t len)
 }
 
 bool
-SlotReader::fill(size_t min_rows, int64_t min_bytes, uint64_t stop_at)
+SlotReader::fill(size_t min_rows, int64_t min_bytes, uint64_t stop_at,
+				 const std::function<void()> &between)
 {
 	return pg_call([&] {
 		XLogRecPtr end_of_wal = end_of_complete_wal();
@@ -267,8 +268,10 @@ SlotReader::fill(size_t min_rows, int64_t min_bytes, uint64_t stop_at)
 		/* The WAL reader keeps buffers it allocates here: the reader's lifetime. */
 		MemoryContext caller = MemoryContextSwitchTo(context_);
 		InvalidateSystemCaches();
-		while (reader->EndRecPtr < end_of_wal && rows_.size() < min_rows &&
-			   buffered_bytes_ < min_bytes && (stop_at == 0 || reader->EndRecPtr < stop_at)) {
+		for (uint32 records = 1;
+			 reader->EndRecPtr < end_of_wal && rows_.size() < min_rows &&
+			 buffered_bytes_ < min_bytes && (stop_at == 0 || reader->EndRecPtr < stop_at);
+			 records++) {
 			char *message = nullptr;
 			XLogRecord *record = XLogReadRecord(reader, &message);
 			if (message != nullptr)
@@ -276,6 +279,8 @@ SlotReader::fill(size_t min_rows, int64_t min_bytes, uint64_t stop_at)
 			if (record != nullptr)
 				LogicalDecodingProcessRecord(ctx_, reader);
 			CHECK_FOR_INTERRUPTS();
+			if (between && records % 64 == 0)
+				between();
 		}
 		InvalidateSystemCaches();
 		MemoryContextSwitchTo(caller);

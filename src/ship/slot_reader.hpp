@@ -23,6 +23,7 @@
 #include "core/postgres.hpp"
 #include "ship/batch.hpp"
 
+#include <functional>
 #include <vector>
 
 extern "C" {
@@ -57,9 +58,11 @@ class SlotReader : public SpillSource {
 	 * Decodes until the buffer holds at least min_rows rows or min_bytes
 	 * bytes, the reader has passed stop_at (0: no such point), or it has
 	 * reached the WAL flushed when the call began.  Returns whether WAL was
-	 * left undecoded.
+	 * left undecoded.  between, if given, is called every few records (it
+	 * must not throw): the transport sends what it holds meanwhile.
 	 */
-	bool fill(size_t min_rows, int64_t min_bytes, uint64_t stop_at);
+	bool fill(size_t min_rows, int64_t min_bytes, uint64_t stop_at,
+			  const std::function<void()> &between = {});
 
 	/* Decoded rows not yet taken, oldest first. */
 	std::vector<Row> &rows() { return rows_; }

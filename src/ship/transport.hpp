@@ -87,6 +87,12 @@ class Transport {
 					   std::string &error) = 0;
 	/* Waits for the acknowledgement of the batch start() sent. */
 	virtual bool finish(std::string &error) = 0;
+	/*
+	 * Called while the next batch is decoded, between start() and finish():
+	 * sends what of the batch the receiver has room for, without waiting.
+	 * Never throws.
+	 */
+	virtual void pump() noexcept {}
 
 	/*
 	 * A replica's recorded position for the source of the batch in rows[0, n)
