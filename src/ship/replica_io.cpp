@@ -30,6 +30,35 @@ constexpr size_t kChunkBytes = 4 << 20;
 /* ... filled from the spill file this much at a time. */
 constexpr size_t kReadBytes = 1 << 20;
 
+/*
+ * Appends body to buffer a piece at a time (a spilled one kReadBytes at a
+ * time, read back from the spill file), calling consume after each append;
+ * false as soon as consume is.
+ */
+bool
+read_body(const Body &body, std::string &buffer, const std::function<bool()> &consume)
+{
+	for (const BodyPiece &piece : body.pieces) {
+		if (piece.spill_bytes == 0) {
+			buffer += piece.text;
+			if (!consume())
+				return false;
+			continue;
+		}
+		for (uint64_t done = 0; done < piece.spill_bytes;) {
+			size_t n =
+				static_cast<size_t>(std::min<uint64_t>(kReadBytes, piece.spill_bytes - done));
+			size_t at = buffer.size();
+			buffer.resize(at + n);
+			body.spill->read(piece.spill_offset + done, buffer.data() + at, n);
+			done += n;
+			if (!consume())
+				return false;
+		}
+	}
+	return true;
+}
+
 } // namespace
 
 void
@@ -86,22 +115,7 @@ ReplicaIo::send(const std::string &body, std::string &error)
 		error = "could not read the replica's answers row by row";
 		return false;
 	}
-	for (;;) {
-		int rc = PQflush(conn);
-		if (rc == 0)
-			break;
-		if (rc < 0) {
-			error = "could not send batch to replica: " + conn_error();
-			return false;
-		}
-		if (!wait_socket(false, error))
-			return false;
-		if (!PQconsumeInput(conn)) {
-			error = "lost connection to replica: " + conn_error();
-			return false;
-		}
-	}
-	return true;
+	return flush(error);
 }
 
 /*
@@ -126,24 +140,8 @@ ReplicaIo::send_in_chunks(const Body &body, std::string &error)
 		chunk = std::move(rest);
 		return ok;
 	};
-	for (const BodyPiece &piece : body.pieces) {
-		if (piece.spill_bytes == 0) {
-			chunk += piece.text;
-			if (!send_whole_lines())
-				return false;
-			continue;
-		}
-		for (uint64_t done = 0; done < piece.spill_bytes;) {
-			size_t n =
-				static_cast<size_t>(std::min<uint64_t>(kReadBytes, piece.spill_bytes - done));
-			size_t at = chunk.size();
-			chunk.resize(at + n);
-			body.spill->read(piece.spill_offset + done, chunk.data() + at, n);
-			done += n;
-			if (!send_whole_lines())
-				return false;
-		}
-	}
+	if (!read_body(body, chunk, send_whole_lines))
+		return false;
 	chunk += "COMMIT;\n";
 	restart_deadline();
 	return send(chunk, error);
@@ -219,38 +217,24 @@ ReplicaIo::send_pipelined(const Body &body, std::string &error)
 	size_t used;
 	if (!queue_row("BEGIN"))
 		return false;
-	std::string pending; /* a spilled piece's bytes read but not yet queued */
-	for (const BodyPiece &piece : body.pieces) {
-		if (piece.spill_bytes == 0) {
-			if (!queue_rows(piece.text, used))
-				return false;
-			if (used != piece.text.size()) {
-				error = "the shipper read back a malformed batch of its own";
-				return false;
-			}
-			continue;
-		}
-		for (uint64_t done = 0; done < piece.spill_bytes;) {
-			size_t n =
-				static_cast<size_t>(std::min<uint64_t>(kReadBytes, piece.spill_bytes - done));
-			size_t at = pending.size();
-			pending.resize(at + n);
-			body.spill->read(piece.spill_offset + done, pending.data() + at, n);
-			done += n;
-			if (!queue_rows(pending, used))
-				return false;
-			pending.erase(0, used);
-		}
-		if (!pending.empty()) {
-			error = "the shipper read back a malformed batch of its own";
+	std::string pending; /* bytes read but not yet queued: a row's beginning */
+	auto queue_pending = [&]() -> bool {
+		if (!queue_rows(pending, used))
 			return false;
-		}
+		pending.erase(0, used);
+		return true;
+	};
+	if (!read_body(body, pending, queue_pending))
+		return false;
+	if (!pending.empty()) {
+		error = "the shipper read back a malformed batch of its own";
+		return false;
 	}
 	restart_deadline();
 	return queue_row("COMMIT") && sync(error) && send_some(error);
 }
 
-/* Ends the pipeline's current stretch with a sync, and sends it. */
+/* Ends the pipeline's current stretch with a sync (sent with the rest). */
 bool
 ReplicaIo::sync(std::string &error)
 {

@@ -13,9 +13,12 @@ use File::Basename qw(dirname);
 use File::Spec;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use Test::More ();
+use Time::HiRes ();
 
 our @EXPORT = qw(edgesync_node edgesync_selftest_functions edgesync_apply_audit
-  edgesync_applier_url edgesync_catalog_fingerprint);
+  edgesync_applier_url edgesync_catalog_fingerprint edgesync_target_health
+  edgesync_wait_converged);
 
 my $conf_file = File::Spec->catfile(dirname(__FILE__), '..', 'edgesync.conf');
 
@@ -30,6 +33,41 @@ sub edgesync_node
 	$node->append_conf('postgresql.conf', $opts{extra_conf}) if $opts{extra_conf};
 	$node->start unless defined $opts{start} && !$opts{start};
 	return $node;
+}
+
+# edgesync_target_health(hospital, db): "consecutive_failures|last_error" of
+# the targets of database DB.
+sub edgesync_target_health
+{
+	my ($hospital, $db) = @_;
+	return $hospital->safe_psql($db,
+		"SELECT consecutive_failures || '|' || coalesce(last_error, '') FROM edgesync.target_status");
+}
+
+# edgesync_wait_converged(what, hospital => [node, db], cloud => [node, db],
+# checksums => {table => query}, seconds => 60): waits until each query gives
+# the same answer on the cloud as on the hospital, then tests that it does.
+sub edgesync_wait_converged
+{
+	my ($what, %a) = @_;
+	my ($hospital, $hospital_db) = @{ $a{hospital} };
+	my ($cloud, $cloud_db) = @{ $a{cloud} };
+	my $tries = 10 * ($a{seconds} // 60);
+	for my $table (sort keys %{ $a{checksums} })
+	{
+		my $query = $a{checksums}{$table};
+		my ($source, $replica) = ('', '');
+		for (1 .. $tries)
+		{
+			$source = $hospital->safe_psql($hospital_db, $query);
+			my ($rc, $out) = $cloud->psql($cloud_db, $query);
+			$replica = $out // '';
+			last if $source eq $replica;
+			Time::HiRes::sleep(0.1);
+		}
+		Test::More::is($replica, $source, "$what: $table on the cloud equals the hospital's")
+		  or Test::More::diag('target: ' . edgesync_target_health($hospital, $hospital_db));
+	}
 }
 
 # edgesync_applier_url(cloud, [tables]): creates the role cloud_applier on

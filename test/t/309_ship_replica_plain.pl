@@ -77,29 +77,13 @@ my %checksum = (
 	'clinic.stays' => q{SELECT count(*) || ':' || md5(string_agg(concat_ws('|', id, ward, version), ',' ORDER BY id))
 	                      FROM clinic.stays},);
 
-sub status
-{
-	return $hospital->safe_psql('postgres',
-		"SELECT consecutive_failures || '|' || coalesce(last_error, '') FROM edgesync.target_status");
-}
+sub status { return edgesync_target_health($hospital, 'postgres') }
 
 sub wait_converged
 {
 	my ($what) = @_;
-	for my $table (sort keys %checksum)
-	{
-		my ($source, $replica) = ('', '');
-		for (1 .. 900)
-		{
-			$source = $hospital->safe_psql('postgres', $checksum{$table});
-			my ($rc, $out) = $cloud->psql('replica', $checksum{$table});
-			$replica = $out // '';
-			last if $source eq $replica;
-			sleep(0.1);
-		}
-		is($replica, $source, "$what: $table on the cloud equals the hospital's")
-		  or diag('target: ' . status());
-	}
+	edgesync_wait_converged($what, hospital => [ $hospital, 'postgres' ], cloud => [ $cloud, 'replica' ],
+		checksums => \%checksum, seconds => 90);
 }
 
 wait_converged('bootstrap by resync');

@@ -109,29 +109,13 @@ my %checksum = (
 	wards => q{SELECT count(*) || ':' || md5(string_agg(concat_ws('|', id, code, level, version), ',' ORDER BY id))
 	             FROM public.wards},);
 
-sub status
-{
-	return $hospital->safe_psql('postgres',
-		"SELECT consecutive_failures || '|' || coalesce(last_error, '') FROM edgesync.target_status");
-}
+sub status { return edgesync_target_health($hospital, 'postgres') }
 
 sub wait_converged
 {
 	my ($what) = @_;
-	for my $table (sort keys %checksum)
-	{
-		my ($source, $replica) = ('', '');
-		for (1 .. 600)
-		{
-			$source = $hospital->safe_psql('postgres', $checksum{$table});
-			my ($rc, $out) = $cloud->psql('replica', $checksum{$table});
-			$replica = $out // '';
-			last if $source eq $replica;
-			sleep(0.1);
-		}
-		is($replica, $source, "$what: $table on the cloud equals the hospital's")
-		  or diag('target: ' . status());
-	}
+	edgesync_wait_converged($what, hospital => [ $hospital, 'postgres' ], cloud => [ $cloud, 'replica' ],
+		checksums => \%checksum, seconds => 60);
 }
 
 # Inserts, 100 rows per transaction; the wards table beside them.
