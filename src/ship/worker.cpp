@@ -1,5 +1,7 @@
 /*
- * worker.cpp — the shipper's background workers and settings.
+ * worker.cpp — the shipper's background workers: a database's supervisor and
+ * a target's worker here, the launcher in launcher.cpp, the settings in
+ * settings.cpp, the bookkeeping of started workers in children.cpp.
  *
  * With edgesync in shared_preload_libraries, three kinds of background
  * workers ship the targets:
@@ -43,388 +45,36 @@
 #include "core/guard.hpp"
 #include "core/pg_compat.hpp"
 #include "ship/activity.hpp"
-#include "ship/batch.hpp"
 #include "ship/shipper.hpp"
 #include "ship/wakeup.hpp"
-#include "track/sync_log.hpp"
+#include "ship/worker.hpp"
 
 #include <algorithm>
-#include <map>
 #include <vector>
 
 extern "C" {
-#include "access/heapam.h"
-#include "access/htup_details.h"
-#include "access/table.h"
-#include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/pg_database.h"
-#include "catalog/pg_extension.h"
-#include "commands/dbcommands.h"
+#include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "pgstat.h"
-#include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "replication/slot.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/proc.h"
-#include "storage/shmem.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
-#include "utils/varlena.h"
 
-PGDLLEXPORT void edgesync_ship_launcher_main(Datum arg);
 PGDLLEXPORT void edgesync_ship_database_main(Datum arg);
 PGDLLEXPORT void edgesync_ship_target_main(Datum arg);
 }
 
 namespace edgesync::ship {
 
-int retry_min_ms = 1000;
-int retry_max_ms = 60000;
-int transaction_memory_kb = 16 * 1024;
-bool binary_runs = true;
-
 namespace {
-
-char *ship_databases = nullptr;
-bool preloaded = false; /* this library was loaded by shared_preload_libraries */
-int naptime_ms = 200;
-int round_batches = 50;
-
-constexpr int kWorkerRestartSeconds = 5;
-
-/* The databases named in edgesync.ship_databases (a comma list). */
-std::vector<std::string>
-configured_databases()
-{
-	std::vector<std::string> out;
-	if (ship_databases == nullptr || ship_databases[0] == '\0')
-		return out;
-	/* Split by PostgreSQL's rules for identifier lists, then copied: no C++ object is live. */
-	List *names = pg_call([]() -> List * {
-		List *list = NIL;
-		if (!SplitIdentifierString(pstrdup(ship_databases), ',', &list)) {
-			ereport(LOG, (errmsg("edgesync.ship_databases is not a valid list of database names")));
-			return NIL;
-		}
-		return list;
-	});
-	ListCell *lc;
-	foreach (lc, names)
-		out.emplace_back(static_cast<char *>(lfirst(lc)));
-	pg_call([&] { list_free(names); });
-	return out;
-}
-
-/*
- * The workers a launcher or a supervisor started, by what each serves
- * (a database's name, a target's name).  Global, for the exit callback.
- */
-struct Child {
-	BackgroundWorkerHandle *handle = nullptr;
-	TimestampTz started = 0;   /* its last start */
-	bool start_failed = false; /* reported, until a start succeeds */
-};
-std::map<std::string, Child> children;
-
-/* At exit: the workers this one started go too (see the top of this file). */
-void
-stop_children(int, Datum)
-{
-	for (auto &[name, child] : children)
-		if (child.handle != nullptr)
-			TerminateBackgroundWorker(child.handle);
-}
-
-/* Forgets the children that ended, and stops those no longer wanted. */
-void
-prune_children(const std::vector<std::string> &wanted)
-{
-	for (auto it = children.begin(); it != children.end();) {
-		Child &child = it->second;
-		bool keep = std::find(wanted.begin(), wanted.end(), it->first) != wanted.end();
-		if (child.handle != nullptr) {
-			pid_t pid;
-			BgwHandleStatus status = GetBackgroundWorkerPid(child.handle, &pid);
-			if (!keep)
-				TerminateBackgroundWorker(child.handle);
-			if (!keep || status == BGWH_STOPPED) {
-				pfree(child.handle);
-				child.handle = nullptr;
-			}
-		}
-		if (!keep)
-			it = children.erase(it);
-		else
-			++it;
-	}
-}
-
-/*
- * Starts the worker for name unless it runs, or ended less than
- * kWorkerRestartSeconds after its last start (then lowers timeout to when it
- * may start again).  what names it in a warning when no worker can be
- * started (max_worker_processes), given once until a start succeeds.
- */
-void
-start_child(const std::string &name, BackgroundWorker &w, const char *what, long &timeout)
-{
-	Child &child = children[name];
-	if (child.handle != nullptr)
-		return;
-	TimestampTz now = GetCurrentTimestamp();
-	if (child.started != 0) {
-		TimestampTz allowed =
-			TimestampTzPlusMilliseconds(child.started, kWorkerRestartSeconds * 1000);
-		if (now < allowed) {
-			timeout = std::min(timeout, TimestampDifferenceMilliseconds(now, allowed) + 1);
-			return;
-		}
-	}
-	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	w.bgw_restart_time = BGW_NEVER_RESTART; /* the parent does (see above) */
-	snprintf(w.bgw_library_name, BGW_MAXLEN, "edgesync");
-	w.bgw_notify_pid = MyProcPid;
-	child.started = now;
-	if (RegisterDynamicBackgroundWorker(&w, &child.handle)) {
-		child.start_failed = false;
-		return;
-	}
-	child.handle = nullptr;
-	if (!child.start_failed)
-		ereport(WARNING,
-				(errmsg("could not start the edgesync shipper for %s \"%s\"", what, name.c_str()),
-				 errdetail("All background worker slots are in use; it is tried again every %d "
-						   "seconds.",
-						   kWorkerRestartSeconds),
-				 errhint("Raise max_worker_processes (one worker per shipped database and one "
-						 "per enabled target, docs/shipping.md).")));
-	child.start_failed = true;
-	timeout = std::min(timeout, static_cast<long>(kWorkerRestartSeconds) * 1000);
-}
-
-/*
- * Calls match with each row of pg_database until it returns true.  A heap
- * scan of the shared catalog, as the autovacuum launcher reads it: a process
- * connected to no database cannot build the relcache entries of its indexes.
- * Plain PostgreSQL code: match owns nothing an error could leak.
- */
-template <typename Match>
-void
-scan_databases(Match match)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	Relation rel = table_open(DatabaseRelationId, AccessShareLock);
-	TableScanDesc scan = table_beginscan_catalog(rel, 0, nullptr);
-	for (HeapTuple tuple; HeapTupleIsValid(tuple = heap_getnext(scan, ForwardScanDirection));)
-		if (match(reinterpret_cast<Form_pg_database>(GETSTRUCT(tuple))))
-			break;
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-	CommitTransactionCommand();
-}
-
-/*
- * The OID of the database named name, if it takes connections; InvalidOid
- * otherwise, with closed set when it exists but does not (datallowconn off,
- * or left invalid by an interrupted DROP DATABASE).
- */
-Oid
-lookup_database(const std::string &name, bool &closed)
-{
-	Oid oid = InvalidOid;
-	closed = false;
-	scan_databases([&](Form_pg_database db) {
-		if (strcmp(NameStr(db->datname), name.c_str()) != 0)
-			return false;
-		/* -2: DATCONNLIMIT_INVALID_DB (a DROP DATABASE that did not finish) */
-		if (db->datallowconn && db->datconnlimit != -2)
-			oid = db->oid;
-		else
-			closed = true;
-		return true;
-	});
-	return oid;
-}
-
-/* Said once for a name of edgesync.ship_databases that names no database we can use. */
-void
-warn_unusable_database(const std::string &name, bool closed)
-{
-	ereport(
-		WARNING,
-		(errcode(closed ? ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE : ERRCODE_UNDEFINED_DATABASE),
-		 closed ? errmsg("database \"%s\" named in edgesync.ship_databases does not accept "
-						 "connections",
-						 name.c_str())
-				: errmsg("database \"%s\" named in edgesync.ship_databases does not exist",
-						 name.c_str()),
-		 errdetail("No targets of it are shipped; the shipper looks for it again from time "
-				   "to time, at most every %d ms.",
-				   retry_max_ms),
-		 errhint("Create the database (or let it take connections), or take it off "
-				 "edgesync.ship_databases and reload.")));
-}
-
-/* A name of edgesync.ship_databases that names no database we can use (yet). */
-struct Missing {
-	int lookups = 0; /* that found none, in a row */
-	TimestampTz next_lookup = 0;
-};
-
-/*
- * The databases that hold the slot of some target (a logical slot named
- * edgesync_* of the edgesync plugin), by OID: read from shared memory, as
- * pg_replication_slots does.
- */
-std::map<Oid, std::vector<std::string>>
-databases_with_target_slots()
-{
-	std::map<Oid, std::vector<std::string>> out;
-	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	for (int i = 0; i < max_replication_slots; i++) {
-		ReplicationSlot *slot = &ReplicationSlotCtl->replication_slots[i];
-		if (!slot->in_use || !OidIsValid(slot->data.database) ||
-			strcmp(NameStr(slot->data.plugin), "edgesync") != 0 ||
-			strncmp(NameStr(slot->data.name), "edgesync_", 9) != 0)
-			continue;
-		out[slot->data.database].emplace_back(NameStr(slot->data.name));
-	}
-	LWLockRelease(ReplicationSlotControlLock);
-	for (auto &[oid, slots] : out)
-		std::sort(slots.begin(), slots.end());
-	return out;
-}
-
-/* The name of the database of OID oid (scan_databases()). */
-std::string
-database_name(Oid oid)
-{
-	std::string name;
-	scan_databases([&](Form_pg_database db) {
-		if (db->oid != oid)
-			return false;
-		name = NameStr(db->datname);
-		return true;
-	});
-	return name;
-}
-
-/*
- * Said once at start, and after a reload for a database taken off the list:
- * a database whose targets' slots exist but that edgesync.ship_databases
- * does not name.  No worker ships those targets while their slots hold WAL
- * back (target_status shows them as "no worker (database not in
- * edgesync.ship_databases)").  noted: the databases said already.
- */
-void
-note_unshipped_databases(const std::vector<std::string> &wanted, std::vector<Oid> &noted)
-{
-	std::vector<Oid> now;
-	for (const auto &[oid, slots] : databases_with_target_slots()) {
-		std::string name = database_name(oid);
-		if (name.empty() || std::find(wanted.begin(), wanted.end(), name) != wanted.end())
-			continue;
-		now.push_back(oid);
-		if (std::find(noted.begin(), noted.end(), oid) != noted.end())
-			continue;
-		std::string list;
-		for (size_t i = 0; i < slots.size() && i < 5; i++)
-			list += (i > 0 ? ", \"" : "\"") + slots[i] + "\"";
-		if (slots.size() > 5)
-			list += format(" and %zu more", slots.size() - 5);
-		ereport(WARNING,
-				(errmsg("database \"%s\" has edgesync targets but is not in "
-						"edgesync.ship_databases",
-						name.c_str()),
-				 errdetail("No background worker ships its targets, whose replication slots (%s) "
-						   "hold back WAL meanwhile.",
-						   list.c_str()),
-				 errhint("Add \"%s\" to edgesync.ship_databases and reload, or drop or disable "
-						 "the targets there.",
-						 name.c_str())));
-	}
-	noted = std::move(now);
-}
-
-/* The launcher's loop; plain C-style code (no C++ objects cross an ereport). */
-void
-launcher_loop()
-{
-	std::map<std::string, Missing> missing;
-	std::vector<Oid> unshipped;
-	bool check_unshipped = true; /* at start, and after each reload */
-
-	for (;;) {
-		if (ConfigReloadPending) {
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-			check_unshipped = true;
-		}
-		std::vector<std::string> wanted = configured_databases();
-		if (check_unshipped)
-			note_unshipped_databases(wanted, unshipped);
-		check_unshipped = false;
-		prune_children(wanted);
-		for (auto it = missing.begin(); it != missing.end();)
-			if (std::find(wanted.begin(), wanted.end(), it->first) == wanted.end())
-				it = missing.erase(it);
-			else
-				++it;
-
-		long timeout = 10000L;
-		for (const std::string &db : wanted) {
-			if (children.count(db) && children[db].handle != nullptr)
-				continue;
-			TimestampTz now = GetCurrentTimestamp();
-			auto m = missing.find(db);
-			if (m != missing.end() && now < m->second.next_lookup) {
-				timeout = std::min(timeout,
-								   TimestampDifferenceMilliseconds(now, m->second.next_lookup) + 1);
-				continue;
-			}
-			bool closed;
-			Oid oid = lookup_database(db, closed);
-			if (!OidIsValid(oid)) {
-				Missing &gone = missing[db];
-				if (gone.lookups == 0)
-					warn_unusable_database(db, closed);
-				gone.lookups++;
-				int64_t delay = retry_delay_ms(gone.lookups, retry_min_ms, retry_max_ms, 1.0);
-				gone.next_lookup = TimestampTzPlusMilliseconds(now, delay);
-				timeout = std::min(timeout, static_cast<long>(delay) + 1);
-				continue;
-			}
-			if (m != missing.end()) {
-				ereport(LOG, (errmsg("database \"%s\" named in edgesync.ship_databases takes "
-									 "connections now: its targets are shipped",
-									 db.c_str())));
-				missing.erase(m);
-			}
-			BackgroundWorker w = {};
-			snprintf(w.bgw_function_name, BGW_MAXLEN, "edgesync_ship_database_main");
-			snprintf(w.bgw_name, BGW_MAXLEN, "edgesync shipper supervisor for database %s",
-					 db.c_str());
-			snprintf(w.bgw_type, BGW_MAXLEN, "edgesync shipper supervisor");
-			strlcpy(w.bgw_extra, db.c_str(), BGW_EXTRALEN);
-			w.bgw_main_arg = ObjectIdGetDatum(oid);
-			start_child(db, w, "database", timeout);
-		}
-		int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout,
-						   PG_WAIT_EXTENSION);
-		if (rc & WL_LATCH_SET)
-			ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-}
 
 /* Runs body in a transaction of its own, connected to SPI, if the extension is installed. */
 template <typename Fn>
@@ -736,142 +386,9 @@ settle_in_database(const char *appname)
 	SetConfigOption("log_min_messages", "warning", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
-/*
- * edgesync.ship_databases names databases to ship, but the library was not
- * preloaded, so no shipper runs: said once per server start, by the first
- * process that loads the library (nothing of edgesync runs at the start
- * itself).  "Once" is a tiny named struct in shared memory, taken from the
- * space PostgreSQL keeps for libraries loaded late; where it cannot be had,
- * nothing is said (target_status says it anyway).
- */
-void
-note_not_preloaded()
-{
-	if (ship_databases == nullptr || ship_databases[0] == '\0' || !IsUnderPostmaster)
-		return;
-	volatile bool found = true;
-	MemoryContext context = CurrentMemoryContext;
-	PG_TRY();
-	{
-		/* Under ShmemIndexLock: one process creates it, the others find it. */
-		bool existed;
-		(void) ShmemInitStruct("edgesync shipper not preloaded", sizeof(int), &existed);
-		found = existed;
-	}
-	PG_CATCH();
-	{
-		/* No room: stay silent rather than say it in every session. */
-		MemoryContextSwitchTo(context);
-		FlushErrorState();
-		found = true;
-	}
-	PG_END_TRY();
-	if (found)
-		return;
-	/* Server log only: the session that happens to load the library first did nothing wrong. */
-	ereport(LOG_SERVER_ONLY,
-			(errmsg("edgesync.ship_databases is set, but edgesync is not in "
-					"shared_preload_libraries"),
-			 errdetail("No background worker ships the targets of \"%s\"; their replication "
-					   "slots hold back WAL meanwhile.",
-					   ship_databases),
-			 errhint("Add edgesync to shared_preload_libraries and restart the server, or ship "
-					 "with edgesync.ship() (from cron, for example).")));
-}
-
 } // namespace
 
-const char *
-unserved_reason()
-{
-	if (!preloaded)
-		return "no worker (not preloaded)";
-	const char *name = pg_call([] { return get_database_name(MyDatabaseId); });
-	std::vector<std::string> wanted = configured_databases();
-	if (name == nullptr || std::find(wanted.begin(), wanted.end(), name) == wanted.end())
-		return "no worker (database not in edgesync.ship_databases)";
-	return nullptr;
-}
-
-/* Settings (all processes) and, at preload, the launcher and the shared memory it reports in. */
-void
-init()
-{
-	DefineCustomStringVariable("edgesync.ship_databases",
-							   "Databases whose edgesync targets the background shipper serves.",
-							   "A comma-separated list; empty means no shipper.  Needs edgesync in "
-							   "shared_preload_libraries.",
-							   &ship_databases, "", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
-	DefineCustomIntVariable(
-		"edgesync.ship_naptime", "How long the shipper sleeps when nothing is to be shipped.",
-		nullptr, &naptime_ms, 200, 10, 3600000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
-	DefineCustomBoolVariable(
-		"edgesync.ship_wakeup",
-		"Wakes a target's worker at the commit of a transaction that changed tracked tables.",
-		"Off: workers find changes by polling, every edgesync.ship_naptime.", &wakeup_enabled, true,
-		PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
-	DefineCustomIntVariable(
-		"edgesync.ship_round_batches",
-		"Batches a target's worker ships in one round, before it releases the target's slot "
-		"and reloads its settings.",
-		nullptr, &round_batches, 50, 1, 1000000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
-	DefineCustomIntVariable(
-		"edgesync.ship_transaction_memory",
-		"Output of one source transaction the shipper keeps in memory.",
-		"A transaction is shipped as one batch; beyond this much of its output, the rest is "
-		"written to a temporary file and read back while the batch is sent.",
-		&transaction_memory_kb, 16 * 1024, 1024, INT_MAX / 2, PGC_SUSET, GUC_UNIT_KB, nullptr,
-		nullptr, nullptr);
-	DefineCustomBoolVariable(
-		"edgesync.ship_binary_runs",
-		"Sends a replica the runs of upserts of built-in types with their values as binary arrays.",
-		"Off: as array literals, in one multi-statement query per batch, as the sql format writes "
-		"them for any consumer.",
-		&binary_runs, true, PGC_SUSET, 0, nullptr, nullptr, nullptr);
-	DefineCustomIntVariable("edgesync.ship_retry_min", "First retry delay after a failed delivery.",
-							nullptr, &retry_min_ms, 1000, 1, 86400000, PGC_SIGHUP, GUC_UNIT_MS,
-							nullptr, nullptr, nullptr);
-	DefineCustomIntVariable("edgesync.ship_retry_max",
-							"Longest retry delay after failed deliveries.", nullptr, &retry_max_ms,
-							60000, 1, 86400000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
-
-	if (!process_shared_preload_libraries_in_progress) {
-		note_not_preloaded();
-		return;
-	}
-	preloaded = true;
-	request_activity_memory();
-	/* Commits that changed tracked tables wake the workers of their database. */
-	request_wakeup_memory();
-	track::tracked_commit_hook = wake_shippers;
-	BackgroundWorker w = {};
-	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	w.bgw_restart_time = 5;
-	snprintf(w.bgw_library_name, BGW_MAXLEN, "edgesync");
-	snprintf(w.bgw_function_name, BGW_MAXLEN, "edgesync_ship_launcher_main");
-	snprintf(w.bgw_name, BGW_MAXLEN, "edgesync shipper launcher");
-	snprintf(w.bgw_type, BGW_MAXLEN, "edgesync shipper launcher");
-	RegisterBackgroundWorker(&w);
-}
-
 } // namespace edgesync::ship
-
-void
-edgesync_ship_launcher_main(Datum arg)
-{
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	/* No database: the shared catalogs (pg_database) only. */
-	BackgroundWorkerInitializeConnection(nullptr, nullptr, 0);
-	on_shmem_exit(edgesync::ship::stop_children, 0);
-	/*
-	 * An ERROR here has no handler to jump to and ends the process as FATAL
-	 * (no longjmp through the loop's frames); the postmaster restarts it.
-	 */
-	edgesync::guarded([] { edgesync::ship::launcher_loop(); });
-}
 
 void
 edgesync_ship_database_main(Datum arg)
