@@ -71,6 +71,41 @@ SELECT page, string_agg(pk->>'id', ',' ORDER BY ctid) AS keys FROM device GROUP 
 SELECT count(*) AS nothing_new
   FROM edgesync.pull('visits', (SELECT cursor FROM device ORDER BY page DESC, ctid DESC LIMIT 1), 3);
 
+-- A cursor in the middle of the load ends with the last key loaded, its
+-- JSON as it is ("/" included: the field is the rest of the cursor).
+-- Cursors handed out before carry it in hex, and devices keep them: both
+-- forms resume at the same row, with the same cursors.
+CREATE TABLE codes (code text PRIMARY KEY, n int);
+INSERT INTO codes VALUES ('A/1', 1), ('A/2', 2), ('B"/1', 3), ('C', 4);
+SELECT edgesync.track('codes');
+CREATE FUNCTION hex_form(cursor text) RETURNS text LANGUAGE sql AS $$
+    SELECT substring(cursor FROM '^(.*?/k)\{') ||
+           encode(convert_to(substring(cursor FROM '^.*?/k(\{.*)$'), 'UTF8'), 'hex')
+$$;
+SELECT next_cursor AS mid_load FROM edgesync.pull('visits', NULL, 4) WITH ORDINALITY
+ ORDER BY ordinality DESC LIMIT 1 \gset
+SELECT substring(:'mid_load' FROM '/k.*$') AS load_position, hex_form(:'mid_load') ~ '/k7b[0-9a-f]+$' AS hex_is_hex;
+SELECT n.pk, o.pk AS from_hex, n.next_cursor = o.next_cursor AS same_cursor
+  FROM edgesync.pull('visits', :'mid_load', 3) WITH ORDINALITY n
+  FULL JOIN edgesync.pull('visits', hex_form(:'mid_load'), 3) WITH ORDINALITY o USING (ordinality)
+ ORDER BY ordinality;
+SELECT next_cursor AS mid_load FROM edgesync.pull('codes', NULL, 2) WITH ORDINALITY
+ ORDER BY ordinality DESC LIMIT 1 \gset
+SELECT substring(:'mid_load' FROM '/k.*$') AS load_position;
+SELECT n.pk, o.pk AS from_hex, n.next_cursor = o.next_cursor AS same_cursor
+  FROM edgesync.pull('codes', :'mid_load', 5) WITH ORDINALITY n
+  FULL JOIN edgesync.pull('codes', hex_form(:'mid_load'), 5) WITH ORDINALITY o USING (ordinality)
+ ORDER BY ordinality;
+-- Every row's cursor of the load resumes after that row, in both forms.
+SELECT p.pk, (SELECT array_agg(q.pk->>'code' ORDER BY ordinality)
+                FROM edgesync.pull('codes', p.next_cursor, 10) WITH ORDINALITY q) AS after,
+       (SELECT array_agg(q.pk->>'code' ORDER BY ordinality)
+          FROM edgesync.pull('codes', hex_form(p.next_cursor), 10) WITH ORDINALITY q) AS after_hex
+  FROM edgesync.pull('codes', NULL, 3) WITH ORDINALITY p ORDER BY ordinality;
+SELECT edgesync.untrack('codes');
+DROP TABLE codes;
+DROP FUNCTION hex_form(text);
+
 -- Then the changes, oldest first, each key once per page at its last
 -- change, with its row as it is now, and tombstones for deleted keys.
 UPDATE visits SET note = 'first' WHERE id = 5;

@@ -6,6 +6,7 @@
 #include "track/cursor.hpp"
 
 #include "core/error.hpp"
+#include "track/key_json.hpp"
 
 #include <charconv>
 #include <vector>
@@ -16,13 +17,17 @@ namespace {
 
 constexpr std::string_view kPrefix = "es1";
 
+/* The most columns a key has (PostgreSQL's INDEX_MAX_KEYS). */
+constexpr int kMaxKeyMembers = 32;
+
+/* s split at sep; at most max parts, the last one the rest of s. */
 std::vector<std::string_view>
-split(std::string_view s, char sep)
+split(std::string_view s, char sep, size_t max = SIZE_MAX)
 {
 	std::vector<std::string_view> parts;
 	size_t start = 0;
 	for (;;) {
-		size_t pos = s.find(sep, start);
+		size_t pos = parts.size() + 1 < max ? s.find(sep, start) : std::string_view::npos;
 		parts.push_back(s.substr(start, pos == std::string_view::npos ? pos : pos - start));
 		if (pos == std::string_view::npos)
 			return parts;
@@ -84,7 +89,8 @@ is_snapshot_text(std::string_view s)
 Cursor
 parse_cursor(std::string_view text)
 {
-	std::vector<std::string_view> f = split(text, '/');
+	/* The load position, last, is the rest of the text: a key's JSON may hold "/". */
+	std::vector<std::string_view> f = split(text, '/', 8);
 	if ((f.size() != 7 && f.size() != 8) || f[0] != kPrefix)
 		malformed(text,
 				  "A cursor has seven or eight fields separated by \"/\" and starts with \"es1\"");
@@ -113,19 +119,32 @@ parse_cursor(std::string_view text)
 		c.last_id = static_cast<int64_t>(id);
 	}
 	if (f.size() == 8) {
-		/* The load position: "k", then the key's JSON in lower-case hex. */
-		std::string_view hex = f[7];
-		if (hex.empty() || hex[0] != 'k' || (hex.size() - 1) % 2 != 0)
+		/*
+		 * The load position: "k", then the key's JSON as it is, or (as
+		 * earlier cursors carry it) in lower-case hex.
+		 */
+		std::string_view field = f[7];
+		if (field.empty() || field[0] != 'k')
 			malformed(text, "The eighth field is not a load position");
 		std::string key;
-		for (size_t i = 1; i < hex.size(); i += 2) {
-			int hi = hex_value(hex[i]), lo = hex_value(hex[i + 1]);
-			if (hi < 0 || lo < 0)
+		if (field.size() > 1 && field[1] == '{')
+			key = std::string(field.substr(1));
+		else {
+			if ((field.size() - 1) % 2 != 0)
 				malformed(text, "The eighth field is not a load position");
-			key += static_cast<char>(hi * 16 + lo);
+			for (size_t i = 1; i < field.size(); i += 2) {
+				int hi = hex_value(field[i]), lo = hex_value(field[i + 1]);
+				if (hi < 0 || lo < 0)
+					malformed(text, "The eighth field is not a load position");
+				key += static_cast<char>(hi * 16 + lo);
+			}
 		}
-		if (!key.empty() && (key.front() != '{' || key.back() != '}'))
-			malformed(text, "The load position is not a key");
+		if (!key.empty()) {
+			std::string scratch(key.size(), '\0');
+			KeyMember members[kMaxKeyMembers];
+			if (parse_key_json(key, scratch.data(), members, kMaxKeyMembers) < 1)
+				malformed(text, "The load position is not a key");
+		}
 		c.load = std::move(key);
 	}
 	return c;
@@ -150,14 +169,8 @@ format_cursor(const Cursor &c)
 		out += '/' + std::to_string(c.last_xid) + '/' + std::to_string(c.last_id);
 	else
 		out += "/-/-";
-	if (c.load) {
-		static constexpr char kHex[] = "0123456789abcdef";
-		out += "/k";
-		for (unsigned char ch : *c.load) {
-			out += kHex[ch >> 4];
-			out += kHex[ch & 15];
-		}
-	}
+	if (c.load)
+		out += "/k" + *c.load;
 	return out;
 }
 

@@ -15,8 +15,11 @@
  *             with the (xid, id) of the last row delivered from it; all three
  *             are "-" when no window is open;
  *   load      pull() only, while its initial load reads the table: "k" and the
- *             hex of the last key loaded (JSON), "k" alone before the first;
- *             absent once the load is done (and in changes() cursors).
+ *             last key loaded (its JSON, as it is: the field is the rest of
+ *             the text, "/" included), "k" alone before the first; absent
+ *             once the load is done (and in changes() cursors).  Earlier
+ *             cursors carry the key's JSON in hex ("k7b22..."): still read
+ *             (devices keep them), no longer written.
  *
  * Pure C++: includes no PostgreSQL header (unit-tested in test/unit).
  */

@@ -178,28 +178,37 @@ head_of(Pull *p, const char *seen, const char *window)
 	return head;
 }
 
-/* The cursor that resumes at position at, with load as its load position (nullptr: none). */
+/*
+ * The cursor that resumes at position at, with load as its load position
+ * (nullptr: none).  One per row handed out: written into one allocation of
+ * its size, not a StringInfo (whose first kilobyte would add up).
+ */
 text *
 cursor_text(const Position *at, const char *load)
 {
-	StringInfoData s;
-	initStringInfo(&s);
-	appendBinaryStringInfo(&s, "    ", VARHDRSZ); /* room for the varlena header */
-	appendStringInfoString(&s, at->head);
-	if (at->window != nullptr)
-		appendStringInfo(&s, "/" INT64_FORMAT "/" INT64_FORMAT, at->last_xid, at->last_id);
-	else
-		appendStringInfoString(&s, "/-/-");
-	if (load != nullptr) {
-		size_t len = strlen(load);
-		appendStringInfoString(&s, "/k");
-		enlargeStringInfo(&s, static_cast<int>(2 * len));
-		s.len += static_cast<int>(hex_encode(load, len, s.data + s.len));
-		s.data[s.len] = '\0';
+	size_t head_len = strlen(at->head);
+	size_t load_len = load != nullptr ? strlen(load) : 0;
+	char *t = static_cast<char *>(
+		palloc(VARHDRSZ + head_len + 2 * (1 + MAXINT8LEN + 1) + 2 + load_len + 1));
+	char *w = t + VARHDRSZ;
+	memcpy(w, at->head, head_len);
+	w += head_len;
+	if (at->window != nullptr) {
+		*w++ = '/';
+		w += pg_lltoa(at->last_xid, w);
+		*w++ = '/';
+		w += pg_lltoa(at->last_id, w);
+	} else {
+		memcpy(w, "/-/-", 4);
+		w += 4;
 	}
-	text *t = reinterpret_cast<text *>(s.data);
-	SET_VARSIZE(t, s.len);
-	return t;
+	if (load != nullptr) {
+		memcpy(w, "/k", 2);
+		memcpy(w + 2, load, load_len);
+		w += 2 + load_len;
+	}
+	SET_VARSIZE(t, w - t);
+	return reinterpret_cast<text *>(t);
 }
 
 /* The columns of a row as the statements return them, from slot column first on, into p->values. */
