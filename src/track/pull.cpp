@@ -224,16 +224,20 @@ unpack_row(Pull *p, const PullRel *pr, TupleTableSlot *slot, int first)
 	}
 }
 
-/* The row in p->values as JSON (as row_to_json() writes it), a text datum. */
+/*
+ * The row in p->values as JSON (as row_to_json() writes it), a text datum:
+ * written in the call's scratch buffer, then copied to an allocation of its
+ * size.
+ */
 text *
 row_json(Pull *p)
 {
-	StringInfoData json;
-	initStringInfo(&json);
-	appendBinaryStringInfo(&json, "    ", VARHDRSZ); /* room for the varlena header */
-	edgesync::track::row_json_append(&p->writer, &json, p->values, p->nulls);
-	text *t = reinterpret_cast<text *>(json.data);
-	SET_VARSIZE(t, json.len);
+	resetStringInfo(&p->scratch);
+	appendBinaryStringInfo(&p->scratch, "    ", VARHDRSZ); /* room for the varlena header */
+	edgesync::track::row_json_append(&p->writer, &p->scratch, p->values, p->nulls);
+	text *t = static_cast<text *>(palloc(p->scratch.len));
+	memcpy(t, p->scratch.data, p->scratch.len);
+	SET_VARSIZE(t, p->scratch.len);
 	return t;
 }
 
@@ -260,6 +264,7 @@ run_pull(Pull *p)
 	p->rel = table_open(p->relid, AccessShareLock);
 	p->version_attnum = edgesync::track::tracked_rel_for(p->fcinfo, p->rel)->version_attnum;
 	edgesync::track::row_json_init(&p->writer, RelationGetDescr(p->rel));
+	initStringInfo(&p->scratch);
 	p->values = static_cast<Datum *>(palloc(sizeof(Datum) * RelationGetDescr(p->rel)->natts));
 	p->nulls = static_cast<bool *>(palloc(sizeof(bool) * RelationGetDescr(p->rel)->natts));
 	p->scope = psprintf("rel%u", p->relid);

@@ -146,6 +146,7 @@ struct Pull {
 	AttrNumber version_attnum;
 	Datum *values; /* a row read, in the table's layout */
 	bool *nulls;
+	StringInfoData scratch; /* row_json()'s buffer, in cxt */
 
 	/* Where the caller is. */
 	bool has_position; /* false: a NULL cursor, the load starts now */

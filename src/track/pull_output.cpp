@@ -32,8 +32,41 @@ using edgesync::track::pull::run_pull;
 using edgesync::track::pull::start_pull;
 
 /*
+ * n, if v is an integer of at most 18 digits (an integer key's usual form):
+ * the numeric of int64_to_numeric(n) is the one numeric_in() reads from v,
+ * without parsing it as a decimal.
+ */
+bool
+small_integer(std::string_view v, int64 *n)
+{
+	size_t i = !v.empty() && v[0] == '-' ? 1 : 0;
+	if (v.size() == i || v.size() - i > 18)
+		return false;
+	int64 value = 0;
+	for (; i < v.size(); i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return false;
+		value = value * 10 + (v[i] - '0');
+	}
+	*n = v[0] == '-' ? -value : value;
+	return true;
+}
+
+/* Orders members as a jsonb object orders its keys: shorter first, then bytewise. */
+bool
+jsonb_key_before(const JsonbPair &a, const JsonbPair &b)
+{
+	if (a.key.val.string.len != b.key.val.string.len)
+		return a.key.val.string.len < b.key.val.string.len;
+	return memcmp(a.key.val.string.val, b.key.val.string.val, a.key.val.string.len) < 0;
+}
+
+/*
  * A key's JSON text as jsonb: what jsonb_in() makes of it, built from the
- * members read by parse_key_json() rather than by the JSON parser.
+ * members read by parse_key_json() rather than by the JSON parser: one
+ * object value with its members in jsonb's key order, converted once (a
+ * key's names are its columns', so no two are equal; if they were, jsonb_in()
+ * decides).
  */
 Datum
 key_jsonb(const char *json)
@@ -42,33 +75,50 @@ key_jsonb(const char *json)
 	int n = edgesync::track::pull::key_members(json, members);
 	if (n < 0)
 		return DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
-	JsonbParseState *state = nullptr;
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, nullptr);
+	JsonbPair pairs[INDEX_MAX_KEYS];
 	for (int i = 0; i < n; i++) {
-		JsonbValue key, value;
-		key.type = jbvString;
-		key.val.string.val = const_cast<char *>(members[i].name.data());
-		key.val.string.len = static_cast<int>(members[i].name.size());
-		pushJsonbValue(&state, WJB_KEY, &key);
+		JsonbPair *pair = &pairs[i];
+		pair->key.type = jbvString;
+		pair->key.val.string.val = const_cast<char *>(members[i].name.data());
+		pair->key.val.string.len = static_cast<int>(members[i].name.size());
+		pair->order = i;
+		JsonbValue *value = &pair->value;
 		std::string_view v = members[i].value;
 		if (members[i].is_null)
-			value.type = jbvNull;
+			value->type = jbvNull;
 		else if (members[i].is_string) {
-			value.type = jbvString;
-			value.val.string.val = const_cast<char *>(v.data());
-			value.val.string.len = static_cast<int>(v.size());
+			value->type = jbvString;
+			value->val.string.val = const_cast<char *>(v.data());
+			value->val.string.len = static_cast<int>(v.size());
 		} else if (v == "true" || v == "false") {
-			value.type = jbvBool;
-			value.val.boolean = v == "true";
+			value->type = jbvBool;
+			value->val.boolean = v == "true";
 		} else {
-			value.type = jbvNumeric;
-			value.val.numeric = DatumGetNumeric(
-				DirectFunctionCall3(numeric_in, CStringGetDatum(pnstrdup(v.data(), v.size())),
-									ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+			value->type = jbvNumeric;
+			int64 number;
+			value->val.numeric =
+				small_integer(v, &number)
+					? int64_to_numeric(number)
+					: DatumGetNumeric(DirectFunctionCall3(
+						  numeric_in, CStringGetDatum(pnstrdup(v.data(), v.size())),
+						  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
 		}
-		pushJsonbValue(&state, WJB_VALUE, &value);
 	}
-	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, nullptr)));
+	for (int i = 1; i < n; i++) { /* insertion sort: a key has a few columns */
+		JsonbPair pair = pairs[i];
+		int j = i;
+		for (; j > 0 && jsonb_key_before(pair, pairs[j - 1]); j--)
+			pairs[j] = pairs[j - 1];
+		pairs[j] = pair;
+	}
+	for (int i = 1; i < n; i++)
+		if (!jsonb_key_before(pairs[i - 1], pairs[i]))
+			return DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+	JsonbValue object;
+	object.type = jbvObject;
+	object.val.object.nPairs = n;
+	object.val.object.pairs = pairs;
+	return JsonbPGetDatum(JsonbValueToJsonb(&object));
 }
 
 /* pull()'s sink: its result rows. */

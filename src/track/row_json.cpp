@@ -56,10 +56,32 @@ struct RowJsonColumn {
 
 namespace {
 
+/*
+ * Appends len bytes, calling out to grow the buffer only when it is full
+ * (appendBinaryStringInfo() calls enlargeStringInfo() for every piece, and a
+ * row is a few dozen pieces).
+ */
+inline void
+append_bytes(StringInfo out, const char *data, int len)
+{
+	if (out->len + len >= out->maxlen)
+		enlargeStringInfo(out, len);
+	memcpy(out->data + out->len, data, len);
+	out->len += len;
+	out->data[out->len] = '\0';
+}
+
+/* The text_writer.hpp sink of append_bytes(). */
+struct RowSink {
+	StringInfo s;
+	void append(const char *data, size_t len) { append_bytes(s, data, static_cast<int>(len)); }
+	void push_back(char c) { appendStringInfoCharMacro(s, c); }
+};
+
 void
 append_text(StringInfo out, text *t)
 {
-	appendBinaryStringInfo(out, VARDATA_ANY(t), static_cast<int>(VARSIZE_ANY_EXHDR(t)));
+	append_bytes(out, VARDATA_ANY(t), static_cast<int>(VARSIZE_ANY_EXHDR(t)));
 }
 
 void
@@ -125,36 +147,41 @@ classify(RowJsonColumn *column, Oid type)
 void
 append_value(RowJsonColumn *column, StringInfo out, Datum value)
 {
-	StringInfoSink sink{out};
+	RowSink sink{out};
 	switch (column->category) {
 	case JsonCategory::kSkip:
 		return;
 	case JsonCategory::kBool:
-		appendStringInfoString(out, DatumGetBool(value) ? "true" : "false");
+		if (DatumGetBool(value))
+			append_bytes(out, "true", 4);
+		else
+			append_bytes(out, "false", 5);
 		return;
 	case JsonCategory::kInteger: {
-		char buf[MAXINT8LEN + 1];
 		int64 n = column->type == INT2OID	? DatumGetInt16(value)
 				  : column->type == INT4OID ? DatumGetInt32(value)
 											: DatumGetInt64(value);
-		appendBinaryStringInfo(out, buf, pg_lltoa(n, buf));
+		if (out->len + MAXINT8LEN + 1 >= out->maxlen)
+			enlargeStringInfo(out, MAXINT8LEN + 1);
+		out->len += pg_lltoa(n, out->data + out->len);
 		return;
 	}
 	case JsonCategory::kNumeric: {
 		char *s = OutputFunctionCall(&column->function, value);
 		size_t len = strlen(s);
 		if (IsValidJsonNumber(s, static_cast<int>(len)))
-			appendBinaryStringInfo(out, s, static_cast<int>(len));
+			append_bytes(out, s, static_cast<int>(len));
 		else
 			writer::append_json_string(sink, std::string_view(s, len));
 		return;
 	}
 	case JsonCategory::kDateTime: {
-		char buf[MAXDATELEN + 1];
-		JsonEncodeDateTime(buf, value, column->type, nullptr);
-		appendStringInfoCharMacro(out, '"');
-		appendStringInfoString(out, buf);
-		appendStringInfoCharMacro(out, '"');
+		char buf[MAXDATELEN + 3];
+		buf[0] = '"';
+		JsonEncodeDateTime(buf + 1, value, column->type, nullptr);
+		int len = static_cast<int>(strlen(buf));
+		buf[len++] = '"';
+		append_bytes(out, buf, len);
 		return;
 	}
 	case JsonCategory::kJson:
@@ -222,9 +249,9 @@ row_json_append(const RowJson *writer, StringInfo out, const Datum *values, cons
 		RowJsonColumn *column = &writer->columns[i];
 		if (column->category == JsonCategory::kSkip)
 			continue;
-		appendBinaryStringInfo(out, column->label, column->label_len);
+		append_bytes(out, column->label, column->label_len);
 		if (nulls[i])
-			appendBinaryStringInfo(out, "null", 4);
+			append_bytes(out, "null", 4);
 		else
 			append_value(column, out, values[i]);
 	}
