@@ -105,6 +105,22 @@ SELECT p.pk, (SELECT array_agg(q.pk->>'code' ORDER BY ordinality)
 SELECT edgesync.untrack('codes');
 DROP TABLE codes;
 DROP FUNCTION hex_form(text);
+-- The key of each row is the same jsonb in the load (built from the key's
+-- values) as in the change pages (read from the log's JSON), members in
+-- jsonb's order, integers of every size.
+CREATE TABLE beds (ward varchar(10), bed int2, n int8, note text, PRIMARY KEY (ward, bed, n));
+INSERT INTO beds VALUES ('A/"1', 1, 10, 'x'), ('B', -2, 9223372036854775807, 'y'),
+                        ('C', 3, -9223372036854775808, 'z');
+SELECT edgesync.track('beds');
+SELECT edgesync.current_cursor('beds') AS beds_from \gset
+UPDATE beds SET note = note || '!';
+SELECT l.pk, l.pk = c.pk AS same_in_changes,
+       l.pk = jsonb_build_object('ward', l."row"->'ward', 'bed', l."row"->'bed', 'n', l."row"->'n') AS same_as_row
+  FROM edgesync.pull('beds', NULL) l
+  FULL JOIN edgesync.pull('beds', :'beds_from') c ON c."row"->>'note' = l."row"->>'note'
+ ORDER BY l.pk;
+SELECT edgesync.untrack('beds');
+DROP TABLE beds;
 
 -- Then the changes, oldest first, each key once per page at its last
 -- change, with its row as it is now, and tombstones for deleted keys.

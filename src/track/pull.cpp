@@ -40,7 +40,8 @@
  * then the load's rows, each handed to the call's sink (pull_output.cpp).
  * Each row's JSON is row_to_json()'s, in the caller's session settings
  * (row_json.hpp); each key's is the change log's (append_key_json), in the
- * load as in the changes.
+ * load as in the changes (the load builds the key's jsonb from its values,
+ * the same value as the JSON's: key_jsonb_of_row()).
  *
  * Plain C-style code: it calls PostgreSQL directly and owns no C++ objects;
  * cursors are parsed and formatted by cursor.cpp inside guarded().
@@ -87,9 +88,10 @@ unpin_search_path(Pull *p)
  */
 struct Pending {
 	enum { kNone, kPage, kLoaded } kind;
-	int index;			/* kPage: into p->rows */
-	StringInfoData key; /* kLoaded: the key's JSON */
-	StringInfoData row; /* kLoaded: room for a varlena header, then the row's JSON */
+	int index;			  /* kPage: into p->rows */
+	StringInfoData key;	  /* kLoaded: the key's JSON */
+	StringInfoData jsonb; /* kLoaded: the key as jsonb if the sink wants it, else empty */
+	StringInfoData row;	  /* kLoaded: room for a varlena header, then the row's JSON */
 	int64 version;
 };
 
@@ -107,14 +109,15 @@ emit_pending(Pull *p, Pending *pending, const Position *load_at, text *final)
 		text *cursor = final != nullptr		  ? final
 					   : p->sink->row_cursors ? cursor_text(&r->at, p->loading ? p->load : nullptr)
 											  : nullptr;
-		p->sink->row(p->sink, r->pk, r->row, r->version, r->row == nullptr, cursor);
+		p->sink->row(p->sink, r->pk, Datum(0), r->row, r->version, r->row == nullptr, cursor);
 	} else if (pending->kind == Pending::kLoaded) {
 		text *cursor = final != nullptr		  ? final
 					   : p->sink->row_cursors ? cursor_text(load_at, pending->key.data)
 											  : nullptr;
 		text *row = reinterpret_cast<text *>(pending->row.data);
 		SET_VARSIZE(row, pending->row.len);
-		p->sink->row(p->sink, pending->key.data, row, pending->version, false, cursor);
+		Datum pk_jsonb = pending->jsonb.len > 0 ? PointerGetDatum(pending->jsonb.data) : Datum(0);
+		p->sink->row(p->sink, pending->key.data, pk_jsonb, row, pending->version, false, cursor);
 	}
 	pending->kind = Pending::kNone;
 	MemoryContextSwitchTo(old);
@@ -146,6 +149,13 @@ receive_load_row(TupleTableSlot *slot, DestReceiver *self)
 	resetStringInfo(&pending->key);
 	edgesync::track::append_key_json(
 		&pending->key, edgesync::track::tracked_rel_for(p->fcinfo, p->rel), p->values, p->nulls);
+	resetStringInfo(&pending->jsonb);
+	if (p->sink->key_jsonb) {
+		Datum jsonb = key_jsonb_of_row(r->pr, p->values, p->nulls);
+		if (jsonb != Datum(0))
+			appendBinaryStringInfo(&pending->jsonb, DatumGetPointer(jsonb),
+								   static_cast<int>(VARSIZE(DatumGetPointer(jsonb))));
+	}
 	resetStringInfo(&pending->row);
 	appendBinaryStringInfo(&pending->row, "    ", VARHDRSZ);
 	edgesync::track::row_json_append(&p->writer, &pending->row, p->values, p->nulls);
@@ -350,6 +360,7 @@ run_pull(Pull *p)
 	/* The rows from the log first, the last one held back. */
 	Pending pending = {};
 	initStringInfo(&pending.key);
+	initStringInfo(&pending.jsonb);
 	initStringInfo(&pending.row);
 	for (int i = 0; i < p->count; i++) {
 		if (p->rows[i].removed)

@@ -98,13 +98,25 @@ void receiver_shutdown(DestReceiver *);
 
 /* Where a page goes: pull()'s rows, or rxdb_pull()'s documents. */
 struct PageSink {
-	/* A row (tombstone: row nullptr); cursor nullptr where the sink wants none. */
-	void (*row)(PageSink *sink, const char *pk, ::text *row, int64 version, bool deleted,
-				::text *cursor);
+	/*
+	 * A row (tombstone: row nullptr); pk_jsonb its key as jsonb if at hand
+	 * (else 0: from pk); cursor nullptr where the sink wants none.
+	 */
+	void (*row)(PageSink *sink, const char *pk, Datum pk_jsonb, ::text *row, int64 version,
+				bool deleted, ::text *cursor);
 	/* Nothing to show, but the cursor moved past rows the caller cannot see. */
 	void (*moved)(PageSink *sink, ::text *cursor);
 	bool row_cursors; /* wants a cursor on every row, not only the last */
+	bool key_jsonb;	  /* wants each row's key as jsonb */
 };
+
+/*
+ * The key of a row read by the load (the table's layout), as jsonb: what
+ * jsonb_in() makes of its JSON (append_key_json), built from the values of
+ * integer and text key columns without writing and parsing that JSON; 0 for
+ * keys of other types (the sink then reads the JSON).
+ */
+Datum key_jsonb_of_row(const PullRel *pr, const Datum *values, const bool *nulls);
 
 /*
  * A position in the log: every change up to (last_xid, last_id) of window

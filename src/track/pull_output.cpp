@@ -13,6 +13,7 @@
 #include "track/pull.hpp"
 
 extern "C" {
+#include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -62,11 +63,33 @@ jsonb_key_before(const JsonbPair &a, const JsonbPair &b)
 }
 
 /*
+ * The jsonb of an object of n members: sorted into jsonb's key order and
+ * converted once (what jsonb_in() builds, without its parser); 0 if two
+ * names are equal (a key's names are its columns', so they never are).
+ */
+Datum
+object_jsonb(JsonbPair *pairs, int n)
+{
+	for (int i = 1; i < n; i++) { /* insertion sort: a key has a few columns */
+		JsonbPair pair = pairs[i];
+		int j = i;
+		for (; j > 0 && jsonb_key_before(pair, pairs[j - 1]); j--)
+			pairs[j] = pairs[j - 1];
+		pairs[j] = pair;
+	}
+	for (int i = 1; i < n; i++)
+		if (!jsonb_key_before(pairs[i - 1], pairs[i]))
+			return Datum(0);
+	JsonbValue object;
+	object.type = jbvObject;
+	object.val.object.nPairs = n;
+	object.val.object.pairs = pairs;
+	return JsonbPGetDatum(JsonbValueToJsonb(&object));
+}
+
+/*
  * A key's JSON text as jsonb: what jsonb_in() makes of it, built from the
- * members read by parse_key_json() rather than by the JSON parser: one
- * object value with its members in jsonb's key order, converted once (a
- * key's names are its columns', so no two are equal; if they were, jsonb_in()
- * decides).
+ * members read by parse_key_json() rather than by the JSON parser.
  */
 Datum
 key_jsonb(const char *json)
@@ -104,21 +127,8 @@ key_jsonb(const char *json)
 						  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
 		}
 	}
-	for (int i = 1; i < n; i++) { /* insertion sort: a key has a few columns */
-		JsonbPair pair = pairs[i];
-		int j = i;
-		for (; j > 0 && jsonb_key_before(pair, pairs[j - 1]); j--)
-			pairs[j] = pairs[j - 1];
-		pairs[j] = pair;
-	}
-	for (int i = 1; i < n; i++)
-		if (!jsonb_key_before(pairs[i - 1], pairs[i]))
-			return DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
-	JsonbValue object;
-	object.type = jbvObject;
-	object.val.object.nPairs = n;
-	object.val.object.pairs = pairs;
-	return JsonbPGetDatum(JsonbValueToJsonb(&object));
+	Datum jsonb = object_jsonb(pairs, n);
+	return jsonb != Datum(0) ? jsonb : DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
 }
 
 /* pull()'s sink: its result rows. */
@@ -128,11 +138,12 @@ struct RowsSink {
 };
 
 void
-rows_row(PageSink *sink, const char *pk, text *row, int64 version, bool deleted, text *cursor)
+rows_row(PageSink *sink, const char *pk, Datum pk_jsonb, text *row, int64 version, bool deleted,
+		 text *cursor)
 {
 	ReturnSetInfo *rsinfo = reinterpret_cast<RowsSink *>(sink)->rsinfo;
-	Datum values[5] = {key_jsonb(pk), PointerGetDatum(row), Int64GetDatum(version),
-					   BoolGetDatum(deleted), PointerGetDatum(cursor)};
+	Datum values[5] = {pk_jsonb != Datum(0) ? pk_jsonb : key_jsonb(pk), PointerGetDatum(row),
+					   Int64GetDatum(version), BoolGetDatum(deleted), PointerGetDatum(cursor)};
 	bool nulls[5] = {false, row == nullptr, false, false, false};
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
@@ -155,7 +166,7 @@ struct DocumentsSink {
 };
 
 void
-documents_row(PageSink *sink, const char *pk, text *row, int64, bool deleted, text *cursor)
+documents_row(PageSink *sink, const char *pk, Datum, text *row, int64, bool deleted, text *cursor)
 {
 	DocumentsSink *d = reinterpret_cast<DocumentsSink *>(sink);
 	if (d->count++ > 0)
@@ -186,6 +197,52 @@ documents_moved(PageSink *sink, text *cursor)
 
 } // namespace
 
+namespace edgesync::track::pull {
+
+Datum
+key_jsonb_of_row(const PullRel *pr, const Datum *values, const bool *nulls)
+{
+	JsonbPair pairs[INDEX_MAX_KEYS];
+	for (int i = 0; i < pr->nkeys; i++) {
+		const PullKey *key = &pr->keys[i];
+		Datum value = values[key->attnum - 1];
+		if (nulls[key->attnum - 1])
+			return Datum(0);
+		JsonbPair *pair = &pairs[i];
+		pair->key.type = jbvString;
+		pair->key.val.string.val = key->name;
+		pair->key.val.string.len = static_cast<int>(strlen(key->name));
+		pair->order = i;
+		switch (key->type) {
+		case INT2OID:
+			pair->value.type = jbvNumeric;
+			pair->value.val.numeric = int64_to_numeric(DatumGetInt16(value));
+			break;
+		case INT4OID:
+			pair->value.type = jbvNumeric;
+			pair->value.val.numeric = int64_to_numeric(DatumGetInt32(value));
+			break;
+		case INT8OID:
+			pair->value.type = jbvNumeric;
+			pair->value.val.numeric = int64_to_numeric(DatumGetInt64(value));
+			break;
+		case TEXTOID:
+		case VARCHAROID: {
+			auto *t = reinterpret_cast<::text *>(PG_DETOAST_DATUM_PACKED(value));
+			pair->value.type = jbvString;
+			pair->value.val.string.val = VARDATA_ANY(t);
+			pair->value.val.string.len = static_cast<int>(VARSIZE_ANY_EXHDR(t));
+			break;
+		}
+		default:
+			return Datum(0);
+		}
+	}
+	return object_jsonb(pairs, pr->nkeys);
+}
+
+} // namespace edgesync::track::pull
+
 /*
  * edgesync.pull(tbl regclass, cursor text, max integer)
  *   -> (pk jsonb, row json, version bigint, deleted boolean, next_cursor text)
@@ -197,7 +254,7 @@ edgesync_pull(PG_FUNCTION_ARGS)
 	start_pull(&p, fcinfo, "max");
 	p.incoming = PG_ARGISNULL(1) ? nullptr : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	InitMaterializedSRF(fcinfo, 0);
-	RowsSink sink = {{rows_row, rows_moved, true},
+	RowsSink sink = {{rows_row, rows_moved, true, true},
 					 reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo)};
 	p.sink = &sink.base;
 	run_pull(&p);
@@ -226,7 +283,7 @@ edgesync_rxdb_pull(PG_FUNCTION_ARGS)
 		Datum cursor = jsonb_object_field_text(field);
 		p.incoming = field->isnull ? nullptr : TextDatumGetCString(cursor);
 	}
-	DocumentsSink sink = {{documents_row, documents_moved, false}, {}, 0, {}};
+	DocumentsSink sink = {{documents_row, documents_moved, false, false}, {}, 0, {}};
 	initStringInfo(&sink.documents);
 	initStringInfo(&sink.cursor);
 	p.sink = &sink.base;
