@@ -7,7 +7,11 @@
 #
 # Environment: ROWS (100000) rows in the table, PAGE (1000) rows per page,
 # CHANGED (50000) rows changed for the change pages, PUSHED (10000) rows
-# pushed, BATCH (100) changes per push, REPEATS (5).
+# pushed, BATCH (100) changes per push, REPEATS (5).  COUNT=1 times nothing:
+# it runs the load and the change pages of pull() and of SELECT * once each
+# and prints what does not move with the machine: the backend's minor page
+# faults, then its instructions with the cluster restarted under valgrind
+# --tool=callgrind (a few minutes).
 #
 # Each variant is a psql script of one statement per page (or per push),
 # run by one psql whose output goes to /dev/null, timed from outside; the
@@ -156,6 +160,65 @@ changes_select 'json_agg(t ORDER BY id)' >"$dir/changes_json_agg.sql"
 } >"$dir/push_update.sql"
 chmod -R a+r "$dir"
 
+# CHANGED rows updated (every other row, transactions of 1000); cursor: from before them.
+fresh_changes() {
+	cursor=$(sql -c "SELECT edgesync.current_cursor('patients')")
+	sql -v changed="$CHANGED" >/dev/null <<-'SQL'
+		SET bench.changed = :changed;
+		DO $$
+		BEGIN
+		    FOR b IN 0 .. (current_setting('bench.changed')::int - 1) / 1000 LOOP
+		        UPDATE patients SET admitted = admitted + 1
+		         WHERE id % 2 = 0 AND id BETWEEN b * 2000 + 1 AND (b + 1) * 2000;
+		        COMMIT;
+		    END LOOP;
+		END
+		$$;
+	SQL
+}
+
+if [ "${COUNT:-0}" = 1 ]; then
+	fresh_changes
+	sql -c 'SELECT count(*) FROM patients' >/dev/null # hint bits set before any variant reads
+	counted=(load load_select changes changes_select)
+	# counted_run SCRIPT [psql args]: runs it in one session, prints the backend's pid first.
+	counted_run() {
+		local script=$1
+		shift
+		{ echo 'SELECT pg_backend_pid();'; cat "$dir/$script.sql"; } |
+			sql -q -v ON_ERROR_STOP=1 -v cursor="$cursor" "$@" >"$CLUSTER_ROOT/out"
+		head -1 "$CLUSTER_ROOT/out"
+	}
+	printf '\noffline clients, counted: %d rows, pages of %d, %d changed rows; one run each\n' \
+		"$ROWS" "$PAGE" "$CHANGED"
+	printf '%-16s | %12s | %s\n' what 'page faults' 'instructions (M)'
+	declare -A faults
+	for v in "${counted[@]}"; do
+		{ cat "$dir/$v.sql"; echo "\\o $CLUSTER_ROOT/faults"
+		  echo "SELECT split_part(pg_read_file('/proc/self/stat'), ' ', 10);"; } |
+			sql -q -v ON_ERROR_STOP=1 -v cursor="$cursor" >/dev/null
+		faults[$v]=$(cat "$CLUSTER_ROOT/faults")
+	done
+	command -v valgrind >/dev/null || apt-get install -y -q --no-install-recommends valgrind >/dev/null
+	as_cluster_user "$PG_BINDIR/pg_ctl" -D "$CLUSTER_ROOT/pull" -w stop >/dev/null
+	as_cluster_user valgrind --tool=callgrind --trace-children=yes \
+		--callgrind-out-file="$CLUSTER_ROOT/cg.%p" "$PG_BINDIR/postgres" -D "$CLUSTER_ROOT/pull" \
+		>"$CLUSTER_ROOT/valgrind.log" 2>&1 &
+	for ((i = 0; i < 300; i++)); do sql -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 1; done
+	for v in "${counted[@]}"; do
+		pid=$(counted_run "$v")
+		for ((i = 0; i < 120; i++)); do
+			grep -qs '^totals:\|^summary:' "$CLUSTER_ROOT/cg.$pid" && break
+			sleep 1
+		done
+		printf '%-16s | %12s | %s\n' "$v" "${faults[$v]}" \
+			"$(awk '/^(totals|summary):/ { printf "%.1f", $2 / 1e6; exit }' "$CLUSTER_ROOT/cg.$pid")"
+	done
+	as_cluster_user "$PG_BINDIR/pg_ctl" -D "$CLUSTER_ROOT/pull" -w stop >/dev/null
+	wait
+	exit 0
+fi
+
 results=$CLUSTER_ROOT/results
 : >"$results"
 # timed NAME ROWS SCRIPT [psql args]: runs the script, records rows per second.
@@ -191,19 +254,7 @@ for ((r = 0; r < REPEATS; r++)); do
 		esac
 	done
 	# Changes: a fresh window of CHANGED updates each repeat.
-	cursor=$(sql -c "SELECT edgesync.current_cursor('patients')")
-	sql -v changed="$CHANGED" >/dev/null <<-'SQL'
-		SET bench.changed = :changed;
-		DO $$
-		BEGIN
-		    FOR b IN 0 .. (current_setting('bench.changed')::int - 1) / 1000 LOOP
-		        UPDATE patients SET admitted = admitted + 1
-		         WHERE id % 2 = 0 AND id BETWEEN b * 2000 + 1 AND (b + 1) * 2000;
-		        COMMIT;
-		    END LOOP;
-		END
-		$$;
-	SQL
+	fresh_changes
 	for v in $(in_turns select pull to_json rxdb json_agg); do
 		case $v in
 		pull) timed "changes" "$CHANGED" "$dir/changes.sql" -v cursor="$cursor" ;;
