@@ -18,7 +18,7 @@ use Time::HiRes ();
 
 our @EXPORT = qw(edgesync_node edgesync_selftest_functions edgesync_apply_audit
   edgesync_applier_url edgesync_catalog_fingerprint edgesync_target_health
-  edgesync_wait_converged);
+  edgesync_wait_converged edgesync_replay_writes_nothing);
 
 my $conf_file = File::Spec->catfile(dirname(__FILE__), '..', 'edgesync.conf');
 
@@ -68,6 +68,53 @@ sub edgesync_wait_converged
 		Test::More::is($replica, $source, "$what: $table on the cloud equals the hospital's")
 		  or Test::More::diag('target: ' . edgesync_target_health($hospital, $hospital_db));
 	}
+}
+
+# edgesync_replay_writes_nothing(hospital => [node, db], cloud => [node, db],
+# target => name, copy => slot, tables => [...], checksums => {table => query},
+# role => applying role, hospital_sql => "..."): a replay of the whole stream
+# by the shipper.  The target's slot is replaced by COPY (a copy of it taken
+# earlier) and its record of acknowledgements forgotten, as after a crash
+# between the replica's COMMIT and that record, so it sends every
+# transaction again; hospital_sql runs in the same step (WAL to go through).
+# Tests that the shipper goes through it all, fails nothing, and writes and
+# changes no row of TABLES (a trigger on each counts its writes).
+sub edgesync_replay_writes_nothing
+{
+	my (%a) = @_;
+	my ($hospital, $hospital_db) = @{ $a{hospital} };
+	my ($cloud, $cloud_db) = @{ $a{cloud} };
+	my ($target, $slot) = ($a{target}, "edgesync_$a{target}");
+	my $health = sub { edgesync_target_health($hospital, $hospital_db) };
+	$hospital->safe_psql($hospital_db, qq{SELECT edgesync.alter_target('$target', enabled => false)});
+	$hospital->poll_query_until($hospital_db,
+		"SELECT count(*) = 0 FROM pg_replication_slots WHERE slot_name = '$slot' AND active")
+	  or die 'the shipper still holds the slot';
+	$cloud->safe_psql($cloud_db, qq{
+		CREATE TABLE public.writes (tbl text, op text);
+		GRANT INSERT ON public.writes TO $a{role};
+		CREATE FUNCTION public.count_write() RETURNS trigger LANGUAGE plpgsql AS \$\$
+		BEGIN INSERT INTO public.writes VALUES (TG_TABLE_NAME, TG_OP); RETURN NULL; END \$\$;}
+		  . join('', map { "CREATE TRIGGER count_write AFTER INSERT OR UPDATE OR DELETE ON $_
+		                    FOR EACH ROW EXECUTE FUNCTION public.count_write();" } @{ $a{tables} }));
+	my %checksum = %{ $a{checksums} };
+	my $sums = sub { join ',', map { $cloud->safe_psql($cloud_db, $checksum{$_}) } sort keys %checksum };
+	my $before = $sums->();
+	my $end = $hospital->safe_psql($hospital_db, qq{
+		SELECT pg_drop_replication_slot('$slot');
+		SELECT pg_copy_logical_replication_slot('$a{copy}', '$slot');
+		UPDATE edgesync.target_state SET acked_lsn = NULL, pending_end = NULL WHERE name = '$target';
+		} . ($a{hospital_sql} // '') . q{
+		SELECT pg_current_wal_lsn();});
+	$end = (split /\n/, $end)[-1];
+	$hospital->safe_psql($hospital_db, qq{SELECT edgesync.alter_target('$target', enabled => true)});
+	Test::More::ok($hospital->poll_query_until($hospital_db,
+			"SELECT confirmed_flush_lsn >= '$end' FROM pg_replication_slots WHERE slot_name = '$slot'"),
+		'the shipper went through the whole stream again') or Test::More::diag('target: ' . $health->());
+	Test::More::like($health->(), qr/^0\|/, 'the replay failed nothing');
+	Test::More::is($cloud->safe_psql($cloud_db, 'SELECT count(*) FROM public.writes'), '0',
+		'the replay wrote no row');
+	Test::More::is($sums->(), $before, 'the replay changed nothing');
 }
 
 # edgesync_applier_url(cloud, [tables]): creates the role cloud_applier on

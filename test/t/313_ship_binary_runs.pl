@@ -166,36 +166,14 @@ like(status(), qr/^0\|$/, 'the target is healthy');
 
 # A replay of the whole stream: the shipper's slot replaced by the copy from
 # the start, its acknowledgements forgotten.  Nothing is written.
-$hospital->safe_psql('postgres', q{SELECT edgesync.alter_target('cloud', enabled => false)});
-$hospital->poll_query_until('postgres',
-	"SELECT count(*) = 0 FROM pg_replication_slots WHERE slot_name = 'edgesync_cloud' AND active")
-  or die 'the shipper still holds the slot';
-$cloud->safe_psql('replica', q{
-	CREATE TABLE public.writes (tbl text, op text);
-	GRANT INSERT ON public.writes TO feed;
-	CREATE FUNCTION public.count_write() RETURNS trigger LANGUAGE plpgsql AS $$
-	BEGIN INSERT INTO public.writes VALUES (TG_TABLE_NAME, TG_OP); RETURN NULL; END $$;
-	CREATE TRIGGER count_write AFTER INSERT OR UPDATE OR DELETE ON public.vitals
-	    FOR EACH ROW EXECUTE FUNCTION public.count_write();
-	CREATE TRIGGER count_write AFTER INSERT OR UPDATE OR DELETE ON public.wards
-	    FOR EACH ROW EXECUTE FUNCTION public.count_write();
-});
-my $before = join ',', map { $cloud->safe_psql('replica', $checksum{$_}) } sort keys %checksum;
-my $end = $hospital->safe_psql('postgres', q{
-	SELECT pg_drop_replication_slot('edgesync_cloud');
-	SELECT pg_copy_logical_replication_slot('replay', 'edgesync_cloud');
-	UPDATE edgesync.target_state SET acked_lsn = NULL, pending_end = NULL WHERE name = 'cloud';
-	SELECT pg_current_wal_lsn();
-});
-$end = (split /\n/, $end)[-1];
-$hospital->safe_psql('postgres', q{SELECT edgesync.alter_target('cloud', enabled => true)});
-ok($hospital->poll_query_until('postgres',
-		"SELECT confirmed_flush_lsn >= '$end' FROM pg_replication_slots WHERE slot_name = 'edgesync_cloud'"),
-	'the shipper went through the whole stream again') or diag('target: ' . status());
-like(status(), qr/^0\|$/, 'the replay failed nothing');
-is($cloud->safe_psql('replica', 'SELECT count(*) FROM public.writes'), '0', 'the replay wrote no row');
-is(join(',', map { $cloud->safe_psql('replica', $checksum{$_}) } sort keys %checksum), $before,
-	'the replay changed nothing');
+edgesync_replay_writes_nothing(
+	hospital => [ $hospital, 'postgres' ],
+	cloud => [ $cloud, 'replica' ],
+	target => 'cloud',
+	copy => 'replay',
+	role => 'feed',
+	tables => [qw(public.vitals public.wards)],
+	checksums => \%checksum);
 
 $hospital->safe_psql('postgres', q{SELECT pg_drop_replication_slot('replay')});
 done_testing();
