@@ -12,6 +12,7 @@
 #include "track/sync_log.hpp"
 
 #include <algorithm>
+#include <climits>
 
 extern "C" {
 #include "commands/dbcommands.h"
