@@ -14,6 +14,8 @@
  */
 #include "ship/activity.hpp"
 
+#include "core/shared_struct.hpp"
+
 #include <algorithm>
 #include <map>
 
@@ -43,9 +45,6 @@ Entry *entries = nullptr; /* MaxBackends of them, or none without preload */
 int nentries = 0;
 Entry *mine = nullptr;		  /* this process's entry, if it holds one */
 bool release_at_exit = false; /* on_shmem_exit registered */
-shmem_request_hook_type previous_request = nullptr;
-shmem_startup_hook_type previous_startup = nullptr;
-
 Size
 memory_size()
 {
@@ -53,30 +52,18 @@ memory_size()
 }
 
 void
-request_memory()
+attach_memory(void *memory, bool found)
 {
-	if (previous_request != nullptr)
-		previous_request();
-	RequestAddinShmemSpace(memory_size());
-}
-
-void
-startup_memory()
-{
-	if (previous_startup != nullptr)
-		previous_startup();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	bool found;
-	entries =
-		static_cast<Entry *>(ShmemInitStruct("edgesync shipper activity", memory_size(), &found));
+	entries = static_cast<Entry *>(memory);
 	nentries = MaxBackends;
 	if (!found)
 		for (int i = 0; i < nentries; i++) {
 			SpinLockInit(&entries[i].mutex);
 			entries[i].pid = 0;
 		}
-	LWLockRelease(AddinShmemInitLock);
 }
+
+const SharedStruct activity_table = {"edgesync shipper activity", memory_size, attach_memory};
 
 void
 release_mine()
@@ -130,10 +117,7 @@ activity_name(Activity activity)
 void
 request_activity_memory()
 {
-	previous_request = shmem_request_hook;
-	shmem_request_hook = request_memory;
-	previous_startup = shmem_startup_hook;
-	shmem_startup_hook = startup_memory;
+	request_shared_struct(&activity_table);
 }
 
 ActivityClaim::ActivityClaim(const std::string &target)

@@ -13,6 +13,8 @@
  */
 #include "ship/wakeup.hpp"
 
+#include "core/shared_struct.hpp"
+
 extern "C" {
 #include "miscadmin.h"
 #include "port/atomics.h"
@@ -39,9 +41,6 @@ struct Waiter {
 Waiter *waiters = nullptr; /* nwaiters of them, or none without preload */
 int nwaiters = 0;
 Waiter *mine = nullptr;
-shmem_request_hook_type previous_request = nullptr;
-shmem_startup_hook_type previous_startup = nullptr;
-
 Size
 memory_size()
 {
@@ -49,22 +48,9 @@ memory_size()
 }
 
 void
-request_memory()
+attach_memory(void *memory, bool found)
 {
-	if (previous_request != nullptr)
-		previous_request();
-	RequestAddinShmemSpace(memory_size());
-}
-
-void
-startup_memory()
-{
-	if (previous_startup != nullptr)
-		previous_startup();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	bool found;
-	waiters =
-		static_cast<Waiter *>(ShmemInitStruct("edgesync shipper wake-ups", memory_size(), &found));
+	waiters = static_cast<Waiter *>(memory);
 	nwaiters = max_worker_processes;
 	if (!found)
 		for (int i = 0; i < nwaiters; i++) {
@@ -72,8 +58,9 @@ startup_memory()
 			pg_atomic_init_u32(&waiters[i].pending, 0);
 			waiters[i].latch = nullptr;
 		}
-	LWLockRelease(AddinShmemInitLock);
 }
+
+const SharedStruct wakeup_table = {"edgesync shipper wake-ups", memory_size, attach_memory};
 
 void
 unregister(int, Datum)
@@ -91,10 +78,7 @@ unregister(int, Datum)
 void
 request_wakeup_memory()
 {
-	previous_request = shmem_request_hook;
-	shmem_request_hook = request_memory;
-	previous_startup = shmem_startup_hook;
-	shmem_startup_hook = startup_memory;
+	request_shared_struct(&wakeup_table);
 }
 
 void
