@@ -294,18 +294,18 @@ add_upsert_columnar(DecodeState *state, const Change *c, StringInfo head, String
 				continue;
 			StringInfo col = &run->cols[j];
 			lens[j] = col->len;
+			int start = col->len; /* of the element (binary: its length and bytes) */
 			if (run->binary) {
 				append_binary_array_element(col, state, &rel->columns[i], c->new_nulls[i],
 											c->new_values[i], &run->sends[j]);
 				run->has_nulls[j] |= c->new_nulls[i];
-			} else if (run->nrows > 0)
-				appendStringInfoChar(col, ',');
-			int start = col->len;
-			if (!run->binary)
+			} else {
+				if (run->nrows > 0)
+					appendStringInfoChar(col, ',');
+				start = col->len;
 				append_sql_array_element(col, state, &rel->columns[i], c->new_nulls[i],
 										 c->new_values[i]);
-			else
-				start = lens[j]; /* the key's hash: its length and bytes */
+			}
 			if (rel->columns[i].is_key)
 				key_hash =
 					hash_bytes_extended(reinterpret_cast<const unsigned char *>(col->data) + start,
@@ -358,16 +358,12 @@ write_binary_run(StringInfo out, SqlRun *run)
 	appendBinaryStringInfo(out, reinterpret_cast<const char *>(&nparams), 2);
 	for (int j = 0; j < run->ncols; j++) {
 		StringInfo col = &run->cols[j];
-		StringInfoData header;
-		initStringInfo(&header);
-		pq_sendint32(&header, 1);
-		pq_sendint32(&header, run->has_nulls[j] ? 1 : 0);
-		pq_sendint32(&header, run->elem_types[j]);
-		pq_sendint32(&header, static_cast<uint32>(run->nrows));
-		pq_sendint32(&header, 1);
-		Assert(header.len == kArrayHeaderBytes);
-		memcpy(col->data, header.data, kArrayHeaderBytes);
-		pfree(header.data);
+		/* ndim, flags (has nulls), element type, length, lower bound */
+		const uint32 header[] = {1, run->has_nulls[j] ? 1u : 0u, run->elem_types[j],
+								 static_cast<uint32>(run->nrows), 1};
+		static_assert(sizeof(header) == kArrayHeaderBytes);
+		for (int k = 0; k < 5; k++)
+			unit::write_u32(col->data + 4 * k, header[k]);
 		pq_sendint32(out, static_cast<uint32>(col->len));
 		appendBinaryStringInfo(out, col->data, col->len);
 	}
